@@ -1,0 +1,86 @@
+// pybind11 binding of the retarget kernel family (native/include/avatar_engine/retarget.hpp).
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+
+#include "array_checks.hpp"
+#include "avatar_engine/retarget.hpp"
+#include "registers.hpp"
+
+namespace avatar_engine::bindings {
+
+namespace {
+
+template <typename T>
+using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+RetargetTables make_tables(std::size_t n_inputs, const Input<std::int32_t>& indptr,
+                           const Input<std::int32_t>& indices, const Input<float>& weights,
+                           const Input<float>& gain, const Input<float>& offset,
+                           const Input<float>& lower, const Input<float>& upper,
+                           const Input<std::int32_t>& exclusive) {
+    RetargetTables t;
+    t.n_inputs = n_inputs;
+    t.n_outputs = static_cast<std::size_t>(gain.size());
+    t.indptr = to_vector(indptr);
+    t.indices = to_vector(indices);
+    t.weights = to_vector(weights);
+    t.gain = to_vector(gain);
+    t.offset = to_vector(offset);
+    t.lower = to_vector(lower);
+    t.upper = to_vector(upper);
+    t.exclusive = to_vector(exclusive);
+    // The kernel trusts these invariants; check them once here instead of per call.
+    const auto m = t.n_outputs;
+    if (t.indptr.size() != m + 1 || t.offset.size() != m || t.lower.size() != m ||
+        t.upper.size() != m || t.indices.size() != t.weights.size() ||
+        t.exclusive.size() % 2 != 0 || t.indptr.front() != 0 ||
+        static_cast<std::size_t>(t.indptr.back()) != t.indices.size()) {
+        throw py::value_error("RetargetPlan: inconsistent table sizes");
+    }
+    for (std::size_t i = 0; i < m; ++i) {
+        if (t.indptr[i] > t.indptr[i + 1]) throw py::value_error("RetargetPlan: indptr not sorted");
+    }
+    for (auto idx : t.indices) {
+        if (idx < 0 || static_cast<std::size_t>(idx) >= n_inputs)
+            throw py::value_error("RetargetPlan: input index out of range");
+    }
+    for (auto idx : t.exclusive) {
+        if (idx < 0 || static_cast<std::size_t>(idx) >= m)
+            throw py::value_error("RetargetPlan: exclusive index out of range");
+    }
+    return t;
+}
+
+}  // namespace
+
+void register_retarget(py::module_& m) {
+    py::class_<RetargetTables>(m, "RetargetPlan",
+                               "Retarget tables copied once into C++; call with (in, out).")
+        .def(py::init(&make_tables), py::arg("n_inputs"), py::arg("indptr"), py::arg("indices"),
+             py::arg("weights"), py::arg("gain"), py::arg("offset"), py::arg("lower"),
+             py::arg("upper"), py::arg("exclusive"))
+        .def_readonly("n_inputs", &RetargetTables::n_inputs)
+        .def_readonly("n_outputs", &RetargetTables::n_outputs)
+        .def(
+            "__call__",
+            [](const RetargetTables& t, const F32Array& in, F32Array& out) -> std::ptrdiff_t {
+                const std::size_t sessions = require_matrix(in, t.n_inputs, "weights");
+                if (require_matrix(out, t.n_outputs, "out") != sessions) {
+                    throw py::value_error("out: must have as many rows as weights");
+                }
+                if (!out.writeable()) throw py::value_error("out: array is read-only");
+                const float* src = in.data();
+                float* dst = out.mutable_data();
+                // Safe without the GIL: only raw buffers of arrays kept alive by the caller's
+                // references are touched, and the tables are immutable after construction.
+                py::gil_scoped_release release;
+                return retarget(t, src, sessions, dst);
+            },
+            py::arg("weights").noconvert(), py::arg("out").noconvert(),
+            "Retarget rows of `weights` into `out`; returns -1, or the flat index of the first "
+            "non-finite input (then `out` is untouched).");
+}
+
+}  // namespace avatar_engine::bindings

@@ -1,0 +1,10 @@
+// One registration function per kernel family; module.cpp calls each of them.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace avatar_engine::bindings {
+
+void register_retarget(pybind11::module_& m);
+
+}  // namespace avatar_engine::bindings

@@ -1,0 +1,1 @@
+"""Sans-I/O readers and writers for third-party capture formats (bytes and text in, arrays out)."""

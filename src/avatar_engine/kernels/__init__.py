@@ -1,0 +1,1 @@
+"""Batched numeric stages with interchangeable backends (numpy reference, numba, native C++)."""

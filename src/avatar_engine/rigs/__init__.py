@@ -1,0 +1,1 @@
+"""The rig model: ARKit names, rig profiles (validated data files), sparse mappings."""

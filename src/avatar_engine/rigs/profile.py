@@ -1,0 +1,235 @@
+"""Rig profiles: rig files loaded, merged with their base, validated, and compiled to arrays."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import ValidationError
+
+from avatar_engine.rigs.schema import (
+    REGION_ORDER,
+    BoneDriver,
+    ChannelSpec,
+    LodSpec,
+    Region,
+    RigFile,
+)
+from avatar_engine.rigs.sparse import SparseMap
+
+_DATA_PACKAGE = "avatar_engine.rigs.data"
+
+
+class RigProfileError(ValueError):
+    """A rig file that cannot be used; the message names the file, the key and the problem."""
+
+
+def builtin_rig_names() -> list[str]:
+    """Names of the rig profiles shipped with the package."""
+    root = resources.files(_DATA_PACKAGE)
+    return sorted(p.name.removesuffix(".json") for p in root.iterdir() if p.name.endswith(".json"))
+
+
+def _read_json(source: str, text: str) -> dict[str, Any]:
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RigProfileError(f"{source}: line {exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(raw, dict):
+        raise RigProfileError(f"{source}: the top level must be a JSON object")
+    return raw
+
+
+def _read_rig_source(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
+    """Raw JSON of a built-in rig (by name) or of a file (by path)."""
+    text_name = str(name_or_path)
+    if isinstance(name_or_path, Path) or text_name.endswith(".json") or "/" in text_name:
+        path = Path(name_or_path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RigProfileError(f"{path}: cannot read rig file: {exc.strerror}") from None
+        return str(path), _read_json(str(path), text)
+    resource = resources.files(_DATA_PACKAGE).joinpath(f"{text_name}.json")
+    if not resource.is_file():
+        known = ", ".join(builtin_rig_names())
+        raise RigProfileError(f"unknown rig {text_name!r}; built-in rigs: {known}")
+    return f"{text_name}.json", _read_json(f"{text_name}.json", resource.read_text("utf-8"))
+
+
+def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """Child keys replace the base's; ``mappings`` merge per source name, so an override file
+    can change how one ARKit shape maps without restating the rest."""
+    merged = {**base, **{k: v for k, v in child.items() if k != "mappings"}}
+    mappings = {src: dict(table) for src, table in base.get("mappings", {}).items()}
+    for src, table in child.get("mappings", {}).items():
+        mappings.setdefault(src, {}).update(table)
+    merged["mappings"] = mappings
+    merged.pop("extends", None)
+    return merged
+
+
+def _resolve(name_or_path: str | Path, depth: int = 0) -> tuple[str, dict[str, Any]]:
+    source, raw = _read_rig_source(name_or_path)
+    base_name = raw.get("extends")
+    if base_name is None:
+        return source, raw
+    if depth > 8:
+        raise RigProfileError(f"{source}: extends: chain deeper than 8 rigs (a cycle?)")
+    if not isinstance(base_name, str):
+        raise RigProfileError(f"{source}: extends: must be a rig name or path")
+    if isinstance(name_or_path, Path | str) and str(base_name).endswith(".json"):
+        base_name = str(Path(source).parent / base_name)
+    _, base_raw = _resolve(base_name, depth + 1)
+    return source, _merge(base_raw, raw)
+
+
+def _format_error(source: str, exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        key = ".".join(str(part) for part in err["loc"]) or "(top level)"
+        problems.append(f"{source}: {key}: {err['msg']}")
+    return "\n".join(problems)
+
+
+def load_rig(name_or_path: str | Path) -> RigProfile:
+    """Load a built-in rig by name (``cc4-extended``) or a rig file by path, validated."""
+    return _load_cached(str(name_or_path)) if not isinstance(name_or_path, Path) else _load(
+        name_or_path
+    )
+
+
+@cache
+def _load_cached(name_or_path: str) -> RigProfile:
+    return _load(name_or_path)
+
+
+def _load(name_or_path: str | Path) -> RigProfile:
+    source, raw = _resolve(name_or_path)
+    try:
+        spec = RigFile.model_validate(raw)
+    except ValidationError as exc:
+        raise RigProfileError(_format_error(source, exc)) from None
+    return RigProfile(spec=spec, source=source)
+
+
+@dataclass(frozen=True)
+class RigProfile:
+    """A validated rig compiled to the arrays the kernels take (one copy shared by sessions)."""
+
+    spec: RigFile
+    source: str
+    morph_names: tuple[str, ...] = field(init=False)
+    region_codes: npt.NDArray[np.int8] = field(init=False)
+    lower: npt.NDArray[np.float32] = field(init=False)
+    upper: npt.NDArray[np.float32] = field(init=False)
+    gain: npt.NDArray[np.float32] = field(init=False)
+    offset: npt.NDArray[np.float32] = field(init=False)
+    exclusive: npt.NDArray[np.int32] = field(init=False)
+    """``(P, 2)`` morph indices: column 0 dominant, column 1 suppressed."""
+
+    def __post_init__(self) -> None:
+        names = tuple(m for morphs in self.spec.regions.values() for m in morphs)
+        index = {n: i for i, n in enumerate(names)}
+        regions = np.empty(len(names), dtype=np.int8)
+        for region, morphs in self.spec.regions.items():
+            for m in morphs:
+                regions[index[m]] = REGION_ORDER.index(region)
+        lower = np.zeros(len(names), dtype=np.float32)
+        upper = np.ones(len(names), dtype=np.float32)
+        for m, (lo, hi) in self.spec.limits.items():
+            lower[index[m]], upper[index[m]] = lo, hi
+        gain = np.ones(len(names), dtype=np.float32)
+        for m, g in self.spec.gain.items():
+            gain[index[m]] = g
+        offset = np.zeros(len(names), dtype=np.float32)
+        for m, o in self.spec.offset.items():
+            offset[index[m]] = o
+        pairs = np.array(
+            [[index[a], index[b]] for a, b in self.spec.exclusive], dtype=np.int32
+        ).reshape(-1, 2)
+        for attr, value in (
+            ("morph_names", names),
+            ("region_codes", regions),
+            ("lower", lower),
+            ("upper", upper),
+            ("gain", gain),
+            ("offset", offset),
+            ("exclusive", pairs),
+        ):
+            if isinstance(value, np.ndarray):
+                value.setflags(write=False)
+            object.__setattr__(self, attr, value)
+        object.__setattr__(self, "_index", index)
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def morph_count(self) -> int:
+        return len(self.morph_names)
+
+    @property
+    def channels(self) -> list[ChannelSpec]:
+        return self.spec.channels
+
+    @property
+    def channel_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.spec.channels)
+
+    @property
+    def bone_drivers(self) -> list[BoneDriver]:
+        return self.spec.bone_drivers
+
+    @property
+    def lod(self) -> list[LodSpec]:
+        return self.spec.lod
+
+    def morph_index(self, name: str) -> int:
+        """Position of a morph in this rig's frame vector."""
+        index: dict[str, int] = self.__dict__["_index"]
+        try:
+            return index[name]
+        except KeyError:
+            raise KeyError(f"rig {self.name!r} has no morph {name!r}") from None
+
+    def morphs_in(self, *regions: Region) -> list[int]:
+        """Indices of the morphs in the given regions, in frame order."""
+        codes = {REGION_ORDER.index(r) for r in regions}
+        return [i for i, c in enumerate(self.region_codes.tolist()) if c in codes]
+
+    def mapping_sources(self) -> list[str]:
+        return sorted(self.spec.mappings)
+
+    def sparse_map(self, source: str, source_names: Sequence[str]) -> SparseMap:
+        """The mapping from ``source`` (in ``source_names`` order) onto this rig's morphs.
+
+        Source names the rig file does not mention drive nothing; names in the file that are
+        not in ``source_names`` are an error, because they would silently do nothing.
+        """
+        try:
+            table = self.spec.mappings[source]
+        except KeyError:
+            known = ", ".join(self.mapping_sources()) or "none"
+            raise RigProfileError(
+                f"{self.source}: mappings: rig {self.name!r} has no {source!r} mapping "
+                f"(it has: {known})"
+            ) from None
+        column = {n: i for i, n in enumerate(source_names)}
+        triplets: list[tuple[int, int, float]] = []
+        for source_name, targets in table.items():
+            if source_name not in column:
+                raise RigProfileError(
+                    f"{self.source}: mappings.{source}.{source_name}: not a {source} name"
+                )
+            for morph, weight in targets.items():
+                triplets.append((self.morph_index(morph), column[source_name], weight))
+        return SparseMap.from_triplets(self.morph_count, len(source_names), triplets)
