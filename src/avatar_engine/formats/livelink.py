@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Final
 
 import numpy as np
@@ -32,7 +32,7 @@ _TIME = struct.Struct(">ifii")
 _VALUES = struct.Struct(f">{VALUE_COUNT}f")
 
 
-class DropReason(str, Enum):
+class DropReason(StrEnum):
     """Why a packet was dropped; ingest counts drops per reason."""
 
     TOO_LARGE = "too_large"

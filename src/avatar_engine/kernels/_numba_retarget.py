@@ -6,7 +6,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True, nogil=True)  # type: ignore[misc]
+@numba.njit(cache=True, nogil=True)
 def retarget(
     weights: np.ndarray,
     out: np.ndarray,
@@ -23,7 +23,7 @@ def retarget(
     for s in range(sessions):
         for j in range(n_in):
             if not np.isfinite(weights[s, j]):
-                return s * n_in + j
+                return int(s * n_in + j)
     n_out = out.shape[1]
     one = np.float32(1.0)
     zero = np.float32(0.0)

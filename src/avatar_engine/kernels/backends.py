@@ -14,7 +14,7 @@ import logging
 import os
 from functools import cache
 from types import ModuleType
-from typing import Final, Literal, cast
+from typing import Final, Literal
 
 BackendName = Literal["native", "numba", "numpy"]
 BACKENDS: Final[tuple[BackendName, ...]] = ("native", "numba", "numpy")
@@ -72,7 +72,7 @@ def resolve_backend(requested: str | None) -> BackendName:
         return available_backends()[0]
     if choice not in BACKENDS:
         raise ValueError(f"unknown backend {choice!r}; choose one of {', '.join(BACKENDS)}")
-    name = cast(BackendName, choice)
+    name: BackendName = choice  # narrowed by the membership test above
     if name not in available_backends():
         source = "argument" if requested is not None else f"${ENV_VAR}"
         raise BackendUnavailableError(f"backend {name!r} (from {source}) is not available here")

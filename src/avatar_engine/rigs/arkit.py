@@ -102,7 +102,13 @@ class NameBinding:
     per-frame path is an index gather and never a string lookup.
     """
 
-    __slots__ = ("arkit_columns", "arkit_targets", "rotation_columns", "rotation_targets", "skipped")
+    __slots__ = (
+        "arkit_columns",
+        "arkit_targets",
+        "rotation_columns",
+        "rotation_targets",
+        "skipped",
+    )
 
     def __init__(
         self,

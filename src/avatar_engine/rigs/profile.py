@@ -47,10 +47,16 @@ def _read_json(source: str, text: str) -> dict[str, Any]:
     return raw
 
 
+def _is_path(name_or_path: str | Path) -> bool:
+    """A file path rather than the name of a built-in rig."""
+    text = str(name_or_path)
+    return isinstance(name_or_path, Path) or text.endswith(".json") or "/" in text
+
+
 def _read_rig_source(name_or_path: str | Path) -> tuple[str, dict[str, Any]]:
     """Raw JSON of a built-in rig (by name) or of a file (by path)."""
     text_name = str(name_or_path)
-    if isinstance(name_or_path, Path) or text_name.endswith(".json") or "/" in text_name:
+    if _is_path(name_or_path):
         path = Path(name_or_path)
         try:
             text = path.read_text(encoding="utf-8")
@@ -85,8 +91,8 @@ def _resolve(name_or_path: str | Path, depth: int = 0) -> tuple[str, dict[str, A
         raise RigProfileError(f"{source}: extends: chain deeper than 8 rigs (a cycle?)")
     if not isinstance(base_name, str):
         raise RigProfileError(f"{source}: extends: must be a rig name or path")
-    if isinstance(name_or_path, Path | str) and str(base_name).endswith(".json"):
-        base_name = str(Path(source).parent / base_name)
+    if base_name.endswith(".json") and not Path(base_name).is_absolute():
+        base_name = str(Path(source).parent / base_name)  # relative to the extending file
     _, base_raw = _resolve(base_name, depth + 1)
     return source, _merge(base_raw, raw)
 
@@ -101,14 +107,15 @@ def _format_error(source: str, exc: ValidationError) -> str:
 
 def load_rig(name_or_path: str | Path) -> RigProfile:
     """Load a built-in rig by name (``cc4-extended``) or a rig file by path, validated."""
-    return _load_cached(str(name_or_path)) if not isinstance(name_or_path, Path) else _load(
-        name_or_path
-    )
+    if _is_path(name_or_path):
+        return _load(name_or_path)  # user files are re-read: they may be edited between loads
+    return _load_builtin(name_or_path)
 
 
 @cache
-def _load_cached(name_or_path: str) -> RigProfile:
-    return _load(name_or_path)
+def _load_builtin(name: str) -> RigProfile:
+    """Built-in rigs are immutable package data: compile each once per process."""
+    return _load(name)
 
 
 def _load(name_or_path: str | Path) -> RigProfile:

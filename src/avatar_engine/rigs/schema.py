@@ -7,7 +7,7 @@ visemes, emotion presets) onto its morphs. See ``docs/rigs.md`` for a walk-throu
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 RIG_FORMAT = "avatar-engine/rig@1"
 
 
-class Region(str, Enum):
+class Region(StrEnum):
     """Face regions; compositor masks and LOD tables are expressed in them."""
 
     BROW = "brow"
@@ -88,7 +88,7 @@ class RigFile(_Strict):
     channels: list[ChannelSpec] = []
     bone_drivers: list[BoneDriver] = []
     mappings: dict[str, dict[str, dict[str, Weight]]] = {}
-    """Source vocabulary (``arkit52``, ``visemes``, ``emotions``...) -> source name -> morph -> weight."""
+    """Source vocabulary (``arkit52``, ``visemes``, ...) -> source name -> morph -> weight."""
     lod: list[LodSpec] = []
 
     @model_validator(mode="after")
