@@ -46,26 +46,38 @@ inline std::ptrdiff_t retarget(const RetargetTables& t, const float* in, std::si
                                float* out) noexcept {
     const std::ptrdiff_t bad = first_non_finite(in, sessions * t.n_inputs);
     if (bad >= 0) return bad;
+    // Local restrict pointers: `out` is float like the tables, so without them the compiler
+    // must assume every store may change a table entry and reload it.
+    const std::int32_t* __restrict indptr = t.indptr.data();
+    const std::int32_t* __restrict indices = t.indices.data();
+    const float* __restrict weights = t.weights.data();
+    const float* __restrict gain = t.gain.data();
+    const float* __restrict offset = t.offset.data();
+    const float* __restrict lower = t.lower.data();
+    const float* __restrict upper = t.upper.data();
+    const std::int32_t* __restrict pairs = t.exclusive.data();
     const std::size_t n_pairs = t.exclusive.size() / 2;
+    const std::size_t n_in = t.n_inputs;
+    const std::size_t n_out = t.n_outputs;
     for (std::size_t s = 0; s < sessions; ++s) {
-        const float* row_in = in + s * t.n_inputs;
-        float* row_out = out + s * t.n_outputs;
-        for (std::size_t m = 0; m < t.n_outputs; ++m) {
+        const float* __restrict row_in = in + s * n_in;
+        float* __restrict row_out = out + s * n_out;
+        for (std::size_t m = 0; m < n_out; ++m) {
             double acc = 0.0;
-            for (std::int32_t k = t.indptr[m]; k < t.indptr[m + 1]; ++k) {
-                acc += static_cast<double>(t.weights[k]) * static_cast<double>(row_in[t.indices[k]]);
+            const std::int32_t end = indptr[m + 1];
+            for (std::int32_t k = indptr[m]; k < end; ++k) {
+                acc += static_cast<double>(weights[k]) * static_cast<double>(row_in[indices[k]]);
             }
-            double y = acc * static_cast<double>(t.gain[m]) + static_cast<double>(t.offset[m]);
-            const double lo = t.lower[m];
-            const double hi = t.upper[m];
+            double y = acc * static_cast<double>(gain[m]) + static_cast<double>(offset[m]);
+            const double lo = lower[m];
+            const double hi = upper[m];
             y = y < lo ? lo : (y > hi ? hi : y);
             row_out[m] = static_cast<float>(y);
         }
         for (std::size_t p = 0; p < n_pairs; ++p) {
-            const float dominant = row_out[t.exclusive[2 * p]];
-            float keep = 1.0f - dominant;
+            float keep = 1.0f - row_out[pairs[2 * p]];
             keep = keep < 0.0f ? 0.0f : (keep > 1.0f ? 1.0f : keep);
-            row_out[t.exclusive[2 * p + 1]] *= keep;
+            row_out[pairs[2 * p + 1]] *= keep;
         }
     }
     return -1;

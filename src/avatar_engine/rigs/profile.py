@@ -82,8 +82,22 @@ def _merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
+def _check_mapping_shape(source: str, raw: dict[str, Any]) -> None:
+    """``mappings`` and each table in it must be JSON objects before :func:`_merge` runs."""
+    mappings = raw.get("mappings", {})
+    if not isinstance(mappings, dict):
+        raise RigProfileError(f"{source}: mappings: must be a JSON object (source -> table)")
+    for vocabulary, table in mappings.items():
+        if not isinstance(table, dict):
+            raise RigProfileError(
+                f"{source}: mappings.{vocabulary}: must be a JSON object "
+                "(name -> {morph: weight})"
+            )
+
+
 def _resolve(name_or_path: str | Path, depth: int = 0) -> tuple[str, dict[str, Any]]:
     source, raw = _read_rig_source(name_or_path)
+    _check_mapping_shape(source, raw)
     base_name = raw.get("extends")
     if base_name is None:
         return source, raw
