@@ -1,0 +1,87 @@
+"""Session metadata and lifecycle: what a session is, apart from its per-tick rows.
+
+Per-tick numbers live in :class:`~avatar_engine.engine.rows.RowTable` blocks; this module holds
+what changes rarely (config, owner, state) and the events a state change produces.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Final
+
+SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
+MAX_PENDING_EVENTS: Final = 64
+"""Events queued per session between ticks; older ones are dropped first (bounded)."""
+
+
+class SessionState(StrEnum):
+    """The protocol's session states (docs/protocol.md, EVENT STATE)."""
+
+    IDLE = "idle"
+    CONNECTING = "connecting"
+    READY = "ready"
+    ACTIVE = "active"
+    THINKING = "thinking"
+    DEGRADED = "degraded"
+    ERROR = "error"
+    DISCONNECTED = "disconnected"
+
+
+def check_session_id(session_id: str) -> str:
+    if not SESSION_ID_PATTERN.match(session_id):
+        raise ValueError(
+            f"session id {session_id!r} must be 1-128 characters of letters, digits and _.:@- "
+            "starting with a letter or digit"
+        )
+    return session_id
+
+
+@dataclass(frozen=True, slots=True)
+class SessionEvent:
+    """Something subscribers are told: ``kind`` is state, speaking or emotion."""
+
+    kind: str
+    value: str
+    t: float
+
+
+@dataclass(slots=True)
+class Session:
+    """One animated face: its rig, owner, and lifecycle state."""
+
+    id: str
+    rig: str
+    tenant: str
+    fps: int
+    lod: int
+    created_t: float
+    source: str = "api"
+    state: SessionState = SessionState.READY
+    speaking: bool = False
+    emotion: str = "neutral"
+    last_capture_t: float | None = None
+    capture_frames: int = 0
+    events: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_EVENTS))
+
+    def set_state(self, state: SessionState, t: float) -> None:
+        if state is not self.state:
+            self.state = state
+            self.events.append(SessionEvent("state", state.value, t))
+
+    def describe(self) -> dict[str, object]:
+        """The JSON shape of ``GET /sessions/{id}``."""
+        return {
+            "id": self.id,
+            "rig": self.rig,
+            "tenant": self.tenant,
+            "fps": self.fps,
+            "lod": self.lod,
+            "state": self.state.value,
+            "source": self.source,
+            "speaking": self.speaking,
+            "emotion": self.emotion,
+            "capture_frames": self.capture_frames,
+        }

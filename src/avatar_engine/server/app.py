@@ -1,0 +1,277 @@
+"""The HTTP app: REST for sessions and inputs, WebSocket streams, metrics, the bundled client.
+
+Routes are thin: they authenticate, validate the body (pydantic: 422 with the reasons), call
+the :class:`~avatar_engine.server.runtime.Runtime`, and map its errors to 4xx JSON. No input
+reaches a 500: every error a request can cause has a status and a reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
+from avatar_engine import __version__
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Control, Ping
+from avatar_engine.codec.wire import ControlOp, DeltaMode, ProtocolError
+from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
+from avatar_engine.rigs.profile import RigProfileError
+from avatar_engine.server.auth import AuthError, Principal, bearer_token
+from avatar_engine.server.metrics import metrics_text
+from avatar_engine.server.quotas import QuotaExceededError
+from avatar_engine.server.runtime import Runtime
+from avatar_engine.server.streams import Subscriber
+
+log = logging.getLogger("avatar_engine.server")
+
+# WebSocket close codes (RFC 6455 and the 4000-4999 application range, docs/server.md).
+CLOSE_UNSUPPORTED = 1003
+CLOSE_INVALID = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_BAD_REQUEST = 4400
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_FORBIDDEN = 4403
+CLOSE_NOT_FOUND = 4404
+CLOSE_SESSION_GONE = 4410
+CLOSE_QUOTA = 4429
+
+
+def _error(status: int, code: str, detail: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
+
+
+class SessionCreate(BaseModel):
+    """Body of ``POST /sessions``."""
+
+    model_config = ConfigDict(extra="forbid")
+    id: Annotated[str | None, Field(max_length=128, description="Session id (default: random)")] = (
+        None
+    )
+    rig: str | None = Field(default=None, description="Built-in rig name (default from config)")
+    fps: Annotated[int, Field(ge=1, le=240)] = 60
+    lod: Annotated[int, Field(ge=0, le=3)] = 0
+
+
+def _principal(request: Request, token: str | None = Query(default=None)) -> Principal:
+    """Who is calling: from ``Authorization: Bearer`` or a ``token`` query parameter."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime.auth.authenticate(bearer_token(request.headers.get("authorization"), token))
+
+
+Caller = Annotated[Principal, Depends(_principal)]
+
+
+def create_app(runtime: Runtime) -> FastAPI:
+    """Build the ASGI app around a runtime (the tick starts with the app's lifespan)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(runtime.scheduler.run(), name="engine-tick")
+        try:
+            yield
+        finally:
+            runtime.scheduler.stop()
+            await asyncio.wait({task}, timeout=1.0)
+            task.cancel()
+
+    app = FastAPI(
+        title="avatar-engine",
+        version=__version__,
+        summary="Real-time facial animation: sessions, inputs and morph streams.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    if runtime.options.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(runtime.options.cors_origins),
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None:
+            try:
+                too_big = int(length) > runtime.options.max_message_bytes
+            except ValueError:
+                return _error(400, "bad_request", "Content-Length is not a number")
+            if too_big:
+                return _error(
+                    413, "too_large", f"body over {runtime.options.max_message_bytes} bytes"
+                )
+        response: Response = await call_next(request)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        reasons = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
+        return JSONResponse(
+            status_code=422,
+            content={"error": "invalid_request", "detail": "; ".join(reasons)},
+        )
+
+    @app.exception_handler(AuthError)
+    async def on_auth(_: Request, exc: AuthError) -> JSONResponse:
+        code = "unauthorized" if exc.status == 401 else "forbidden"
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(
+            status_code=exc.status, content={"error": code, "detail": exc.reason}, headers=headers
+        )
+
+    @app.exception_handler(SessionNotFoundError)
+    async def on_missing(_: Request, exc: SessionNotFoundError) -> JSONResponse:
+        return _error(404, "not_found", str(exc))
+
+    @app.exception_handler(SessionExistsError)
+    async def on_exists(_: Request, exc: SessionExistsError) -> JSONResponse:
+        return _error(409, "conflict", str(exc))
+
+    @app.exception_handler(QuotaExceededError)
+    async def on_quota(_: Request, exc: QuotaExceededError) -> JSONResponse:
+        return _error(429, "quota", exc.reason)
+
+    @app.exception_handler(RigProfileError)
+    async def on_rig(_: Request, exc: RigProfileError) -> JSONResponse:
+        return _error(422, "invalid_rig", str(exc))
+
+    @app.exception_handler(ValueError)
+    async def on_value(_: Request, exc: ValueError) -> JSONResponse:
+        return _error(400, "bad_request", str(exc))
+
+    @app.get("/health", tags=["service"])
+    async def health() -> dict[str, object]:
+        return {"status": "ok", "version": __version__, "sessions": len(runtime.engine.sessions)}
+
+    @app.get("/stats", tags=["service"])
+    async def stats() -> dict[str, object]:
+        return runtime.stats()
+
+    @app.get("/metrics", tags=["service"])
+    async def metrics() -> Response:
+        return Response(metrics_text(runtime), media_type="text/plain; version=0.0.4")
+
+    @app.post("/sessions", status_code=201, tags=["sessions"])
+    async def create_session(body: SessionCreate, caller: Caller) -> dict[str, object]:
+        session = runtime.create_session(
+            caller, session_id=body.id, rig=body.rig, fps=body.fps, lod=body.lod
+        )
+        return session.describe()
+
+    @app.get("/sessions", tags=["sessions"])
+    async def list_sessions(caller: Caller) -> dict[str, object]:
+        return {"sessions": [s.describe() for s in runtime.list_sessions(caller)]}
+
+    @app.get("/sessions/{session_id}", tags=["sessions"])
+    async def get_session(session_id: str, caller: Caller) -> dict[str, object]:
+        caller.require("subscribe", session_id)
+        return runtime.session_for(caller, session_id).describe()
+
+    @app.delete("/sessions/{session_id}", status_code=204, tags=["sessions"])
+    async def delete_session(session_id: str, caller: Caller) -> Response:
+        runtime.delete_session(caller, session_id)
+        return Response(status_code=204)
+
+    @app.websocket("/sessions/{session_id}/stream")
+    async def stream(
+        ws: WebSocket,
+        session_id: str,
+        lod: int = 0,
+        mode: Literal["chained", "keyframe"] = "chained",
+        bits: int | None = None,
+        token: str | None = None,
+    ) -> None:
+        await ws.accept()
+        try:
+            caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
+            sub = runtime.subscribe(
+                caller,
+                session_id,
+                lod=lod,
+                mode=DeltaMode.CHAINED if mode == "chained" else DeltaMode.KEYFRAME,
+                bits=bits or runtime.options.quant_bits,
+                transport="websocket",
+            )
+        except AuthError as exc:
+            code = CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN
+            await ws.close(code, exc.reason)
+            return
+        except SessionNotFoundError as exc:
+            await ws.close(CLOSE_NOT_FOUND, str(exc))
+            return
+        except QuotaExceededError as exc:
+            await ws.close(CLOSE_QUOTA, exc.reason)
+            return
+        except ValueError as exc:
+            await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
+            return
+        writer = asyncio.create_task(_write_loop(ws, sub), name=f"ws-writer-{session_id}")
+        try:
+            await _read_controls(ws, runtime, sub)
+        finally:
+            writer.cancel()
+            runtime.unsubscribe(sub)
+
+    return app
+
+
+async def _write_loop(ws: WebSocket, sub: Subscriber) -> None:
+    """Send what the outbox holds; a slow socket only makes the outbox skip frames."""
+    try:
+        while True:
+            batch = await sub.outbox.next_messages()
+            if not batch:
+                if ws.application_state is WebSocketState.CONNECTED:
+                    await ws.close(CLOSE_SESSION_GONE, "session closed")
+                return
+            for message in batch:
+                await ws.send_bytes(message)
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return
+
+
+async def _read_controls(ws: WebSocket, runtime: Runtime, sub: Subscriber) -> None:
+    """Client -> server messages on a stream: LOD changes, keyframe requests, pings."""
+    decoder = Decoder()
+    limit = 4096  # control messages are tiny; anything bigger is abuse
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        data = message.get("bytes")
+        if data is None:
+            await ws.close(CLOSE_UNSUPPORTED, "binary msgpack messages only")
+            return
+        if len(data) > limit:
+            await ws.close(CLOSE_TOO_BIG, f"control messages are limited to {limit} bytes")
+            return
+        try:
+            decoded = decoder.feed(data)
+        except ProtocolError as exc:
+            await ws.close(CLOSE_INVALID, f"protocol error: {exc}"[:120])
+            return
+        try:
+            if isinstance(decoded, Ping):
+                runtime.pong(sub, decoded.nonce)
+            elif isinstance(decoded, Control):
+                if decoded.op is ControlOp.SET_LOD:
+                    runtime.set_lod(sub, decoded.lod)
+                elif decoded.op is ControlOp.REQUEST_KEYFRAME:
+                    runtime.request_keyframe(sub)
+                elif decoded.op is ControlOp.UNSUBSCRIBE:
+                    await ws.close(1000, "unsubscribed")
+                    return
+        except ValueError as exc:
+            await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
+            return

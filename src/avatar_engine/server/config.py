@@ -1,0 +1,201 @@
+"""One documented options object for ``avatar-engine serve``.
+
+Precedence, lowest first: built-in defaults, a TOML file (``--config``), environment variables
+``AVATAR_ENGINE_<OPTION>`` (upper-case option name), then command-line flags. ``0`` disables a
+UDP port. Secrets are never shown by ``repr`` or the logs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import itertools
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "AVATAR_ENGINE_"
+_SECRET_FIELDS = frozenset({"jwt_secret"})
+
+
+class ConfigError(ValueError):
+    """Options that cannot work together; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """Everything ``serve`` can be told. Field docstrings are the reference documentation."""
+
+    host: str = "127.0.0.1"
+    """Address for HTTP and WebSocket. Anything but loopback requires auth (a JWT key)."""
+    port: int = 8766
+    """HTTP/WebSocket port."""
+    livelink_port: int = 11111
+    """Live Link Face UDP port (0 disables)."""
+    vmc_port: int = 39539
+    """VMC/OSC UDP port (0 disables)."""
+    udp_host: str = "127.0.0.1"
+    """Interface the UDP capture receivers bind to (set 0.0.0.0 to hear a phone on the LAN)."""
+    backend: str | None = None
+    """Kernel backend: native, numba or numpy (default: fastest available)."""
+    tick_hz: float = 60.0
+    """Engine tick rate; LOD rates divide it."""
+    default_rig: str = "cc4-extended"
+    """Rig for sessions created without one (and for capture sources' auto-created sessions)."""
+    auto_create_sessions: bool = True
+    """Create a session on the first valid capture packet from an unknown source."""
+    capture_allowlist: tuple[str, ...] = ()
+    """Subjects/devices allowed to publish over UDP (empty: any, when bound to loopback)."""
+    jwt_secret: str | None = None
+    """HS256 secret. With neither this nor a public key, auth is off and only loopback binds."""
+    jwt_public_key: str | None = None
+    """Path to a PEM public key for RS256/ES256 tokens."""
+    jwt_audience: str | None = None
+    """Expected ``aud`` claim, when set."""
+    cors_origins: tuple[str, ...] = ()
+    """Browser origins allowed to call the REST API (the bundled page is same-origin)."""
+    max_sessions: int = 1000
+    """Per-tenant session quota."""
+    max_subscribers: int = 5000
+    """Per-tenant subscriber quota."""
+    max_publish_rate: float = 240.0
+    """Per-tenant publish messages per second (token bucket, burst of one second)."""
+    keyframe_interval_ms: int = 500
+    """Keyframe interval of every stream."""
+    quant_bits: int = 8
+    """Default quantization (8 or 16); a subscriber may ask for the other."""
+    ice_servers: tuple[str, ...] = ()
+    """STUN/TURN URLs for WebRTC (none by default: loopback needs none)."""
+    max_message_bytes: int = 1 << 20
+    """Largest HTTP body or WebSocket message accepted."""
+    log_format: str = "json"
+    """``json`` (structured, one object per line) or ``text``."""
+    log_level: str = "info"
+
+    def __repr__(self) -> str:
+        def show(name: str) -> str:
+            value = getattr(self, name)
+            return "'***'" if name in _SECRET_FIELDS and value else repr(value)
+
+        shown = ", ".join(f"{f.name}={show(f.name)}" for f in fields(self))
+        return f"ServerOptions({shown})"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return bool(self.jwt_secret or self.jwt_public_key)
+
+    def validate(self) -> ServerOptions:
+        """Refuse combinations that would be unsafe or cannot work."""
+        if not self.auth_enabled and not _is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to bind {self.host}: no auth is configured. Set --jwt-secret "
+                "(or AVATAR_ENGINE_JWT_SECRET, or jwt_public_key) or bind 127.0.0.1."
+            )
+        for name in ("port", "livelink_port", "vmc_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise ConfigError(f"{name}: {value} is not a port number (0 disables UDP ports)")
+        if self.port == 0:
+            raise ConfigError("port: the HTTP port cannot be disabled")
+        if not 1 <= self.tick_hz <= 1000:
+            raise ConfigError("tick_hz: must be within 1..1000")
+        if self.quant_bits not in (8, 16):
+            raise ConfigError("quant_bits: must be 8 or 16")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("log_format: json or text")
+        return self
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def option_docs() -> dict[str, str]:
+    """Option name -> its docstring (for ``serve --help`` and docs/server.md)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(ServerOptions))
+    docs: dict[str, str] = {}
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, after in itertools.pairwise(body):
+        if (
+            isinstance(node, ast.AnnAssign)
+            and isinstance(node.target, ast.Name)
+            and isinstance(after, ast.Expr)
+            and isinstance(after.value, ast.Constant)
+        ):
+            docs[node.target.id] = str(after.value.value)
+    return docs
+
+
+def _coerce(name: str, raw: Any, kind: Any) -> Any:
+    text = str(kind)
+    try:
+        if raw is None:
+            return None
+        if "tuple" in text:
+            if isinstance(raw, str):
+                return tuple(part.strip() for part in raw.split(",") if part.strip())
+            return tuple(str(x) for x in raw)
+        if "bool" in text:
+            if isinstance(raw, bool):
+                return raw
+            lowered = str(raw).lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if "int" in text and "float" not in text:
+            return int(raw)
+        if "float" in text:
+            return float(raw)
+        return str(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{name}: {raw!r} is not a valid {text}") from None
+
+
+def load_options(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ServerOptions:
+    """Merge defaults, the TOML file, the environment and explicit overrides, then validate."""
+    environ = os.environ if environ is None else environ
+    hints = get_type_hints(ServerOptions)
+    known = {f.name for f in fields(ServerOptions)}
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        path = Path(config_file)
+        try:
+            table = tomllib.loads(path.read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+        server_table = table.get("server", table)
+        for key, raw in server_table.items():
+            if key not in known:
+                raise ConfigError(f"{path}: unknown option {key!r}")
+            values[key] = _coerce(key, raw, hints[key])
+    for name in known:
+        env_key = ENV_PREFIX + name.upper()
+        if env_key in environ:
+            values[name] = _coerce(env_key, environ[env_key], hints[name])
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in known:
+            raise ConfigError(f"unknown option {key!r}")
+        values[key] = _coerce(key, raw, hints[key])
+    defaults = ServerOptions()
+    return replace(defaults, **values).validate()

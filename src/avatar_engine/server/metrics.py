@@ -1,0 +1,71 @@
+"""Prometheus exposition of the runtime's numbers, read at scrape time (no per-frame cost)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from avatar_engine.server.runtime import Runtime
+
+
+class RuntimeCollector(Collector):
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self.runtime.stats()
+        tick = self.runtime.scheduler.stats
+        yield GaugeMetricFamily(
+            "avatar_engine_sessions",
+            "Sessions in this process",
+            value=len(self.runtime.engine.sessions),
+        )
+        subs = GaugeMetricFamily(
+            "avatar_engine_subscribers", "Connected subscribers", labels=["transport"]
+        )
+        by_transport = stats["subscribers_by_transport"]
+        assert isinstance(by_transport, dict)
+        for transport, count in by_transport.items():
+            subs.add_metric([transport], count)
+        yield subs
+        yield CounterMetricFamily("avatar_engine_ticks", "Engine ticks run", value=tick.ticks)
+        yield CounterMetricFamily(
+            "avatar_engine_ticks_late", "Ticks that started late", value=tick.late
+        )
+        yield CounterMetricFamily(
+            "avatar_engine_ticks_skipped", "Tick slots skipped (never replayed)", value=tick.skipped
+        )
+        summary = tick.summary()
+        durations = GaugeMetricFamily(
+            "avatar_engine_tick_seconds", "Recent tick duration quantiles", labels=["quantile"]
+        )
+        durations.add_metric(["0.5"], float(summary["p50_ms"]) / 1e3)
+        durations.add_metric(["0.99"], float(summary["p99_ms"]) / 1e3)
+        yield durations
+        frames = stats["frames"]
+        assert isinstance(frames, dict)
+        yield CounterMetricFamily(
+            "avatar_engine_frame_bytes",
+            "Frame bytes handed to transports",
+            value=frames["bytes_out"],
+        )
+        yield CounterMetricFamily(
+            "avatar_engine_frames_skipped", "Frames a slow subscriber lost", value=frames["skipped"]
+        )
+        publish = stats["publish"]
+        assert isinstance(publish, dict)
+        yield CounterMetricFamily(
+            "avatar_engine_publish_messages", "Publish messages accepted", value=publish["messages"]
+        )
+        yield CounterMetricFamily(
+            "avatar_engine_publish_rejected", "Publish messages dropped", value=publish["rejected"]
+        )
+
+
+def metrics_text(runtime: Runtime) -> bytes:
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(RuntimeCollector(runtime))
+    return generate_latest(registry)

@@ -1,0 +1,310 @@
+"""The running server's state: engine, streams, subscribers, auth, quotas, and the tick.
+
+Everything the HTTP/WebSocket routes do goes through one :class:`Runtime`, so the routes stay
+thin and the behaviour can be tested without sockets (the tick is driven by a fake clock).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.codec.messages import StreamParams, encode_event, encode_pong
+from avatar_engine.codec.wire import DeltaMode, EventKind
+from avatar_engine.engine.engine import Engine, SessionNotFoundError
+from avatar_engine.engine.sessions import Session, SessionState
+from avatar_engine.server.auth import Authenticator, Principal
+from avatar_engine.server.config import ServerOptions
+from avatar_engine.server.quotas import MemoryQuotas, QuotaLimits
+from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
+from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
+
+log = logging.getLogger("avatar_engine.server")
+
+_EVENT_KINDS = {"state": EventKind.STATE, "speaking": EventKind.SPEAKING}
+
+
+@dataclass
+class Counters:
+    """Monotonic counters reported by /stats and /metrics."""
+
+    frames_bytes: int = 0
+    subscribers_total: int = 0
+    publish_messages: int = 0
+    publish_rejected: int = 0
+    closed_slow: int = 0
+    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+class Runtime:
+    """One process's engine and everything attached to it."""
+
+    def __init__(self, options: ServerOptions, clock: Clock | None = None) -> None:
+        self.options = options
+        self.clock: Clock = clock or MonotonicClock()
+        self.t0 = self.clock.now()
+        self.engine = Engine(backend=options.backend, default_rig=options.default_rig)
+        self.auth = Authenticator(
+            secret=options.jwt_secret,
+            public_key_path=options.jwt_public_key,
+            audience=options.jwt_audience,
+        )
+        self.quotas = MemoryQuotas(
+            QuotaLimits(options.max_sessions, options.max_subscribers, options.max_publish_rate),
+            self.clock.now,
+        )
+        self.scheduler = TickScheduler(self.clock, options.tick_hz, self.tick)
+        self.counters = Counters()
+        self.rig_streams: dict[str, RigStreams] = {}
+        self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
+        self._sids: dict[tuple[str, DeltaMode, int], int] = {}
+        self._next_sid = itertools.count(1)
+
+    # -- time ------------------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def t_ms(self, t: float | None = None) -> int:
+        """Stream time: integer milliseconds since the server started (never decreasing)."""
+        return int(((self.now() if t is None else t) - self.t0) * 1000)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def create_session(
+        self,
+        principal: Principal,
+        *,
+        session_id: str | None = None,
+        rig: str | None = None,
+        fps: int = 60,
+        lod: int = 0,
+        source: str = "api",
+    ) -> Session:
+        principal.require("publish", session_id)
+        self.quotas.acquire_session(principal.tenant)
+        try:
+            return self.engine.create_session(
+                session_id or uuid.uuid4().hex[:12],
+                t=self.now(),
+                rig=rig,
+                tenant=principal.tenant,
+                fps=fps,
+                lod=lod,
+                source=source,
+            )
+        except Exception:
+            self.quotas.release_session(principal.tenant)
+            raise
+
+    def session_for(self, principal: Principal, session_id: str) -> Session:
+        """The session, if this principal's tenant owns it (others see 404, not 403)."""
+        session = self.engine.get(session_id)
+        if principal.sessions is None and session.tenant != principal.tenant:
+            raise SessionNotFoundError(session_id)
+        return session
+
+    def delete_session(self, principal: Principal, session_id: str) -> None:
+        principal.require("admin" if principal.sessions is None else "publish", session_id)
+        session = self.session_for(principal, session_id)
+        streams = self.rig_streams.get(session.rig)
+        if streams is not None:
+            for sub in streams.drop_session(session_id):
+                sub.outbox.close()
+        for sub in self.subscribers.pop(session_id, set()):
+            sub.outbox.close()
+        self.engine.delete_session(session_id)
+        self.quotas.release_session(session.tenant)
+        if streams is not None and session.rig in self.engine.groups:
+            streams.follow_rows()
+
+    def list_sessions(self, principal: Principal) -> list[Session]:
+        return [
+            s
+            for s in self.engine.sessions.values()
+            if s.tenant == principal.tenant
+            and (principal.sessions is None or s.id in principal.sessions)
+        ]
+
+    # -- subscribers -----------------------------------------------------------------------
+
+    def _streams_for(self, session: Session) -> RigStreams:
+        streams = self.rig_streams.get(session.rig)
+        if streams is None:
+            group = self.engine.groups[session.rig]
+            streams = RigStreams(group.rig, self._params_for, group.row_of)
+            self.rig_streams[session.rig] = streams
+        return streams
+
+    def _params_for(self, key: StreamKey) -> StreamParams:
+        return StreamParams(
+            bits=key.bits, mode=key.mode, keyframe_ms=self.options.keyframe_interval_ms
+        )
+
+    def _sid(self, session: str, mode: DeltaMode, bits: int) -> int:
+        key = (session, mode, bits)
+        sid = self._sids.get(key)
+        if sid is None:
+            sid = self._sids[key] = next(self._next_sid) & 0xFFFFFFFF
+        return sid
+
+    def subscribe(
+        self,
+        principal: Principal,
+        session_id: str,
+        *,
+        lod: int,
+        mode: DeltaMode,
+        bits: int,
+        transport: str,
+    ) -> Subscriber:
+        principal.require("subscribe", session_id)
+        session = self.session_for(principal, session_id)
+        if not 0 <= lod <= 3:
+            raise ValueError(f"lod must be 0..3, not {lod}")
+        if bits not in (8, 16):
+            raise ValueError(f"bits must be 8 or 16, not {bits}")
+        self.quotas.acquire_subscriber(principal.tenant)
+        streams = self._streams_for(session)
+        sid = self._sid(session_id, mode, bits)
+        key = StreamKey(session_id, lod, mode, bits)
+        group = streams.group(key, sid)
+        sub = Subscriber(session_id, principal.tenant, transport, key, sid, self.now(), group)
+        outbox = sub.outbox
+        outbox.put_control(streams.hello(sid, self._params_for(key)))
+        outbox.put_control(encode_event(sid, self.t_ms(), EventKind.STATE, session.state.value))
+        keyframe = streams.private_keyframe(group)
+        if keyframe is not None:
+            outbox.offer_frame(keyframe, keyframe=True)
+        group.subscribers.add(sub)
+        self.subscribers[session_id].add(sub)
+        self.counters.subscribers_total += 1
+        return sub
+
+    def set_lod(self, sub: Subscriber, lod: int) -> None:
+        """Move a subscriber to another level; it gets a keyframe of the new level."""
+        if not 0 <= lod <= 3:
+            raise ValueError(f"lod must be 0..3, not {lod}")
+        if lod == sub.key.lod:
+            return
+        session = self.engine.get(sub.session)
+        streams = self._streams_for(session)
+        old = streams.groups.get(sub.key)
+        if old is not None:
+            old.subscribers.discard(sub)
+            streams.drop_if_empty(old)
+        sub.key = sub.key._replace(lod=lod)
+        group = streams.group(sub.key, sub.sid)
+        sub.group = group
+        keyframe = streams.private_keyframe(group)
+        if keyframe is not None:
+            sub.outbox.offer_frame(keyframe, keyframe=True)
+        group.subscribers.add(sub)
+
+    def request_keyframe(self, sub: Subscriber) -> None:
+        session = self.engine.get(sub.session)
+        streams = self._streams_for(session)
+        group = streams.groups.get(sub.key)
+        if group is None:
+            return
+        keyframe = streams.private_keyframe(group)
+        if keyframe is not None:
+            sub.outbox.offer_frame(keyframe, keyframe=True)
+
+    def pong(self, sub: Subscriber, nonce: int) -> None:
+        sub.outbox.put_control(encode_pong(nonce, self.t_ms()))
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        sub.outbox.close()
+        subs = self.subscribers.get(sub.session)
+        if subs is None or sub not in subs:
+            return
+        subs.discard(sub)
+        if not subs:
+            del self.subscribers[sub.session]
+        self.quotas.release_subscriber(sub.tenant)
+        session = self.engine.sessions.get(sub.session)
+        if session is None:
+            return
+        streams = self.rig_streams.get(session.rig)
+        if streams is not None:
+            group = streams.groups.get(sub.key)
+            if group is not None:
+                group.subscribers.discard(sub)
+                streams.drop_if_empty(group)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    def push_capture(
+        self,
+        session_id: str,
+        arkit: npt.NDArray[np.float32],
+        rotations: npt.NDArray[np.float32] | None,
+    ) -> None:
+        self.engine.push_capture(session_id, arkit, rotations, self.now())
+
+    # -- the tick --------------------------------------------------------------------------
+
+    def tick(self, t: float) -> None:
+        """Advance the engine, push pending events, encode and fan out every due stream."""
+        self.engine.step(t)
+        t_ms = self.t_ms(t)
+        for session_id, subs in self.subscribers.items():
+            session = self.engine.sessions.get(session_id)
+            if session is None or not session.events:
+                continue
+            events = list(session.events)
+            session.events.clear()
+            for sub in list(subs):
+                for event in events:
+                    kind = _EVENT_KINDS.get(event.kind)
+                    if kind is None:
+                        continue
+                    try:
+                        sub.outbox.put_control(encode_event(sub.sid, t_ms, kind, event.value))
+                    except Exception:  # an overflowing outbox closes itself
+                        self.counters.closed_slow += 1
+        for rig_name, streams in self.rig_streams.items():
+            group = self.engine.groups.get(rig_name)
+            if group is None or not len(group.rows):
+                continue
+            morphs = group.rows.block("morphs")
+            channels = group.rows.block("channels")
+            self.counters.frames_bytes += streams.encode_and_fan_out(t_ms, morphs, channels)
+
+    # -- reporting -------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        subs = [s for group in self.subscribers.values() for s in group]
+        return {
+            "sessions": len(self.engine.sessions),
+            "subscribers": len(subs),
+            "subscribers_by_transport": _count(s.transport for s in subs),
+            "tick": self.scheduler.stats.summary(),
+            "frames": {
+                "bytes_out": self.counters.frames_bytes,
+                "skipped": sum(s.outbox.frames_skipped for s in subs),
+                "sent": sum(s.outbox.frames_sent for s in subs),
+            },
+            "publish": {
+                "messages": self.counters.publish_messages,
+                "rejected": self.counters.publish_rejected,
+            },
+            "states": _count(s.state.value for s in self.engine.sessions.values()),
+        }
+
+
+def _count(items: object) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for item in items:  # type: ignore[attr-defined]
+        out[str(item)] += 1
+    return dict(out)
+
+
+__all__ = ["Runtime", "SessionState"]

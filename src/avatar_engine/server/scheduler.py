@@ -1,0 +1,96 @@
+"""The real-time tick: calls the engine at a fixed rate on an injectable clock.
+
+A late tick is counted and the schedule skips ahead to the next slot; missed ticks are never
+replayed in a burst, because a burst of stale frames is worse than a dropped one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Monotonic seconds and a way to sleep on the same timeline (fakes step both)."""
+
+    def now(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class MonotonicClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+@dataclass
+class TickStats:
+    ticks: int = 0
+    late: int = 0
+    skipped: int = 0
+    durations: list[float] = field(default_factory=list)
+    """The last few tick durations (seconds), bounded."""
+    max_samples: int = 600
+
+    def record(self, seconds: float) -> None:
+        self.durations.append(seconds)
+        if len(self.durations) > self.max_samples:
+            del self.durations[: len(self.durations) - self.max_samples]
+
+    def summary(self) -> dict[str, float | int]:
+        if self.durations:
+            ordered = sorted(self.durations)
+            p50 = ordered[len(ordered) // 2]
+            p99 = ordered[min(len(ordered) - 1, math.ceil(len(ordered) * 0.99) - 1)]
+        else:
+            p50 = p99 = 0.0
+        return {
+            "ticks": self.ticks,
+            "late": self.late,
+            "skipped": self.skipped,
+            "p50_ms": round(p50 * 1e3, 3),
+            "p99_ms": round(p99 * 1e3, 3),
+        }
+
+
+class TickScheduler:
+    """Runs ``on_tick(t)`` every ``1/hz`` seconds of ``clock`` until stopped."""
+
+    def __init__(
+        self, clock: Clock, hz: float, on_tick: Callable[[float], Awaitable[None] | None]
+    ) -> None:
+        self.clock = clock
+        self.period = 1.0 / hz
+        self.on_tick = on_tick
+        self.stats = TickStats()
+        self._stopped = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def run(self) -> None:
+        next_t = self.clock.now()
+        while not self._stopped.is_set():
+            now = self.clock.now()
+            if now < next_t:
+                await self.clock.sleep(next_t - now)
+                continue
+            behind = int((now - next_t) / self.period)
+            if behind:
+                self.stats.late += 1
+                self.stats.skipped += behind
+                next_t += behind * self.period
+            started = self.clock.now()
+            result = self.on_tick(next_t)
+            if result is not None:
+                await result
+            self.stats.ticks += 1
+            self.stats.record(self.clock.now() - started)
+            next_t += self.period

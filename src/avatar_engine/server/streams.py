@@ -1,0 +1,171 @@
+"""Stream groups: one encoder slot per (session, LOD, delta mode, bit depth), many subscribers.
+
+The tick encodes every due stream of a rig in one :class:`BatchEncoder` call and hands the
+same bytes to every subscriber of the group. A subscriber joining (or switching LOD) gets a
+private keyframe built from what the group's decoders hold, so nobody else is disturbed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.codec.encoder import NONE, BatchEncoder
+from avatar_engine.codec.messages import StreamParams, encode_hello
+from avatar_engine.codec.schema import StreamSchema
+from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.transport.outbox import Outbox
+
+INITIAL_SLOTS = 64
+
+
+class StreamKey(NamedTuple):
+    session: str
+    lod: int
+    mode: DeltaMode
+    bits: int
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One connected viewer of one session (any transport)."""
+
+    session: str
+    tenant: str
+    transport: str
+    key: StreamKey
+    sid: int
+    connected_t: float
+    group: StreamGroup | None = None
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(on_resync=self._lost_a_frame)
+
+    def _lost_a_frame(self) -> None:
+        if self.group is not None:
+            self.group.resync = True
+
+
+@dataclass(eq=False)
+class StreamGroup:
+    key: StreamKey
+    slot: int
+    sid: int
+    subscribers: set[Subscriber] = field(default_factory=set)
+    resync: bool = False
+    """Some subscriber lost a frame: give those waiting a private keyframe after this tick."""
+
+
+class RigStreams:
+    """Every stream of the sessions on one rig, and their shared batch encoder."""
+
+    def __init__(
+        self,
+        rig: RigProfile,
+        params_for: Callable[[StreamKey], StreamParams],
+        row_of: Callable[[str], int],
+    ) -> None:
+        self.rig = rig
+        self._row_of = row_of
+        self.schema = StreamSchema.from_rig(rig)
+        self._params_for = params_for
+        self.encoder = BatchEncoder(self.schema, INITIAL_SLOTS)
+        self.groups: dict[StreamKey, StreamGroup] = {}
+        self._by_slot: dict[int, StreamGroup] = {}
+
+    def hello(self, sid: int, params: StreamParams) -> bytes:
+        return encode_hello(sid, self.schema, params)
+
+    def group(self, key: StreamKey, sid: int) -> StreamGroup:
+        """The group for ``key``, opening an encoder slot on first use."""
+        existing = self.groups.get(key)
+        if existing is not None:
+            return existing
+        if not (self.encoder.active == 0).any():
+            self._grow()
+        slot = self.encoder.add_stream(
+            self._row_of(key.session), sid, key.lod, self._params_for(key)
+        )
+        group = self.groups[key] = StreamGroup(key, slot, sid)
+        self._by_slot[slot] = group
+        return group
+
+    def drop_if_empty(self, group: StreamGroup) -> None:
+        if not group.subscribers and self.groups.get(group.key) is group:
+            self.encoder.remove_stream(group.slot)
+            del self.groups[group.key]
+            del self._by_slot[group.slot]
+
+    def follow_rows(self) -> None:
+        """Sessions moved rows (one was removed): point every slot at its session again."""
+        for group in self.groups.values():
+            self.encoder.set_row(group.slot, self._row_of(group.key.session))
+
+    def drop_session(self, session: str) -> list[Subscriber]:
+        """Close every group of a deleted session; returns the subscribers that were on it."""
+        gone: list[Subscriber] = []
+        for group in [g for g in self.groups.values() if g.key.session == session]:
+            gone.extend(group.subscribers)
+            group.subscribers.clear()
+            self.drop_if_empty(group)
+        return gone
+
+    def iter_groups(self, session: str) -> Iterator[StreamGroup]:
+        return (g for g in self.groups.values() if g.key.session == session)
+
+    def private_keyframe(self, group: StreamGroup) -> bytes | None:
+        return self.encoder.keyframe_for_new_subscriber(group.slot)
+
+    def encode_and_fan_out(
+        self, t_ms: int, morphs: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
+    ) -> int:
+        """Encode every due stream once and offer the bytes to its subscribers; returns bytes."""
+        if not self.groups:
+            return 0
+        tick = self.encoder.encode(t_ms, morphs, channels)
+        sent = 0
+        for slot in np.flatnonzero(tick.kinds != NONE).tolist():
+            group = self._by_slot.get(slot)
+            if group is None:
+                continue
+            message = bytes(tick.message(slot))  # the buffer is reused by the next call
+            keyframe = int(tick.kinds[slot]) == 1
+            for sub in group.subscribers:
+                sub.outbox.offer_frame(message, keyframe=keyframe)
+            sent += len(message) * len(group.subscribers)
+        for group in self.groups.values():
+            if group.resync:
+                self._resync(group)
+        return sent
+
+    def _resync(self, group: StreamGroup) -> None:
+        group.resync = False
+        waiting = [s for s in group.subscribers if s.outbox.awaiting_keyframe]
+        if not waiting:
+            return
+        keyframe = self.private_keyframe(group)
+        if keyframe is None:
+            self.encoder.force_keyframe(group.slot)
+            return
+        for sub in waiting:
+            sub.outbox.offer_frame(keyframe, keyframe=True)
+
+    def _grow(self) -> None:
+        """Double the encoder; every stream restarts with a keyframe (a rare event)."""
+        old_groups = list(self.groups.values())
+        self.encoder = BatchEncoder(self.schema, self.encoder.capacity * 2)
+        self._by_slot.clear()
+        for group in old_groups:
+            group.slot = self.encoder.add_stream(
+                self._row_of(group.key.session),
+                group.sid,
+                group.key.lod,
+                self._params_for(group.key),
+            )
+            self._by_slot[group.slot] = group

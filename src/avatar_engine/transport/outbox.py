@@ -1,0 +1,97 @@
+"""Per-subscriber outbox: bounded, latest-wins for frames, never growing with a slow reader.
+
+The tick encodes a frame once per stream group and offers the same bytes to every subscriber's
+outbox. A subscriber whose writer has not taken the previous frame yet loses it (counted as a
+skip) instead of queueing it, so a stalled client costs one frame slot and a few control
+messages of memory, and never delays anyone else. After a skip, chained deltas would no longer
+apply, so the outbox holds deltas back until the next keyframe reaches it and tells the owner
+to ask for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from typing import Final
+
+MAX_CONTROL_MESSAGES: Final = 32
+"""Hello, events and pongs waiting for one subscriber; more means a dead reader."""
+
+
+class OutboxOverflowError(Exception):
+    """Control messages piled up: the subscriber is not reading and will be disconnected."""
+
+
+class Outbox:
+    """What one subscriber's writer task sends next."""
+
+    __slots__ = (
+        "_control",
+        "_frame",
+        "_on_resync",
+        "_wake",
+        "awaiting_keyframe",
+        "closed",
+        "frames_offered",
+        "frames_sent",
+        "frames_skipped",
+    )
+
+    def __init__(self, on_resync: Callable[[], None] | None = None) -> None:
+        self._control: deque[bytes] = deque()
+        self._frame: bytes | None = None
+        self._wake = asyncio.Event()
+        self._on_resync = on_resync
+        self.awaiting_keyframe = False
+        self.closed = False
+        self.frames_offered = 0
+        self.frames_sent = 0
+        self.frames_skipped = 0
+
+    def put_control(self, message: bytes) -> None:
+        if len(self._control) >= MAX_CONTROL_MESSAGES:
+            self.close()
+            raise OutboxOverflowError("subscriber is not reading its control messages")
+        self._control.append(message)
+        self._wake.set()
+
+    def offer_frame(self, message: bytes, *, keyframe: bool) -> None:
+        """Offer this tick's frame. Deltas only decode on top of every frame since the last
+        keyframe, so once one is lost the outbox passes nothing but a keyframe."""
+        self.frames_offered += 1
+        if keyframe:
+            if self._frame is not None:
+                self.frames_skipped += 1
+            self.awaiting_keyframe = False
+        elif self._frame is not None or self.awaiting_keyframe:
+            self.frames_skipped += 1
+            self._need_keyframe()
+            return  # keep what is pending (still decodable); drop this delta
+        self._frame = message
+        self._wake.set()
+
+    def _need_keyframe(self) -> None:
+        if not self.awaiting_keyframe:
+            self.awaiting_keyframe = True
+            if self._on_resync is not None:
+                self._on_resync()
+
+    async def next_messages(self) -> list[bytes]:
+        """Wait until something is pending, then take all of it (control first)."""
+        while not self._control and self._frame is None:
+            if self.closed:
+                return []
+            self._wake.clear()
+            await self._wake.wait()
+        batch = list(self._control)
+        self._control.clear()
+        if self._frame is not None:
+            batch.append(self._frame)
+            self._frame = None
+            self.frames_sent += 1
+        return batch
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
