@@ -110,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     """Subcommands that live with their feature package."""
-    found = []
+    from avatar_engine.server.serve import add_serve_parser
+
+    found = [add_serve_parser]
     try:
         from avatar_engine.speech.cli import add_lipsync_parser
     except ImportError:

@@ -11,26 +11,29 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
 from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.messages import Control, Ping
-from avatar_engine.codec.wire import ControlOp, DeltaMode, ProtocolError
+from avatar_engine.codec.wire import DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
-from avatar_engine.rigs.profile import RigProfileError
+from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
 from avatar_engine.server.metrics import metrics_text
 from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.transport.webrtc import WebRtcGateway
 
 log = logging.getLogger("avatar_engine.server")
 
@@ -48,6 +51,16 @@ CLOSE_QUOTA = 4429
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "detail": detail})
+
+
+class RtcOffer(BaseModel):
+    """Body of ``POST /rtc/offer``: the browser's SDP offer and what to subscribe to."""
+
+    model_config = ConfigDict(extra="forbid")
+    sdp: Annotated[str, Field(min_length=1, max_length=65536)]
+    type: Literal["offer"]
+    session: Annotated[str, Field(min_length=1, max_length=128)]
+    lod: Annotated[int, Field(ge=0, le=3)] = 0
 
 
 class SessionCreate(BaseModel):
@@ -80,6 +93,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             yield
         finally:
+            await gateway.close_all()
             runtime.scheduler.stop()
             await asyncio.wait({task}, timeout=1.0)
             task.cancel()
@@ -91,6 +105,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    gateway = WebRtcGateway(runtime, runtime.options.ice_servers)
+    app.state.webrtc = gateway
     if runtime.options.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -150,6 +166,17 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def on_value(_: Request, exc: ValueError) -> JSONResponse:
         return _error(400, "bad_request", str(exc))
 
+    @app.get("/rigs", tags=["rigs"])
+    async def rigs() -> dict[str, object]:
+        return {"rigs": builtin_rig_names()}
+
+    @app.get("/rigs/{name}", tags=["rigs"])
+    async def rig(name: str) -> Any:
+        """A built-in rig profile as JSON: clients read morph regions, channels and bones."""
+        if name not in builtin_rig_names():
+            return _error(404, "not_found", f"no built-in rig {name!r}")
+        return load_rig(name).spec.model_dump(mode="json")
+
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, object]:
         return {"status": "ok", "version": __version__, "sessions": len(runtime.engine.sessions)}
@@ -182,6 +209,12 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def delete_session(session_id: str, caller: Caller) -> Response:
         runtime.delete_session(caller, session_id)
         return Response(status_code=204)
+
+    @app.post("/rtc/offer", tags=["streams"])
+    async def rtc_offer(body: RtcOffer, caller: Caller) -> dict[str, str]:
+        """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
+        answer = await gateway.answer(caller, body.session, body.lod, body.sdp, body.type)
+        return {"sdp": answer.sdp, "type": answer.type}
 
     @app.websocket("/sessions/{session_id}/stream")
     async def stream(
@@ -223,20 +256,39 @@ def create_app(runtime: Runtime) -> FastAPI:
             writer.cancel()
             runtime.unsubscribe(sub)
 
+    _mount_client(app)
     return app
+
+
+def _mount_client(app: FastAPI) -> None:
+    """Serve the bundled client (built into the package's ``web`` folder) at ``/``."""
+    root = resources.files("avatar_engine") / "web"
+    if isinstance(root, Path) and (root / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=root, html=True), name="client")
+        return
+
+    @app.get("/", include_in_schema=False)
+    async def no_client() -> JSONResponse:
+        return _error(
+            404,
+            "client_not_built",
+            "the bundled web client is not in this install (build it with npm, see README)",
+        )
 
 
 async def _write_loop(ws: WebSocket, sub: Subscriber) -> None:
     """Send what the outbox holds; a slow socket only makes the outbox skip frames."""
     try:
         while True:
-            batch = await sub.outbox.next_messages()
-            if not batch:
+            controls, frame = await sub.outbox.next_messages()
+            if not controls and frame is None:
                 if ws.application_state is WebSocketState.CONNECTED:
                     await ws.close(CLOSE_SESSION_GONE, "session closed")
                 return
-            for message in batch:
+            for message in controls:
                 await ws.send_bytes(message)
+            if frame is not None:
+                await ws.send_bytes(frame)
     except (WebSocketDisconnect, RuntimeError, OSError):
         return
 
@@ -262,16 +314,9 @@ async def _read_controls(ws: WebSocket, runtime: Runtime, sub: Subscriber) -> No
             await ws.close(CLOSE_INVALID, f"protocol error: {exc}"[:120])
             return
         try:
-            if isinstance(decoded, Ping):
-                runtime.pong(sub, decoded.nonce)
-            elif isinstance(decoded, Control):
-                if decoded.op is ControlOp.SET_LOD:
-                    runtime.set_lod(sub, decoded.lod)
-                elif decoded.op is ControlOp.REQUEST_KEYFRAME:
-                    runtime.request_keyframe(sub)
-                elif decoded.op is ControlOp.UNSUBSCRIBE:
-                    await ws.close(1000, "unsubscribed")
-                    return
+            if not runtime.on_client_message(sub, decoded):
+                await ws.close(1000, "unsubscribed")
+                return
         except ValueError as exc:
             await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
             return

@@ -15,8 +15,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.codec.messages import StreamParams, encode_event, encode_pong
-from avatar_engine.codec.wire import DeltaMode, EventKind
+from avatar_engine.codec.messages import (
+    Control,
+    Message,
+    Ping,
+    StreamParams,
+    encode_event,
+    encode_pong,
+)
+from avatar_engine.codec.wire import ControlOp, DeltaMode, EventKind
 from avatar_engine.engine.engine import Engine, SessionNotFoundError
 from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.server.auth import Authenticator, Principal
@@ -217,8 +224,21 @@ class Runtime:
         if keyframe is not None:
             sub.outbox.offer_frame(keyframe, keyframe=True)
 
-    def pong(self, sub: Subscriber, nonce: int) -> None:
-        sub.outbox.put_control(encode_pong(nonce, self.t_ms()))
+    def on_client_message(self, sub: Subscriber, message: Message) -> bool:
+        """Apply a decoded client -> server message; False means the client unsubscribed.
+
+        Raises ValueError for a control that names an impossible LOD.
+        """
+        if isinstance(message, Ping):
+            sub.outbox.put_control(encode_pong(message.nonce, self.t_ms()))
+        elif isinstance(message, Control):
+            if message.op is ControlOp.SET_LOD:
+                self.set_lod(sub, message.lod)
+            elif message.op is ControlOp.REQUEST_KEYFRAME:
+                self.request_keyframe(sub)
+            elif message.op is ControlOp.UNSUBSCRIBE:
+                return False
+        return True
 
     def unsubscribe(self, sub: Subscriber) -> None:
         sub.outbox.close()

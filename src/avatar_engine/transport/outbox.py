@@ -77,20 +77,23 @@ class Outbox:
             if self._on_resync is not None:
                 self._on_resync()
 
-    async def next_messages(self) -> list[bytes]:
-        """Wait until something is pending, then take all of it (control first)."""
+    async def next_messages(self) -> tuple[list[bytes], bytes | None]:
+        """Wait until something is pending, then take it all: (control messages, frame).
+
+        Both empty means the outbox was closed. Transports with two channels (WebRTC) send the
+        control messages reliably and the frame on the unreliable channel.
+        """
         while not self._control and self._frame is None:
             if self.closed:
-                return []
+                return [], None
             self._wake.clear()
             await self._wake.wait()
-        batch = list(self._control)
+        controls = list(self._control)
         self._control.clear()
-        if self._frame is not None:
-            batch.append(self._frame)
-            self._frame = None
+        frame, self._frame = self._frame, None
+        if frame is not None:
             self.frames_sent += 1
-        return batch
+        return controls, frame
 
     def close(self) -> None:
         self.closed = True
