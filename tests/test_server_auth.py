@@ -1,0 +1,120 @@
+"""JWT scopes, session binding and tenant quotas against a real server (401/403/429)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from server_process import ServerProcess
+
+SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+def token(scope: str, *, sessions: object = "*", tenant: str = "acme", ttl: int = 600) -> str:
+    claims = {"sub": "t", "tenant": tenant, "scope": scope, "sessions": sessions}
+    claims["exp"] = int(time.time()) + ttl
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    proc = ServerProcess(
+        "--max-sessions", "2", "--max-subscribers", "1", env={"AVATAR_ENGINE_JWT_SECRET": SECRET}
+    ).wait_ready()
+    yield proc
+    proc.stop()
+
+
+def test_missing_bad_and_expired_tokens_are_401(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url) as c:
+        assert c.get("/sessions").status_code == 401
+        assert c.get("/sessions", headers=bearer("garbage")).status_code == 401
+        forged = jwt.encode(
+            {"scope": "admin", "exp": time.time() + 60},
+            "another-secret-of-sufficient-length!!",
+            algorithm="HS256",
+        )
+        assert c.get("/sessions", headers=bearer(forged)).status_code == 401
+        expired = c.get("/sessions", headers=bearer(token("admin", ttl=-10)))
+        assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+
+
+def test_scopes_and_session_binding_are_403(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url) as c:
+        viewer = bearer(token("subscribe"))
+        denied = c.post("/sessions", json={"id": "a1"}, headers=viewer)
+        assert denied.status_code == 403 and "publish" in denied.json()["detail"]
+        publisher = bearer(token("publish", sessions=["a1"]))
+        assert c.post("/sessions", json={"id": "a1"}, headers=publisher).status_code == 201
+        assert c.post("/sessions", json={"id": "a2"}, headers=publisher).status_code == 403
+        assert (
+            c.get("/sessions/a1", headers=bearer(token("subscribe", sessions=["zz"]))).status_code
+            == 403
+        )
+        # Another tenant cannot even see it.
+        other = bearer(token("admin", tenant="globex"))
+        assert c.get("/sessions/a1", headers=other).status_code == 404
+        # The token may also come as a query parameter (browsers cannot set WS headers).
+        assert c.get("/sessions/a1", params={"token": token("subscribe")}).status_code == 200
+        assert c.delete("/sessions/a1", headers=bearer(token("admin"))).status_code == 204
+
+
+def test_session_quota_is_429_with_a_reason(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url) as c:
+        admin = bearer(token("admin", tenant="quota"))
+        for i in range(2):
+            assert c.post("/sessions", json={"id": f"q{i}"}, headers=admin).status_code == 201
+        over = c.post("/sessions", json={"id": "q2"}, headers=admin)
+        assert over.status_code == 429 and "limit of 2 sessions" in over.json()["detail"]
+        # Other tenants are unaffected.
+        assert (
+            c.post(
+                "/sessions", json={"id": "g0"}, headers=bearer(token("admin", tenant="g"))
+            ).status_code
+            == 201
+        )
+
+
+def test_websocket_auth_and_subscriber_quota_close_codes(server: ServerProcess) -> None:
+    async def scenario() -> None:
+        with httpx.Client(base_url=server.url) as c:
+            c.post("/sessions", json={"id": "w1"}, headers=bearer(token("admin", tenant="ws")))
+        url = f"{server.ws_url}/sessions/w1/stream"
+        async with websockets.connect(url) as ws:
+            with pytest.raises(websockets.ConnectionClosed):
+                await ws.recv()
+            assert ws.close_code == 4401
+        ok = token("subscribe", tenant="ws")
+        async with websockets.connect(f"{url}?token={ok}") as first:
+            assert await asyncio.wait_for(first.recv(), 5)  # the hello
+            async with websockets.connect(f"{url}?token={ok}") as second:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await second.recv()
+                assert second.close_code == 4429
+
+    asyncio.run(scenario())
+
+
+def test_public_bind_without_auth_refuses_to_start() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "avatar_engine.cli", "serve", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert "no auth is configured" in result.stdout + result.stderr
+
+
+def test_secret_never_reaches_the_log(server: ServerProcess) -> None:
+    assert SECRET not in server.log()
