@@ -7,4 +7,5 @@
 PYBIND11_MODULE(_core, m) {
     m.doc() = "avatar-engine native kernels (C++; wrapped by avatar_engine.kernels)";
     avatar_engine::bindings::register_retarget(m);
+    avatar_engine::bindings::register_curves(m);
 }

@@ -6,5 +6,6 @@
 namespace avatar_engine::bindings {
 
 void register_retarget(pybind11::module_& m);
+void register_curves(pybind11::module_& m);
 
 }  // namespace avatar_engine::bindings

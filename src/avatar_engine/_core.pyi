@@ -21,3 +21,12 @@ class RetargetPlan:
     def __call__(
         self, weights: npt.NDArray[np.float32], out: npt.NDArray[np.float32], /
     ) -> int: ...
+
+def sample_curves(
+    times: npt.NDArray[np.float64],
+    values: npt.NDArray[np.float32],
+    counts: npt.NDArray[np.int32],
+    t: npt.NDArray[np.float64],
+    out: npt.NDArray[np.float32],
+    /,
+) -> None: ...
