@@ -1,0 +1,507 @@
+"""Every v1 message as a value object, with its encoder (msgpack positional arrays).
+
+Frames (keyframe, delta) are written by :mod:`avatar_engine.codec.encoder` (and its Cython
+twin); this module writes the rest and validates decoded arrays into these objects. Field
+order is the wire order; ``docs/protocol.md`` is the normative text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import msgpack
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.codec.mpack import Ext, Value
+from avatar_engine.codec.schema import LodTable, StreamSchema
+from avatar_engine.codec.wire import (
+    BODY,
+    DEFAULT_DEAD_BAND,
+    DEFAULT_HOLD_FRAMES,
+    DEFAULT_KEYFRAME_MS,
+    LIMIT,
+    LOD_LEVELS,
+    MAX_CHANNELS,
+    MAX_EVENT_TEXT,
+    MAX_MESSAGE_BYTES,
+    MAX_MORPHS,
+    MAX_NAME_BYTES,
+    PROTOCOL_VERSION,
+    SESSION_STATES,
+    TYPE,
+    VALUE,
+    VERSION,
+    ControlOp,
+    DeltaMode,
+    EventKind,
+    MsgType,
+    ProtocolError,
+)
+
+_U64_MAX: Final = (1 << 64) - 1
+
+
+def pack(obj: Any) -> bytes:
+    """msgpack with the options the spec fixes: bin for bytes, str for text, float64 floats."""
+    out: bytes = msgpack.packb(obj, use_bin_type=True)
+    return out
+
+
+# --------------------------------------------------------------------------- value objects
+
+
+@dataclass(frozen=True, slots=True)
+class StreamParams:
+    """Per-subscription coding choices, announced in hello."""
+
+    bits: int = 8
+    mode: DeltaMode = DeltaMode.CHAINED
+    keyframe_ms: int = DEFAULT_KEYFRAME_MS
+    dead_band: float = DEFAULT_DEAD_BAND
+    hold: int = DEFAULT_HOLD_FRAMES
+
+    def __post_init__(self) -> None:
+        if self.bits not in (8, 16):
+            raise ValueError("bits must be 8 or 16")
+        if self.keyframe_ms < 1:
+            raise ValueError("keyframe_ms must be at least 1")
+        if not (np.isfinite(self.dead_band) and self.dead_band >= 0):
+            raise ValueError("dead_band must be a finite number >= 0 (steps)")
+        if not 1 <= self.hold <= 255:
+            raise ValueError("hold must be 1..255 frames")
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    sid: int
+    schema: StreamSchema
+    params: StreamParams
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """A keyframe or delta that was applied; the values are in the decoder's stream state."""
+
+    sid: int
+    lod: int
+    seq: int
+    t_ms: int
+    keyframe: bool
+    count: int
+    """Elements the message carried."""
+
+
+@dataclass(frozen=True, slots=True)
+class NeedKeyframe:
+    """A frame the decoder cannot apply: send CONTROL REQUEST_KEYFRAME for (sid, lod)."""
+
+    sid: int
+    lod: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """An old or duplicate frame (unordered transports reorder); dropped, nothing to do."""
+
+    sid: int
+    lod: int
+    seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownStream:
+    """A frame or event for a stream id this decoder has no hello for; dropped."""
+
+    sid: int
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    sid: int
+    t_ms: int
+    kind: int
+    value: Any
+    """STATE: a name from SESSION_STATES; SPEAKING: bool; EMOTION: (name, intensity)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Control:
+    op: ControlOp
+    sid: int = 0
+    lod: int = 0
+    seq: int = 0
+    session: str = ""
+    mode: DeltaMode = DeltaMode.CHAINED
+    bits: int = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    nonce: int
+    t_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Pong:
+    nonce: int
+    t_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessage:
+    code: int
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublishHello:
+    pid: int
+    morphs: tuple[str, ...]
+    channels: tuple[str, ...]
+    fps: int
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Capture:
+    pid: int
+    seq: int
+    t_ms: int
+    values: npt.NDArray[np.float32] | None = None
+    """Positional: float32 in the publish hello's order (morphs then channels)."""
+    named: dict[str, float] = field(default_factory=dict)
+    """By name: no publish hello needed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A message of a type this v1 decoder does not know (newer minor version): skipped."""
+
+    type: int
+
+
+Message = (
+    Hello
+    | Frame
+    | NeedKeyframe
+    | Stale
+    | UnknownStream
+    | Event
+    | Control
+    | Ping
+    | Pong
+    | ErrorMessage
+    | PublishHello
+    | Capture
+    | Ignored
+)
+
+
+# --------------------------------------------------------------------------- encoders
+
+
+def encode_hello(sid: int, schema: StreamSchema, params: StreamParams) -> bytes:
+    info = {
+        "rig": schema.rig,
+        "morphs": list(schema.morph_names),
+        "channels": list(schema.channel_names),
+        "lo": [float(x) for x in schema.lo],
+        "hi": [float(x) for x in schema.hi],
+        "rot_scale": float(schema.rot_scale),
+        "lods": [[t.level, t.fps, list(t.morphs), list(t.channels)] for t in schema.lods],
+        "bits": params.bits,
+        "mode": int(params.mode),
+        "keyframe_ms": params.keyframe_ms,
+        "dead_band": float(params.dead_band),
+        "hold": params.hold,
+    }
+    data = pack([MsgType.HELLO, PROTOCOL_VERSION, sid, info])
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise ValueError(f"the hello is {len(data)} bytes; messages are limited to 64 KiB")
+    return data
+
+
+def encode_event(sid: int, t_ms: int, kind: EventKind, value: Any) -> bytes:
+    if kind is EventKind.STATE:
+        wire_value: Any = SESSION_STATES.index(value) if isinstance(value, str) else int(value)
+    elif kind is EventKind.SPEAKING:
+        wire_value = bool(value)
+    else:
+        name, intensity = value
+        wire_value = [str(name), float(intensity)]
+    return pack([MsgType.EVENT, sid, t_ms, int(kind), wire_value])
+
+
+def encode_subscribe(session: str, lod: int, mode: DeltaMode, bits: int) -> bytes:
+    return pack([MsgType.CONTROL, ControlOp.SUBSCRIBE, session, lod, int(mode), bits])
+
+
+def encode_control(op: ControlOp, sid: int, lod: int = 0, seq: int = 0) -> bytes:
+    """UNSUBSCRIBE [4,1,sid], SET_LOD [4,2,sid,lod], REQUEST_KEYFRAME [4,3,sid,lod],
+    ACK [4,4,sid,lod,seq]."""
+    if op is ControlOp.SUBSCRIBE:
+        raise ValueError("use encode_subscribe")
+    fields: list[int] = [MsgType.CONTROL, int(op), sid]
+    if op is not ControlOp.UNSUBSCRIBE:
+        fields.append(lod)
+    if op is ControlOp.ACK:
+        fields.append(seq)
+    return pack(fields)
+
+
+def encode_ping(nonce: int, t_ms: int) -> bytes:
+    return pack([MsgType.PING, nonce, t_ms])
+
+
+def encode_pong(nonce: int, t_ms: int) -> bytes:
+    return pack([MsgType.PONG, nonce, t_ms])
+
+
+def encode_error(code: int, message: str) -> bytes:
+    return pack([MsgType.ERROR, code, message])
+
+
+def encode_publish_hello(
+    pid: int, morphs: Sequence[str], channels: Sequence[str], fps: int, source: str = "arkit52"
+) -> bytes:
+    info = {"morphs": list(morphs), "channels": list(channels), "fps": fps, "source": source}
+    return pack([MsgType.PUBLISH_HELLO, PROTOCOL_VERSION, pid, info])
+
+
+def encode_capture(
+    pid: int, seq: int, t_ms: int, values: npt.ArrayLike | dict[str, float]
+) -> bytes:
+    """Positional (float32 LE bin, the publish hello's order) or by name (a str->float map)."""
+    if isinstance(values, dict):
+        payload: Any = {str(k): float(v) for k, v in values.items()}
+    else:
+        payload = np.ascontiguousarray(values, dtype="<f4").tobytes()
+    return pack([MsgType.CAPTURE, pid, seq, t_ms, payload])
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def field_uint(msg: list[Value], i: int, what: str, maximum: int = _U64_MAX) -> int:
+    v = msg[i]
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise ProtocolError(TYPE, f"{what} must be an integer")
+    if v < 0 or v > maximum:
+        raise ProtocolError(VALUE, f"{what} {v} is outside 0..{maximum}")
+    return v
+
+
+def _need(msg: list[Value], n: int, what: str) -> None:
+    if len(msg) < n:
+        raise ProtocolError(TYPE, f"{what} needs at least {n} elements, got {len(msg)}")
+
+
+def _str(v: Value, what: str, limit: int = MAX_NAME_BYTES) -> str:
+    if not isinstance(v, str):
+        raise ProtocolError(TYPE, f"{what} must be a str")
+    if len(v.encode("utf-8")) > limit:
+        raise ProtocolError(LIMIT, f"{what} is longer than {limit} bytes")
+    return v
+
+
+def _num(v: Value, what: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ProtocolError(TYPE, f"{what} must be a number")
+    return float(v)
+
+
+def _list(v: Value, what: str, limit: int) -> list[Value]:
+    if not isinstance(v, list):
+        raise ProtocolError(TYPE, f"{what} must be an array")
+    if len(v) > limit:
+        raise ProtocolError(LIMIT, f"{what} has {len(v)} entries, the limit is {limit}")
+    return v
+
+
+def _names(v: Value, what: str, limit: int) -> tuple[str, ...]:
+    return tuple(_str(x, f"{what} entry") for x in _list(v, what, limit))
+
+
+def _uints(v: Value, what: str, limit: int) -> tuple[int, ...]:
+    items = _list(v, what, limit)
+    out: list[int] = []
+    for x in items:
+        if not isinstance(x, int) or isinstance(x, bool):
+            raise ProtocolError(TYPE, f"{what} entries must be integers")
+        out.append(x)
+    return tuple(out)
+
+
+def parse_hello(msg: list[Value]) -> Hello:
+    _need(msg, 4, "hello")
+    version = field_uint(msg, 1, "hello version", 255) if isinstance(msg[1], int) else None
+    if version is None:
+        raise ProtocolError(TYPE, "hello version must be an integer")
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(VERSION, f"protocol version {version}; this decoder speaks 1")
+    sid = field_uint(msg, 2, "sid", 0xFFFFFFFF)
+    info = msg[3]
+    if not isinstance(info, dict):
+        raise ProtocolError(TYPE, "hello info must be a map")
+
+    def get(key: str) -> Value:
+        if key not in info:
+            raise ProtocolError(TYPE, f"hello info lacks {key!r}")
+        return info[key]
+
+    rig = _str(get("rig"), "rig")
+    morphs = _names(get("morphs"), "morphs", MAX_MORPHS)
+    channels = _names(get("channels"), "channels", MAX_CHANNELS)
+    lo = [_num(x, "lo") for x in _list(get("lo"), "lo", MAX_MORPHS)]
+    hi = [_num(x, "hi") for x in _list(get("hi"), "hi", MAX_MORPHS)]
+    rot_scale = _num(get("rot_scale"), "rot_scale")
+    raw_lods = _list(get("lods"), "lods", LOD_LEVELS)
+    lods: list[LodTable] = []
+    for entry in raw_lods:
+        item = _list(entry, "lods entry", 16)
+        if len(item) < 4:
+            raise ProtocolError(TYPE, "a lods entry is [level, fps, morphs, channels]")
+        level = field_uint(item, 0, "lod level", LOD_LEVELS - 1)
+        fps = field_uint(item, 1, "lod fps", 240)
+        lods.append(
+            LodTable(
+                level,
+                fps,
+                _uints(item[2], "lod morphs", MAX_MORPHS),
+                _uints(item[3], "lod channels", MAX_CHANNELS),
+            )
+        )
+    bits = field_uint([get("bits")], 0, "bits", 255)
+    mode = field_uint([get("mode")], 0, "mode", 1)
+    keyframe_ms = field_uint([info.get("keyframe_ms", DEFAULT_KEYFRAME_MS)], 0, "keyframe_ms")
+    dead_band = _num(info.get("dead_band", DEFAULT_DEAD_BAND), "dead_band")
+    hold = field_uint([info.get("hold", DEFAULT_HOLD_FRAMES)], 0, "hold", 255)
+    try:
+        schema = StreamSchema(
+            rig=rig,
+            morph_names=morphs,
+            channel_names=channels,
+            lo=np.asarray(lo, dtype=np.float64),
+            hi=np.asarray(hi, dtype=np.float64),
+            rot_scale=rot_scale,
+            lods=tuple(lods),
+        )
+        params = StreamParams(
+            bits=bits,
+            mode=DeltaMode(mode),
+            keyframe_ms=max(1, keyframe_ms),
+            dead_band=dead_band,
+            hold=max(1, hold),
+        )
+    except ValueError as exc:
+        raise ProtocolError(VALUE, f"hello: {exc}") from None
+    return Hello(sid, schema, params)
+
+
+def parse_event(msg: list[Value]) -> Event | Ignored:
+    _need(msg, 5, "event")
+    sid = field_uint(msg, 1, "sid", 0xFFFFFFFF)
+    t_ms = field_uint(msg, 2, "t")
+    kind = field_uint(msg, 3, "event kind", 255)
+    value = msg[4]
+    if kind == EventKind.STATE:
+        code = field_uint(msg, 4, "state", 255)
+        if code >= len(SESSION_STATES):
+            raise ProtocolError(VALUE, f"state {code} is not defined")
+        return Event(sid, t_ms, kind, SESSION_STATES[code])
+    if kind == EventKind.SPEAKING:
+        if not isinstance(value, bool):
+            raise ProtocolError(TYPE, "speaking must be a bool")
+        return Event(sid, t_ms, kind, value)
+    if kind == EventKind.EMOTION:
+        pair = _list(value, "emotion", 2)
+        if len(pair) != 2:
+            raise ProtocolError(TYPE, "emotion is [name, intensity]")
+        return Event(sid, t_ms, kind, (_str(pair[0], "emotion name"), _num(pair[1], "intensity")))
+    return Ignored(MsgType.EVENT)
+
+
+def parse_control(msg: list[Value]) -> Control | Ignored:
+    _need(msg, 3, "control")
+    op = field_uint(msg, 1, "control op", 255)
+    if op == ControlOp.SUBSCRIBE:
+        _need(msg, 6, "subscribe")
+        session = _str(msg[2], "session")
+        lod = field_uint(msg, 3, "lod", LOD_LEVELS - 1)
+        mode = field_uint(msg, 4, "mode", 1)
+        bits = field_uint(msg, 5, "bits", 255)
+        if bits not in (8, 16):
+            raise ProtocolError(VALUE, f"bits {bits} is not 8 or 16")
+        return Control(
+            ControlOp.SUBSCRIBE, session=session, lod=lod, mode=DeltaMode(mode), bits=bits
+        )
+    if op > ControlOp.ACK:
+        return Ignored(MsgType.CONTROL)
+    sid = field_uint(msg, 2, "sid", 0xFFFFFFFF)
+    if op == ControlOp.UNSUBSCRIBE:
+        return Control(ControlOp.UNSUBSCRIBE, sid=sid)
+    _need(msg, 4, "control")
+    lod = field_uint(msg, 3, "lod", LOD_LEVELS - 1)
+    if op == ControlOp.ACK:
+        _need(msg, 5, "ack")
+        return Control(ControlOp.ACK, sid=sid, lod=lod, seq=field_uint(msg, 4, "seq", 0xFFFF))
+    return Control(ControlOp(op), sid=sid, lod=lod)
+
+
+def parse_ping(msg: list[Value], pong: bool) -> Ping | Pong:
+    _need(msg, 3, "ping")
+    nonce = field_uint(msg, 1, "nonce")
+    t_ms = field_uint(msg, 2, "t")
+    return Pong(nonce, t_ms) if pong else Ping(nonce, t_ms)
+
+
+def parse_error(msg: list[Value]) -> ErrorMessage:
+    _need(msg, 3, "error")
+    return ErrorMessage(
+        field_uint(msg, 1, "error code", 0xFFFF), _str(msg[2], "message", MAX_EVENT_TEXT)
+    )
+
+
+def parse_publish_hello(msg: list[Value]) -> PublishHello:
+    _need(msg, 4, "publish hello")
+    version = field_uint(msg, 1, "version", 255)
+    if version != PROTOCOL_VERSION:
+        raise ProtocolError(VERSION, f"protocol version {version}; this decoder speaks 1")
+    pid = field_uint(msg, 2, "pid", 0xFFFFFFFF)
+    info = msg[3]
+    if not isinstance(info, dict):
+        raise ProtocolError(TYPE, "publish hello info must be a map")
+    morphs = _names(info.get("morphs", []), "morphs", MAX_MORPHS)
+    channels = _names(info.get("channels", []), "channels", MAX_CHANNELS)
+    fps = field_uint([info.get("fps", 60)], 0, "fps", 240)
+    source = _str(info.get("source", "arkit52"), "source")
+    return PublishHello(pid, morphs, channels, fps, source)
+
+
+def parse_capture(msg: list[Value], hello: PublishHello | None) -> Capture:
+    _need(msg, 5, "capture")
+    pid = field_uint(msg, 1, "pid", 0xFFFFFFFF)
+    seq = field_uint(msg, 2, "seq", 0xFFFF)
+    t_ms = field_uint(msg, 3, "t")
+    payload = msg[4]
+    if isinstance(payload, dict):
+        if len(payload) > MAX_MORPHS + MAX_CHANNELS:
+            raise ProtocolError(LIMIT, "too many named values")
+        named = {_str(k, "name"): _num(v, "value") for k, v in payload.items()}
+        return Capture(pid, seq, t_ms, named=named)
+    if isinstance(payload, bytes):
+        if hello is None:
+            raise ProtocolError(VALUE, f"positional capture for pid {pid} without a publish hello")
+        n = len(hello.morphs) + len(hello.channels)
+        if len(payload) != 4 * n:
+            raise ProtocolError(BODY, f"capture carries {len(payload)} bytes, expected {4 * n}")
+        return Capture(
+            pid, seq, t_ms, values=np.frombuffer(payload, dtype="<f4").astype(np.float32)
+        )
+    if isinstance(payload, Ext):
+        raise ProtocolError(TYPE, "capture values must be bin or map, not ext")
+    raise ProtocolError(TYPE, "capture values must be bin (positional) or map (by name)")
