@@ -1,0 +1,511 @@
+"""asyncio UDP receivers: Live Link Face, VMC, iFacialMocap and our msgpack publish.
+
+Each receiver is an :class:`asyncio.DatagramProtocol` that moves bytes into a sans-I/O parser
+from :mod:`avatar_engine.formats` (or :mod:`avatar_engine.ingest.publish`) and hands validated
+frames to a :class:`~avatar_engine.ingest.sink.CaptureSink`. Per datagram, in this order:
+
+1. the sender's peer entry (bounded LRU of ``max_peers`` senders) counts the packet;
+2. oversize datagrams are dropped (``too_large``) before anything else looks at them;
+3. the sender's packet token bucket refuses floods (``rate_limited``) before parsing;
+4. the parser validates; a failure is dropped and counted under its reason;
+5. each frame is routed to a session (``unrouted`` if refused), checked against the sender's
+   frame token bucket, and delivered.
+
+``datagram_received`` never raises: anything unexpected is counted as ``internal_error`` and
+logged at a bounded rate, so one bad packet (or a bug) can never stop a receive loop. Drops are
+logged at most once per ``log_interval`` per (sender, reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar, Final, cast
+
+import numpy as np
+
+from avatar_engine.codec import Ping, PublishHello, encode_pong
+from avatar_engine.formats import ifacialmocap, vmc
+from avatar_engine.formats.livelink import LiveLinkPacketError, parse_packet
+from avatar_engine.formats.rotation import DEGREES_PER_UNIT, MAX_ROTATION_UNITS
+from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenBucket
+from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
+from avatar_engine.ingest.routing import Router
+from avatar_engine.ingest.sink import F32, CaptureSink, SourceInfo
+from avatar_engine.ingest.stats import SourceStats
+from avatar_engine.rigs.arkit import ARKIT_COUNT
+
+logger = logging.getLogger("avatar_engine.ingest")
+
+Clock = Callable[[], float]
+Address = tuple[Any, ...]
+
+SOCKET_RECEIVE_BUFFER: Final = 1 << 20
+"""SO_RCVBUF requested for every receiver: a burst while the loop is busy waits in the kernel."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReceiverConfig:
+    """Limits of one receiver; every one is documented in docs/ingest.md ("Rate limits")."""
+
+    host: str = "127.0.0.1"
+    """Loopback by default (safe); bind 0.0.0.0 to hear a phone on the LAN."""
+    port: int = 0
+    max_datagram: int = 65507
+    max_packet_rate_hz: float = 240.0
+    """Datagrams per second per sender (token bucket rate)."""
+    packet_burst: float = 60.0
+    max_frame_rate_hz: float = 120.0
+    """Frames per second per sender: phones send 60 (30 when hot); 2x covers jitter."""
+    frame_burst: float = 30.0
+    max_peers: int = 256
+    """Senders tracked at once (stats, buckets, decoder state); the oldest is forgotten."""
+    log_interval: float = DEFAULT_LOG_INTERVAL
+
+
+class Peer:
+    """One sender: its stats, its rate buckets and its decoder state."""
+
+    __slots__ = ("address", "frame_bucket", "label", "packet_bucket", "state", "stats")
+
+    def __init__(self, address: Address, config: ReceiverConfig, now: float) -> None:
+        self.address = address
+        self.label = f"{address[0]}:{address[1]}" if len(address) >= 2 else str(address)
+        self.stats = SourceStats()
+        self.packet_bucket = TokenBucket(config.max_packet_rate_hz, config.packet_burst, now)
+        self.frame_bucket = TokenBucket(config.max_frame_rate_hz, config.frame_burst, now)
+        self.state: Any = None
+
+
+class DatagramReceiver(asyncio.DatagramProtocol):
+    """The shared receive path; subclasses implement :meth:`decode`."""
+
+    kind: ClassVar[str] = "udp"
+    default_config: ClassVar[ReceiverConfig] = ReceiverConfig()
+
+    def __init__(
+        self,
+        sink: CaptureSink,
+        router: Router | None = None,
+        *,
+        config: ReceiverConfig | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.config = config or self.default_config
+        self._sink = sink
+        self._router = router or Router()
+        self._clock = clock
+        self._peers: OrderedDict[Address, Peer] = OrderedDict()
+        self.totals = SourceStats()
+        self.totals.key = self.kind
+        self._log = LogLimiter(logger, self.config.log_interval)
+        self.transport: asyncio.DatagramTransport | None = None
+        self.bound: tuple[str, int] | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        """Bind ``config.host:config.port`` (0 = ephemeral); returns the bound address."""
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(
+            lambda: self, local_addr=(self.config.host, self.config.port)
+        )
+        assert self.transport is not None
+        return self.bound or ("", 0)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # The selector transport is not a registered DatagramTransport subclass: cast, not check.
+        self.transport = cast(asyncio.DatagramTransport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:
+                import socket
+
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RECEIVE_BUFFER)
+            except OSError:  # not fatal: the OS default buffer still works
+                pass
+            name = sock.getsockname()
+            self.bound = (str(name[0]), int(name[1]))
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+            self.transport = None
+
+    def error_received(self, exc: Exception) -> None:
+        """ICMP errors (port unreachable after a handshake, ...): count and carry on."""
+        self.totals.drop("socket_error")
+        self._log.log("socket_error", self._clock(), f"{self.kind}: socket error: {exc}")
+
+    # -- receive path -----------------------------------------------------------------------
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
+        try:
+            self._receive(data, addr)
+        except Exception as exc:  # the last line of defence: a receive loop never raises
+            self.totals.drop("internal_error")
+            self._log.log(
+                "internal_error",
+                self._clock(),
+                f"{self.kind}: internal error on a datagram from {addr!r}: {exc!r}",
+                logging.ERROR,
+            )
+
+    def _peer(self, addr: Address, now: float) -> Peer:
+        peer = self._peers.get(addr)
+        if peer is None:
+            peer = Peer(addr, self.config, now)
+            peer.state = self.new_peer_state()
+            self._peers[addr] = peer
+            if len(self._peers) > self.config.max_peers:
+                self._peers.popitem(last=False)
+        else:
+            self._peers.move_to_end(addr)
+        return peer
+
+    def _receive(self, data: bytes, addr: Address) -> None:
+        now = self._clock()
+        peer = self._peer(addr, now)
+        size = len(data)
+        peer.stats.packet(size, now)
+        self.totals.packet(size, now)
+        if size > self.config.max_datagram:
+            self.drop(peer, "too_large", f"{size} bytes", now)
+            return
+        if not self.accept_peer(peer):
+            self.drop(peer, "unexpected_peer", "not the configured sender", now)
+            return
+        if not peer.packet_bucket.take(now):
+            self.drop(peer, "rate_limited", "packet rate over the limit", now)
+            return
+        self.decode(data, peer, now)
+
+    def drop(self, peer: Peer, reason: str, detail: str, now: float, n: int = 1) -> None:
+        peer.stats.drop(reason, n)
+        self.totals.drop(reason, n)
+        self._log.log(
+            f"{peer.label}/{reason}",
+            now,
+            f"{self.kind}: dropped from {peer.label}: {reason}: {detail}",
+        )
+
+    def clamped(self, peer: Peer, n: int) -> None:
+        if n:
+            peer.stats.clamped += n
+            self.totals.clamped += n
+
+    def deliver(
+        self,
+        peer: Peer,
+        key: str,
+        default_session: str,
+        arkit: F32,
+        rotations: F32,
+        now: float,
+        *,
+        device_id: str = "",
+        frame_time: float | None = None,
+    ) -> None:
+        """Route a validated frame and hand it to the sink."""
+        session = self._router.resolve(self.kind, key, default_session)
+        if session is None:
+            self.drop(peer, "unrouted", f"no session for {self.kind}:{key}", now)
+            return
+        if not peer.frame_bucket.take(now):
+            self.drop(peer, "rate_limited", "frame rate over the limit", now)
+            return
+        peer.stats.key = key
+        peer.stats.session_id = session
+        info = SourceInfo(self.kind, key, peer.label, device_id, frame_time)
+        try:
+            self._sink.on_frame(session, arkit, rotations, now, info)
+        except Exception as exc:
+            self.drop(peer, "sink_error", repr(exc), now)
+            return
+        peer.stats.frame(now)
+        self.totals.frame(now)
+
+    # -- for subclasses ---------------------------------------------------------------------
+
+    def new_peer_state(self) -> Any:
+        """Per-sender decoder state (VMC accumulates across datagrams, publish keeps hellos)."""
+        return None
+
+    def accept_peer(self, peer: Peer) -> bool:
+        return True
+
+    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        raise NotImplementedError
+
+    # -- reporting --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        now = self._clock()
+        return {
+            "kind": self.kind,
+            "bound": None if self.bound is None else f"{self.bound[0]}:{self.bound[1]}",
+            "totals": self.totals.snapshot(now),
+            "sources": {p.label: p.stats.snapshot(now) for p in self._peers.values()},
+        }
+
+
+_CENTER: Final = np.concatenate([np.full(ARKIT_COUNT, 0.5), np.zeros(9)]).astype(np.float32)
+_HALF: Final = np.concatenate([np.full(ARKIT_COUNT, 0.5), np.full(9, MAX_ROTATION_UNITS)]).astype(
+    np.float32
+)
+_LOWER: Final = _CENTER - _HALF
+_UPPER: Final = _CENTER + _HALF
+
+
+class _RangeCheck:
+    """Clamps a 61-value row (weights 0..1, rotations +-MAX_ROTATION_UNITS) in place.
+
+    Measured: the obvious ``count_nonzero((a < 0) | (a > 1))`` + clip on two views cost about
+    13 us per packet; one fused check on the whole row into preallocated scratch is ~3 us.
+    """
+
+    __slots__ = ("_mask", "_scratch")
+
+    def __init__(self) -> None:
+        self._scratch = np.empty(ARKIT_COUNT + 9, dtype=np.float32)
+        self._mask = np.empty(ARKIT_COUNT + 9, dtype=bool)
+
+    def __call__(self, row: F32) -> int:
+        np.subtract(row, _CENTER, out=self._scratch)
+        np.abs(self._scratch, out=self._scratch)
+        np.greater(self._scratch, _HALF, out=self._mask)
+        if not self._mask.any():
+            return 0
+        np.clip(row, _LOWER, _UPPER, out=row)
+        return int(np.count_nonzero(self._mask))
+
+
+class LiveLinkReceiver(DatagramReceiver):
+    """Live Link Face v6 (default port 11111). The session is the subject name.
+
+    ``rotation_scale`` multiplies the nine rotations (Epic does not document their unit; the
+    default 1.0 passes the app's values through, like ``convert`` does).
+    """
+
+    kind = "livelink"
+    default_config = ReceiverConfig(port=11111, max_datagram=1024)
+
+    def __init__(
+        self,
+        sink: CaptureSink,
+        router: Router | None = None,
+        *,
+        config: ReceiverConfig | None = None,
+        clock: Clock = time.monotonic,
+        rotation_scale: float = 1.0,
+    ) -> None:
+        super().__init__(sink, router, config=config, clock=clock)
+        self.rotation_scale = np.float32(rotation_scale)
+        self._check = _RangeCheck()
+
+    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        try:
+            frame = parse_packet(data)
+        except LiveLinkPacketError as exc:
+            self.drop(peer, exc.reason.value, str(exc), now)
+            return
+        values = frame.values  # a fresh array per packet: safe to modify in place
+        if self.rotation_scale != 1.0:
+            values[ARKIT_COUNT:] *= self.rotation_scale
+        self.clamped(peer, self._check(values))
+        arkit = values[:ARKIT_COUNT]
+        rotations = values[ARKIT_COUNT:]
+        subject = frame.subject or frame.device_id or "livelink"
+        self.deliver(
+            peer,
+            subject,
+            subject,
+            arkit,
+            rotations,
+            now,
+            device_id=frame.device_id,
+            frame_time=frame.frame_time,
+        )
+
+
+class VmcReceiver(DatagramReceiver):
+    """VMC protocol Marionette side (default port 39539). The session is ``name`` (``vmc``).
+
+    Packet limits are high because unbundled senders use one datagram per message (about 60
+    per frame); the frame bucket (one token per ``Apply``) is what holds a flood to the
+    declared rate.
+    """
+
+    kind = "vmc"
+    default_config = ReceiverConfig(
+        port=vmc.DEFAULT_PORT,
+        max_datagram=vmc.MAX_DATAGRAM_BYTES,
+        max_packet_rate_hz=8000.0,
+        packet_burst=2000.0,
+    )
+
+    def __init__(
+        self,
+        sink: CaptureSink,
+        router: Router | None = None,
+        *,
+        config: ReceiverConfig | None = None,
+        clock: Clock = time.monotonic,
+        name: str = "vmc",
+        degrees_per_unit: float = DEGREES_PER_UNIT,
+        axis_signs: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    ) -> None:
+        super().__init__(sink, router, config=config, clock=clock)
+        self.name = name
+        self._degrees_per_unit = degrees_per_unit
+        self._axis_signs = axis_signs
+
+    def new_peer_state(self) -> vmc.VmcDecoder:
+        return vmc.VmcDecoder(degrees_per_unit=self._degrees_per_unit, axis_signs=self._axis_signs)
+
+    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        decoder: vmc.VmcDecoder = peer.state
+        try:
+            result = decoder.feed_datagram(data)
+        except vmc.VmcPacketError as exc:
+            self.drop(peer, exc.reason.value, str(exc), now)
+            return
+        for reason, n in result.issues.items():
+            detail = ", ".join(result.unknown_names) if reason == "unknown_name" else "messages"
+            self.drop(peer, reason, detail, now, n)
+        self.clamped(peer, result.clamped)
+        host = str(peer.address[0])
+        for frame in result.frames:
+            self.deliver(peer, host, self.name, frame.arkit, frame.rotations, now)
+
+
+class IFacialMocapReceiver(DatagramReceiver):
+    """iFacialMocap (port 49983 both ways). Sends the handshake to ``phone_host`` on start and
+    again every ``handshake_interval`` seconds while no frame arrives, so restarting the app
+    (or the phone waking up) resumes the stream. With a ``phone_host`` set, datagrams from any
+    other host are dropped (``unexpected_peer``). The session is ``name`` (``ifacialmocap``).
+    """
+
+    kind = "ifacialmocap"
+    default_config = ReceiverConfig(
+        port=ifacialmocap.DEFAULT_PORT, max_datagram=ifacialmocap.MAX_FRAME_BYTES
+    )
+
+    def __init__(
+        self,
+        sink: CaptureSink,
+        router: Router | None = None,
+        *,
+        config: ReceiverConfig | None = None,
+        clock: Clock = time.monotonic,
+        phone_host: str | None = None,
+        phone_port: int = ifacialmocap.DEFAULT_PORT,
+        version: int = 2,
+        name: str = "ifacialmocap",
+        handshake_interval: float = 2.0,
+        degrees_per_unit: float = DEGREES_PER_UNIT,
+    ) -> None:
+        super().__init__(sink, router, config=config, clock=clock)
+        self.phone_host = phone_host
+        self.phone_port = phone_port
+        self.handshake = ifacialmocap.HANDSHAKE_V2 if version == 2 else ifacialmocap.HANDSHAKE_V1
+        self.name = name
+        self.handshake_interval = handshake_interval
+        self.handshakes_sent = 0
+        self._degrees_per_unit = degrees_per_unit
+        self._phone_ip: str | None = None
+        self._last_frame: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+
+    async def start(self) -> tuple[str, int]:
+        bound = await super().start()
+        if self.phone_host is not None:
+            loop = asyncio.get_running_loop()
+            infos = await loop.getaddrinfo(self.phone_host, self.phone_port, type=2)  # DGRAM
+            self._phone_ip = str(infos[0][4][0])
+            self._send_handshake()
+        return bound
+
+    def _send_handshake(self) -> None:
+        self._timer = None
+        if self.transport is None or self._phone_ip is None:
+            return
+        now = self._clock()
+        if self._last_frame is None or now - self._last_frame >= self.handshake_interval:
+            try:
+                self.transport.sendto(self.handshake, (self._phone_ip, self.phone_port))
+                self.handshakes_sent += 1
+            except OSError as exc:
+                self.error_received(exc)
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(self.handshake_interval, self._send_handshake)
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        super().close()
+
+    def accept_peer(self, peer: Peer) -> bool:
+        return self._phone_ip is None or peer.address[0] == self._phone_ip
+
+    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        try:
+            frame = ifacialmocap.parse_frame(data, degrees_per_unit=self._degrees_per_unit)
+        except ifacialmocap.IfmFrameError as exc:
+            self.drop(peer, exc.reason.value, str(exc), now)
+            return
+        if frame.unknown:
+            self.drop(peer, "unknown_name", ", ".join(frame.unknown[:8]), now, len(frame.unknown))
+        self.clamped(peer, frame.clamped)
+        self._last_frame = now
+        self.deliver(peer, str(peer.address[0]), self.name, frame.arkit, frame.rotations, now)
+
+
+class PublishUdpReceiver(DatagramReceiver):
+    """Our msgpack publish messages over UDP, one message per datagram (docs/protocol.md).
+
+    The session is ``publish-<pid>`` unless routed (``publish-udp:<pid>``). A PING is answered
+    with a PONG to the sender so a publisher can measure its round trip.
+    """
+
+    kind = "publish-udp"
+    default_config = ReceiverConfig(port=0, max_datagram=1472, max_packet_rate_hz=480.0)
+    """1472 bytes: docs/protocol.md 3.7 says a UDP publisher MUST stay under it."""
+
+    def new_peer_state(self) -> PublishDecoder:
+        return PublishDecoder()
+
+    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        decoder: PublishDecoder = peer.state
+        try:
+            out = decoder.feed(data)
+        except PublishDropError as exc:
+            self.drop(peer, exc.reason, str(exc), now)
+            return
+        if isinstance(out, PublishFrame):
+            if out.unknown:
+                self.drop(peer, "unknown_name", f"{out.unknown} names", now, out.unknown)
+            self.clamped(peer, out.clamped)
+            self.deliver(
+                peer,
+                str(out.pid),
+                f"publish-{out.pid}",
+                out.arkit,
+                out.rotations,
+                now,
+                frame_time=out.t,
+            )
+        elif isinstance(out, Ping) and self.transport is not None:
+            self.transport.sendto(encode_pong(out.nonce, out.t_ms), peer.address)
+        elif isinstance(out, PublishHello):
+            peer.stats.key = str(out.pid)
+
+
+def with_port(config: ReceiverConfig, host: str, port: int) -> ReceiverConfig:
+    """A copy of a receiver's config bound elsewhere (ports are the usual override)."""
+    return replace(config, host=host, port=port)

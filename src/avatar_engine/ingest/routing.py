@@ -1,0 +1,108 @@
+"""Source routing: which session a capture source drives.
+
+The embedded default must just work for someone pointing a phone at the server: a Live Link
+subject name (or ``vmc`` / ``ifacialmocap`` / ``publish-<pid>``) *is* the session id, and the
+session is created on the first valid frame with the default rig. Configured routes override
+that per source, and ``create_on_first_packet=False`` turns auto-creation off (unrouted frames
+are then dropped and counted).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Final
+
+from avatar_engine.ingest.sink import SessionFactory
+
+MAX_SESSION_ID: Final = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def sanitize_session_id(name: str) -> str:
+    """A URL-path-safe session id from a free-form name (``Jo's iPhone`` -> ``Jo-s-iPhone``)."""
+    cleaned = _UNSAFE.sub("-", name.strip()).strip("-.")
+    return cleaned[:MAX_SESSION_ID] or "capture"
+
+
+@dataclass(slots=True)
+class RoutingConfig:
+    """How capture sources map to sessions (docs/ingest.md, "Routing").
+
+    ``routes`` keys are ``"<kind>:<key>"`` (``livelink:iPhone``, ``vmc:192.168.1.20``,
+    ``ifacialmocap:192.168.1.21``, ``publish-udp:7``) or a bare key matching any kind; values are
+    session ids.
+    """
+
+    routes: dict[str, str] = field(default_factory=dict)
+    create_on_first_packet: bool = True
+    default_rig: str = "cc4-extended"
+    max_auto_sessions: int = 32
+    """Sessions auto-created from capture; a sender spraying subject names cannot make more."""
+    allowlist: tuple[str, ...] = ()
+    """Routing keys (subjects, device ids, sender hosts, publisher ids) allowed in; empty means
+    any. A key outside a non-empty list is dropped as ``unrouted``."""
+
+
+def _always(session_id: str, rig: str) -> bool:
+    return True
+
+
+class Router:
+    """Resolves ``(kind, key)`` to a session id, creating sessions through a factory.
+
+    Results are cached (bounded LRU), so the factory runs once per new key, not per frame.
+    """
+
+    __slots__ = ("_auto", "_cache", "_factory", "config")
+
+    _CACHE_LIMIT: Final = 1024
+
+    def __init__(self, config: RoutingConfig | None = None, factory: SessionFactory | None = None):
+        self.config = config or RoutingConfig()
+        self._factory: SessionFactory = factory or _always
+        self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._auto: set[str] = set()
+
+    def resolve(self, kind: str, key: str, default_session: str) -> str | None:
+        """The session for this source, or None when it is not routed (drop ``unrouted``)."""
+        cache_key = (kind, key)
+        try:
+            found = self._cache[cache_key]
+        except KeyError:
+            pass
+        else:
+            self._cache.move_to_end(cache_key)
+            return found
+        found = self._resolve(kind, key, default_session)
+        if found is not None:  # refusals are retried (a quota may free up)
+            self._cache[cache_key] = found
+            if len(self._cache) > self._CACHE_LIMIT:
+                self._cache.popitem(last=False)
+        return found
+
+    def _resolve(self, kind: str, key: str, default_session: str) -> str | None:
+        allow = self.config.allowlist
+        if allow and key not in allow and f"{kind}:{key}" not in allow:
+            return None
+        routes = self.config.routes
+        target = routes.get(f"{kind}:{key}", routes.get(key))
+        if target is not None:
+            return target if self._factory(target, self.config.default_rig) else None
+        if not self.config.create_on_first_packet:
+            return None
+        session_id = sanitize_session_id(default_session)
+        if session_id not in self._auto:
+            if len(self._auto) >= self.config.max_auto_sessions:
+                return None
+            if not self._factory(session_id, self.config.default_rig):
+                return None
+            self._auto.add(session_id)
+        return session_id
+
+    def forget(self, session_id: str) -> None:
+        """Call when a session is deleted, so the next frame re-creates (or re-resolves) it."""
+        for cache_key in [k for k, v in self._cache.items() if v == session_id]:
+            del self._cache[cache_key]
+        self._auto.discard(session_id)

@@ -1,0 +1,80 @@
+"""Per-source counters: packets, frames, rate, last seen and drops per reason."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+RATE_WINDOW: Final = 1.0
+"""Seconds per rate measurement window."""
+
+
+class SourceStats:
+    """Counters for one sender (or one receiver's totals).
+
+    ``rate_hz`` is frames per second over the last complete window; it reads 0 once the
+    source has been silent for two windows, so a dashboard shows a phone going away.
+    """
+
+    __slots__ = (
+        "_window_count",
+        "_window_rate",
+        "_window_start",
+        "bytes",
+        "clamped",
+        "drops",
+        "frames",
+        "key",
+        "last_seen",
+        "packets",
+        "session_id",
+    )
+
+    def __init__(self) -> None:
+        self.packets = 0
+        self.bytes = 0
+        self.frames = 0
+        self.clamped = 0
+        self.drops: dict[str, int] = {}
+        self.last_seen: float | None = None
+        self.key = ""
+        self.session_id: str | None = None
+        self._window_start: float | None = None
+        self._window_count = 0
+        self._window_rate = 0.0
+
+    def packet(self, size: int, now: float) -> None:
+        self.packets += 1
+        self.bytes += size
+        self.last_seen = now
+
+    def frame(self, now: float) -> None:
+        self.frames += 1
+        if self._window_start is None:
+            self._window_start = now
+        elapsed = now - self._window_start
+        if elapsed >= RATE_WINDOW:
+            self._window_rate = self._window_count / elapsed
+            self._window_start = now
+            self._window_count = 0
+        self._window_count += 1
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        self.drops[reason] = self.drops.get(reason, 0) + n
+
+    def rate_hz(self, now: float) -> float:
+        if self._window_start is None or now - self._window_start >= 2 * RATE_WINDOW:
+            return 0.0
+        return self._window_rate
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "session": self.session_id,
+            "packets": self.packets,
+            "bytes": self.bytes,
+            "frames": self.frames,
+            "rate_hz": round(self.rate_hz(now), 2),
+            "last_seen_s_ago": None if self.last_seen is None else round(now - self.last_seen, 3),
+            "clamped": self.clamped,
+            "drops": dict(self.drops),
+        }

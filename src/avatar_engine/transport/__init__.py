@@ -1,0 +1,1 @@
+"""The shell's outbound side: WebSocket/WebRTC fan-out and egress adapters (Live Link, VMC out)."""
