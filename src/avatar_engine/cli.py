@@ -17,6 +17,7 @@ import numpy as np
 from avatar_engine import __version__
 from avatar_engine.formats.curves_io import MorphCurves, resample_uniform, write_curves
 from avatar_engine.formats.llf_csv import TakeFormatError, read_take
+from avatar_engine.ingest.cli import add_record_parser, add_replay_parser
 from avatar_engine.kernels.backends import (
     BACKENDS,
     BackendUnavailableError,
@@ -26,6 +27,8 @@ from avatar_engine.kernels.backends import (
 from avatar_engine.kernels.retarget import NonFiniteInputError, Retargeter
 from avatar_engine.rigs.arkit import ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
+from avatar_engine.server.serve import add_serve_parser
+from avatar_engine.speech.cli import add_lipsync_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -103,23 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
     convert.add_argument("--backend", choices=BACKENDS, default=None, help="force a backend")
     convert.set_defaults(handler=_cmd_convert)
 
-    for register in _extensions():
+    for register in (
+        add_serve_parser,
+        add_lipsync_parser,
+        add_replay_parser,
+        add_record_parser,
+    ):  # subcommands that live with their feature package
         register(sub)
     return parser
-
-
-def _extensions() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    """Subcommands that live with their feature package."""
-    from avatar_engine.server.serve import add_serve_parser
-
-    found = [add_serve_parser]
-    try:
-        from avatar_engine.speech.cli import add_lipsync_parser
-    except ImportError:
-        pass
-    else:
-        found.append(add_lipsync_parser)
-    return found
 
 
 def main(argv: Sequence[str] | None = None) -> int:

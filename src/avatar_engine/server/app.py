@@ -27,6 +27,7 @@ from avatar_engine import __version__
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.wire import DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
+from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
 from avatar_engine.server.metrics import metrics_text
@@ -89,10 +90,12 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await runtime.ingest.start()
         task = asyncio.create_task(runtime.scheduler.run(), name="engine-tick")
         try:
             yield
         finally:
+            runtime.ingest.close()
             await gateway.close_all()
             runtime.scheduler.stop()
             await asyncio.wait({task}, timeout=1.0)
@@ -215,6 +218,37 @@ def create_app(runtime: Runtime) -> FastAPI:
         """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
         answer = await gateway.answer(caller, body.session, body.lod, body.sdp, body.type)
         return {"sdp": answer.sdp, "type": answer.type}
+
+    @app.websocket("/sessions/{session_id}/publish")
+    async def publish(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        """Capture frames in (docs/protocol.md, "Publishing"): msgpack, by name or positional."""
+        await ws.accept()
+        try:
+            caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
+            caller.require("publish", session_id)
+            if session_id not in runtime.engine.sessions:
+                runtime.create_session(caller, session_id=session_id, source="publish-ws")
+            runtime.session_for(caller, session_id)
+        except AuthError as exc:
+            code = CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN
+            await ws.close(code, exc.reason)
+            return
+        except SessionNotFoundError as exc:
+            await ws.close(CLOSE_NOT_FOUND, str(exc))
+            return
+        except QuotaExceededError as exc:
+            await ws.close(CLOSE_QUOTA, exc.reason)
+            return
+        except ValueError as exc:
+            await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
+            return
+        client = ws.client
+        peer = f"{client.host}:{client.port}" if client else ""
+        outcome = await serve_publish(
+            AsgiConnection(ws), session_id, runtime, clock=runtime.clock.now, peer=peer
+        )
+        if outcome.close_code is not None and ws.application_state is WebSocketState.CONNECTED:
+            await ws.close(outcome.close_code, outcome.close_reason)
 
     @app.websocket("/sessions/{session_id}/stream")
     async def stream(

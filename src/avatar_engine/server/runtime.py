@@ -26,13 +26,19 @@ from avatar_engine.codec.messages import (
 from avatar_engine.codec.wire import ControlOp, DeltaMode, EventKind
 from avatar_engine.engine.engine import Engine, SessionNotFoundError
 from avatar_engine.engine.sessions import Session, SessionState
-from avatar_engine.server.auth import Authenticator, Principal
+from avatar_engine.ingest.routing import RoutingConfig
+from avatar_engine.ingest.service import IngestConfig, IngestService
+from avatar_engine.ingest.sink import SourceInfo
+from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal
 from avatar_engine.server.config import ServerOptions
-from avatar_engine.server.quotas import MemoryQuotas, QuotaLimits
+from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
 from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 
 log = logging.getLogger("avatar_engine.server")
+
+CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
+"""Who owns sessions that UDP capture sources create (allowlisted by the options)."""
 
 _EVENT_KINDS = {"state": EventKind.STATE, "speaking": EventKind.SPEAKING}
 
@@ -72,6 +78,8 @@ class Runtime:
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
+        self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
+                                    clock=self.clock.now)  # fmt: skip
 
     # -- time ------------------------------------------------------------------------------
 
@@ -127,6 +135,7 @@ class Runtime:
         for sub in self.subscribers.pop(session_id, set()):
             sub.outbox.close()
         self.engine.delete_session(session_id)
+        self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
         if streams is not None and session.rig in self.engine.groups:
             streams.follow_rows()
@@ -269,6 +278,54 @@ class Runtime:
     ) -> None:
         self.engine.push_capture(session_id, arkit, rotations, self.now())
 
+    def on_frame(
+        self,
+        session_id: str,
+        arkit: npt.NDArray[np.float32],
+        rotations: npt.NDArray[np.float32],
+        t_arrival: float,
+        source: SourceInfo,
+    ) -> None:
+        """The capture sink of every ingest path (UDP receivers, WebSocket publish)."""
+        session = self.engine.sessions.get(session_id)
+        if session is None:
+            self.counters.publish_rejected += 1
+            return
+        try:
+            self.quotas.allow_publish(session.tenant)
+        except QuotaExceededError:
+            self.counters.publish_rejected += 1
+            return
+        self.counters.publish_messages += 1
+        self.engine.push_capture(session_id, arkit, rotations, t_arrival)
+        session.source = source.kind
+
+    def ensure_capture_session(self, session_id: str, rig: str) -> bool:
+        """Session factory for capture sources: create on first valid packet, within quota."""
+        if session_id in self.engine.sessions:
+            return True
+        try:
+            self.create_session(CAPTURE_PRINCIPAL, session_id=session_id, rig=rig, source="capture")
+        except (QuotaExceededError, ValueError) as exc:
+            log.warning(
+                "capture session refused", extra={"session": session_id, "reason": str(exc)}
+            )
+            return False
+        return True
+
+    def ingest_config(self) -> IngestConfig:
+        o = self.options
+        return IngestConfig(
+            udp_host=o.udp_host,
+            livelink_port=o.livelink_port,
+            vmc_port=o.vmc_port,
+            routing=RoutingConfig(
+                create_on_first_packet=o.auto_create_sessions,
+                default_rig=o.default_rig,
+                allowlist=o.capture_allowlist,
+            ),
+        )
+
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, t: float) -> None:
@@ -317,6 +374,7 @@ class Runtime:
                 "rejected": self.counters.publish_rejected,
             },
             "states": _count(s.state.value for s in self.engine.sessions.values()),
+            "sources": self.ingest.stats(),
         }
 
 
