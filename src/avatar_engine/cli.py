@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from avatar_engine import __version__
+from avatar_engine.client.cli import add_subscribe_parser
+from avatar_engine.client.simulate import add_simulate_parser
 from avatar_engine.formats.curves_io import MorphCurves, resample_uniform, write_curves
 from avatar_engine.formats.llf_csv import TakeFormatError, read_take
 from avatar_engine.ingest.cli import add_record_parser, add_replay_parser
@@ -111,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_lipsync_parser,
         add_replay_parser,
         add_record_parser,
+        add_subscribe_parser,
+        add_simulate_parser,
     ):  # subcommands that live with their feature package
         register(sub)
     return parser

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -360,6 +361,8 @@ class Runtime:
     def stats(self) -> dict[str, object]:
         subs = [s for group in self.subscribers.values() for s in group]
         return {
+            "pid": os.getpid(),
+            "clock": {"monotonic_t0": self.t0},
             "sessions": len(self.engine.sessions),
             "subscribers": len(subs),
             "subscribers_by_transport": _count(s.transport for s in subs),
