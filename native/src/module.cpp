@@ -8,4 +8,7 @@ PYBIND11_MODULE(_core, m) {
     m.doc() = "avatar-engine native kernels (C++; wrapped by avatar_engine.kernels)";
     avatar_engine::bindings::register_retarget(m);
     avatar_engine::bindings::register_curves(m);
+    avatar_engine::bindings::register_filters(m);
+    avatar_engine::bindings::register_compose(m);
+    avatar_engine::bindings::register_life(m);
 }

@@ -7,5 +7,8 @@ namespace avatar_engine::bindings {
 
 void register_retarget(pybind11::module_& m);
 void register_curves(pybind11::module_& m);
+void register_filters(pybind11::module_& m);
+void register_compose(pybind11::module_& m);
+void register_life(pybind11::module_& m);
 
 }  // namespace avatar_engine::bindings

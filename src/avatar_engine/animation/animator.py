@@ -1,0 +1,564 @@
+"""The animate step for many sessions: one call per tick runs every expression stage.
+
+Buffer layout (``Sc`` = capacity rows, the first ``n_active`` are live sessions; ``M`` =
+the rig's morphs; the nine rotation channels are a separate ``C = 9`` block)::
+
+    layers_m : (L, Sc, M) float32   one S x M plane per layer, in LAYER_NAMES order
+    layers_c : (L, Sc, 9) float32   same for the rotation channels
+    out_m    : (Sc, M),  out_c : (Sc, 9)
+
+Callers write their inputs straight into the layer planes (``capture_morphs``,
+``speech_morphs``, ``manual_morphs`` ... are views, so ingest and the speech kernel write once
+and nothing is copied), set the per-session flags (``capture_new``, ``speaking``, ``in_word``,
+``stress``), and call :meth:`Animator.step` with the tick time. One step:
+
+1. envelopes: speaking (attack/release), capture presence (timeout, fades), thinking;
+2. One Euro on the fresh capture rows, in place (held estimate for rows without a sample);
+3. emotion mixes advance; the rig's ``emotions`` map turns them into the emotion plane;
+4. procedural life advances; the rig's ``arkit52`` map turns it into the procedural plane,
+   and it writes the rotation channels;
+5. effective per-(session, layer, region) weights;
+6. compositor + constraints (one batched kernel call per block).
+
+One-shot inputs (``capture_new``, ``stress``) are cleared by the step; held inputs
+(``speaking``, ``in_word``) stay until the caller changes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.animation.emotion import (
+    EMOTION_NAMES,
+    THINKING,
+    Easing,
+    EmotionState,
+    mix_vector,
+)
+from avatar_engine.animation.layers import (
+    CAPTURE,
+    DEFAULT_FILTER,
+    DEFAULT_VMAX,
+    EMOTION,
+    MANUAL,
+    N_LAYERS,
+    N_REGIONS,
+    PROCEDURAL,
+    SPEECH,
+    LayerConfig,
+    region_code,
+)
+from avatar_engine.animation.params import LifeParams
+from avatar_engine.animation.procedural import PROC_ARKIT, ProceduralLife
+from avatar_engine.kernels.backends import BackendName, resolve_backend
+from avatar_engine.kernels.compose import ComposeTables, ScatterTables, make_compose, make_scatter
+from avatar_engine.kernels.filters import OneEuroFilter, spring_kernel
+from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
+from avatar_engine.rigs.profile import RigProfile, RigProfileError
+from avatar_engine.rigs.schema import REGION_ORDER, Region
+from avatar_engine.rigs.sparse import SparseMap
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+log = logging.getLogger(__name__)
+
+N_CHANNELS: Final = len(ROTATION_NAMES)
+CHANNEL_REGIONS: Final = np.array(
+    [region_code(Region.HEAD if n.startswith("Head") else Region.EYE) for n in ROTATION_NAMES],
+    np.int8,
+)
+CHANNEL_COUPLE: Final = np.array([[3, 6], [4, 7], [5, 8]], np.int32)
+"""Left/right eye yaw, pitch, roll: coupling makes the eyes move together."""
+
+_SIDES: Final = (("Left", "Right"), ("_L", "_R"), ("_l", "_r"), (".L", ".R"), ("L_", "R_"))
+_DIRECTIONAL: Final = re.compile(
+    r"^(mouth|jaw|tongue|head|eyes?|mouth[_.]?(upper|lower)|(nose|tongue)[_.]?tip"
+    r"|.*(turn|tilt|twist))[_.]?$",
+    re.IGNORECASE,
+)
+"""Stems of shapes that are one motion to either side (``mouthLeft``, ``Jaw_L``,
+``Head_Turn_L``, ``Mouth_Upper_L``), not a pair of sides."""
+
+
+def coupling_pairs(names: Sequence[str]) -> npt.NDArray[np.int32]:
+    """Left/right morph pairs found by name (``..Left``/``..Right``, ``.._L``/``.._R``).
+
+    Skipped on purpose: eye-look shapes (left-eye-looks-out mirrors right-eye-looks-*in*, so
+    averaging them by side would fight the gaze) and directions such as ``mouthLeft``,
+    ``Jaw_L``, ``Head_Turn_L`` or ``Mouth_Upper_L`` (the lip moving left), which are one
+    motion to either side, not a pair of sides. Pass ``couple_pairs`` to override.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    pairs: list[tuple[int, int]] = []
+    for name in names:
+        if "look" in name.lower():
+            continue
+        for left, right in _SIDES:
+            if name.endswith(left):
+                stem = name[: -len(left)]
+                other = stem + right
+            elif name.startswith(left) and len(left) == 2 and left.endswith("_"):
+                stem = name[len(left) :]
+                other = right + stem
+            else:
+                continue
+            if other in index and not _DIRECTIONAL.match(stem):
+                pairs.append((index[name], index[other]))
+                break
+    return np.array(pairs, np.int32).reshape(-1, 2)
+
+
+def _smoothstep(x: F32) -> F32:
+    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
+
+
+def _ramp(env: F32, target: F32, up: float, down: float) -> None:
+    """Move ``env`` towards ``target`` by at most ``up``/``down`` (in place)."""
+    rising = target > env
+    np.copyto(env, np.where(rising, np.minimum(env + up, target), np.maximum(env - down, target)))
+
+
+class Animator:
+    """The whole expression stage for up to ``capacity`` sessions on one rig.
+
+    >>> from avatar_engine import load_rig
+    >>> anim = Animator(load_rig("arkit52"), capacity=4, backend="numpy")
+    >>> row = anim.add_session(seed=7)
+    >>> anim.set_emotion(row, {"happy": 0.8}, transition=0.3)
+    >>> for i in range(60):
+    ...     anim.step(i / 60)
+    >>> anim.out_m[:anim.n_active].shape
+    (1, 52)
+    """
+
+    def __init__(
+        self,
+        rig: RigProfile,
+        capacity: int = 64,
+        *,
+        params: LifeParams | None = None,
+        backend: str | None = None,
+        couple_pairs: npt.ArrayLike | None = None,
+        morph_max_velocity: Mapping[str, float] | None = None,
+    ) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.rig = rig
+        self.capacity = capacity
+        self.params = params or LifeParams()
+        self.backend: BackendName = resolve_backend(backend)
+        self.n_active = 0
+        self.time: float | None = None
+        m = rig.morph_count
+        self.n_morphs = m
+        sc = capacity
+
+        # -- rig tables (built once; the hot path only indexes) --
+        # Emotion mixes and procedural ARKit values reach the rig's morphs through the rig's
+        # own maps, applied by scatter: a few dozen non-zeros per session, where a dense
+        # matmul would touch every morph (and BLAS's thread pool stalls on a busy machine).
+        emotion_dense = self._sparse_map("emotions", EMOTION_NAMES).to_dense()  # (M, E)
+        arkit_dense = self._sparse_map("arkit52", ARKIT_NAMES).to_dense()  # (M, 52)
+        proc_dense = arkit_dense[:, [ARKIT_NAMES.index(name) for name in PROC_ARKIT]]
+        self.life = ProceduralLife(sc, self.params, self.backend)
+        # features -> ARKit shapes -> morphs, folded into one (M, F) map
+        proc_dense = proc_dense @ self.life.feature_to_arkit().astype(np.float64).T
+        self.emotion_map: F32 = np.ascontiguousarray(emotion_dense.T, np.float32)  # (E, M)
+        self.proc_map: F32 = np.ascontiguousarray(proc_dense.T, np.float32)  # (F, M)
+        self._map_emotion = make_scatter(ScatterTables.from_dense(emotion_dense), self.backend)
+        self._map_proc = make_scatter(ScatterTables.from_dense(proc_dense), self.backend)
+        pairs = (
+            coupling_pairs(rig.morph_names)
+            if couple_pairs is None
+            else np.asarray(couple_pairs, np.int32).reshape(-1, 2)
+        )
+        vcol = np.full(m, np.inf, np.float32)
+        for name, speed in (morph_max_velocity or {}).items():
+            if math.isnan(speed) or speed <= 0.0:
+                raise ValueError(f"morph_max_velocity[{name!r}]: must be > 0 units/s")
+            vcol[rig.morph_index(name)] = speed
+        self._tables_m = ComposeTables(
+            n_regions=N_REGIONS,
+            region=np.ascontiguousarray(rig.region_codes, np.int8),
+            lower=np.ascontiguousarray(rig.lower, np.float32),
+            upper=np.ascontiguousarray(rig.upper, np.float32),
+            exclusive=np.ascontiguousarray(rig.exclusive, np.int32).reshape(-1, 2),
+            couple=pairs,
+            vcol=vcol,
+        )
+        self._tables_c = ComposeTables(
+            n_regions=N_REGIONS,
+            region=CHANNEL_REGIONS,
+            lower=np.full(N_CHANNELS, -1.0, np.float32),
+            upper=np.full(N_CHANNELS, 1.0, np.float32),
+            exclusive=np.zeros((0, 2), np.int32),
+            couple=CHANNEL_COUPLE,
+        )
+        self._compose_m = make_compose(self._tables_m, self.backend)
+        self._compose_c = make_compose(self._tables_c, self.backend)
+        self._spring = spring_kernel(self.backend)
+
+        # -- layer planes, inputs and outputs --
+        self.layers_m: F32 = np.zeros((N_LAYERS, sc, m), np.float32)
+        self.layers_c: F32 = np.zeros((N_LAYERS, sc, N_CHANNELS), np.float32)
+        self.capture_morphs: F32
+        self.capture_channels: F32
+        self.speech_morphs: F32
+        self.manual_morphs: F32
+        self.manual_channels: F32
+        self._bind_views()
+        self.manual_mask_m: F32 = np.zeros((sc, m), np.float32)
+        self.manual_mask_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
+        self.capture_new: npt.NDArray[np.bool_] = np.zeros(sc, np.bool_)
+        self.speaking: F32 = np.zeros(sc, np.float32)
+        self.in_word: npt.NDArray[np.bool_] = np.zeros(sc, np.bool_)
+        self.stress: F32 = np.zeros(sc, np.float32)
+        self.out_m: F32 = np.zeros((sc, m), np.float32)
+        self.out_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
+
+        # -- per-session state and settings --
+        self.layer_config = LayerConfig(sc)
+        self.emotion = EmotionState(sc)
+        self.filter_m = OneEuroFilter(sc, rig.region_codes, n_regions=N_REGIONS,
+                                      backend=self.backend)  # fmt: skip
+        self.filter_c = OneEuroFilter(sc, CHANNEL_REGIONS, n_regions=N_REGIONS,
+                                      backend=self.backend)  # fmt: skip
+        self.vmax: F32 = np.zeros((sc, N_REGIONS), np.float32)
+        self.couple: F32 = np.zeros(sc, np.float32)
+        self.speak_env: F32 = np.zeros(sc, np.float32)
+        self.capture_env: F32 = np.zeros(sc, np.float32)
+        self.thinking_on: F32 = np.zeros(sc, np.float32)
+        self.thinking_env: F32 = np.zeros(sc, np.float32)
+        self.last_capture: F64 = np.full(sc, -np.inf)
+        self.prev_m: F32 = np.zeros((sc, m), np.float32)
+        self.prev_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
+        self.primed_m: npt.NDArray[np.uint8] = np.zeros(sc, np.uint8)
+        self.primed_c: npt.NDArray[np.uint8] = np.zeros(sc, np.uint8)
+        self.weights: F32 = np.zeros((sc, N_LAYERS, N_REGIONS), np.float32)
+        self._capture_dt: F32 = np.zeros(sc, np.float32)
+        self._seeds: npt.NDArray[np.uint64] = np.zeros(sc, np.uint64)
+
+    def _sparse_map(self, source: str, names: Sequence[str]) -> SparseMap:
+        """The rig's ``source`` mapping, or an empty one if the rig lacks it (said once)."""
+        try:
+            return self.rig.sparse_map(source, names)
+        except RigProfileError:
+            log.warning(
+                "rig %r has no %r mapping: that layer drives nothing", self.rig.name, source
+            )
+            return SparseMap.from_triplets(self.rig.morph_count, len(names), [])
+
+    # -- sessions ---------------------------------------------------------------------------
+
+    def _row_fields(self) -> list[tuple[object, str, int]]:
+        """Every per-session array as (owner, attribute, row axis), for row moves and growth."""
+        own = (
+            "manual_mask_m", "manual_mask_c", "capture_new", "speaking", "in_word", "stress",
+            "out_m", "out_c", "vmax", "couple", "speak_env", "capture_env", "thinking_on",
+            "thinking_env", "last_capture", "prev_m", "prev_c", "primed_m", "primed_c",
+            "weights", "_capture_dt", "_seeds",
+        )  # fmt: skip
+        fields: list[tuple[object, str, int]] = [(self, name, 0) for name in own]
+        fields += [(self, "layers_m", 1), (self, "layers_c", 1)]
+        for f in (self.filter_m, self.filter_c):
+            fields += [(f, n, 0) for n in ("xhat", "dxhat", "primed", "min_cutoff", "beta",
+                                           "d_cutoff")]  # fmt: skip
+        for owner in (self.layer_config, self.emotion, self.life):
+            fields += [(owner, n, 0) for n in owner.array_names()]
+        return fields
+
+    def _bind_views(self) -> None:
+        """The caller-facing planes are views into the layer buffers."""
+        self.capture_morphs = self.layers_m[CAPTURE]
+        self.capture_channels = self.layers_c[CAPTURE]
+        self.speech_morphs = self.layers_m[SPEECH]
+        self.manual_morphs = self.layers_m[MANUAL]
+        self.manual_channels = self.layers_c[MANUAL]
+
+    def grow(self, capacity: int) -> None:
+        """Reallocate every per-session array for ``capacity`` rows, keeping live sessions.
+
+        Views handed out before (``capture_morphs``...) go stale: fetch them again.
+        """
+        if capacity <= self.capacity:
+            return
+        for owner, name, axis in self._row_fields():
+            old: npt.NDArray[np.generic] = getattr(owner, name)
+            shape = list(old.shape)
+            shape[axis] = capacity
+            new = np.zeros(shape, old.dtype)
+            if axis == 0:
+                new[: self.capacity] = old
+            else:
+                new[:, : self.capacity] = old
+            setattr(owner, name, new)
+        self.capacity = capacity
+        self._bind_views()
+
+    def add_session(self, seed: int | None = None) -> int:
+        """Claim the next free row (doubling the capacity when full), reset it, return it."""
+        if self.n_active >= self.capacity:
+            self.grow(2 * self.capacity)
+        row = self.n_active
+        self.n_active += 1
+        self.reset_session(row, row if seed is None else seed)
+        return row
+
+    def remove_session(self, row: int) -> int | None:
+        """Free ``row`` by moving the last live session into it (like three.js's active list).
+
+        Returns the old row of the session that moved (its caller-side handle must be
+        updated), or None if ``row`` was the last one.
+        """
+        self._check_row(row)
+        last = self.n_active - 1
+        self.n_active -= 1
+        if row == last:
+            return None
+        for owner, name, axis in self._row_fields():
+            arr = getattr(owner, name)
+            if axis == 0:
+                arr[row] = arr[last]
+            else:
+                arr[:, row] = arr[:, last]
+        return last
+
+    def reset_session(self, row: int, seed: int) -> None:
+        """Defaults for one row: neutral, no capture, default layers, filters and limits."""
+        now = 0.0 if self.time is None else self.time
+        self._seeds[row] = int(seed) % (1 << 64)
+        self.layers_m[:, row] = 0.0
+        self.layers_c[:, row] = 0.0
+        for arr in (self.manual_mask_m, self.manual_mask_c, self.out_m, self.out_c, self.prev_m,
+                    self.prev_c):  # fmt: skip
+            arr[row] = 0.0
+        self.capture_new[row] = False
+        self.in_word[row] = False
+        for arr1 in (self.speaking, self.stress, self.couple, self.speak_env, self.capture_env,
+                     self.thinking_on, self.thinking_env):  # fmt: skip
+            arr1[row] = 0.0
+        self.last_capture[row] = -np.inf
+        self.primed_m[row] = 0
+        self.primed_c[row] = 0
+        for region, v in DEFAULT_VMAX.items():
+            self.vmax[row, region_code(region)] = v
+        for f in (self.filter_m, self.filter_c):
+            f.reset(row)
+            for region, (mc, beta, dc) in DEFAULT_FILTER.items():
+                r = region_code(region)
+                f.min_cutoff[row, r], f.beta[row, r], f.d_cutoff[row, r] = mc, beta, dc
+        self.layer_config.reset_row(row)
+        self.emotion.reset_row(row)
+        self.life.reset_row(row, seed, now)
+
+    def _check_row(self, row: int) -> None:
+        if not 0 <= row < self.n_active:
+            raise IndexError(f"row {row} is not a live session (0..{self.n_active - 1})")
+
+    # -- control (called on messages, not per tick) ---------------------------------------
+
+    def set_emotion(
+        self,
+        row: int,
+        mix: Mapping[str, float],
+        *,
+        intensity: float = 1.0,
+        transition: float = 0.4,
+        easing: Easing = "cubic",
+        hold: float = math.inf,
+        decay: float = 1.0,
+    ) -> None:
+        """Move a session's emotion mix to ``mix * intensity``; optionally hold, then decay."""
+        self._check_row(row)
+        now = 0.0 if self.time is None else self.time
+        target = mix_vector(mix, intensity)  # validates names, weights and intensity
+        self.emotion.mix[row] = mix_vector(mix)
+        self.emotion.intensity[row] = intensity
+        self.emotion.set(row, target, now=now, transition=transition, easing=easing, hold=hold,
+                         decay=decay)  # fmt: skip
+
+    def set_intensity(
+        self,
+        row: int,
+        intensity: float,
+        *,
+        transition: float = 0.4,
+        easing: Easing = "cubic",
+        hold: float = math.inf,
+        decay: float = 1.0,
+    ) -> None:
+        """Scale a session's current mix (the last one set) to a new overall intensity."""
+        self._check_row(row)
+        if not math.isfinite(intensity) or intensity < 0.0:
+            raise ValueError(f"intensity must be a finite number >= 0, got {intensity!r}")
+        now = 0.0 if self.time is None else self.time
+        self.emotion.intensity[row] = intensity
+        target = (self.emotion.mix[row] * np.float32(intensity)).astype(np.float32)
+        self.emotion.set(row, target, now=now, transition=transition, easing=easing, hold=hold,
+                         decay=decay)  # fmt: skip
+
+    def set_baseline(self, row: int, mix: Mapping[str, float], intensity: float = 1.0) -> None:
+        """The mix a session decays back to after a held emotion (neutral by default)."""
+        self._check_row(row)
+        now = 0.0 if self.time is None else self.time
+        self.emotion.set_base(row, mix_vector(mix, intensity), now)
+
+    def set_thinking(self, row: int, on: bool) -> None:
+        """Switch the "thinking" face (gaze aversion, brow furrow, no lip motion) on or off."""
+        self._check_row(row)
+        if on and not self.thinking_on[row]:
+            self.life.draw_aversion(row)
+        self.thinking_on[row] = 1.0 if on else 0.0
+
+    def look_at(self, row: int, yaw: float, pitch: float) -> None:
+        """Aim the gaze (channel units: 1.0 = the channel's scale, 40 degrees by default)."""
+        self._check_row(row)
+        if not (math.isfinite(yaw) and math.isfinite(pitch)):
+            raise ValueError("look_at: yaw and pitch must be finite")
+        self.life.look[row] = (np.clip(yaw, -1.0, 1.0), np.clip(pitch, -1.0, 1.0))
+
+    def set_layer(
+        self,
+        row: int,
+        layer: str,
+        *,
+        mode: str | None = None,
+        weight: float | None = None,
+        mask: dict[str, float] | None = None,
+        duck_speech: dict[str, float] | None = None,
+        duck_capture: dict[str, float] | None = None,
+    ) -> None:
+        """Change one compositor layer of one session (see :class:`LayerConfig`)."""
+        self._check_row(row)
+        self.layer_config.set(row, layer, mode=mode, weight=weight, mask=mask,
+                              duck_speech=duck_speech, duck_capture=duck_capture)  # fmt: skip
+
+    def set_filter(
+        self,
+        row: int,
+        regions: Sequence[str] | None = None,
+        *,
+        min_cutoff: float | None = None,
+        beta: float | None = None,
+        d_cutoff: float | None = None,
+    ) -> None:
+        """One Euro parameters of a session's capture filter, for some or all regions."""
+        self._check_row(row)
+        codes = [region_code(r) for r in (regions or [r.value for r in REGION_ORDER])]
+        for f in (self.filter_m, self.filter_c):
+            for table, value in ((f.min_cutoff, min_cutoff), (f.beta, beta),
+                                 (f.d_cutoff, d_cutoff)):  # fmt: skip
+                if value is not None:
+                    if not math.isfinite(value) or value < 0.0:
+                        raise ValueError("filter parameters must be finite and >= 0")
+                    table[row, codes] = value
+
+    def set_max_velocity(self, row: int, region: str, units_per_second: float) -> None:
+        """Velocity limit of one region (``inf`` disables it)."""
+        self._check_row(row)
+        if math.isnan(units_per_second) or units_per_second <= 0.0:
+            raise ValueError("max velocity must be > 0 (inf disables the limit)")
+        self.vmax[row, region_code(region)] = units_per_second
+
+    def set_coupling(self, row: int, amount: float) -> None:
+        """Left/right coupling: 0 sides independent (default), 1 sides identical."""
+        self._check_row(row)
+        if not 0.0 <= amount <= 1.0:
+            raise ValueError("coupling must be in [0, 1]")
+        self.couple[row] = amount
+
+    # -- the tick -------------------------------------------------------------------------
+
+    def step(self, t: float, dt: float | None = None) -> None:
+        """Animate every live session to time ``t`` (seconds; the caller's clock)."""
+        if dt is None:
+            dt = 1.0 / 60.0 if self.time is None else t - self.time
+        if not dt > 0.0:
+            raise ValueError(f"time must advance: t={t}, previous={self.time}")
+        self.time = t
+        n = self.n_active
+        if n == 0:
+            return
+        ep = self.params.envelope
+
+        # 1. envelopes
+        speak_env = self.speak_env[:n]
+        _ramp(speak_env, np.clip(self.speaking[:n], 0.0, 1.0), dt / ep.speak_attack,
+              dt / ep.speak_release)  # fmt: skip
+        fresh = self.capture_new[:n]
+        last = self.last_capture[:n]
+        gap = t - last
+        was_absent = gap > ep.capture_timeout
+        cap_dt = self._capture_dt[:n]
+        cap_dt[...] = np.where(
+            fresh, np.where(was_absent, 1.0 / 60.0, np.clip(gap, 1 / 240, 0.25)), 0.0
+        )
+        restart = np.flatnonzero(fresh & was_absent & (self.capture_env[:n] == 0.0))
+        if restart.size:  # a new capture run starts from its first sample, not a stale state
+            self.filter_m.primed[restart] = 0
+            self.filter_c.primed[restart] = 0
+        last[fresh] = t
+        present = (t - last) <= ep.capture_timeout
+        cap_env = self.capture_env[:n]
+        _ramp(
+            cap_env, present.astype(np.float32), dt / ep.capture_fade_in, dt / ep.capture_fade_out
+        )
+        think_env = self.thinking_env[:n]
+        fade = dt / ep.thinking_fade
+        _ramp(think_env, self.thinking_on[:n], fade, fade)
+        cap_gate = _smoothstep(cap_env)
+        think = _smoothstep(think_env)
+
+        # 2. capture smoothing, in place on the capture planes
+        self.filter_m.run(self.capture_morphs, cap_dt, self.capture_morphs, n)
+        self.filter_c.run(self.capture_channels, cap_dt, self.capture_channels, n)
+
+        # 3. emotion
+        mix = self.emotion.update(t, dt, n, self._spring)
+        eff = mix * (1.0 - ep.thinking_damp * think)[:, None]
+        eff[:, THINKING] += ep.thinking_emotion * think
+        self._map_emotion(eff, self.layers_m[EMOTION, :n])
+
+        # 4. procedural life
+        features = self.life.update(
+            t, dt, n, speak_env, think, self.in_word, self.stress, self.layers_c[PROCEDURAL]
+        )
+        self._map_proc(features, self.layers_m[PROCEDURAL, :n])
+
+        # 5-6. weights, compositor, constraints
+        w = self.layer_config.effective(n, speak_env, cap_gate, think, self.weights)
+        mode = self.layer_config.mode[:n]
+        self._compose_m(
+            self.layers_m,
+            w,
+            mode,
+            self.manual_mask_m[:n],
+            self.couple[:n],
+            self.vmax[:n],
+            dt,
+            self.prev_m[:n],
+            self.primed_m[:n],
+            self.out_m[:n],
+        )
+        self._compose_c(
+            self.layers_c,
+            w,
+            mode,
+            self.manual_mask_c[:n],
+            self.couple[:n],
+            self.vmax[:n],
+            dt,
+            self.prev_c[:n],
+            self.primed_c[:n],
+            self.out_c[:n],
+        )
+        fresh[...] = False
+        self.stress[:n] = 0.0

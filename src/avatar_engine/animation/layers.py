@@ -1,0 +1,134 @@
+"""Layer names, blend modes and the default per-session compositor configuration.
+
+Composition order is fixed (later layers apply on top of earlier ones); what each layer does
+is per-session data: a mode, a weight, a per-region mask, and two "ducking" tables that lower
+a layer's weight per region while the session speaks or while live capture is present.
+
+Effective weight of layer ``l`` for session ``s`` in region ``r``::
+
+    w = weight[s, l] * gate[s, l] * mask[s, l, r]
+        * (1 - duck_speech[s, l, r] * speaking[s])
+        * (1 - duck_capture[s, l, r] * capture[s])
+
+where ``gate`` is the capture-presence envelope for the capture layer, the speaking envelope
+(times ``1 - thinking``) for the speech layer, and 1 otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.kernels.compose import ADDITIVE, MODES, OVERRIDE
+from avatar_engine.rigs.schema import REGION_ORDER, Region
+
+F32 = npt.NDArray[np.float32]
+
+LAYER_NAMES: Final[tuple[str, ...]] = ("procedural", "capture", "speech", "emotion", "manual")
+"""Composition order, first to last. ``manual`` is last so an override always wins."""
+PROCEDURAL, CAPTURE, SPEECH, EMOTION, MANUAL = range(len(LAYER_NAMES))
+LAYER_INDEX: Final[dict[str, int]] = {n: i for i, n in enumerate(LAYER_NAMES)}
+N_LAYERS: Final = len(LAYER_NAMES)
+N_REGIONS: Final = len(REGION_ORDER)
+
+SPEECH_REGIONS: Final = (Region.MOUTH, Region.JAW, Region.TONGUE)
+"""What speech owns while a session speaks."""
+EMOTION_MOUTH_WHILE_SPEAKING: Final = 0.5
+"""Share of an emotion's mouth/jaw shape kept while speaking: a smile narrows the lip spread
+of the visemes instead of fighting them."""
+
+DEFAULT_VMAX: Final[dict[Region, float]] = {
+    Region.BROW: 15.0, Region.EYE: 40.0, Region.EYELASH: 40.0, Region.EAR: 10.0,
+    Region.NOSE: 10.0, Region.CHEEK: 10.0, Region.MOUTH: 25.0, Region.JAW: 25.0,
+    Region.TONGUE: 25.0, Region.NECK: 8.0, Region.HEAD: 4.0, Region.OTHER: 10.0,
+}  # fmt: skip
+"""Maximum speed per region in units per second (morph value, or channel units for the
+rotations): a full blink closes in 25 ms at 40/s, a jaw opens fully in 40 ms at 25/s, the head
+turns at most 4 * 40 = 160 degrees per second."""
+
+DEFAULT_FILTER: Final[dict[Region, tuple[float, float, float]]] = {
+    region: (0.5, 5.0, 2.0) for region in REGION_ORDER
+}
+"""One Euro ``(min_cutoff Hz, beta, d_cutoff Hz)`` for capture, per region. Tuned on the real
+Live Link take with added noise (docs/expression.md): >= 5x less jitter at < 1 frame of lag on
+fast motion. The same values suit every region on that take; the table exists so a rig or a
+noisy tracker can loosen or tighten one region alone."""
+
+
+def region_code(region: Region | str) -> int:
+    return REGION_ORDER.index(Region(region))
+
+
+class LayerConfig:
+    """Per-session compositor settings (struct of arrays, one row per session)."""
+
+    __slots__ = ("duck_capture", "duck_speech", "mask", "mode", "weight")
+
+    def __init__(self, capacity: int) -> None:
+        self.mode: npt.NDArray[np.int8] = np.zeros((capacity, N_LAYERS), np.int8)
+        self.weight: F32 = np.ones((capacity, N_LAYERS), np.float32)
+        self.mask: F32 = np.ones((capacity, N_LAYERS, N_REGIONS), np.float32)
+        self.duck_speech: F32 = np.zeros((capacity, N_LAYERS, N_REGIONS), np.float32)
+        self.duck_capture: F32 = np.zeros((capacity, N_LAYERS, N_REGIONS), np.float32)
+
+    def array_names(self) -> list[str]:
+        """Attributes holding per-session arrays (row axis 0), for row moves and growth."""
+        return list(self.__slots__)
+
+    def reset_row(self, row: int) -> None:
+        """The defaults users expect (see the module docstring and docs/expression.md)."""
+        self.mode[row] = OVERRIDE
+        self.mode[row, EMOTION] = ADDITIVE
+        self.weight[row] = 1.0
+        self.mask[row] = 1.0
+        self.mask[row, SPEECH] = 0.0
+        for region in SPEECH_REGIONS:
+            self.mask[row, SPEECH, region_code(region)] = 1.0
+        self.duck_speech[row] = 0.0
+        for region in SPEECH_REGIONS:
+            self.duck_speech[row, EMOTION, region_code(region)] = 1.0 - EMOTION_MOUTH_WHILE_SPEAKING
+        self.duck_capture[row] = 0.0
+        self.duck_capture[row, EMOTION] = 1.0  # live capture is the face; presets step aside
+
+    def set(
+        self,
+        row: int,
+        layer: str,
+        *,
+        mode: str | None = None,
+        weight: float | None = None,
+        mask: dict[str, float] | None = None,
+        duck_speech: dict[str, float] | None = None,
+        duck_capture: dict[str, float] | None = None,
+    ) -> None:
+        """Change one layer of one session; region tables name only the regions to change."""
+        if layer not in LAYER_INDEX:
+            raise ValueError(f"unknown layer {layer!r}; layers: {', '.join(LAYER_NAMES)}")
+        li = LAYER_INDEX[layer]
+        if mode is not None:
+            if mode not in MODES:
+                raise ValueError(f"unknown mode {mode!r}; modes: {', '.join(MODES)}")
+            self.mode[row, li] = MODES[mode]
+        if weight is not None:
+            if not np.isfinite(weight):
+                raise ValueError("weight must be finite")
+            self.weight[row, li] = weight
+        for table, values in ((self.mask, mask), (self.duck_speech, duck_speech),
+                              (self.duck_capture, duck_capture)):  # fmt: skip
+            for region, value in (values or {}).items():
+                if not np.isfinite(value):
+                    raise ValueError(f"region {region!r}: value must be finite")
+                table[row, li, region_code(region)] = value
+
+    def effective(self, n: int, speaking: F32, capture: F32, thinking: F32, out: F32) -> F32:
+        """Write the ``(n, L, R)`` effective weights into ``out[:n]`` and return it."""
+        gate = self.weight[:n].copy()
+        gate[:, CAPTURE] *= capture
+        gate[:, SPEECH] *= speaking * (1.0 - thinking)
+        w = out[:n]
+        np.multiply(self.mask[:n], gate[:, :, None], out=w)
+        w *= 1.0 - self.duck_speech[:n] * speaking[:, None, None]
+        w *= 1.0 - self.duck_capture[:n] * capture[:, None, None]
+        return w

@@ -1,0 +1,290 @@
+"""Procedural life for many sessions: blinks, breathing, gaze, idle head motion, speech beats.
+
+Everything is a pure function of (seed, inputs, time): random draws come from per-session
+counter-based streams (:mod:`avatar_engine.animation.rng`), time is an argument, and state
+lives in arrays with one row per session, so a 10-minute simulation replays exactly and a
+session's behaviour does not depend on its row or its neighbours.
+
+Outputs per tick, written into caller-owned rows:
+
+* seven features per session (:data:`FEATURES`: blink, four gaze directions, brow raise,
+  breath) that stand for ARKit shapes (:data:`PROC_ARKIT`: blinks, eye looks, brow raise,
+  breath jaw); the animator maps them onto the rig through the rig's ``arkit52`` mapping;
+* the nine rotation channels (:data:`avatar_engine.rigs.arkit.ROTATION_NAMES`): head
+  yaw/pitch/roll, and each eye's yaw/pitch relative to the head (roll 0).
+
+Sign conventions: positive yaw turns towards the avatar's own left, positive pitch looks up.
+Events are rare (a blink every few seconds), so each tick draws random numbers only for the
+few rows whose event fell due (vectorised numpy), and the continuous math for every row is one
+call of the life kernel (:mod:`avatar_engine.kernels.life`); there is no per-session Python
+loop.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.animation import rng
+from avatar_engine.animation.params import LifeParams
+from avatar_engine.kernels.backends import BackendName, resolve_backend
+from avatar_engine.kernels.filters import settle_omega
+from avatar_engine.kernels.life import LifeConsts, make_life
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+
+PROC_ARKIT: Final[tuple[str, ...]] = (
+    "eyeBlinkLeft", "eyeBlinkRight",
+    "eyeLookUpLeft", "eyeLookUpRight", "eyeLookDownLeft", "eyeLookDownRight",
+    "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
+    "browInnerUp", "browOuterUpLeft", "browOuterUpRight", "jawOpen",
+)  # fmt: skip
+"""The ARKit shapes procedural life drives, in the column order of its output."""
+
+(_BL, _BR, _UL, _UR, _DL, _DR, _IL, _IR, _OL, _OR, _BI, _BOL, _BOR, _JAW) = range(len(PROC_ARKIT))
+
+FEATURES: Final[tuple[str, ...]] = (
+    "blink", "look_left", "look_up", "look_right", "look_down", "brow_raise", "breath",
+)  # fmt: skip
+"""What procedural life computes per session per tick (each 0..1, gaze already scaled to
+eye-look morph units). :meth:`ProceduralLife.feature_to_arkit` turns them into ARKit values;
+the animator folds that matrix into the rig map, so the per-tick output is 7 numbers."""
+_F_BLINK, _F_LEFT, _F_UP, _F_RIGHT, _F_DOWN, _F_BROW, _F_BREATH = range(len(FEATURES))
+
+_TWO_PI: Final = 2.0 * np.pi
+
+
+def _expo(u: F64) -> F64:
+    """Unit-mean exponential variates from uniforms."""
+    return -np.log1p(-u)
+
+
+class ProceduralLife:
+    """Procedural animation state of ``capacity`` sessions (struct of arrays)."""
+
+    def __init__(self, capacity: int, params: LifeParams, backend: str | None = None) -> None:
+        self.params = params
+        self.backend: BackendName = resolve_backend(backend)
+        h = params.head
+        self._tick = make_life(
+            LifeConsts(
+                blink_amplitude=params.blink.amplitude,
+                inhale_fraction=params.breath.inhale_fraction,
+                breath_speaking_scale=params.breath.speaking_scale,
+                breath_head_pitch=params.breath.head_pitch,
+                amp_yaw=h.amplitude[0],
+                amp_pitch=h.amplitude[1],
+                amp_roll=h.amplitude[2],
+                speaking_gain=h.speaking_gain,
+                follow=h.follow,
+                brow_decay=h.brow_decay,
+                eye_morph_range=params.gaze.eye_morph_range,
+            ),
+            self.backend,
+        )
+        s = capacity
+        self.keys: npt.NDArray[np.uint64] = np.zeros((s, rng.N_STREAMS), np.uint64)
+        self.counters: npt.NDArray[np.uint64] = np.zeros((s, rng.N_STREAMS), np.uint64)
+        # blinks
+        self.next_blink: F64 = np.full(s, np.inf)
+        self.blink_t0: F64 = np.full(s, -np.inf)
+        self.blink_close: F64 = np.full(s, 0.05)
+        self.blink_open: F64 = np.full(s, 0.1)
+        self.blink_count: npt.NDArray[np.int64] = np.zeros(s, np.int64)
+        self.blink_value: F32 = np.zeros(s, np.float32)
+        # breathing
+        self.breath_phase: F64 = np.zeros(s)
+        self.breath_period: F64 = np.full(s, 4.0)
+        self.breath_cycle: F64 = np.full(s, 4.0)
+        self.breath: F32 = np.zeros(s, np.float32)
+        self.breath_wrapped: npt.NDArray[np.uint8] = np.zeros(s, np.uint8)
+        # gaze (yaw, pitch)
+        self.look: F32 = np.zeros((s, 2), np.float32)
+        self.fixation: F32 = np.zeros((s, 2), np.float32)
+        self.micro: F32 = np.zeros((s, 2), np.float32)
+        self.avert: F32 = np.zeros((s, 2), np.float32)
+        self.next_fixation: F64 = np.zeros(s)
+        self.next_micro: F64 = np.zeros(s)
+        self.gaze: F32 = np.zeros((s, 2), np.float32)
+        self.gaze_vel: F32 = np.zeros((s, 2), np.float32)
+        self.gaze_goal: F32 = np.zeros((s, 2), np.float32)
+        self.gaze_omega: F32 = np.full(s, settle_omega(params.gaze.saccade_time), np.float32)
+        # head (yaw, pitch, roll)
+        self.head_freq: F64 = np.zeros((s, 6))  # per axis (yaw, pitch, roll): two sines
+        self.head_phase: F64 = np.zeros((s, 6))
+        self.head: F32 = np.zeros((s, 3), np.float32)
+        self.head_vel: F32 = np.zeros((s, 3), np.float32)
+        self.head_goal: F32 = np.zeros((s, 3), np.float32)
+        self.head_omega: F32 = np.full(s, settle_omega(params.head.settle), np.float32)
+        self.brow: F32 = np.zeros(s, np.float32)
+        # output
+        self.features: F32 = np.zeros((s, len(FEATURES)), np.float32)
+
+    def array_names(self) -> list[str]:
+        """Attributes holding per-session arrays (row axis 0), for row moves and growth."""
+        return [k for k, v in vars(self).items() if isinstance(v, np.ndarray)]
+
+    def reset_row(self, row: int, seed: int, now: float) -> None:
+        """Start a session afresh from ``seed`` at time ``now``."""
+        p = self.params
+        self.keys[row] = rng.session_keys([seed])[0]
+        self.counters[row] = 0
+        rows = np.array([row], np.intp)
+        u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_SETUP, 17)[0]
+        # First blink, fixation and micro-saccade fall at random offsets so sessions that
+        # start together do not blink together.
+        self.next_blink[row] = now + u[0] * p.blink.interval_median
+        self.blink_t0[row] = -np.inf
+        self.blink_close[row] = 0.05
+        self.blink_open[row] = 0.1
+        self.gaze_omega[row] = settle_omega(p.gaze.saccade_time)
+        self.head_omega[row] = settle_omega(p.head.settle)
+        self.blink_count[row] = 0
+        self.blink_value[row] = 0.0
+        self.breath_period[row] = p.breath.period_min + u[1] * (
+            p.breath.period_max - p.breath.period_min
+        )
+        self.breath_cycle[row] = self.breath_period[row]
+        self.breath_phase[row] = u[2]
+        self.breath[row] = 0.0
+        for name in ("look", "fixation", "micro", "avert", "gaze", "gaze_vel", "gaze_goal",
+                     "head", "head_vel", "head_goal", "brow", "features"):  # fmt: skip
+            getattr(self, name)[row] = 0.0
+        self.next_fixation[row] = now + u[3] * p.gaze.fixation_mean
+        self.next_micro[row] = now + u[4] * p.gaze.micro_mean
+        self.head_freq[row] = p.head.freq_min + u[5:11] * (p.head.freq_max - p.head.freq_min)
+        self.head_phase[row] = _TWO_PI * u[11:17]
+
+    def draw_aversion(self, row: int) -> None:
+        """Pick where a session looks while thinking: up, to a random side."""
+        g = self.params.gaze
+        u = rng.uniforms(self.keys, self.counters, np.array([row], np.intp), rng.STREAM_THINK, 3)[0]
+        side = 1.0 if u[0] < 0.5 else -1.0
+        self.avert[row, 0] = side * (
+            g.thinking_yaw_min + u[1] * (g.thinking_yaw_max - g.thinking_yaw_min)
+        )
+        self.avert[row, 1] = g.thinking_pitch_min + u[2] * (
+            g.thinking_pitch_max - g.thinking_pitch_min
+        )
+
+    # -- per tick -------------------------------------------------------------------------
+
+    def update(
+        self,
+        t: float,
+        dt: float,
+        n: int,
+        speaking: F32,
+        thinking: F32,
+        in_word: npt.NDArray[np.bool_],
+        stress: F32,
+        channels: F32,
+    ) -> F32:
+        """Advance the first ``n`` sessions to time ``t``.
+
+        ``speaking``/``thinking`` are 0..1 envelopes, ``in_word`` says a word is being spoken
+        (blinks wait for its end), ``stress`` holds this tick's stressed-syllable strengths
+        (0 = none). Writes the rotation channels into ``channels[:n]`` and returns the feature
+        rows ``self.features[:n]`` (a view; see :data:`FEATURES`).
+
+        Events are drawn here for the rows they concern; the continuous math for every row
+        is one call of the life kernel (:mod:`avatar_engine.kernels.life`).
+        """
+        self._blink_events(t, n, in_word)
+        self._gaze_events(t, n, speaking)
+        self._stress_events(n, stress)
+        self._tick(
+            t, dt, self.blink_t0[:n], self.blink_close[:n], self.blink_open[:n],
+            self.blink_value[:n], self.breath_phase[:n], self.breath_cycle[:n], self.breath[:n],
+            self.breath_wrapped[:n], speaking[:n], thinking[:n], self.look[:n],
+            self.fixation[:n], self.micro[:n], self.avert[:n], self.gaze_goal[:n],
+            self.gaze[:n], self.gaze_vel[:n], self.gaze_omega[:n], self.head_freq[:n],
+            self.head_phase[:n], self.head_goal[:n], self.head[:n], self.head_vel[:n],
+            self.head_omega[:n], self.brow[:n], channels[:n], self.features[:n],
+        )  # fmt: skip
+        wrapped = np.flatnonzero(self.breath_wrapped[:n])
+        if wrapped.size:  # a new breath: its own length, so the rhythm is not a metronome
+            u = rng.uniforms(self.keys, self.counters, wrapped, rng.STREAM_BREATH, 1)[:, 0]
+            jitter = self.params.breath.cycle_jitter
+            self.breath_cycle[wrapped] = self.breath_period[wrapped] * (
+                1.0 + jitter * (2.0 * u - 1.0)
+            )
+        return self.features[:n]
+
+    def _blink_events(self, t: float, n: int, in_word: npt.NDArray[np.bool_]) -> None:
+        p = self.params.blink
+        nxt = self.next_blink[:n]
+        due = t >= nxt
+        if not due.any():
+            return
+        busy = t < self.blink_t0[:n] + self.blink_close[:n] + self.blink_open[:n]
+        due &= ~busy & ~(in_word[:n] & (t - nxt < p.defer_max))
+        rows = np.flatnonzero(due)
+        if rows.size == 0:
+            return
+        u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_BLINK, 5)
+        dur = p.duration_min + u[:, 0] * (p.duration_max - p.duration_min)
+        self.blink_t0[rows] = t
+        self.blink_close[rows] = dur * p.close_fraction
+        self.blink_open[rows] = dur * (1.0 - p.close_fraction)
+        self.blink_count[rows] += 1
+        gap = p.double_gap_min + u[:, 2] * (p.double_gap_max - p.double_gap_min)
+        z = rng.normals(u[:, 3], u[:, 4])
+        interval = np.clip(
+            p.interval_median * np.exp(p.interval_sigma * z), p.interval_min, p.interval_max
+        )
+        interval = np.maximum(interval, dur + 0.1)
+        self.next_blink[rows] = t + np.where(u[:, 1] < p.double_probability, dur + gap, interval)
+
+    def _gaze_events(self, t: float, n: int, speaking: F32) -> None:
+        g = self.params.gaze
+        rows = np.flatnonzero(t >= self.next_fixation[:n])
+        if rows.size:
+            u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_GAZE, 5)
+            spread = 1.0 + g.speaking_spread * speaking[rows]
+            self.fixation[rows, 0] = rng.normals(u[:, 0], u[:, 1]) * g.spread_yaw * spread
+            self.fixation[rows, 1] = rng.normals(u[:, 2], u[:, 3]) * g.spread_pitch * spread
+            self.next_fixation[rows] = (
+                t + g.fixation_min + _expo(u[:, 4]) * (g.fixation_mean - g.fixation_min)
+            )
+        rows = np.flatnonzero(t >= self.next_micro[:n])
+        if rows.size:
+            u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_MICRO, 5)
+            self.micro[rows, 0] = rng.normals(u[:, 0], u[:, 1]) * g.micro_amplitude
+            self.micro[rows, 1] = rng.normals(u[:, 2], u[:, 3]) * g.micro_amplitude
+            self.next_micro[rows] = t + g.micro_min + _expo(u[:, 4]) * (g.micro_mean - g.micro_min)
+
+    def _stress_events(self, n: int, stress: F32) -> None:
+        h = self.params.head
+        rows = np.flatnonzero(stress[:n] > 0.0)
+        if rows.size == 0:
+            return
+        u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_STRESS, 2)
+        strength = np.minimum(stress[rows], 1.0)
+        nod = u[:, 0] < h.nod_probability
+        self.head_vel[rows[nod], 1] -= h.nod_kick * strength[nod]
+        brow = u[:, 1] < h.brow_probability
+        self.brow[rows[brow]] = np.maximum(self.brow[rows[brow]], strength[brow])
+
+    def feature_to_arkit(self) -> F32:
+        """``(F, P)`` matrix from :data:`FEATURES` to :data:`PROC_ARKIT` values (gains folded)."""
+        g = self.params
+        k = np.zeros((len(FEATURES), len(PROC_ARKIT)), np.float32)
+        k[_F_BLINK, [_BL, _BR]] = 1.0
+        k[_F_LEFT, [_OL, _IR]] = 1.0  # looking to the avatar's left: left eye out, right eye in
+        k[_F_RIGHT, [_IL, _OR]] = 1.0
+        k[_F_UP, [_UL, _UR]] = 1.0
+        k[_F_DOWN, [_DL, _DR]] = 1.0
+        k[_F_DOWN, [_BL, _BR]] = g.gaze.lid_follow  # upper lids follow a downward look
+        k[_F_BROW, _BI] = g.head.brow_inner
+        k[_F_BROW, [_BOL, _BOR]] = g.head.brow_outer
+        k[_F_BREATH, _JAW] = g.breath.jaw_open
+        return k
+
+    def arkit(self, n: int) -> F32:
+        """The ARKit values of the first ``n`` sessions (for plots and tests, not per tick)."""
+        out: F32 = self.features[:n] @ self.feature_to_arkit()
+        return out

@@ -1,0 +1,303 @@
+"""The compositor stage: L layers x S sessions x N columns blended, then constrained, in one call.
+
+Semantics (the numpy reference below; numba and native match it, see the parity tests).
+Per session ``s`` and column ``c``, ``acc`` starts at 0 (float64) and the layers apply in order
+with weight ``w = weight[s, l, region[c]]`` (times ``emask[s, c]`` for the last layer, the
+per-column manual-override mask):
+
+====================  =====================================  ===============================
+mode (code)           update                                 meaning
+====================  =====================================  ===============================
+override (0)          ``acc += w * (x - acc)``               lerp towards the layer
+additive (1)          ``acc += w * x``                       add the layer
+max (2)               ``acc += w * (max(acc, x) - acc)``     take the larger value
+multiply (3)          ``acc *= 1 + w * (x - 1)``             scale (``x = 1`` changes nothing)
+====================  =====================================  ===============================
+
+Then, in float32 (constraints after composition):
+
+1. left/right coupling (pairs in order, factor ``couple[s]``): both sides move ``couple`` of
+   the way towards their mean (0 = independent, 1 = identical);
+2. clamp to ``[lower, upper]`` per column;
+3. exclusive pairs ``(dominant, suppressed)`` in order: ``out[q] *= clamp(1 - out[d], 0, 1)``;
+4. maximum velocity: when the session is primed, ``out`` moves at most
+   ``float32(min(vmax[s, region[c]], vcol[c]) * dt)`` from ``prev`` (so nothing pops): a
+   per-session, per-region speed with an optional per-morph cap; then ``prev = out``
+   and the session is primed. Velocity limiting runs last so its guarantee is exact; it can
+   briefly soften step 3 while a suppressed morph is still decaying.
+
+``layers`` is ``(L, Sc, N)`` with ``Sc >= S`` (the engine's capacity, so the active rows of a
+preallocated buffer can be passed without a copy); the session count ``S`` is ``out.shape[0]``.
+Layer values must be finite (the retarget stage rejects non-finite capture).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.kernels.backends import BackendName, native_module
+
+F32 = npt.NDArray[np.float32]
+I8 = npt.NDArray[np.int8]
+I32 = npt.NDArray[np.int32]
+U8 = npt.NDArray[np.uint8]
+
+OVERRIDE: Final = 0
+ADDITIVE: Final = 1
+MAX: Final = 2
+MULTIPLY: Final = 3
+MODES: Final[dict[str, int]] = {
+    "override": OVERRIDE,
+    "additive": ADDITIVE,
+    "max": MAX,
+    "multiply": MULTIPLY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeTables:
+    """Static per-column data of one frame block (the rig's morphs, or the rotation channels)."""
+
+    n_regions: int
+    region: I8
+    lower: F32
+    upper: F32
+    exclusive: I32
+    """``(P, 2)`` column pairs: dominant, suppressed."""
+    couple: I32
+    """``(Q, 2)`` column pairs: left, right."""
+    vcol: F32 | None = None
+    """``(N,)`` per-column speed caps (units/s); None or inf: the region's limit alone."""
+
+    @property
+    def vcap(self) -> F32:
+        if self.vcol is None:
+            return np.full(self.n, np.inf, np.float32)
+        return np.ascontiguousarray(self.vcol, np.float32)
+
+    @property
+    def n(self) -> int:
+        return int(self.region.size)
+
+
+class ComposeFn(Protocol):
+    def __call__(
+        self,
+        layers: F32,
+        weight: F32,
+        mode: I8,
+        emask: F32,
+        couple: F32,
+        vmax: F32,
+        dt: float,
+        prev: F32,
+        primed: U8,
+        out: F32,
+        /,
+    ) -> None: ...
+
+
+class NumpyCompose:
+    """The reference implementation: it defines what every other backend computes."""
+
+    def __init__(self, tables: ComposeTables) -> None:
+        self._t = tables
+        self._reg = tables.region.astype(np.intp)
+        self._vcap = tables.vcap
+        cols = tables.couple.reshape(-1)
+        self._couple_disjoint = np.unique(cols).size == cols.size
+
+    def __call__(
+        self,
+        layers: F32,
+        weight: F32,
+        mode: I8,
+        emask: F32,
+        couple: F32,
+        vmax: F32,
+        dt: float,
+        prev: F32,
+        primed: U8,
+        out: F32,
+        /,
+    ) -> None:
+        t = self._t
+        n_layers = layers.shape[0]
+        sessions = out.shape[0]
+        acc = np.zeros((sessions, t.n), np.float64)
+        for layer in range(n_layers):
+            w = weight[:, layer, :][:, self._reg].astype(np.float64)
+            if layer == n_layers - 1:
+                w *= emask
+            x = layers[layer, :sessions].astype(np.float64)
+            m = mode[:, layer][:, None]
+            acc = np.where(
+                m == OVERRIDE,
+                acc + w * (x - acc),
+                np.where(
+                    m == ADDITIVE,
+                    acc + w * x,
+                    np.where(
+                        m == MAX, acc + w * (np.maximum(acc, x) - acc), acc * (1.0 + w * (x - 1.0))
+                    ),
+                ),
+            )
+        o = acc.astype(np.float32)
+        k = couple.astype(np.float32)
+        if t.couple.size:
+            rows = np.flatnonzero(k != 0)
+            if self._couple_disjoint:  # no column in two pairs: order cannot matter
+                a, b = t.couple[:, 0], t.couple[:, 1]
+                kk = k[rows][:, None]
+                left, right = o[np.ix_(rows, a)], o[np.ix_(rows, b)]
+                mid = (left + right) * np.float32(0.5)
+                o[np.ix_(rows, a)] = left + kk * (mid - left)
+                o[np.ix_(rows, b)] = right + kk * (mid - right)
+            else:
+                for a1, b1 in t.couple:
+                    left1, right1 = o[rows, a1], o[rows, b1]
+                    mid1 = (left1 + right1) * np.float32(0.5)
+                    o[rows, a1] = left1 + k[rows] * (mid1 - left1)
+                    o[rows, b1] = right1 + k[rows] * (mid1 - right1)
+        np.minimum(np.maximum(o, t.lower), t.upper, out=o)
+        one = np.float32(1.0)
+        for d, q in t.exclusive:
+            o[:, q] *= np.clip(one - o[:, d], np.float32(0.0), one)
+        live = primed != 0
+        if live.any():
+            v = np.minimum(vmax[live][:, self._reg], self._vcap)
+            step = (v.astype(np.float64) * dt).astype(np.float32)
+            p = prev[live]
+            o[live] = np.minimum(np.maximum(o[live], p - step), p + step)
+        out[...] = o
+        prev[...] = o
+        primed[...] = 1
+
+
+class NumbaCompose:
+    """The numba backend: the same loops as the C++ kernel, JIT-compiled."""
+
+    def __init__(self, tables: ComposeTables) -> None:
+        from avatar_engine.kernels import _numba_compose
+
+        self._t = tables
+        self._kernel = _numba_compose.compose
+        self._vcap = tables.vcap
+
+    def __call__(
+        self,
+        layers: F32,
+        weight: F32,
+        mode: I8,
+        emask: F32,
+        couple: F32,
+        vmax: F32,
+        dt: float,
+        prev: F32,
+        primed: U8,
+        out: F32,
+        /,
+    ) -> None:
+        t = self._t
+        self._kernel(
+            layers, weight, mode, emask, couple, vmax, float(dt), prev, primed, out,
+            t.region, t.lower, t.upper, t.exclusive, t.couple, self._vcap,
+        )  # fmt: skip
+
+
+def make_compose(tables: ComposeTables, backend: BackendName) -> ComposeFn:
+    """Compile the compositor for one frame block and one backend."""
+    if backend == "native":
+        core = native_module()
+        if core is None:
+            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        plan: ComposeFn = core.ComposePlan(
+            tables.n_regions, tables.region, tables.lower, tables.upper,
+            tables.exclusive.reshape(-1), tables.couple.reshape(-1), tables.vcap,
+        )  # fmt: skip
+        return plan
+    if backend == "numba":
+        return NumbaCompose(tables)
+    return NumpyCompose(tables)
+
+
+class ScatterFn(Protocol):
+    def __call__(self, x: F32, out: F32, /) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ScatterTables:
+    """A small sparse ``n_in -> n_out`` map as ordered (row, col, weight) non-zeros.
+
+    Semantics: ``out[s, m] = sum_k weights[k] * x[s, cols[k]]`` over the non-zeros with
+    ``rows[k] == m`` (0 where there are none), in float32; the kernels add in non-zero order,
+    and backends agree to float32 rounding. Used for emotion presets and the
+    procedural ARKit shapes, whose maps have a few dozen non-zeros: a scatter costs a memset
+    plus ``nnz`` multiply-adds per session instead of a pass over every morph.
+    """
+
+    n_in: int
+    n_out: int
+    rows: I32
+    cols: I32
+    weights: F32
+
+    @classmethod
+    def from_dense(cls, dense: npt.ArrayLike) -> ScatterTables:
+        """From an ``(n_out, n_in)`` matrix; non-zeros in row-major order."""
+        d = np.asarray(dense, np.float64)
+        rows, cols = np.nonzero(d)
+        return cls(
+            n_in=int(d.shape[1]),
+            n_out=int(d.shape[0]),
+            rows=rows.astype(np.int32),
+            cols=cols.astype(np.int32),
+            weights=d[rows, cols].astype(np.float32),
+        )
+
+
+class NumpyScatter:
+    """The reference, as a float32 product with the dense map (no per-non-zero loop).
+
+    ``einsum`` rather than ``@``: it needs no BLAS thread pool, whose hand-offs stall on a
+    busy machine, and its float32 sums differ from the in-order scatter only by rounding.
+    """
+
+    def __init__(self, tables: ScatterTables) -> None:
+        dense = np.zeros((tables.n_in, tables.n_out), np.float32)
+        np.add.at(dense, (tables.cols, tables.rows), tables.weights)
+        self._dense = dense
+
+    def __call__(self, x: F32, out: F32, /) -> None:
+        np.einsum("si,io->so", x, self._dense, out=out)
+
+
+class NumbaScatter:
+    def __init__(self, tables: ScatterTables) -> None:
+        from avatar_engine.kernels import _numba_compose
+
+        self._t = tables
+        self._kernel = _numba_compose.scatter_map
+
+    def __call__(self, x: F32, out: F32, /) -> None:
+        t = self._t
+        self._kernel(x, out, t.rows, t.cols, t.weights)
+
+
+def make_scatter(tables: ScatterTables, backend: BackendName) -> ScatterFn:
+    """Compile a scatter map for one backend."""
+    if backend == "native":
+        core = native_module()
+        if core is None:
+            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        plan: ScatterFn = core.ScatterPlan(
+            tables.n_in, tables.n_out, tables.rows, tables.cols, tables.weights
+        )
+        return plan
+    if backend == "numba":
+        return NumbaScatter(tables)
+    return NumpyScatter(tables)

@@ -1,0 +1,219 @@
+"""Smoothing stages: the One Euro filter and a critically damped spring, batched over sessions.
+
+Semantics (the numpy reference below; numba and native match it, see the parity tests):
+
+**One Euro** (Casiez, Roussel & Vogel, CHI 2012), per element, in float64, state kept as
+float32 in caller-owned ``(S, N)`` arrays. With ``alpha(fc, dt) = r / (r + 1)``,
+``r = 2*pi*fc*dt`` (the paper's ``1 / (1 + tau/Te)`` with ``tau = 1/(2*pi*fc)``)::
+
+    dx    = (x - xhat) * (1 / dt)                            # reciprocal once per row
+    dxhat = alpha(d_cutoff) * dx + (1 - alpha(d_cutoff)) * dxhat
+    fc    = min_cutoff + beta * |dxhat|
+    xhat  = alpha(fc) * x + (1 - alpha(fc)) * xhat          # the output
+
+Parameters are per session and per face region (``(S, R)`` tables indexed through a per-column
+region code), because eyelids need a faster filter than brows. ``dt`` is per session: a row
+with ``dt <= 0`` got no new sample this tick and outputs its held estimate unchanged; a row
+not yet primed starts at its input (no ramp from zero).
+
+**Critically damped spring** toward a target, integrated exactly over ``dt`` so it is stable
+at any tick length and never overshoots from rest::
+
+    y = pos - target;  j = (vel + omega*y) * dt;  e = exp(-omega*dt)
+    pos = target + (y + j) * e;   vel = (vel - omega*j) * e
+
+It settles to within 2 % of a step in ``5.83 / omega`` seconds (``settle_omega`` converts).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.kernels.backends import BackendName, native_module, resolve_backend
+
+F32 = npt.NDArray[np.float32]
+I8 = npt.NDArray[np.int8]
+U8 = npt.NDArray[np.uint8]
+
+SETTLE_2PCT = 5.8335
+"""``omega * t`` at which a critically damped step response is within 2 % of its target."""
+
+
+def settle_omega(seconds: float) -> float:
+    """Spring rate that settles a step to within 2 % in ``seconds``."""
+    return SETTLE_2PCT / max(float(seconds), 1e-6)
+
+
+class OneEuroFn(Protocol):
+    def __call__(
+        self,
+        x: F32,
+        out: F32,
+        xhat: F32,
+        dxhat: F32,
+        primed: U8,
+        dt: F32,
+        region: I8,
+        min_cutoff: F32,
+        beta: F32,
+        d_cutoff: F32,
+        /,
+    ) -> None: ...
+
+
+class SpringFn(Protocol):
+    def __call__(self, pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> None: ...
+
+
+def _alpha(cutoff: npt.NDArray[np.float64], dt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    r = (2.0 * math.pi) * cutoff * dt
+    return r / (r + 1.0)
+
+
+def one_euro_numpy(
+    x: F32,
+    out: F32,
+    xhat: F32,
+    dxhat: F32,
+    primed: U8,
+    dt: F32,
+    region: I8,
+    min_cutoff: F32,
+    beta: F32,
+    d_cutoff: F32,
+    /,
+) -> None:
+    """The reference One Euro step (see the module docstring); ``out`` may alias ``x``."""
+    step = dt.astype(np.float64)
+    live = step > 0.0
+    fresh = live & (primed == 0)
+    run = live & (primed != 0)
+    hold = ~live
+    if hold.any():
+        out[hold] = xhat[hold]
+    if fresh.any():
+        xf = x[fresh].copy()
+        xhat[fresh] = xf
+        dxhat[fresh] = 0.0
+        out[fresh] = xf
+        primed[fresh] = 1
+    if run.any():
+        rows = np.flatnonzero(run)
+        h = step[rows][:, None]
+        xi = x[rows].astype(np.float64)
+        prev = xhat[rows].astype(np.float64)
+        reg = region.astype(np.intp)
+        dx = (xi - prev) * (1.0 / h)
+        ad = _alpha(d_cutoff[rows][:, reg].astype(np.float64), h)
+        dxh = ad * dx + (1.0 - ad) * dxhat[rows].astype(np.float64)
+        fc = min_cutoff[rows][:, reg].astype(np.float64) + beta[rows][:, reg].astype(
+            np.float64
+        ) * np.abs(dxh)
+        a = _alpha(fc, h)
+        y = (a * xi + (1.0 - a) * prev).astype(np.float32)
+        dxhat[rows] = dxh.astype(np.float32)
+        xhat[rows] = y
+        out[rows] = y
+
+
+def spring_numpy(pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> None:
+    """The reference spring step (see the module docstring), in place on ``pos`` and ``vel``."""
+    w = omega.astype(np.float64)[:, None]
+    e = np.exp(-w * dt)
+    tgt = target.astype(np.float64)
+    y = pos.astype(np.float64) - tgt
+    v = vel.astype(np.float64)
+    j = (v + w * y) * dt
+    pos[...] = tgt + (y + j) * e
+    vel[...] = (v - w * j) * e
+
+
+def one_euro_kernel(backend: BackendName) -> OneEuroFn:
+    """The One Euro step compiled for one backend."""
+    if backend == "native":
+        core = native_module()
+        if core is None:
+            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        fn: OneEuroFn = core.one_euro
+        return fn
+    if backend == "numba":
+        from avatar_engine.kernels import _numba_filters
+
+        nfn: OneEuroFn = _numba_filters.one_euro
+        return nfn
+    return one_euro_numpy
+
+
+def spring_kernel(backend: BackendName) -> SpringFn:
+    """The spring step compiled for one backend."""
+    if backend == "native":
+        core = native_module()
+        if core is None:
+            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        fn: SpringFn = core.spring_step
+        return fn
+    if backend == "numba":
+        from avatar_engine.kernels import _numba_filters
+
+        nfn: SpringFn = _numba_filters.spring_step
+        return nfn
+    return spring_numpy
+
+
+class OneEuroFilter:
+    """One Euro filters for ``capacity`` sessions x ``n`` columns, state in owned arrays.
+
+    Parameters are ``(capacity, R)`` tables (``min_cutoff`` Hz, ``beta`` 1/unit, ``d_cutoff``
+    Hz) indexed by each column's region code; edit them in place to reconfigure a session.
+
+    >>> f = OneEuroFilter(2, np.zeros(3, np.int8), n_regions=1, backend="numpy")
+    >>> x = np.ones((2, 3), np.float32)
+    >>> f.run(x, np.full(2, 1 / 60, np.float32), x)
+    """
+
+    __slots__ = ("_fn", "backend", "beta", "d_cutoff", "dxhat", "min_cutoff", "primed", "region",
+                 "xhat")  # fmt: skip
+
+    def __init__(
+        self,
+        capacity: int,
+        region: npt.ArrayLike,
+        *,
+        n_regions: int,
+        min_cutoff: float = 1.0,
+        beta: float = 0.0,
+        d_cutoff: float = 1.0,
+        backend: str | None = None,
+    ) -> None:
+        self.region: I8 = np.ascontiguousarray(region, dtype=np.int8)
+        if self.region.ndim != 1 or (self.region.size and (
+            self.region.min() < 0 or self.region.max() >= n_regions
+        )):  # fmt: skip
+            raise ValueError("region: expected a 1-D array of codes in [0, n_regions)")
+        n = self.region.size
+        self.backend: BackendName = resolve_backend(backend)
+        self._fn = one_euro_kernel(self.backend)
+        self.xhat: F32 = np.zeros((capacity, n), np.float32)
+        self.dxhat: F32 = np.zeros((capacity, n), np.float32)
+        self.primed: U8 = np.zeros(capacity, np.uint8)
+        self.min_cutoff: F32 = np.full((capacity, n_regions), min_cutoff, np.float32)
+        self.beta: F32 = np.full((capacity, n_regions), beta, np.float32)
+        self.d_cutoff: F32 = np.full((capacity, n_regions), d_cutoff, np.float32)
+
+    def run(self, x: F32, dt: F32, out: F32, rows: int | None = None) -> None:
+        """Filter the first ``rows`` sessions of ``x`` into ``out`` (may be ``x`` itself)."""
+        n = x.shape[0] if rows is None else rows
+        self._fn(
+            x[:n], out[:n], self.xhat[:n], self.dxhat[:n], self.primed[:n], dt[:n], self.region,
+            self.min_cutoff[:n], self.beta[:n], self.d_cutoff[:n],
+        )  # fmt: skip
+
+    def reset(self, row: int) -> None:
+        """Forget a session's history: its next sample passes through unfiltered."""
+        self.primed[row] = 0
+        self.xhat[row] = 0.0
+        self.dxhat[row] = 0.0
