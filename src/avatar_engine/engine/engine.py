@@ -3,27 +3,36 @@
 Sans-I/O: the engine never reads a clock or touches a socket. The shell pushes inputs with the
 time they arrived, calls :meth:`Engine.step` with the tick time, and reads each rig group's
 output rows (``morphs``, ``channels``) to encode.
+
+Per rig group and tick: capture rows are retargeted (one call), speech is sampled and mapped
+(one call each), then the animator runs emotion, procedural life, smoothing, the compositor
+and the constraints for every session at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+import zlib
+from collections.abc import Iterator, Mapping
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
+from avatar_engine.animation.animator import Animator
 from avatar_engine.engine.rows import RowTable
-from avatar_engine.engine.sessions import Session, SessionState, check_session_id
+from avatar_engine.engine.sessions import Session, SessionEvent, SessionState, check_session_id
+from avatar_engine.engine.speech_stage import SpeechStage
 from avatar_engine.kernels.retarget import Retargeter
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, load_rig
+from avatar_engine.speech.lipsync import Utterance
+from avatar_engine.speech.stream import StreamOptions
 
 F32 = npt.NDArray[np.float32]
 
 CAPTURE_TIMEOUT_S: Final = 0.5
-"""Capture older than this is 'lost': the session degrades and procedural life takes over."""
+"""Capture older than this is 'lost': the session degrades and procedural life takes over
+(the animator fades it over its own hand-over time)."""
 
 
 class SessionNotFoundError(KeyError):
@@ -39,40 +48,49 @@ class SessionExistsError(ValueError):
     pass
 
 
-@dataclass(slots=True)
-class _Rotations:
-    """Where the rig's channels come from in the nine Live Link rotations."""
-
-    rig_columns: npt.NDArray[np.intp]
-    source_columns: npt.NDArray[np.intp]
-
-
 class RigGroup:
     """Every session on one rig: their rows, and the stages compiled for that rig."""
 
     def __init__(self, rig: RigProfile, backend: str | None) -> None:
+        if set(rig.channel_names) - set(ROTATION_NAMES):
+            raise ValueError(f"rig {rig.name!r}: channels must be Live Link rotation names")
         self.rig = rig
         self.retarget = Retargeter(rig, backend=backend)
-        n_channels = len(rig.channel_names)
+        self.animator = Animator(rig, capacity=8, backend=backend)
+        self.speech = SpeechStage(rig, backend)
         self.rows = RowTable(
             {
                 "capture": (ARKIT_COUNT, np.float32),
                 "rotations": (ROTATION_COUNT, np.float32),
                 "capture_t": (1, np.float64),
                 "capture_live": (1, np.bool_),
-                "morphs": (rig.morph_count, np.float32),
-                "channels": (n_channels, np.float32),
+                "capture_fresh": (1, np.bool_),
             }
         )
-        pairs = [
-            (i, ROTATION_NAMES.index(name))
-            for i, name in enumerate(rig.channel_names)
-            if name in ROTATION_NAMES
-        ]
-        self._rot = _Rotations(
-            np.array([p[0] for p in pairs], dtype=np.intp),
-            np.array([p[1] for p in pairs], dtype=np.intp),
+        # The animator's nine channels are ROTATION_NAMES; the rig lists some of them.
+        self._channel_index = np.array(
+            [ROTATION_NAMES.index(n) for n in rig.channel_names], np.intp
         )
+        self._channels: F32 = np.zeros((8, len(self._channel_index)), np.float32)
+
+    def add(self, session_id: str) -> int:
+        row = self.rows.add(session_id)
+        animator_row = self.animator.add_session(seed=zlib.crc32(session_id.encode()))
+        assert animator_row == row, "engine rows and animator rows must stay aligned"
+        self.speech.added(row)
+        if self._channels.shape[0] < self.animator.capacity:
+            self._channels = np.zeros((self.animator.capacity, self._channels.shape[1]), np.float32)
+        return row
+
+    def remove(self, session_id: str) -> None:
+        row = self.rows.row(session_id)
+        last = len(self.rows) - 1
+        self.rows.remove(session_id)
+        self.animator.remove_session(row)
+        self.speech.removed(row, last)
+
+    def row_of(self, session_id: str) -> int:
+        return self.rows.row(session_id)
 
     def lost_capture(self, t: float) -> list[str]:
         """Sessions whose capture just went quiet (vectorised; only changes are returned)."""
@@ -84,20 +102,33 @@ class RigGroup:
         live[rows] = False
         return [self.rows.ids[r] for r in rows.tolist()]
 
-    def step(self, t: float) -> None:
-        """Run every stage for every session of this rig (one call per stage)."""
-        if not len(self.rows):
-            return
-        morphs = self.rows.block("morphs")
-        capture = self.rows.block("capture")
-        self.retarget.run(capture, morphs)
-        channels = self.rows.block("channels")
-        channels[:, self._rot.rig_columns] = self.rows.block("rotations")[
-            :, self._rot.source_columns
-        ]
+    def step(self, t: float) -> list[tuple[str, bool]]:
+        """Run every stage for every session of this rig; returns speaking changes."""
+        n = len(self.rows)
+        if not n:
+            return []
+        anim = self.animator
+        fresh = self.rows.block("capture_fresh")[:, 0]
+        if fresh.any():
+            capture_morphs = anim.capture_morphs[:n]
+            self.retarget.run(self.rows.block("capture"), capture_morphs)
+            anim.capture_channels[:n] = self.rows.block("rotations")
+            anim.capture_new[:n] = fresh
+            fresh[:] = False
+        changes = self.speech.step(t, n, anim.speech_morphs, anim.speaking, anim.in_word)
+        anim.step(t)
+        np.take(anim.out_c[:n], self._channel_index, axis=1, out=self._channels[:n])
+        return [(self.rows.ids[c.row], c.speaking) for c in changes]
 
-    def row_of(self, session_id: str) -> int:
-        return self.rows.row(session_id)
+    @property
+    def morphs(self) -> F32:
+        """This tick's morph rows (S, M): a view of the animator's output."""
+        return self.animator.out_m[: len(self.rows)]
+
+    @property
+    def channels(self) -> F32:
+        """This tick's channel rows (S, C) in the rig's channel order."""
+        return self._channels[: len(self.rows)]
 
 
 class Engine:
@@ -127,12 +158,11 @@ class Engine:
         check_session_id(session_id)
         if session_id in self.sessions:
             raise SessionExistsError(f"session {session_id!r} exists")
-        rig_name = rig or self.default_rig
-        profile = load_rig(rig_name)
+        profile = load_rig(rig or self.default_rig)
         group = self.groups.get(profile.name)
         if group is None:
             group = self.groups[profile.name] = RigGroup(profile, self.backend)
-        group.rows.add(session_id)
+        group.add(session_id)
         session = Session(
             id=session_id, rig=profile.name, tenant=tenant, fps=fps, lod=lod, created_t=t,
             source=source,
@@ -142,7 +172,7 @@ class Engine:
 
     def delete_session(self, session_id: str) -> Session:
         session = self.get(session_id)
-        self.groups[session.rig].rows.remove(session_id)
+        self.groups[session.rig].remove(session_id)
         del self.sessions[session_id]
         return session
 
@@ -152,21 +182,83 @@ class Engine:
         except KeyError:
             raise SessionNotFoundError(session_id) from None
 
+    def _where(self, session_id: str) -> tuple[Session, RigGroup, int]:
+        session = self.get(session_id)
+        group = self.groups[session.rig]
+        return session, group, group.row_of(session_id)
+
     # -- inputs ------------------------------------------------------------------------------
 
     def push_capture(self, session_id: str, arkit: F32, rotations: F32 | None, t: float) -> None:
         """Store a validated capture frame (52 ARKit weights, 9 rotations) for the next tick."""
-        session = self.get(session_id)
-        group = self.groups[session.rig]
-        row = group.row_of(session_id)
+        session, group, row = self._where(session_id)
         group.rows.block("capture")[row] = arkit
         if rotations is not None:
             group.rows.block("rotations")[row] = rotations
         group.rows.block("capture_t")[row, 0] = t
         group.rows.block("capture_live")[row, 0] = True
+        group.rows.block("capture_fresh")[row, 0] = True
         session.last_capture_t = t
         session.capture_frames += 1
         session.set_state(SessionState.ACTIVE, t)
+
+    def push_text(
+        self,
+        session_id: str,
+        delta: str,
+        t: float,
+        *,
+        options: StreamOptions | None = None,
+        interrupt: bool = False,
+    ) -> None:
+        """Streamed text (LLM deltas): words are scheduled as soon as they are complete."""
+        _, group, row = self._where(session_id)
+        if interrupt:
+            group.speech.interrupt(row, t)
+        if delta:
+            group.speech.push_text(row, delta, t, options)
+
+    def interrupt(self, session_id: str, t: float) -> None:
+        """Barge-in: stop speech at once and ease to neutral."""
+        _, group, row = self._where(session_id)
+        group.speech.interrupt(row, t)
+
+    def play(self, session_id: str, utterance: Utterance, start: float, t: float) -> None:
+        """Play timed speech (TTS timings, recognised audio) whose time 0 is ``start``."""
+        _, group, row = self._where(session_id)
+        group.speech.play(row, utterance, start, t)
+
+    def set_emotion(
+        self,
+        session_id: str,
+        mix: Mapping[str, float],
+        t: float,
+        *,
+        intensity: float = 1.0,
+        transition_s: float = 0.4,
+        hold_s: float = float("inf"),
+        easing: str = "cubic",
+    ) -> None:
+        session, group, row = self._where(session_id)
+        group.animator.set_emotion(
+            row, mix, intensity=intensity, transition=transition_s, hold=hold_s,
+            easing="spring" if easing == "spring" else "cubic",
+        )  # fmt: skip
+        name = max(mix, key=lambda k: mix[k]) if mix else "neutral"
+        session.emotion = name
+        session.events.append(SessionEvent("emotion", (name, float(intensity)), t))
+
+    def set_thinking(self, session_id: str, on: bool, t: float) -> None:
+        session, group, row = self._where(session_id)
+        group.animator.set_thinking(row, on)
+        if on:
+            session.set_state(SessionState.THINKING, t)
+        elif session.state is SessionState.THINKING:
+            session.set_state(SessionState.READY, t)
+
+    def look_at(self, session_id: str, yaw: float, pitch: float) -> None:
+        _, group, row = self._where(session_id)
+        group.animator.look_at(row, yaw, pitch)
 
     # -- the tick ----------------------------------------------------------------------------
 
@@ -175,18 +267,17 @@ class Engine:
         for group in self.groups.values():
             for session_id in group.lost_capture(t):
                 self.sessions[session_id].set_state(SessionState.DEGRADED, t)
-            group.step(t)
+            for session_id, speaking in group.step(t):
+                session = self.sessions[session_id]
+                session.speaking = speaking
+                session.events.append(SessionEvent("speaking", speaking, t))
         self.ticks += 1
         self.last_t = t
 
     def frame(self, session_id: str) -> tuple[F32, F32]:
         """Views of a session's current morph and channel rows (valid until the next change)."""
-        session = self.get(session_id)
-        group = self.groups[session.rig]
-        row = group.row_of(session_id)
-        morphs: F32 = group.rows.block("morphs")[row]
-        channels: F32 = group.rows.block("channels")[row]
-        return morphs, channels
+        _, group, row = self._where(session_id)
+        return group.morphs[row], group.channels[row]
 
     def iter_groups(self) -> Iterator[RigGroup]:
         return iter(self.groups.values())

@@ -44,7 +44,8 @@ class SessionEvent:
     """Something subscribers are told: ``kind`` is state, speaking or emotion."""
 
     kind: str
-    value: str
+    """``state`` (value: a state name), ``speaking`` (bool) or ``emotion`` ((name, intensity))."""
+    value: object
     t: float
 
 

@@ -162,6 +162,17 @@ class CurveBank:
     def clear(self, row: int) -> None:
         self.counts[row] = 0
 
+    def grow(self, sessions: int) -> None:
+        """Reallocate for ``sessions`` rows, keeping every existing row's keys."""
+        if sessions <= self.sessions:
+            return
+        times = np.zeros((sessions, self.capacity), dtype=np.float64)
+        values = np.zeros((sessions, self.capacity, self.channels), dtype=np.float32)
+        counts = np.zeros(sessions, dtype=np.int32)
+        n = self.sessions
+        times[:n], values[:n], counts[:n] = self.times, self.values, self.counts
+        self.times, self.values, self.counts = times, values, counts
+
     def keys(self, row: int) -> tuple[F64, F32]:
         """Copies of a row's keyframes (for tests and offline export)."""
         n = int(self.counts[row])

@@ -27,13 +27,24 @@ from avatar_engine import __version__
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.wire import DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
+from avatar_engine.engine.sessions import Session
 from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
+from avatar_engine.server.inputs import (
+    EmotionRequest,
+    LookRequest,
+    SpeakRequest,
+    StateRequest,
+    TextDelta,
+)
 from avatar_engine.server.metrics import metrics_text
 from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.speech.external import TimingFormatError
+from avatar_engine.speech.g2p import MissingEspeakError
+from avatar_engine.speech.lipsync import from_text
 from avatar_engine.transport.webrtc import WebRtcGateway
 
 log = logging.getLogger("avatar_engine.server")
@@ -76,6 +87,11 @@ class SessionCreate(BaseModel):
     lod: Annotated[int, Field(ge=0, le=3)] = 0
 
 
+def warm_up() -> None:
+    """Load what the first request would otherwise wait for (CMUdict, JIT kernels)."""
+    from_text("warm up the dictionary")
+
+
 def _principal(request: Request, token: str | None = Query(default=None)) -> Principal:
     """Who is calling: from ``Authorization: Bearer`` or a ``token`` query parameter."""
     runtime: Runtime = request.app.state.runtime
@@ -90,6 +106,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(warm_up)
         await runtime.ingest.start()
         task = asyncio.create_task(runtime.scheduler.run(), name="engine-tick")
         try:
@@ -165,6 +182,14 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def on_rig(_: Request, exc: RigProfileError) -> JSONResponse:
         return _error(422, "invalid_rig", str(exc))
 
+    @app.exception_handler(TimingFormatError)
+    async def on_timings(_: Request, exc: TimingFormatError) -> JSONResponse:
+        return _error(400, "bad_timings", str(exc))
+
+    @app.exception_handler(MissingEspeakError)
+    async def on_espeak(_: Request, exc: MissingEspeakError) -> JSONResponse:
+        return _error(400, "language_unavailable", str(exc))
+
     @app.exception_handler(ValueError)
     async def on_value(_: Request, exc: ValueError) -> JSONResponse:
         return _error(400, "bad_request", str(exc))
@@ -218,6 +243,69 @@ def create_app(runtime: Runtime) -> FastAPI:
         """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
         answer = await gateway.answer(caller, body.session, body.lod, body.sdp, body.type)
         return {"sdp": answer.sdp, "type": answer.type}
+
+    def _owned(caller: Principal, session_id: str) -> Session:
+        caller.require("publish", session_id)
+        runtime.quotas.allow_publish(caller.tenant)
+        return runtime.session_for(caller, session_id)
+
+    @app.post("/sessions/{session_id}/speak", status_code=202, tags=["inputs"])
+    async def speak(session_id: str, body: SpeakRequest, caller: Caller) -> dict[str, object]:
+        """Say text, or play TTS timings, on a session (returns when scheduled)."""
+        session = _owned(caller, session_id)
+        now = runtime.now()
+        if body.text is not None:
+            text = body.text if body.text.endswith((" ", "\n")) else body.text + " "
+            runtime.engine.push_text(
+                session_id, text, now, options=body.stream_options(), interrupt=body.interrupt
+            )
+        else:
+            utterance = body.utterance(float(session.fps))
+            runtime.engine.play(session_id, utterance, now + body.delay_ms / 1000, now)
+        runtime.kick()
+        return {"session": session_id, "scheduled": True}
+
+    @app.post("/sessions/{session_id}/text", status_code=202, tags=["inputs"])
+    async def text(session_id: str, body: TextDelta, caller: Caller) -> dict[str, object]:
+        """Streamed text deltas; words are spoken as soon as they are complete."""
+        _owned(caller, session_id)
+        delta = body.delta + (
+            " " if body.final and body.delta and not body.delta[-1].isspace() else ""
+        )
+        runtime.engine.push_text(
+            session_id, delta, runtime.now(), options=None, interrupt=body.interrupt
+        )
+        runtime.kick()
+        return {"session": session_id, "accepted": len(body.delta)}
+
+    @app.post("/sessions/{session_id}/emotion", status_code=202, tags=["inputs"])
+    async def emotion(session_id: str, body: EmotionRequest, caller: Caller) -> dict[str, object]:
+        _owned(caller, session_id)
+        hold = float("inf") if body.hold_ms is None else body.hold_ms / 1000
+        runtime.engine.set_emotion(
+            session_id, body.as_mix(), runtime.now(), intensity=body.intensity,
+            transition_s=body.transition_ms / 1000, hold_s=hold, easing=body.easing,
+        )  # fmt: skip
+        return {"session": session_id, "mix": body.as_mix(), "intensity": body.intensity}
+
+    @app.post("/sessions/{session_id}/state", status_code=202, tags=["inputs"])
+    async def state(session_id: str, body: StateRequest, caller: Caller) -> dict[str, object]:
+        """``thinking`` (gaze aversion, brow furrow, no lips), ``listening``, or ``idle``."""
+        _owned(caller, session_id)
+        now = runtime.now()
+        runtime.engine.set_thinking(session_id, body.state == "thinking", now)
+        if body.state == "listening":
+            runtime.engine.set_emotion(session_id, {"listening": 1.0}, now, intensity=0.6)
+        elif body.state == "idle":
+            runtime.engine.set_emotion(session_id, {}, now)
+        return {"session": session_id, "state": body.state}
+
+    @app.post("/sessions/{session_id}/look", status_code=202, tags=["inputs"])
+    async def look(session_id: str, body: LookRequest, caller: Caller) -> dict[str, object]:
+        """Aim the gaze (channel units: 1.0 is the eye channel's full scale)."""
+        _owned(caller, session_id)
+        runtime.engine.look_at(session_id, body.yaw, body.pitch)
+        return {"session": session_id, "yaw": body.yaw, "pitch": body.pitch}
 
     @app.websocket("/sessions/{session_id}/publish")
     async def publish(ws: WebSocket, session_id: str, token: str | None = None) -> None:

@@ -6,6 +6,7 @@ thin and the behaviour can be tested without sockets (the tick is driven by a fa
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import os
@@ -41,7 +42,11 @@ log = logging.getLogger("avatar_engine.server")
 CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
 """Who owns sessions that UDP capture sources create (allowlisted by the options)."""
 
-_EVENT_KINDS = {"state": EventKind.STATE, "speaking": EventKind.SPEAKING}
+_EVENT_KINDS = {
+    "state": EventKind.STATE,
+    "speaking": EventKind.SPEAKING,
+    "emotion": EventKind.EMOTION,
+}
 
 
 @dataclass
@@ -79,6 +84,7 @@ class Runtime:
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
+        self._kick_pending = False
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
 
@@ -327,6 +333,20 @@ class Runtime:
             ),
         )
 
+    def kick(self) -> None:
+        """Run a tick now (coalesced) so new input reaches subscribers without waiting a tick."""
+        if self._kick_pending:
+            return
+        self._kick_pending = True
+        try:
+            asyncio.get_running_loop().call_soon(self._kick)
+        except RuntimeError:  # no loop (tests driving the runtime by hand)
+            self._kick_pending = False
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        self.tick(self.now())
+
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, t: float) -> None:
@@ -352,9 +372,9 @@ class Runtime:
             group = self.engine.groups.get(rig_name)
             if group is None or not len(group.rows):
                 continue
-            morphs = group.rows.block("morphs")
-            channels = group.rows.block("channels")
-            self.counters.frames_bytes += streams.encode_and_fan_out(t_ms, morphs, channels)
+            self.counters.frames_bytes += streams.encode_and_fan_out(
+                t_ms, group.morphs, group.channels
+            )
 
     # -- reporting -------------------------------------------------------------------------
 

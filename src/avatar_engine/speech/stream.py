@@ -247,6 +247,16 @@ class SpeechSessions:
             self._streams[row] = s
         return s
 
+    def grow(self, sessions: int) -> None:
+        """More rows; existing streams keep their rows and keys."""
+        self.bank.grow(sessions)
+
+    def release(self, row: int) -> None:
+        """Forget a row's stream and keys (its session is gone); the row can be reused."""
+        self._streams.pop(row, None)
+        self._active.discard(row)
+        self.bank.clear(row)
+
     def push(self, row: int, delta: str, now: float) -> None:
         self.stream(row).push(delta, now)
         self._active.add(row)

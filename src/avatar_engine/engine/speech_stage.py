@@ -1,0 +1,150 @@
+"""Speech for one rig group: text streams and timed utterances, sampled for all rows per tick.
+
+Sessions that have spoken hold a *slot* in the group's :class:`SpeechSessions` bank (slots are
+handed out on first use and returned when the session goes, so silent sessions cost nothing).
+Per tick the bank is sampled in one kernel call, gathered into row order with one fancy index,
+and mapped onto the rig's morphs in one retarget call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.speech.coarticulation import CHANNELS
+from avatar_engine.speech.lipsync import Utterance
+from avatar_engine.speech.rig import SpeechRig
+from avatar_engine.speech.stream import SpeechSessions, StreamOptions
+
+F32 = npt.NDArray[np.float32]
+INITIAL_SLOTS: Final = 8
+LIP_ACTIVITY: Final = 0.15
+"""A lip channel above this counts as 'inside a word' (blinks wait for word ends)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakingChange:
+    row: int
+    speaking: bool
+
+
+class SpeechStage:
+    """Slots, streams and per-tick sampling for the sessions of one rig."""
+
+    def __init__(self, rig: RigProfile, backend: str | None) -> None:
+        self.rig = SpeechRig(rig, backend=backend)
+        self.sessions = SpeechSessions(INITIAL_SLOTS, backend=backend)
+        self._free: list[int] = list(range(INITIAL_SLOTS - 1, -1, -1))
+        self._slot_of_row = np.full(INITIAL_SLOTS, -1, np.int64)
+        self._utterance_end = np.full(INITIAL_SLOTS, -np.inf)
+        self._channels: F32 = np.zeros((INITIAL_SLOTS + 1, CHANNELS), np.float32)
+        """Sampled slots; the extra last row stays zero for rows without a slot."""
+        self._speaking_rows: set[int] = set()
+        self._stream_active = np.zeros(INITIAL_SLOTS, np.bool_)
+        self._layer: F32 = np.zeros((INITIAL_SLOTS, CHANNELS), np.float32)
+
+    # -- rows (mirror the engine's RowTable: append, swap-remove) ------------------------
+
+    def ensure_rows(self, capacity: int) -> None:
+        if capacity > self._slot_of_row.shape[0]:
+            size = max(capacity, 2 * self._slot_of_row.shape[0])
+            grown = np.full(size, -1, np.int64)
+            grown[: self._slot_of_row.shape[0]] = self._slot_of_row
+            self._slot_of_row = grown
+            self._layer = np.zeros((size, CHANNELS), np.float32)
+
+    def added(self, row: int) -> None:
+        self.ensure_rows(row + 1)
+        self._slot_of_row[row] = -1
+
+    def removed(self, row: int, last: int) -> None:
+        """Row ``row`` was freed and row ``last`` moved into it."""
+        slot = int(self._slot_of_row[row])
+        if slot >= 0:
+            self.sessions.release(slot)
+            self._utterance_end[slot] = -np.inf
+            self._free.append(slot)
+        self._speaking_rows.discard(row)
+        if last != row:
+            self._slot_of_row[row] = self._slot_of_row[last]
+            if last in self._speaking_rows:
+                self._speaking_rows.discard(last)
+                self._speaking_rows.add(row)
+        self._slot_of_row[last] = -1
+
+    def _slot(self, row: int) -> int:
+        slot = int(self._slot_of_row[row])
+        if slot >= 0:
+            return slot
+        if not self._free:
+            old = self.sessions.bank.sessions
+            self.sessions.grow(2 * old)
+            self._free = list(range(2 * old - 1, old - 1, -1))
+            ends = np.full(2 * old, -np.inf)
+            ends[:old] = self._utterance_end
+            self._utterance_end = ends
+            self._channels = np.zeros((2 * old + 1, CHANNELS), np.float32)
+            self._stream_active = np.zeros(2 * old, np.bool_)
+        slot = self._free.pop()
+        self._slot_of_row[row] = slot
+        return slot
+
+    # -- inputs --------------------------------------------------------------------------
+
+    def push_text(self, row: int, delta: str, now: float, options: StreamOptions | None) -> None:
+        slot = self._slot(row)
+        if options is not None:
+            self.sessions.stream(slot, options)
+        self.sessions.push(slot, delta, now)
+
+    def interrupt(self, row: int, now: float) -> None:
+        slot = int(self._slot_of_row[row])
+        if slot >= 0:
+            self.sessions.interrupt(slot, now)
+            self._utterance_end[slot] = min(self._utterance_end[slot], now)
+
+    def play(self, row: int, utterance: Utterance, start: float, now: float) -> None:
+        """Play timed keyframes (external timings, audio) with their time 0 at ``start``."""
+        slot = self._slot(row)
+        keys = utterance.keys
+        if not len(keys):
+            return
+        self.sessions.interrupt(slot, now)
+        self.sessions.bank.splice(slot, keys.times + start, keys.values, keep_after=now)
+        self._utterance_end[slot] = float(keys.times[-1]) + start
+
+    # -- the tick ------------------------------------------------------------------------
+
+    def step(
+        self,
+        t: float,
+        n_rows: int,
+        speech_morphs: F32,
+        speaking: F32,
+        in_word: npt.NDArray[np.bool_],
+    ) -> list[SpeakingChange]:
+        """Sample every slot, write rows' speech morphs and flags; return speaking changes."""
+        self.sessions.update(t)
+        slots = self._slot_of_row[:n_rows]
+        n_slots = self.sessions.bank.sessions
+        sampled = self._channels[:n_slots]
+        self.sessions.sample(t, sampled)
+        gather = np.where(slots >= 0, slots, n_slots)  # rows without a slot read the zero row
+        layer = self._layer[:n_rows]
+        np.take(self._channels, gather, axis=0, out=layer)
+        self.rig.run(layer, speech_morphs[:n_rows])
+        self._stream_active[:] = False
+        self._stream_active[list(self.sessions.speaking)] = True
+        safe = np.maximum(slots, 0)
+        now_speaking = (slots >= 0) & ((self._utterance_end[safe] > t) | self._stream_active[safe])
+        speaking[:n_rows] = now_speaking
+        in_word[:n_rows] = now_speaking & (layer.max(axis=1) > LIP_ACTIVITY)
+        rows_now = set(np.flatnonzero(now_speaking).tolist())
+        changes = [SpeakingChange(r, True) for r in rows_now - self._speaking_rows]
+        changes += [SpeakingChange(r, False) for r in self._speaking_rows - rows_now]
+        self._speaking_rows = rows_now
+        return changes

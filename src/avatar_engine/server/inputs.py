@@ -1,0 +1,115 @@
+"""Request bodies for the input endpoints, and how each becomes engine input.
+
+``/speak`` takes text (G2P and the duration model) or TTS timings (our phoneme list, Azure
+viseme events, Polly speech marks, word timestamps); ``/text`` takes streamed deltas; and
+``/emotion`` and ``/state`` drive the expression layers. Each body is validated by pydantic
+(422 with the reasons), then by the speech parsers (400 with the entry that is wrong).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from avatar_engine.animation.emotion import EMOTION_NAMES
+from avatar_engine.speech import external
+from avatar_engine.speech.lipsync import Utterance, from_segments
+from avatar_engine.speech.stream import StreamOptions
+from avatar_engine.speech.timing import DEFAULT_WPM
+
+MAX_TEXT = 20_000
+"""Characters per request; longer text belongs on /text as deltas."""
+
+Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Style(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = "en"
+    rate: Annotated[float, Field(ge=60, le=400, description="words per minute")] = DEFAULT_WPM
+    ja: Unit = 0.5
+    li: Unit = 0.5
+
+    def stream_options(self) -> StreamOptions:
+        return StreamOptions(lang=self.lang, rate_wpm=self.rate, ja=self.ja, li=self.li)
+
+
+class SpeakRequest(Style):
+    """Exactly one of ``text``, ``phonemes``, ``azure``, ``polly``, ``words``."""
+
+    text: Annotated[str | None, Field(max_length=MAX_TEXT)] = None
+    phonemes: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
+    azure: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
+    polly: Annotated[str | None, Field(max_length=2_000_000)] = None
+    words: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
+    interrupt: bool = False
+    """Stop what the session is saying first (barge-in) instead of queueing after it."""
+    delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
+    """For timings: when their time 0 plays, after this request arrives (audio start)."""
+
+    @model_validator(mode="after")
+    def _one_source(self) -> SpeakRequest:
+        given = [k for k in ("text", "phonemes", "azure", "polly", "words") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of text, phonemes, azure, polly, words "
+                f"(got {', '.join(given) or 'none'})"
+            )
+        return self
+
+    def utterance(self, fps: float) -> Utterance:
+        """Timed speech from TTS timings (raises TimingFormatError naming the bad entry)."""
+        if self.phonemes is not None:
+            seg = external.phoneme_list(self.phonemes)
+        elif self.azure is not None:
+            seg = external.azure_events(self.azure)
+        elif self.polly is not None:
+            seg = external.polly_marks(self.polly)
+        else:
+            seg = external.word_timestamps(self.words, lang=self.lang)
+        return from_segments(seg, ja=self.ja, li=self.li, fps=fps)
+
+
+class TextDelta(Style):
+    """A piece of streamed text (e.g. an LLM's transcript delta)."""
+
+    delta: Annotated[str, Field(max_length=MAX_TEXT)] = ""
+    final: bool = False
+    """The text is complete: speak the last word now instead of waiting for the quiet gap."""
+    interrupt: bool = False
+    """Barge-in: stop speech at once (and ease to neutral) before applying ``delta``."""
+
+
+class EmotionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    emotion: Literal[EMOTION_NAMES] | None = None  # type: ignore[valid-type]
+    mix: dict[Literal[EMOTION_NAMES], Unit] | None = None  # type: ignore[valid-type]
+    intensity: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
+    transition_ms: Annotated[int, Field(ge=0, le=60_000)] = 400
+    hold_ms: Annotated[int | None, Field(ge=0, le=3_600_000)] = None
+    """Hold this long, then decay back to the baseline (default: hold until changed)."""
+    easing: Literal["cubic", "spring"] = "cubic"
+
+    @model_validator(mode="after")
+    def _one_of(self) -> EmotionRequest:
+        if (self.emotion is None) == (self.mix is None):
+            raise ValueError("give exactly one of emotion or mix")
+        return self
+
+    def as_mix(self) -> dict[str, float]:
+        if self.mix is not None:
+            return dict(self.mix)
+        assert self.emotion is not None
+        return {} if self.emotion == "neutral" else {self.emotion: 1.0}
+
+
+class StateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: Literal["thinking", "listening", "idle"]
+
+
+class LookRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    yaw: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
+    pitch: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
