@@ -55,6 +55,36 @@ def jaw_at(t: float, t0: float) -> float:
     return HIGH if int((t - t0) / FLIP_S) % 2 else LOW
 
 
+class FlipDetector:
+    """Publish-to-receive latency: the first frame after a scheduled jaw flip that has moved
+    towards the new value (by ``MOVED``), minus the flip time. Smoothing in the animate step
+    does not count as delay: the response has started once the jaw moves."""
+
+    MOVED = 0.02
+
+    __slots__ = ("_base", "_detected", "_last_jaw", "_last_k", "t0")
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self._last_k = -1
+        self._detected = -1
+        self._last_jaw: float | None = None
+        self._base = 0.0
+
+    def observe(self, jaw: float, now: float) -> float | None:
+        k = int((now - self.t0) / FLIP_S)
+        if k != self._last_k:
+            self._base = jaw if self._last_jaw is None else self._last_jaw
+            self._last_k = k
+        self._last_jaw = jaw
+        target = HIGH if k % 2 else LOW
+        direction = 1.0 if target > self._base else -1.0
+        if k > self._detected and (jaw - self._base) * direction >= self.MOVED and k > 0:
+            self._detected = k
+            return (now - (self.t0 + k * FLIP_S)) * 1e3
+        return None
+
+
 @dataclass
 class WorkerResult:
     frames: int = 0
@@ -80,7 +110,7 @@ async def _ws_subscriber(url: str, end: float, t0: float, server_t0: float, out:
     decoder = Decoder()
     hello: Hello | None = None
     last_seq: int | None = None
-    last_jaw: float | None = None
+    flips = FlipDetector(t0)
     try:
         async with websockets.connect(url, max_size=1 << 20) as ws:
             out.connected += 1
@@ -108,10 +138,8 @@ async def _ws_subscriber(url: str, end: float, t0: float, server_t0: float, out:
                     last_seq = message.seq
                     out.tick_to_receive_ms.append((now - (server_t0 + message.t_ms / 1e3)) * 1e3)
                     jaw = float(decoder.stream(message.sid).morphs[jaw_index[0]])
-                    if last_jaw is not None and (jaw > 0.45) != (last_jaw > 0.45):
-                        flip = t0 + math.floor((now - t0) / FLIP_S) * FLIP_S
-                        out.publish_to_receive_ms.append((now - flip) * 1e3)
-                    last_jaw = jaw
+                    if (latency := flips.observe(jaw, now)) is not None:
+                        out.publish_to_receive_ms.append(latency)
     except (OSError, websockets.WebSocketException):
         out.failed += 1
 
@@ -121,7 +149,7 @@ async def _rtc_subscriber(base: str, session: str, end: float, t0: float, server
     from avatar_engine.client.subscriber import DecodedFrame, subscribe_rtc
 
     last_seq: int | None = None
-    last_jaw: float | None = None
+    flips = FlipDetector(t0)
     try:
         agen = subscribe_rtc(base, session, names=True)
         connected = False
@@ -142,10 +170,8 @@ async def _rtc_subscriber(base: str, session: str, end: float, t0: float, server
             last_seq = item.seq
             out.tick_to_receive_ms.append((item.received - (server_t0 + item.t_ms / 1e3)) * 1e3)
             jaw = item.morphs.get("Jaw_Open", 0.0)
-            if last_jaw is not None and (jaw > 0.45) != (last_jaw > 0.45):
-                flip = t0 + math.floor((item.received - t0) / FLIP_S) * FLIP_S
-                out.publish_to_receive_ms.append((item.received - flip) * 1e3)
-            last_jaw = jaw
+            if (latency := flips.observe(jaw, item.received)) is not None:
+                out.publish_to_receive_ms.append(latency)
         await agen.aclose()
     except Exception:
         out.failed += 1

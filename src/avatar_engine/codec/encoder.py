@@ -204,6 +204,26 @@ class BatchEncoder:
         self.row[k] = row
         self._rows_changed()
 
+    def make_due(self, slots: npt.NDArray[np.intp], t_ms: int) -> None:
+        """Let these streams send at ``t_ms`` (fresh input arrived) instead of at their next
+        slot, when 3/4 of a period has passed since their last frame: a stream that follows
+        its input's arrival never exceeds its level's rate."""
+        if not slots.size:
+            return
+        period = self._period[self.lod[slots]]
+        ready = (self.started[slots] == 1) & (t_ms - self.last_t[slots] >= 0.75 * period)
+        due = slots[ready]
+        self.next_due[due] = np.minimum(self.next_due[due], float(t_ms))
+
+    def follow_input(self, slots: npt.NDArray[np.intp], t_ms: int) -> None:
+        """After sending on input arrival: let the schedule wait 1.5 periods for the next
+        input before sending on its own, so scheduled ticks do not take the slot the next
+        input needs (it would then wait most of a period)."""
+        if not slots.size:
+            return
+        period = self._period[self.lod[slots]]
+        self.next_due[slots] = np.maximum(self.next_due[slots], t_ms + 1.5 * period)
+
     def force_keyframe(self, k: int) -> None:
         """Make stream ``k``'s next frame a keyframe for every subscriber."""
         self.force[k] = 1

@@ -72,6 +72,8 @@ class RigGroup:
             [ROTATION_NAMES.index(n) for n in rig.channel_names], np.intp
         )
         self._channels: F32 = np.zeros((8, len(self._channel_index)), np.float32)
+        self.fresh_rows: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
+        """Rows whose capture arrived since the previous step (read by the encoder stage)."""
 
     def add(self, session_id: str) -> int:
         row = self.rows.add(session_id)
@@ -106,9 +108,11 @@ class RigGroup:
         """Run every stage for every session of this rig; returns speaking changes."""
         n = len(self.rows)
         if not n:
+            self.fresh_rows = np.zeros(0, np.bool_)
             return []
         anim = self.animator
         fresh = self.rows.block("capture_fresh")[:, 0]
+        self.fresh_rows = fresh.copy()
         if fresh.any():
             capture_morphs = anim.capture_morphs[:n]
             self.retarget.run(self.rows.block("capture"), capture_morphs)

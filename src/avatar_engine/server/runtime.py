@@ -39,6 +39,9 @@ from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 
 log = logging.getLogger("avatar_engine.server")
 
+KICK_INTERVAL_S = 0.001
+"""Closest spacing of input-driven ticks (capture, speech) between the scheduled ones."""
+
 CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
 """Who owns sessions that UDP capture sources create (allowlisted by the options)."""
 
@@ -85,6 +88,8 @@ class Runtime:
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
         self._kick_pending = False
+        self._last_kick = -1.0
+        self._last_tick_t = -float("inf")
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
 
@@ -306,6 +311,8 @@ class Runtime:
         self.counters.publish_messages += 1
         self.engine.push_capture(session_id, arkit, rotations, t_arrival)
         session.source = source.kind
+        if session_id in self.subscribers:
+            self.kick()
 
     def ensure_capture_session(self, session_id: str, rig: str) -> bool:
         """Session factory for capture sources: create on first valid packet, within quota."""
@@ -334,23 +341,40 @@ class Runtime:
         )
 
     def kick(self) -> None:
-        """Run a tick now (coalesced) so new input reaches subscribers without waiting a tick."""
+        """Run a tick soon so new input reaches subscribers without waiting for the next slot.
+
+        Kicks coalesce (every input of one loop iteration shares one) and are spaced at least
+        ``KICK_INTERVAL_S`` apart, so a flood of capture packets costs at most that many
+        extra ticks per second.
+        """
         if self._kick_pending:
             return
-        self._kick_pending = True
         try:
-            asyncio.get_running_loop().call_soon(self._kick)
+            loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (tests driving the runtime by hand)
-            self._kick_pending = False
+            return
+        self._kick_pending = True
+        wait = self._last_kick + KICK_INTERVAL_S - self.now()
+        if wait > 0:
+            loop.call_later(wait, self._kick)
+        else:
+            loop.call_soon(self._kick)
 
     def _kick(self) -> None:
         self._kick_pending = False
-        self.tick(self.now())
+        self._last_kick = self.now()
+        self.tick(self._last_kick)
 
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, t: float) -> None:
-        """Advance the engine, push pending events, encode and fan out every due stream."""
+        """Advance the engine, push pending events, encode and fan out every due stream.
+
+        Ticks come from the scheduler (nominal slot times) and from kicks (now); time never
+        goes backwards for the stages.
+        """
+        t = max(t, self._last_tick_t)
+        self._last_tick_t = t
         self.engine.step(t)
         t_ms = self.t_ms(t)
         for session_id, subs in self.subscribers.items():
@@ -373,7 +397,7 @@ class Runtime:
             if group is None or not len(group.rows):
                 continue
             self.counters.frames_bytes += streams.encode_and_fan_out(
-                t_ms, group.morphs, group.channels
+                t_ms, group.morphs, group.channels, group.fresh_rows
             )
 
     # -- reporting -------------------------------------------------------------------------

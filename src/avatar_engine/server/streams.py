@@ -123,12 +123,28 @@ class RigStreams:
         return self.encoder.keyframe_for_new_subscriber(group.slot)
 
     def encode_and_fan_out(
-        self, t_ms: int, morphs: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
+        self,
+        t_ms: int,
+        morphs: npt.NDArray[np.float32],
+        channels: npt.NDArray[np.float32],
+        fresh_rows: npt.NDArray[np.bool_] | None = None,
     ) -> int:
-        """Encode every due stream once and offer the bytes to its subscribers; returns bytes."""
+        """Encode every due stream once and offer the bytes to its subscribers; returns bytes.
+
+        Streams of sessions in ``fresh_rows`` (capture just arrived) send now rather than at
+        their next slot, so a capture frame does not wait for the schedule.
+        """
         if not self.groups:
             return 0
-        tick = self.encoder.encode(t_ms, morphs, channels)
+        enc = self.encoder
+        following = np.zeros(0, np.intp)
+        if fresh_rows is not None and fresh_rows.any():
+            active = np.flatnonzero(enc.active)
+            following = active[fresh_rows[enc.row[active]]]
+            enc.make_due(following, t_ms)
+        tick = enc.encode(t_ms, morphs, channels)
+        if following.size:
+            enc.follow_input(following[tick.kinds[following] != NONE], t_ms)
         sent = 0
         for slot in np.flatnonzero(tick.kinds != NONE).tolist():
             group = self._by_slot.get(slot)
