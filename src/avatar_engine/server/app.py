@@ -31,6 +31,7 @@ from avatar_engine.engine.sessions import Session
 from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
+from avatar_engine.server.egress_hub import EgressRequest
 from avatar_engine.server.inputs import (
     EmotionRequest,
     LookRequest,
@@ -113,6 +114,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             yield
         finally:
             runtime.ingest.close()
+            runtime.egress.close()
             await gateway.close_all()
             runtime.scheduler.stop()
             await asyncio.wait({task}, timeout=1.0)
@@ -306,6 +308,28 @@ def create_app(runtime: Runtime) -> FastAPI:
         _owned(caller, session_id)
         runtime.engine.look_at(session_id, body.yaw, body.pitch)
         return {"session": session_id, "yaw": body.yaw, "pitch": body.pitch}
+
+    @app.post("/sessions/{session_id}/egress", status_code=201, tags=["egress"])
+    async def add_egress(session_id: str, body: EgressRequest, caller: Caller) -> dict[str, object]:
+        """Mirror a session to Unreal Live Link or a VMC receiver (ARKit-named rigs)."""
+        caller.require("admin")
+        session = runtime.session_for(caller, session_id)
+        attached = await runtime.egress.attach(session_id, load_rig(session.rig), body)
+        return {"id": attached.id, "session": session_id, **body.model_dump()}
+
+    @app.get("/sessions/{session_id}/egress", tags=["egress"])
+    async def list_egress(session_id: str, caller: Caller) -> dict[str, object]:
+        caller.require("admin")
+        runtime.session_for(caller, session_id)
+        return {"egress": runtime.egress.describe(session_id)}
+
+    @app.delete("/sessions/{session_id}/egress/{egress_id}", status_code=204, tags=["egress"])
+    async def delete_egress(session_id: str, egress_id: str, caller: Caller) -> Response:
+        caller.require("admin")
+        runtime.session_for(caller, session_id)
+        if not runtime.egress.detach(session_id, egress_id):
+            return _error(404, "not_found", f"no egress {egress_id!r} on {session_id!r}")
+        return Response(status_code=204)
 
     @app.websocket("/sessions/{session_id}/publish")
     async def publish(ws: WebSocket, session_id: str, token: str | None = None) -> None:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from avatar_engine.server.egress_hub import parse_egress_url
+
 ENV_PREFIX = "AVATAR_ENGINE_"
 _SECRET_FIELDS = frozenset({"jwt_secret"})
 
@@ -66,6 +68,9 @@ class ServerOptions:
     """Keyframe interval of every stream."""
     quant_bits: int = 8
     """Default quantization (8 or 16); a subscriber may ask for the other."""
+    egress: tuple[str, ...] = ()
+    """Egress targets attached when their session exists: ``livelink://HOST:PORT/SESSION`` or
+    ``vmc://HOST:PORT/SESSION`` (the session's rig must carry ARKit names)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs for WebRTC (none by default: loopback needs none)."""
     max_message_bytes: int = 1 << 20
@@ -103,6 +108,8 @@ class ServerOptions:
             raise ConfigError("tick_hz: must be within 1..1000")
         if self.quant_bits not in (8, 16):
             raise ConfigError("quant_bits: must be 8 or 16")
+        for url in self.egress:
+            parse_egress_url(url)  # raises ValueError naming the bad entry
         if self.log_format not in ("json", "text"):
             raise ConfigError("log_format: json or text")
         return self

@@ -31,8 +31,10 @@ from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.ingest.routing import RoutingConfig
 from avatar_engine.ingest.service import IngestConfig, IngestService
 from avatar_engine.ingest.sink import SourceInfo
+from avatar_engine.rigs.profile import load_rig
 from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal
 from avatar_engine.server.config import ServerOptions
+from avatar_engine.server.egress_hub import EgressHub, EgressRequest, parse_egress_url
 from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
 from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
@@ -87,6 +89,8 @@ class Runtime:
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
+        self.egress = EgressHub()
+        self._background: set[asyncio.Task[None]] = set()
         self._kick_pending = False
         self._last_kick = -1.0
         self._last_tick_t = -float("inf")
@@ -117,7 +121,7 @@ class Runtime:
         principal.require("publish", session_id)
         self.quotas.acquire_session(principal.tenant)
         try:
-            return self.engine.create_session(
+            session = self.engine.create_session(
                 session_id or uuid.uuid4().hex[:12],
                 t=self.now(),
                 rig=rig,
@@ -129,6 +133,28 @@ class Runtime:
         except Exception:
             self.quotas.release_session(principal.tenant)
             raise
+        self._attach_configured_egress(session)
+        return session
+
+    def _attach_configured_egress(self, session: Session) -> None:
+        """Egress targets from the options that name this session (attached in the loop)."""
+        for url in self.options.egress:
+            target_session, request = parse_egress_url(url)
+            if target_session != session.id:
+                continue
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            task = loop.create_task(self._attach_egress(session, request, url))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _attach_egress(self, session: Session, request: EgressRequest, url: str) -> None:
+        try:
+            await self.egress.attach(session.id, load_rig(session.rig), request)
+        except (ValueError, OSError) as exc:
+            log.warning("egress not attached", extra={"egress": url, "reason": str(exc)})
 
     def session_for(self, principal: Principal, session_id: str) -> Session:
         """The session, if this principal's tenant owns it (others see 404, not 403)."""
@@ -147,6 +173,7 @@ class Runtime:
         for sub in self.subscribers.pop(session_id, set()):
             sub.outbox.close()
         self.engine.delete_session(session_id)
+        self.egress.drop_session(session_id)
         self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
         if streams is not None and session.rig in self.engine.groups:
@@ -392,6 +419,9 @@ class Runtime:
                         sub.outbox.put_control(encode_event(sub.sid, t_ms, kind, event.value))
                     except Exception:  # an overflowing outbox closes itself
                         self.counters.closed_slow += 1
+        for session_id in self.egress.by_session:
+            morphs, channels = self.engine.frame(session_id)
+            self.egress.push(session_id, morphs, channels, t)
         for rig_name, streams in self.rig_streams.items():
             group = self.engine.groups.get(rig_name)
             if group is None or not len(group.rows):

@@ -37,6 +37,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "jwt_audience": {},
     "cors_origins": {},
     "ice_servers": {},
+    "egress": {},
     "keyframe_interval_ms": {"type": int},
     "quant_bits": {"type": int, "choices": [8, 16]},
     "max_sessions": {"type": int},
@@ -75,7 +76,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in _FLAGS}
     try:
         options = load_options(config_file=args.config, overrides=overrides)
-    except ConfigError as exc:
+    except (ConfigError, ValueError) as exc:
         print(f"avatar-engine: error: {exc}")
         return 2
     configure_logging(options.log_format, options.log_level)
