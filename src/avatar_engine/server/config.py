@@ -62,8 +62,9 @@ class ServerOptions:
     """Per-tenant session quota."""
     max_subscribers: int = 5000
     """Per-tenant subscriber quota."""
-    max_publish_rate: float = 240.0
-    """Per-tenant publish messages per second (token bucket, burst of one second)."""
+    max_publish_rate: float = 20000.0
+    """Per-tenant capture and input messages per second, all sources together (token bucket,
+    burst of one second). The default admits 300 phones at 60 fps."""
     keyframe_interval_ms: int = 500
     """Keyframe interval of every stream."""
     quant_bits: int = 8
