@@ -108,11 +108,15 @@ def create_app(runtime: Runtime) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(warm_up)
+        if runtime.cluster is not None:  # cluster mode: join before any session exists
+            await runtime.cluster.start()
         await runtime.ingest.start()
         task = asyncio.create_task(runtime.scheduler.run(), name="engine-tick")
         try:
             yield
         finally:
+            if runtime.cluster is not None:
+                await runtime.cluster.stop()
             runtime.ingest.close()
             runtime.egress.close()
             await gateway.close_all()
@@ -127,6 +131,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    if runtime.cluster is not None:  # REST inputs for sessions owned elsewhere: to the owner
+        runtime.cluster.install(app)
     gateway = WebRtcGateway(runtime, runtime.options.ice_servers)
     app.state.webrtc = gateway
     if runtime.options.cors_origins:
@@ -209,7 +215,12 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, object]:
-        return {"status": "ok", "version": __version__, "sessions": len(runtime.engine.sessions)}
+        body: dict[str, object] = {"status": "ok", "version": __version__,
+                                   "sessions": len(runtime.engine.sessions)}  # fmt: skip
+        if runtime.cluster is not None:  # "degraded" while Redis is unreachable
+            cluster = runtime.cluster.health()
+            body["status"], body["cluster"] = cluster["status"], cluster
+        return body
 
     @app.get("/stats", tags=["service"])
     async def stats() -> dict[str, object]:
@@ -338,9 +349,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
             caller.require("publish", session_id)
-            if session_id not in runtime.engine.sessions:
-                runtime.create_session(caller, session_id=session_id, source="publish-ws")
-            runtime.session_for(caller, session_id)
+            if runtime.cluster is not None and runtime.cluster.owned_elsewhere(session_id):
+                runtime.cluster.authorize(caller, session_id)  # frames go to the owner
+            else:
+                if session_id not in runtime.engine.sessions:
+                    runtime.create_session(caller, session_id=session_id, source="publish-ws")
+                runtime.session_for(caller, session_id)
         except AuthError as exc:
             code = CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN
             await ws.close(code, exc.reason)

@@ -76,6 +76,17 @@ class ServerOptions:
     """STUN/TURN URLs for WebRTC (none by default: loopback needs none)."""
     max_message_bytes: int = 1 << 20
     """Largest HTTP body or WebSocket message accepted."""
+    redis_url: str | None = None
+    """Cluster mode (``--redis redis://host:6379/0``): sessions, relay and quotas shared through
+    Redis with other nodes (docs/deploy.md). None: the embedded single-process server."""
+    node_id: str | None = None
+    """This node's id in the cluster (default: random per start)."""
+    cluster_advertise_url: str | None = None
+    """Base URL other nodes use to reach this node's HTTP API (default: http://HOST:PORT)."""
+    cluster_lease_ms: int = 2000
+    """Session lease: a dead node's sessions move after at most this plus a scan (1/8 lease)."""
+    cluster_prefix: str = "ae"
+    """Prefix of every Redis key and channel (``{ae}`` keeps them in one Redis Cluster slot)."""
     log_format: str = "json"
     """``json`` (structured, one object per line) or ``text``."""
     log_level: str = "info"
@@ -111,6 +122,8 @@ class ServerOptions:
             raise ConfigError("quant_bits: must be 8 or 16")
         for url in self.egress:
             parse_egress_url(url)  # raises ValueError naming the bad entry
+        if not 200 <= self.cluster_lease_ms <= 60000:
+            raise ConfigError("cluster_lease_ms: must be within 200..60000")
         if self.log_format not in ("json", "text"):
             raise ConfigError("log_format: json or text")
         return self

@@ -13,6 +13,7 @@ import os
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -38,6 +39,9 @@ from avatar_engine.server.egress_hub import EgressHub, EgressRequest, parse_egre
 from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
 from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
+
+if TYPE_CHECKING:
+    from avatar_engine.cluster.node import ClusterNode
 
 log = logging.getLogger("avatar_engine.server")
 
@@ -96,6 +100,14 @@ class Runtime:
         self._last_tick_t = -float("inf")
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
+        # Cluster mode (issue 10, docs/deploy.md): None unless --redis; every hook below is
+        # guarded by it, so the single-process server behaves exactly as without it.
+        self.cluster: ClusterNode | None = None
+        if options.redis_url:
+            from avatar_engine.cluster.node import ClusterNode
+
+            self.cluster = ClusterNode(self)
+            self.quotas = self.cluster.quotas
 
     # -- time ------------------------------------------------------------------------------
 
@@ -119,6 +131,8 @@ class Runtime:
         source: str = "api",
     ) -> Session:
         principal.require("publish", session_id)
+        if self.cluster is not None:
+            self.cluster.check_new(session_id)
         self.quotas.acquire_session(principal.tenant)
         try:
             session = self.engine.create_session(
@@ -134,6 +148,8 @@ class Runtime:
             self.quotas.release_session(principal.tenant)
             raise
         self._attach_configured_egress(session)
+        if self.cluster is not None:
+            self.cluster.on_created(session)
         return session
 
     def _attach_configured_egress(self, session: Session) -> None:
@@ -178,6 +194,8 @@ class Runtime:
         self.quotas.release_session(session.tenant)
         if streams is not None and session.rig in self.engine.groups:
             streams.follow_rows()
+        if self.cluster is not None:
+            self.cluster.on_deleted(session)
 
     def list_sessions(self, principal: Principal) -> list[Session]:
         return [
@@ -203,6 +221,8 @@ class Runtime:
         )
 
     def _sid(self, session: str, mode: DeltaMode, bits: int) -> int:
+        if self.cluster is not None:  # every node must announce the owner's sid
+            return self.cluster.sid(session, mode, bits)
         key = (session, mode, bits)
         sid = self._sids.get(key)
         if sid is None:
@@ -220,6 +240,9 @@ class Runtime:
         transport: str,
     ) -> Subscriber:
         principal.require("subscribe", session_id)
+        if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
+            return self.cluster.subscribe_remote(principal, session_id, lod=lod, mode=mode,
+                                                 bits=bits, transport=transport)  # fmt: skip
         session = self.session_for(principal, session_id)
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
@@ -246,6 +269,9 @@ class Runtime:
         """Move a subscriber to another level; it gets a keyframe of the new level."""
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
+        if self.cluster is not None and self.cluster.is_remote(sub):
+            self.cluster.set_lod(sub, lod)
+            return
         if lod == sub.key.lod:
             return
         session = self.engine.get(sub.session)
@@ -263,6 +289,9 @@ class Runtime:
         group.subscribers.add(sub)
 
     def request_keyframe(self, sub: Subscriber) -> None:
+        if self.cluster is not None and self.cluster.is_remote(sub):
+            self.cluster.request_keyframe(sub)
+            return
         session = self.engine.get(sub.session)
         streams = self._streams_for(session)
         group = streams.groups.get(sub.key)
@@ -290,6 +319,8 @@ class Runtime:
 
     def unsubscribe(self, sub: Subscriber) -> None:
         sub.outbox.close()
+        if self.cluster is not None:
+            self.cluster.forget(sub)
         subs = self.subscribers.get(sub.session)
         if subs is None or sub not in subs:
             return
@@ -328,6 +359,10 @@ class Runtime:
         """The capture sink of every ingest path (UDP receivers, WebSocket publish)."""
         session = self.engine.sessions.get(session_id)
         if session is None:
+            if self.cluster is not None and self.cluster.forward_capture(
+                session_id, arkit, rotations, source
+            ):
+                return  # owned by another node: forwarded there
             self.counters.publish_rejected += 1
             return
         try:
@@ -345,6 +380,8 @@ class Runtime:
         """Session factory for capture sources: create on first valid packet, within quota."""
         if session_id in self.engine.sessions:
             return True
+        if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
+            return True  # its frames are forwarded to the owner (on_frame)
         try:
             self.create_session(CAPTURE_PRINCIPAL, session_id=session_id, rig=rig, source="capture")
         except (QuotaExceededError, ValueError) as exc:
@@ -397,10 +434,11 @@ class Runtime:
     def tick(self, t: float) -> None:
         """Advance the engine, push pending events, encode and fan out every due stream.
 
-        Ticks come from the scheduler (nominal slot times) and from kicks (now); time never
-        goes backwards for the stages.
+        Ticks come from the scheduler (nominal slot times) and from kicks (now); a tick whose
+        time is not after the last one is skipped, so time always advances for the stages.
         """
-        t = max(t, self._last_tick_t)
+        if t <= self._last_tick_t:
+            return  # a kick already advanced past this slot: nothing new to compute
         self._last_tick_t = t
         self.engine.step(t)
         t_ms = self.t_ms(t)
@@ -452,6 +490,7 @@ class Runtime:
             },
             "states": _count(s.state.value for s in self.engine.sessions.values()),
             "sources": self.ingest.stats(),
+            **({"cluster": self.cluster.stats()} if self.cluster is not None else {}),
         }
 
 

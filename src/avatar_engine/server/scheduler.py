@@ -7,11 +7,14 @@ replayed in a burst, because a burst of stale frames is worse than a dropped one
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+log = logging.getLogger("avatar_engine.tick")
 
 
 class Clock(Protocol):
@@ -33,6 +36,7 @@ class MonotonicClock:
 @dataclass
 class TickStats:
     ticks: int = 0
+    errors: int = 0
     late: int = 0
     skipped: int = 0
     durations: list[float] = field(default_factory=list)
@@ -53,6 +57,7 @@ class TickStats:
             p50 = p99 = 0.0
         return {
             "ticks": self.ticks,
+            "errors": self.errors,
             "late": self.late,
             "skipped": self.skipped,
             "p50_ms": round(p50 * 1e3, 3),
@@ -82,15 +87,21 @@ class TickScheduler:
             if now < next_t:
                 await self.clock.sleep(next_t - now)
                 continue
-            behind = int((now - next_t) / self.period)
+            behind = int((now - next_t) / self.period + 1e-9)  # slots wholly missed
             if behind:
                 self.stats.late += 1
                 self.stats.skipped += behind
                 next_t += behind * self.period
             started = self.clock.now()
-            result = self.on_tick(next_t)
-            if result is not None:
-                await result
+            try:
+                result = self.on_tick(next_t)
+                if result is not None:
+                    await result
+            except Exception:
+                # A failing tick must not stop the stream for everyone: count, log, go on.
+                self.stats.errors += 1
+                if self.stats.errors <= 10 or self.stats.errors % 1000 == 0:
+                    log.exception("tick failed", extra={"errors": self.stats.errors})
             self.stats.ticks += 1
             self.stats.record(self.clock.now() - started)
             next_t += self.period

@@ -43,6 +43,11 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "max_sessions": {"type": int},
     "max_subscribers": {"type": int},
     "max_publish_rate": {"type": float},
+    "redis_url": {},
+    "node_id": {},
+    "cluster_advertise_url": {},
+    "cluster_lease_ms": {"type": int},
+    "cluster_prefix": {},
     "log_format": {"choices": ["json", "text"]},
     "log_level": {"choices": ["debug", "info", "warning", "error"]},
 }
@@ -69,6 +74,7 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
             else docs.get(name, ""),
             **extra,
         )
+    parser.add_argument("--redis", dest="redis_url", default=None, help="same as --redis-url")
     parser.set_defaults(handler=_cmd_serve)
 
 
