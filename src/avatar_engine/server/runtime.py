@@ -427,7 +427,11 @@ class Runtime:
     def _kick(self) -> None:
         self._kick_pending = False
         self._last_kick = self.now()
-        self.tick(self._last_kick)
+        try:
+            self.tick(self._last_kick)
+        except Exception:  # same policy as the scheduler: count, log, keep streaming
+            self.scheduler.stats.errors += 1
+            log.exception("input-driven tick failed")
 
     # -- the tick --------------------------------------------------------------------------
 
