@@ -168,7 +168,10 @@ class TextStream:
         if not self._queue:
             return
         start = max(self._sched_end, now + START_DELAY_S)
-        if start - now >= opts.horizon_s:
+        if start - now >= opts.horizon_s / 2:
+            # Refill only when less than half the horizon is scheduled: each refill
+            # re-renders the recent past, so refilling a word per tick would cost a render
+            # per tick per session.
             return
         fresh = start > self._sched_end  # speech (re)starts after a silence
         if fresh and self._queue and isinstance(self._queue[0], Pause):
