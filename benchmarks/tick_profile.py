@@ -15,8 +15,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from avatar_engine.codec.messages import StreamParams
 from avatar_engine.codec.encoder import BatchEncoder
+from avatar_engine.codec.messages import StreamParams
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.engine.engine import Engine
 
