@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv="${AVATAR_ENGINE_VENV:-.venv}"
 
 # System packages the tests drive for real (Debian names). Root on CI; sudo elsewhere.
-apt_packages=(espeak-ng clang)
+apt_packages=(espeak-ng clang chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -27,7 +27,7 @@ fi
 "$venv/bin/mypy"
 
 if [ -f clients/threejs/package.json ]; then
-  (cd clients/threejs && { [ -f package-lock.json ] && npm ci --no-audit --no-fund || npm install --no-audit --no-fund; } && npm test)
+  (cd clients/threejs && { [ -f package-lock.json ] && npm ci --no-audit --no-fund || npm install --no-audit --no-fund; } && npm run build && npm test)
 fi
 
 "$venv/bin/pytest"

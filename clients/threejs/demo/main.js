@@ -1,0 +1,352 @@
+// The bundled demo page: a head, a text box that makes it speak, emotion buttons, a LOD
+// selector, a transport indicator and an overlay with the stream's figures.
+//
+// URL parameters:
+//   session=ID        join this session instead of creating one
+//   model=URL rig=N   load your own GLB and create the session with rig N (default cc4-extended)
+//   transport=websocket|webrtc|auto   (default auto: WebRTC, falling back to WebSocket)
+//   lod=0..3  token=JWT  server=http://host:port (default: this page's origin)
+//   preview=Name:0.8,Other:1   no server: pose the model with these morphs (for checking a model)
+//   budget=off        keep the chosen LOD (no automatic LOD budget)
+//
+// window.avatarDemo exposes the client and a few hooks the browser tests use: holdWhen()
+// (freeze the pose once a condition on the morph values holds), regions() (screen boxes of the
+// mouth and eyes) and measure() (decode + apply cost per frame on recorded traffic).
+
+import * as THREE from 'three';
+import { GLTFLoader } from 'three/examples/jsm/loaders/GLTFLoader.js';
+import { OrbitControls } from 'three/examples/jsm/controls/OrbitControls.js';
+import { AvatarStreamClient, Decoder, RigBinding } from '../src/index.js';
+
+/* global __AVATAR_RIGS__ */
+const BUNDLED_RIGS = typeof __AVATAR_RIGS__ !== 'undefined' ? __AVATAR_RIGS__ : {};
+
+const params = new URLSearchParams(location.search);
+const server = params.get('server') || location.origin;
+const rigName = params.get('rig') || 'cc4-extended';
+const modelUrl = params.get('model') || 'head.glb';
+const token = params.get('token') || '';
+let transport = params.get('transport') || 'auto';
+const $ = (id) => document.getElementById(id);
+
+// ------------------------------------------------------------------ scene
+
+const canvas = $('view');
+const renderer = new THREE.WebGLRenderer({ canvas, antialias: true, preserveDrawingBuffer: true });
+renderer.setPixelRatio(Math.min(devicePixelRatio, 2));
+renderer.outputColorSpace = THREE.SRGBColorSpace;
+const scene = new THREE.Scene();
+scene.background = new THREE.Color(0x2a2f3a);
+const camera = new THREE.PerspectiveCamera(28, 1, 0.01, 10);
+scene.add(new THREE.HemisphereLight(0xffffff, 0x445066, 1.6));
+const key = new THREE.DirectionalLight(0xffffff, 2.2);
+key.position.set(0.6, 0.8, 1.2);
+scene.add(key);
+const fill = new THREE.DirectionalLight(0xbfd4ff, 0.8);
+fill.position.set(-1, 0.2, 0.6);
+scene.add(fill);
+const controls = new OrbitControls(camera, canvas);
+controls.enableDamping = true;
+controls.enablePan = false;
+
+let avatar = null;
+let frameTarget = new THREE.Vector3();
+let frameRadius = 0.15;
+
+function fitCamera() {
+  const { clientWidth: w, clientHeight: h } = canvas;
+  if (!w || !h) return;
+  renderer.setSize(w, h, false);
+  camera.aspect = w / h;
+  const vfov = THREE.MathUtils.degToRad(camera.fov);
+  const hfov = 2 * Math.atan(Math.tan(vfov / 2) * camera.aspect);
+  const dist = frameRadius / Math.sin(Math.min(vfov, hfov) / 2);
+  camera.position.set(frameTarget.x, frameTarget.y, frameTarget.z + dist);
+  camera.near = dist / 50;
+  camera.far = dist * 10;
+  camera.updateProjectionMatrix();
+  controls.target.copy(frameTarget);
+  controls.update();
+}
+new ResizeObserver(fitCamera).observe(canvas);
+
+async function loadModel(url) {
+  const gltf = await new GLTFLoader().loadAsync(url);
+  const root = gltf.scene;
+  scene.add(root);
+  root.updateMatrixWorld(true);
+  // Frame the head: the bone named like a head if there is one, else the whole model.
+  const box = new THREE.Box3().setFromObject(root);
+  const size = box.getSize(new THREE.Vector3());
+  const head = root.getObjectByName('CC_Base_Head') || root.getObjectByName('Head') || root.getObjectByName('head');
+  if (head && size.y > 0.6) {
+    head.getWorldPosition(frameTarget);
+    frameTarget.y += 0.08;
+    frameRadius = 0.16;
+  } else {
+    box.getCenter(frameTarget);
+    frameRadius = Math.max(size.x, size.y) * 0.55;
+  }
+  if (url === 'head.glb') frameTarget.y = -0.03;
+  fitCamera();
+  return root;
+}
+
+// ------------------------------------------------------------------ REST
+
+async function api(path, body) {
+  const headers = { 'content-type': 'application/json' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const res = await fetch(new URL(path, server), { method: 'POST', headers, body: JSON.stringify(body) });
+  const data = res.status === 204 ? {} : await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${data.detail ?? ''}`);
+  return data;
+}
+
+// ------------------------------------------------------------------ client and UI
+
+const client = new AvatarStreamClient({
+  transport, lod: Number(params.get('lod') || 0), token, rigFallback: BUNDLED_RIGS,
+  ...(params.get('budget') === 'off' ? { budget: false } : {}),
+});
+const live = $('live');
+const announce = (text) => { if (live.textContent !== text) live.textContent = text; };
+let session = params.get('session') || '';
+
+client.addEventListener('state', (e) => { $('st-state').textContent = e.detail.state; });
+client.addEventListener('transport', (e) => { $('st-transport').textContent = e.detail.transport === 'webrtc' ? 'WebRTC' : 'WebSocket'; });
+client.addEventListener('fallback', (e) => console.info('avatar: WebRTC unavailable, using WebSocket:', e.detail.reason));
+client.addEventListener('lod', (e) => { $('lod').value = String(e.detail.lod); });
+client.addEventListener('session', (e) => { if (e.detail.state === 'thinking') announce('thinking'); else if (!client.speaking) announce(''); });
+client.addEventListener('speaking', (e) => announce(e.detail.speaking ? 'speaking' : ''));
+client.addEventListener('error', (e) => {
+  console.warn('avatar:', e.detail.reason);
+  if (e.detail.fatal) announce(`connection error: ${e.detail.reason}`);
+});
+
+$('controls').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const text = $('say').value.trim();
+  if (!text || !session) return;
+  try {
+    await api(`sessions/${encodeURIComponent(session)}/speak`, { text });
+    $('say').select();
+  } catch (err) { announce(String(err.message)); }
+});
+for (const b of document.querySelectorAll('button.emotion')) {
+  b.addEventListener('click', () => {
+    if (session) api(`sessions/${encodeURIComponent(session)}/emotion`, { emotion: b.dataset.emotion, intensity: 1, transition_ms: 300 }).catch((err) => announce(String(err.message)));
+  });
+}
+$('lod').addEventListener('change', (e) => client.setLod(Number(e.target.value)));
+$('force-ws').checked = transport === 'websocket';
+$('force-ws').addEventListener('change', (e) => {
+  transport = e.target.checked ? 'websocket' : 'auto';
+  const u = new URL(location.href);
+  if (e.target.checked) u.searchParams.set('transport', 'websocket'); else u.searchParams.delete('transport');
+  history.replaceState(null, '', u);
+  if (session) client.connect(server, session, { transport }).catch(() => {});
+});
+
+function toggleAvatar() {
+  const shown = canvas.hidden;
+  canvas.hidden = !shown;
+  $('placeholder').hidden = shown;
+  $('toggle').setAttribute('aria-pressed', String(shown));
+}
+$('toggle').addEventListener('click', toggleAvatar);
+document.addEventListener('keydown', (e) => {
+  if (!e.altKey) return;
+  if (e.code === 'KeyV') { e.preventDefault(); toggleAvatar(); }
+  else if (e.code === 'KeyQ') { e.preventDefault(); client.setLod((client.lod + 1) % 4); }
+});
+
+// ------------------------------------------------------------------ overlay
+
+setInterval(() => {
+  const s = client.stats;
+  $('st-fps').textContent = s.renderFps.toFixed(0);
+  $('st-kbps').textContent = s.kbps.toFixed(1);
+  $('st-latency').textContent = Number.isNaN(s.latencyMs) ? '–' : `${s.latencyMs.toFixed(1)} ms`;
+  $('st-skipped').textContent = String(s.framesSkipped);
+  $('st-lod').textContent = String(client.lod);
+}, 250);
+
+// ------------------------------------------------------------------ start
+
+function preview(root, spec) {
+  const values = Object.fromEntries(spec.split(',').filter(Boolean).map((kv) => {
+    const [k, v] = kv.split(':');
+    return [k, Number(v ?? 1)];
+  }));
+  root.traverse((o) => {
+    if (!o.morphTargetDictionary) return;
+    for (const [name, v] of Object.entries(values)) {
+      const i = o.morphTargetDictionary[name];
+      if (i !== undefined) o.morphTargetInfluences[i] = v;
+    }
+  });
+  const rig = BUNDLED_RIGS[rigName];
+  for (const drv of rig?.bone_drivers ?? []) {
+    const bone = root.getObjectByName(drv.bone);
+    let deg = 0;
+    for (const [m, d] of Object.entries(drv.degrees_per_unit)) deg += (values[m] ?? 0) * d;
+    if (bone) bone.rotateOnAxis(new THREE.Vector3(...['x', 'y', 'z'].map((a) => (a === drv.axis ? 1 : 0))), THREE.MathUtils.degToRad(deg));
+  }
+}
+
+async function start() {
+  avatar = await loadModel(modelUrl);
+  window.avatarDemo.avatar = avatar;
+  if (params.has('preview')) {
+    preview(avatar, params.get('preview'));
+    $('st-state').textContent = 'preview';
+    window.avatarDemo.ready = true;
+    return;
+  }
+  if (!session) {
+    const created = await api('sessions', { rig: rigName });
+    session = created.id;
+    const u = new URL(location.href);
+    u.searchParams.set('session', session);
+    history.replaceState(null, '', u);
+  }
+  $('st-session').textContent = session;
+  client.bind(avatar);
+  window.avatarDemo.ready = true;
+  await client.connect(server, session, { transport });
+}
+
+// ------------------------------------------------------------------ hooks for tests
+
+let hold = null; // {test(values) -> bool, resolve}
+let frozen = false;
+
+/** Values by morph name (the last sampled frame). */
+function named() {
+  const out = {};
+  const v = client.values;
+  if (!v || !client.hello) return out;
+  client.hello.morphNames.forEach((n, i) => { out[n] = v[i]; });
+  return out;
+}
+
+/**
+ * Freeze the avatar as soon as `predicate(valuesByName)` is true (checked every rendered
+ * frame); resolves with those values. resume() unfreezes.
+ */
+function holdWhen(predicate) {
+  return new Promise((resolve) => { hold = { test: predicate, resolve }; });
+}
+
+/** Screen boxes (CSS pixels, [x0, y0, x1, y1]) of the mouth and each eye of the default head. */
+function regions() {
+  const head = avatar?.getObjectByName('CC_Base_Head');
+  if (!head) return null;
+  const rect = canvas.getBoundingClientRect();
+  const box = (points) => {
+    const xs = []; const ys = [];
+    for (const [x, y, z] of points) {
+      const p = head.localToWorld(new THREE.Vector3(x, y, z)).project(camera);
+      xs.push(rect.left + ((p.x + 1) / 2) * rect.width);
+      ys.push(rect.top + ((1 - p.y) / 2) * rect.height);
+    }
+    return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)].map(Math.round);
+  };
+  // head-bone space: the bone sits 0.10 below and 0.01 behind the head centre (make_head.py)
+  const at = (x, y, z) => [x, y + 0.10, z + 0.01];
+  const eye = (sx) => box([at(sx * 0.033 - 0.016, 0.006, 0.09), at(sx * 0.033 + 0.016, 0.038, 0.09)]);
+  return {
+    mouth: box([at(-0.032, -0.047 - 0.035, 0.09), at(0.032, -0.047 + 0.010, 0.09)]),
+    eyeL: eye(1),
+    eyeR: eye(-1),
+  };
+}
+
+/**
+ * Record the next `count` stream messages, then decode and apply them `repeat` times with a
+ * fresh decoder and binding; returns microseconds per frame (decode, apply, both).
+ */
+function measure(count = 120, repeat = 20) {
+  return new Promise((resolve) => {
+    const recorded = [];
+    const t = client.transport;
+    const original = t.onmessage;
+    t.onmessage = (bytes, arrival) => {
+      recorded.push(bytes.slice());
+      original(bytes, arrival);
+      if (recorded.length >= count) {
+        t.onmessage = original;
+        resolve(replay(recorded, repeat));
+      }
+    };
+  });
+}
+
+function replay(messages, repeat) {
+  // Time whole loops (performance.now() is coarse in a page that is not cross-origin
+  // isolated): decode only, then decode + copy + apply; apply is the difference.
+  const hello = client.hello;
+  const binding = new RigBinding(avatar, { morphNames: hello.morphNames, channelNames: hello.channelNames, rig: client.binding?.rig ?? null });
+  const values = new Float32Array(hello.morphNames.length + hello.channelNames.length);
+  const run = (apply) => {
+    let frames = 0;
+    const t0 = performance.now();
+    for (let r = 0; r < repeat; r++) {
+      const dec = new Decoder();
+      dec.feed(client.helloBytes);
+      for (const m of messages) {
+        const res = dec.feed(m);
+        if (res.kind !== 'frame') continue;
+        frames += 1;
+        if (!apply) continue;
+        const st = dec.stream(res.sid);
+        values.set(st.morphs);
+        values.set(st.channels, st.morphs.length);
+        binding.apply(values);
+      }
+    }
+    return { frames, ms: performance.now() - t0 };
+  };
+  run(true); // warm up the JIT
+  let decode = { ms: Infinity };
+  let both = { ms: Infinity };
+  for (let k = 0; k < 5; k++) { // best of five: the least disturbed run of each
+    const d = run(false);
+    const b = run(true);
+    if (d.ms < decode.ms) decode = d;
+    if (b.ms < both.ms) both = b;
+  }
+  binding.reset();
+  const frames = both.frames;
+  const decodeUs = (decode.ms * 1000) / frames;
+  const totalUs = (both.ms * 1000) / frames;
+  return { frames, messages: messages.length, repeat, decodeUs, applyUs: Math.max(0, totalUs - decodeUs), totalUs, bones: binding.bones.length, meshes: binding.targets.length };
+}
+
+window.avatarDemo = {
+  client, scene, camera, renderer, ready: false, error: null,
+  named, holdWhen, regions, measure,
+  resume() { frozen = false; },
+  cancelHold() { hold = null; },
+};
+renderer.setAnimationLoop((t) => {
+  if (!frozen) client.update(t);
+  if (hold && !frozen) {
+    const v = named();
+    if (hold.test(v)) {
+      frozen = true;
+      const h = hold;
+      hold = null;
+      h.resolve(v);
+    }
+  }
+  controls.update();
+  if (!canvas.hidden) renderer.render(scene, camera);
+});
+start().catch((err) => {
+  window.avatarDemo.error = String(err?.message ?? err);
+  $('st-state').textContent = 'error';
+  announce(`could not start: ${window.avatarDemo.error}`);
+  console.error(err);
+});

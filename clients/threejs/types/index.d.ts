@@ -1,0 +1,340 @@
+// Type declarations for the avatar-engine Three.js client (src/index.js).
+import type { Object3D, Mesh, Quaternion } from 'three';
+
+// ------------------------------------------------------------------ protocol (src/protocol.js)
+
+export interface LodTable {
+  level: number;
+  fps: number;
+  /** Indices into the rig's morphs (ascending). */
+  morphs: number[];
+  /** Indices into the rig's channels (ascending). */
+  channels: number[];
+}
+
+export interface Hello {
+  kind: 'hello';
+  sid: number;
+  rig: string;
+  morphNames: string[];
+  channelNames: string[];
+  lo: number[];
+  hi: number[];
+  rotScale: number;
+  lods: LodTable[];
+  bits: 8 | 16;
+  mode: 0 | 1;
+  keyframeMs: number;
+  deadBand: number;
+  hold: number;
+}
+
+export interface FrameResult {
+  kind: 'frame';
+  sid: number;
+  lod: number;
+  seq: number;
+  /** Server stream time, ms. */
+  t: number;
+  keyframe: boolean;
+  count: number;
+}
+
+export declare class ProtocolError extends Error {
+  code: 'malformed' | 'type' | 'limit' | 'version' | 'body' | 'value';
+}
+
+export interface DecodedStream {
+  hello: Hello;
+  /** Every rig morph, rig order, updated in place by each frame. */
+  morphs: Float32Array;
+  /** Rotation channels (1.0 = the rig's scale_deg degrees). */
+  channels: Float32Array;
+  lod: number;
+}
+
+export declare class Decoder {
+  constructor(options?: { maxStreams?: number });
+  stream(sid: number): DecodedStream | undefined;
+  expectLod(sid: number, lod: number): void;
+  /** Decode one message; throws ProtocolError on bad input. */
+  feed(data: Uint8Array | ArrayBuffer): Hello | FrameResult | { kind: string; [key: string]: unknown };
+}
+
+export declare namespace protocol {
+  export const PROTOCOL_VERSION: 1;
+  export const MsgType: Readonly<Record<'HELLO' | 'KEYFRAME' | 'DELTA' | 'EVENT' | 'CONTROL' | 'PING' | 'PONG' | 'ERROR' | 'PUBLISH_HELLO' | 'CAPTURE', number>>;
+  export const Op: Readonly<Record<'SUBSCRIBE' | 'UNSUBSCRIBE' | 'SET_LOD' | 'REQUEST_KEYFRAME' | 'ACK', number>>;
+  export const Mode: Readonly<{ CHAINED: 0; KEYFRAME: 1 }>;
+  export const EventKind: Readonly<{ STATE: 0; SPEAKING: 1; EMOTION: 2 }>;
+  export const SESSION_STATES: readonly string[];
+  export function encodeSubscribe(session: string, lod?: number, mode?: number, bits?: number): Uint8Array;
+  export function encodeControl(op: number, sid: number, lod?: number, seq?: number): Uint8Array;
+  export function encodePing(nonce: number, t: number): Uint8Array;
+  export function encodePong(nonce: number, t: number): Uint8Array;
+  export function unpack(bytes: Uint8Array): unknown;
+  export { Decoder, ProtocolError };
+}
+
+// ------------------------------------------------------------------ backoff
+
+export interface BackoffOptions {
+  initialMs?: number;
+  maxMs?: number;
+  factor?: number;
+  /** Fraction of each delay that is random, 0..1. */
+  jitter?: number;
+  random?: () => number;
+}
+
+export declare class Backoff {
+  constructor(options?: BackoffOptions);
+  readonly initialMs: number;
+  readonly maxMs: number;
+  attempts: number;
+  /** The next delay before jitter (does not count an attempt). */
+  peek(): number;
+  /** The delay to wait before the next attempt, ms; counts the attempt. */
+  next(): number;
+  reset(): void;
+}
+
+// ------------------------------------------------------------------ jitter buffer
+
+export declare const SampleStatus: Readonly<{
+  EMPTY: 'empty';
+  HOLD: 'hold';
+  INTERPOLATE: 'interpolate';
+  EXTRAPOLATE: 'extrapolate';
+}>;
+export type SampleStatusValue = (typeof SampleStatus)[keyof typeof SampleStatus];
+
+export interface JitterBufferOptions {
+  capacity?: number;
+  frameIntervalMs?: number;
+  /** Playout delay; default one frame interval. */
+  delayMs?: number;
+  /** Cap on extrapolation past the newest frame; default min(interval, 50 ms). */
+  maxExtrapolationMs?: number;
+  relax?: number;
+}
+
+export declare class JitterBuffer {
+  constructor(width: number, options?: JitterBufferOptions);
+  readonly width: number;
+  readonly count: number;
+  /** Local ms minus server ms (fastest path seen, relaxing slowly). */
+  readonly offset: number;
+  readonly delayMs: number;
+  readonly maxExtrapolationMs: number;
+  readonly newestT: number;
+  dropped: number;
+  setFrameInterval(ms: number): void;
+  reset(): void;
+  push(t: number, morphs: ArrayLike<number>, channels: ArrayLike<number>, arrivalMs: number): boolean;
+  renderTime(nowMs: number): number;
+  sample(nowMs: number, out: Float32Array): SampleStatusValue;
+}
+
+// ------------------------------------------------------------------ LOD budget
+
+export interface BudgetOptions {
+  minFps?: number;
+  maxKbps?: number;
+  fpsMargin?: number;
+  kbpsHeadroom?: number;
+  downAfterMs?: number;
+  upAfterMs?: number;
+  cooldownMs?: number;
+  finestLod?: number;
+  coarsestLod?: number;
+}
+
+export declare class LodBudget {
+  constructor(lod: number, options?: BudgetOptions);
+  lod: number;
+  finestLod: number;
+  coarsestLod: number;
+  setLod(lod: number, nowMs: number): void;
+  /** Returns the LOD to ask for, or null to stay. */
+  update(nowMs: number, measurement: { fps: number; kbps: number }): number | null;
+}
+
+// ------------------------------------------------------------------ binding
+
+export interface RigChannel {
+  name: string;
+  bone: string;
+  axis: 'x' | 'y' | 'z';
+  scale_deg?: number;
+}
+
+export interface RigBoneDriver {
+  bone: string;
+  axis: 'x' | 'y' | 'z';
+  degrees_per_unit: Record<string, number>;
+}
+
+/** The part of a rig profile (GET /rigs/{name}) a binding reads. */
+export interface RigBones {
+  channels?: RigChannel[];
+  bone_drivers?: RigBoneDriver[];
+}
+
+export declare function normalizeName(name: string): string;
+export declare function findNode(root: Object3D, name: string): Object3D | null;
+
+export declare class RigBinding {
+  constructor(root: Object3D, schema: { morphNames: string[]; channelNames: string[]; rig?: RigBones | null });
+  readonly root: Object3D;
+  readonly rig: RigBones | null;
+  readonly width: number;
+  readonly targets: { mesh: Mesh; src: Int32Array; dst: Int32Array }[];
+  readonly unboundMorphs: string[];
+  readonly boundMorphs: number;
+  readonly missingBones: string[];
+  readonly bones: { node: Object3D; rest: Quaternion }[];
+  readonly boneNames: string[];
+  /** Morphs then channels, rig order. */
+  apply(values: ArrayLike<number>): void;
+  reset(): void;
+}
+
+// ------------------------------------------------------------------ transports
+
+export interface Transport {
+  readonly kind: 'webrtc' | 'websocket';
+  connect(): Promise<void>;
+  send(bytes: Uint8Array): void;
+  close(): void;
+  onmessage: (bytes: Uint8Array, arrivalMs: number) => void;
+  onclose: (info: { code: number; reason: string }) => void;
+}
+
+export declare class WebSocketTransport implements Transport {
+  constructor(url: string, options?: { WebSocketImpl?: typeof WebSocket; timeoutMs?: number });
+  readonly kind: 'websocket';
+  connect(): Promise<void>;
+  send(bytes: Uint8Array): void;
+  close(): void;
+  onmessage: (bytes: Uint8Array, arrivalMs: number) => void;
+  onclose: (info: { code: number; reason: string }) => void;
+}
+
+export declare class WebRTCTransport implements Transport {
+  constructor(
+    offerUrl: string,
+    params: { session: string; lod?: number; bits?: number; token?: string; iceServers?: RTCIceServer[]; timeoutMs?: number; fetchImpl?: typeof fetch },
+  );
+  static readonly supported: boolean;
+  readonly kind: 'webrtc';
+  connect(): Promise<void>;
+  send(bytes: Uint8Array): void;
+  close(): void;
+  onmessage: (bytes: Uint8Array, arrivalMs: number) => void;
+  onclose: (info: { code: number; reason: string }) => void;
+}
+
+export declare function streamUrl(base: string, session: string, options?: { lod?: number; mode?: 'chained' | 'keyframe'; bits?: number; token?: string }): string;
+export declare function httpUrl(base: string, path: string): string;
+
+// ------------------------------------------------------------------ client
+
+export type ConnectionStateValue = 'idle' | 'connecting' | 'ready' | 'active' | 'degraded' | 'error' | 'disconnected';
+export declare const ConnectionState: Readonly<{
+  IDLE: 'idle'; CONNECTING: 'connecting'; READY: 'ready'; ACTIVE: 'active';
+  DEGRADED: 'degraded'; ERROR: 'error'; DISCONNECTED: 'disconnected';
+}>;
+export declare const FATAL_CLOSE_CODES: readonly number[];
+
+export interface ClientOptions {
+  transport?: 'auto' | 'webrtc' | 'websocket';
+  lod?: number;
+  bits?: 8 | 16;
+  token?: string;
+  iceServers?: RTCIceServer[];
+  reconnect?: BackoffOptions;
+  rtcRetry?: BackoffOptions;
+  budget?: BudgetOptions | false;
+  stallMs?: number;
+  pingMs?: number;
+  rigs?: Record<string, RigBones>;
+  rigFallback?: Record<string, RigBones>;
+  createTransport?: (kind: 'webrtc' | 'websocket', params: { base: string; session: string; lod: number; bits: number; token: string }) => Transport;
+  now?: () => number;
+  fetch?: typeof fetch;
+}
+
+export interface ClientStats {
+  transport: '' | 'webrtc' | 'websocket';
+  state: ConnectionStateValue;
+  lod: number;
+  renderFps: number;
+  kbps: number;
+  /** Server timestamp vs arrival, with the clock offset from ping/pong (NaN until a pong). */
+  latencyMs: number;
+  rttMs: number;
+  framesReceived: number;
+  framesRendered: number;
+  framesSkipped: number;
+  framesStale: number;
+  keyframesRequested: number;
+  protocolErrors: number;
+  bytesReceived: number;
+  reconnects: number;
+  /** Moving averages, microseconds per message / per rendered frame. */
+  decodeUs: number;
+  applyUs: number;
+  sampleStatus: SampleStatusValue;
+}
+
+export interface AvatarStreamEventMap {
+  state: CustomEvent<{ state: ConnectionStateValue; transport: string }>;
+  session: CustomEvent<{ state: string }>;
+  speaking: CustomEvent<{ speaking: boolean }>;
+  emotion: CustomEvent<{ emotion: string; intensity: number }>;
+  hello: CustomEvent<{ hello: Hello }>;
+  frame: CustomEvent<FrameResult>;
+  transport: CustomEvent<{ transport: 'webrtc' | 'websocket' }>;
+  fallback: CustomEvent<{ from: 'webrtc'; to: 'websocket'; reason: string }>;
+  reconnect: CustomEvent<{ delay: number; attempt: number; reason: string }>;
+  lod: CustomEvent<{ lod: number; user: boolean }>;
+  bound: CustomEvent<{ binding: RigBinding }>;
+  stats: CustomEvent<ClientStats>;
+  error: CustomEvent<{ reason: string; fatal: boolean; code?: number }>;
+}
+
+export declare class AvatarStreamClient extends EventTarget {
+  constructor(options?: ClientOptions);
+  readonly options: Required<Pick<ClientOptions, 'transport' | 'lod' | 'bits'>> & ClientOptions;
+  readonly state: ConnectionStateValue;
+  readonly sessionState: string | null;
+  readonly speaking: boolean;
+  readonly emotion: [string, number] | null;
+  readonly lod: number;
+  readonly hello: Hello | null;
+  readonly helloBytes: Uint8Array | null;
+  readonly binding: RigBinding | null;
+  readonly jitter: JitterBuffer | null;
+  readonly stats: ClientStats;
+  readonly transportKind: '' | 'webrtc' | 'websocket';
+  /** Server ms minus local ms (NaN until the first pong). */
+  readonly clockOffset: number;
+  readonly reconnectBackoff: Backoff;
+  readonly rtcBackoff: Backoff;
+  readonly budget: LodBudget | null;
+  /** The last sampled values (morphs then channels, rig order), or null. */
+  readonly values: Float32Array | null;
+  connect(url: string, session: string, options?: Partial<ClientOptions>): Promise<void>;
+  disconnect(): void;
+  bind(object3D: Object3D, options?: { rig?: RigBones | null }): Promise<RigBinding | null>;
+  unbind(): void;
+  /** Call once per rendered frame. */
+  update(nowMs?: number): boolean;
+  setLod(lod: number, options?: { user?: boolean }): void;
+  requestKeyframe(): void;
+  addEventListener<K extends keyof AvatarStreamEventMap>(type: K, listener: (ev: AvatarStreamEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
+  removeEventListener<K extends keyof AvatarStreamEventMap>(type: K, listener: (ev: AvatarStreamEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
+  removeEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | EventListenerOptions): void;
+}
