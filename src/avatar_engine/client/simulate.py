@@ -177,15 +177,17 @@ async def _rtc_subscriber(base: str, session: str, end: float, t0: float, server
         out.failed += 1
 
 
-def _worker(args: dict[str, Any], sessions: list[str], queue: mp.Queue) -> None:  # type: ignore[type-arg]
-    async def run() -> WorkerResult:
-        out = WorkerResult()
+def _worker(args: dict[str, Any], pairs: list[tuple[str, str]], queue: mp.Queue) -> None:  # type: ignore[type-arg]
+    """Subscribe to each (session, node URL) pair; results are reported per node URL."""
+
+    async def run() -> dict[str, WorkerResult]:
+        results: dict[str, WorkerResult] = {}
         end = args["start"] + args["duration"]
         jaw_index: list[int] = []
-        base = args["url"]
-        ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
         tasks = []
-        for session in sessions:
+        for session, base in pairs:
+            out = results.setdefault(base, WorkerResult())
+            ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
             if args["transport"] == "webrtc":
                 coro = _rtc_subscriber(base, session, end, args["t0"], args["server_t0"], out)
             else:
@@ -193,9 +195,9 @@ def _worker(args: dict[str, Any], sessions: list[str], queue: mp.Queue) -> None:
                 coro = _ws_subscriber(url, end, args["t0"], args["server_t0"], out, jaw_index)
             tasks.append(asyncio.create_task(coro))
         await asyncio.gather(*tasks)
-        return out
+        return results
 
-    queue.put(asdict(asyncio.run(run())))
+    queue.put({url: asdict(r) for url, r in asyncio.run(run()).items()})
 
 
 async def _publish_livelink(
@@ -276,19 +278,25 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     start = t0 + 1.0  # subscribers connect during the first second
     end = start + args.duration
-    per_session = [sessions[i % len(sessions)] for i in range(args.subscribers)]
+    # Subscribers go round-robin to --subscribe-url nodes (cluster mode), else to --url.
+    sub_urls = [u.rstrip("/") for u in (args.subscribe_url or [base])]
+    pairs = [(sessions[i % len(sessions)], sub_urls[i % len(sub_urls)])
+             for i in range(args.subscribers)]  # fmt: skip
+    node_pids = {url: int(httpx.get(url + "/stats", timeout=10).json()["pid"])
+                 for url in dict.fromkeys([base, *sub_urls])}  # fmt: skip
     workers = max(1, min(args.workers, args.subscribers))
     queue: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
     common = {"url": base, "transport": args.transport, "lod": args.lod, "t0": t0,
               "server_t0": server_t0, "start": start, "duration": args.duration}  # fmt: skip
     ctx = mp.get_context("spawn")
     procs = [
-        ctx.Process(target=_worker, args=(common, per_session[w::workers], queue), daemon=True)
+        ctx.Process(target=_worker, args=(common, pairs[w::workers], queue), daemon=True)
         for w in range(workers)
     ]
     for p in procs:
         p.start()
     cpu0, rss0 = _proc_sample(pid)
+    node_cpu0 = {url: _proc_sample(p) for url, p in node_pids.items()}
     wall0 = time.monotonic()
     if args.publish == "livelink":
         sent = asyncio.run(_publish_livelink(host, args.livelink_port, sessions, t0, end))
@@ -299,10 +307,20 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
         time.sleep(max(0.0, end - time.monotonic()))
         sent = 0
     cpu1, rss1 = _proc_sample(pid)
+    node_cpu1 = {url: _proc_sample(p) for url, p in node_pids.items()}
     wall1 = time.monotonic()
-    results = [queue.get(timeout=args.duration + 60) for _ in procs]
-    for p in procs:
-        p.join(timeout=10)
+    per_worker = [queue.get(timeout=args.duration + 60) for _ in procs]
+    for proc in procs:
+        proc.join(timeout=10)
+    by_url: dict[str, WorkerResult] = {}
+    for worker in per_worker:
+        for url, r in worker.items():
+            into = by_url.setdefault(url, WorkerResult())
+            for name in ("frames", "bytes", "gaps", "connected", "failed"):
+                setattr(into, name, getattr(into, name) + r[name])
+            into.tick_to_receive_ms += r["tick_to_receive_ms"]
+            into.publish_to_receive_ms += r["publish_to_receive_ms"]
+    results = [asdict(r) for r in by_url.values()]
     total = WorkerResult()
     for r in results:
         total.frames += r["frames"]
@@ -335,7 +353,32 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
         "server_cpu_percent": round(100 * (cpu1 - cpu0) / max(1e-9, wall1 - wall0), 1),
         "server_rss_mib": {"start": round(rss0, 1), "end": round(rss1, 1)},
         "server_tick": server_stats["tick"],
-    }
+        **({"nodes": _node_report(by_url, node_cpu0, node_cpu1, wall1 - wall0, args)}
+           if args.subscribe_url else {}),
+    }  # fmt: skip
+
+
+def _node_report(
+    by_url: dict[str, WorkerResult],
+    cpu0: dict[str, tuple[float, float]],
+    cpu1: dict[str, tuple[float, float]],
+    wall: float,
+    args: argparse.Namespace,
+) -> dict[str, dict[str, Any]]:
+    """Per node (cluster mode): its subscribers' latency and frames, and its CPU and RSS."""
+    report: dict[str, dict[str, Any]] = {}
+    for url in cpu0:
+        r = by_url.get(url, WorkerResult())
+        report[url] = {
+            "subscribers": r.connected,
+            "frames_per_s": round(r.frames / args.duration, 1),
+            "gaps": r.gaps,
+            "tick_to_receive_ms": _percentiles(r.tick_to_receive_ms),
+            "publish_to_receive_ms": _percentiles(r.publish_to_receive_ms),
+            "cpu_percent": round(100 * (cpu1[url][0] - cpu0[url][0]) / max(1e-9, wall), 1),
+            "rss_mib": round(cpu1[url][1], 1),
+        }
+    return report
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
@@ -355,6 +398,12 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 def add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate", help="run a real load against a running server and measure it")
     p.add_argument("--url", default="http://127.0.0.1:8766", help="the server (loopback)")
+    p.add_argument(
+        "--subscribe-url",
+        action="append",
+        help="cluster mode: a node to subscribe through (repeat to spread subscribers "
+        "round-robin; sessions and publishers stay on --url)",
+    )
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--subscribers", type=int, default=100, help="total, spread over sessions")
     p.add_argument("--transport", choices=["ws", "webrtc"], default="ws")

@@ -19,7 +19,7 @@ from typing import Any, get_type_hints
 from avatar_engine.server.egress_hub import parse_egress_url
 
 ENV_PREFIX = "AVATAR_ENGINE_"
-_SECRET_FIELDS = frozenset({"jwt_secret"})
+_SECRET_FIELDS = frozenset({"jwt_secret", "redis_url"})  # a Redis URL may hold a password
 
 
 class ConfigError(ValueError):

@@ -62,7 +62,10 @@ class WebRtcGateway:
     ) -> RTCSessionDescription:
         """Check access, then answer the offer; streaming starts when the channels open."""
         principal.require("subscribe", session_id)
-        self.runtime.session_for(principal, session_id)
+        if self.runtime.cluster is not None and self.runtime.cluster.owned_elsewhere(session_id):
+            self.runtime.cluster.authorize(principal, session_id)  # relayed (cluster mode)
+        else:
+            self.runtime.session_for(principal, session_id)
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
         if kind != "offer":

@@ -1,0 +1,114 @@
+"""Frame relay through Redis: the owner's side and the relaying side of one stream group.
+
+On the **owner**, a :class:`RelayOutbox` stands in the stream group as one more subscriber: the
+tick offers it the group's bytes exactly as it offers them to local sockets, and it publishes
+them, once, on the group's channel. Events reach it the same way (the tick's per-subscriber
+event loop), so relayed viewers get state, speaking and emotion events in order with frames.
+
+On a **relaying node**, a :class:`RemoteGroup` holds that node's local subscribers of the group
+and hands every message from the channel to their outboxes, the same bytes for all. A local
+subscriber that joined late (or lost a frame) waits for a keyframe, asked of the owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from avatar_engine.cluster.keys import KIND_CONTROL, KIND_DELTA, KIND_KEYFRAME
+from avatar_engine.server.streams import StreamKey, Subscriber
+from avatar_engine.transport.outbox import Outbox, OutboxOverflowError
+
+Publish = Callable[[str, bytes], bool]
+"""Queue one message for a channel; False when it was dropped (Redis away, queue full)."""
+
+
+class RelayOutbox(Outbox):
+    """A subscriber's outbox that publishes instead of buffering (owner side).
+
+    Never latest-wins: Redis pub/sub is the buffer, and every relaying node's own subscriber
+    outboxes do the skipping. A message that could not be queued marks the relay so the owner
+    forces a keyframe on the group (chained deltas after a gap would not decode).
+    """
+
+    __slots__ = ("_publish", "channel", "dropped")
+
+    def __init__(self, channel: str, publish: Publish) -> None:
+        super().__init__()
+        self.channel = channel
+        self._publish = publish
+        self.dropped = False
+
+    def offer_frame(self, message: bytes, *, keyframe: bool) -> None:
+        self.frames_offered += 1
+        kind = KIND_KEYFRAME if keyframe else KIND_DELTA
+        if self._publish(self.channel, bytes((kind,)) + message):
+            self.frames_sent += 1
+        else:
+            self.frames_skipped += 1
+            self.dropped = True
+
+    def put_control(self, message: bytes) -> None:
+        self._publish(self.channel, bytes((KIND_CONTROL,)) + message)
+
+
+@dataclass(eq=False)
+class Relay:
+    """The owner's relay of one group, alive while some node keeps asking for it."""
+
+    sub: Subscriber
+    last_want: float
+
+
+@dataclass(eq=False)
+class RemoteGroup:
+    """One group this node relays to its local subscribers (relaying side)."""
+
+    session: str
+    key: StreamKey
+    channel: str
+    subs: set[Subscriber] = field(default_factory=set)
+    last_request: float = -1.0
+    relayed: int = 0
+
+    def deliver(self, data: bytes) -> bool:
+        """Hand one channel message to every local subscriber; True if one needs a keyframe.
+
+        Subscribers waiting for a keyframe get nothing but keyframes (a delta would not
+        decode for them), without counting skips they did not cause.
+        """
+        if not data:
+            return False
+        kind = data[0]
+        payload = data[1:]
+        need = False
+        if kind == KIND_KEYFRAME:
+            for sub in self.subs:
+                sub.outbox.offer_frame(payload, keyframe=True)
+        elif kind == KIND_DELTA:
+            for sub in self.subs:
+                outbox = sub.outbox
+                if outbox.awaiting_keyframe:
+                    need = True
+                    continue
+                outbox.offer_frame(payload, keyframe=False)
+                need = need or outbox.awaiting_keyframe
+        elif kind == KIND_CONTROL:
+            for sub in list(self.subs):
+                # An overflowing outbox closes itself; its socket's writer ends the subscription.
+                with contextlib.suppress(OutboxOverflowError):
+                    sub.outbox.put_control(payload)
+        self.relayed += 1
+        return need
+
+    def offer_keyframe(self, keyframe: bytes, state_event: bytes | None) -> None:
+        """The owner's answer to a keyframe request: only for those waiting for one."""
+        for sub in self.subs:
+            if sub.outbox.awaiting_keyframe:
+                if state_event is not None:
+                    try:
+                        sub.outbox.put_control(state_event)
+                    except OutboxOverflowError:
+                        continue
+                sub.outbox.offer_frame(keyframe, keyframe=True)

@@ -1,0 +1,79 @@
+"""Cluster relay pieces without Redis: stream ids, the owner's relay outbox, and a relaying
+node's group delivery (the same bytes to every local viewer; keyframes first for late ones)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from avatar_engine.cluster.keys import KIND_CONTROL, KIND_DELTA, KIND_KEYFRAME, Keys, stream_sid
+from avatar_engine.cluster.relay import RelayOutbox, RemoteGroup
+from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.server.streams import StreamKey, Subscriber
+
+
+def test_stream_ids_are_a_function_of_the_group_key() -> None:
+    a = stream_sid("alice", DeltaMode.CHAINED, 8)
+    assert a == stream_sid("alice", DeltaMode.CHAINED, 8)  # every node, every owner
+    assert 1 <= a <= 0xFFFF
+    assert a != stream_sid("alice", DeltaMode.KEYFRAME, 8)
+    assert a != stream_sid("alice", DeltaMode.CHAINED, 16)
+    sids = {stream_sid(f"s{i}", DeltaMode.CHAINED, 8) for i in range(1000)}
+    assert 0 not in sids and len(sids) > 980  # 16 bits: few collisions, never zero
+
+
+def test_keys_share_one_prefix() -> None:
+    keys = Keys("{ae}")
+    key = StreamKey("s1", 2, DeltaMode.KEYFRAME, 16)
+    names = [keys.sessions, keys.meta("s1"), keys.owner("s1"), keys.node("n"), keys.epoch,
+             keys.quota_sessions("t"), keys.group_channel(key), keys.node_channel("n")]  # fmt: skip
+    assert all(n.startswith("{ae}:") for n in names)
+    assert keys.group_channel(key) == "{ae}:g:s1:2:1:16"
+
+
+def test_relay_outbox_publishes_every_frame_with_its_kind() -> None:
+    sent: list[tuple[str, bytes]] = []
+    accept = [True]
+
+    def publish(channel: str, data: bytes) -> bool:
+        sent.append((channel, data))
+        return accept[0]
+
+    async def scenario() -> None:
+        box = RelayOutbox("ch", publish)
+        box.offer_frame(b"K1", keyframe=True)
+        box.offer_frame(b"D1", keyframe=False)
+        box.offer_frame(b"D2", keyframe=False)  # never latest-wins: Redis is the buffer
+        box.put_control(b"E")
+        accept[0] = False
+        box.offer_frame(b"D3", keyframe=False)
+        assert box.dropped and box.frames_skipped == 1 and box.frames_sent == 3
+
+    asyncio.run(scenario())
+    assert [d for _, d in sent] == [bytes([KIND_KEYFRAME]) + b"K1", bytes([KIND_DELTA]) + b"D1",
+                                    bytes([KIND_DELTA]) + b"D2", bytes([KIND_CONTROL]) + b"E",
+                                    bytes([KIND_DELTA]) + b"D3"]  # fmt: skip
+
+
+def _viewer(key: StreamKey) -> Subscriber:
+    return Subscriber(key.session, "t", "websocket", key, 7, 0.0)
+
+
+def test_a_relaying_node_hands_the_same_bytes_to_its_viewers() -> None:
+    async def scenario() -> None:
+        key = StreamKey("s1", 0, DeltaMode.CHAINED, 8)
+        group = RemoteGroup("s1", key, "ch")
+        old, late = _viewer(key), _viewer(key)
+        late.outbox.awaiting_keyframe = True  # just joined: deltas would not decode
+        group.subs |= {old, late}
+        assert group.deliver(bytes([KIND_DELTA]) + b"d1") is True  # late one needs a keyframe
+        assert (await old.outbox.next_messages()) == ([], b"d1")
+        assert late.outbox.frames_skipped == 0  # held back, not counted as its loss
+        group.offer_keyframe(b"kf", b"state")  # the owner's private keyframe: waiting ones only
+        assert (await late.outbox.next_messages()) == ([b"state"], b"kf")
+        assert not late.outbox.awaiting_keyframe
+        assert group.deliver(bytes([KIND_DELTA]) + b"d2") is False
+        assert group.deliver(bytes([KIND_CONTROL]) + b"ev") is False
+        for viewer in (old, late):
+            assert (await viewer.outbox.next_messages()) == ([b"ev"], b"d2")
+
+    asyncio.run(scenario())
