@@ -30,7 +30,6 @@ def sample_curves(
     out: npt.NDArray[np.float32],
     /,
 ) -> None: ...
-
 def one_euro(
     x: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32],
