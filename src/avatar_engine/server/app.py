@@ -74,6 +74,8 @@ class RtcOffer(BaseModel):
     type: Literal["offer"]
     session: Annotated[str, Field(min_length=1, max_length=128)]
     lod: Annotated[int, Field(ge=0, le=3)] = 0
+    bits: Literal[8, 16] | None = None
+    """Quantization of this stream (default: the server's ``quant_bits``)."""
 
 
 class SessionCreate(BaseModel):
@@ -254,7 +256,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.post("/rtc/offer", tags=["streams"])
     async def rtc_offer(body: RtcOffer, caller: Caller) -> dict[str, str]:
         """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
-        answer = await gateway.answer(caller, body.session, body.lod, body.sdp, body.type)
+        answer = await gateway.answer(
+            caller, body.session, body.lod, body.sdp, body.type, body.bits
+        )
         return {"sdp": answer.sdp, "type": answer.type}
 
     def _owned(caller: Principal, session_id: str) -> Session:

@@ -40,6 +40,7 @@ class Peer:
     session: str
     lod: int
     principal: Principal
+    bits: int | None = None
     channels: dict[str, RTCDataChannel] = field(default_factory=dict)
     subscriber: Subscriber | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -58,7 +59,13 @@ class WebRtcGateway:
         return RTCConfiguration(iceServers=[RTCIceServer(urls=url) for url in self.ice_servers])
 
     async def answer(
-        self, principal: Principal, session_id: str, lod: int, sdp: str, kind: str
+        self,
+        principal: Principal,
+        session_id: str,
+        lod: int,
+        sdp: str,
+        kind: str,
+        bits: int | None = None,
     ) -> RTCSessionDescription:
         """Check access, then answer the offer; streaming starts when the channels open."""
         principal.require("subscribe", session_id)
@@ -71,7 +78,7 @@ class WebRtcGateway:
         if kind != "offer":
             raise ValueError(f"type must be 'offer', not {kind!r}")
         pc = RTCPeerConnection(configuration=self._configuration())
-        peer = Peer(pc, session_id, lod, principal)
+        peer = Peer(pc, session_id, lod, principal, bits)
         self.peers.add(peer)
 
         @pc.on("datachannel")
@@ -103,7 +110,7 @@ class WebRtcGateway:
                 peer.session,
                 lod=peer.lod,
                 mode=DeltaMode.KEYFRAME,
-                bits=self.runtime.options.quant_bits,
+                bits=peer.bits or self.runtime.options.quant_bits,
                 transport="webrtc",
             )
         except Exception as exc:
