@@ -50,8 +50,8 @@ async def run(mode: str, n: int, frames: int) -> float:
         if mode == "writer":
             q: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
             queues[ws] = q
-            while True:
-                await ws.send(await q.get())
+            while frame := await q.get():  # b"" ends the writer
+                await ws.send(frame)
         else:
             await ws.wait_closed()
 
@@ -74,6 +74,10 @@ async def run(mode: str, n: int, frames: int) -> float:
                     q.put_nowait(FRAME)
             await asyncio.sleep(1 / 60)
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
+        for q in queues.values():
+            if q.full():
+                q.get_nowait()
+            q.put_nowait(b"")
         proc.join(timeout=30)
         if proc.is_alive():
             proc.kill()
