@@ -30,6 +30,17 @@ def sample_curves(
     out: npt.NDArray[np.float32],
     /,
 ) -> None: ...
+
+class AudioFeaturePlan:
+    def __init__(self, yin_threshold: float, silence_rms: float) -> None: ...
+    def __call__(
+        self,
+        windows: npt.NDArray[np.float32],
+        vad_rms: npt.NDArray[np.float32],
+        out: npt.NDArray[np.float32],
+        /,
+    ) -> None: ...
+
 def one_euro(
     x: npt.NDArray[np.float32],
     out: npt.NDArray[np.float32],

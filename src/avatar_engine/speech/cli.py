@@ -64,6 +64,9 @@ def add_lipsync_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentP
     p.add_argument("-o", "--output", required=True, help="OUT.csv or OUT.json")
     p.add_argument("--plot", metavar="PNG", help="also draw the main curves with phonemes")
     p.add_argument("--backend", choices=BACKENDS, default=None, help="force a kernel backend")
+    from avatar_engine.audio.cli import add_audio_argument  # audio mode: AUDIO, --format
+
+    add_audio_argument(p)
     p.set_defaults(handler=run_lipsync)
 
 
@@ -120,6 +123,10 @@ def build_utterance(args: argparse.Namespace) -> Utterance:
 
 
 def run_lipsync(args: argparse.Namespace) -> int:
+    if getattr(args, "audio", None) is not None:  # lipsync AUDIO.wav|FOLDER: docs/audio.md
+        from avatar_engine.audio.cli import run_audio
+
+        return run_audio(args)
     try:
         _check_args(args)
         rig = load_rig(args.rig)

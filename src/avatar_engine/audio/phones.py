@@ -1,0 +1,451 @@
+"""Phones from 16 kHz audio with PocketSphinx: a phone loop without a transcript, forced
+alignment with one.
+
+PocketSphinx 5 (PyPI ``pocketsphinx``) ships the en-us acoustic model, CMUdict and an ARPAbet
+phone n-gram (``en-us-phone.lm.bin``); both modes here use only those files. Phones come back as
+ARPAbet without stress digits (PocketSphinx's dictionary has none), plus ``SIL`` for silence and
+the fillers, so they feed the Speech package's ARPAbet -> viseme table unchanged.
+
+* **Recognition** (:class:`PhoneRecognizer`) runs the ``allphone`` search: a Viterbi phone
+  loop weighted by the phone n-gram. It is language-model-light on purpose: it never invents
+  words, so it works on names, jargon and mumbling, at the cost of phone errors between
+  similar sounds (which mostly share a viseme anyway).
+* **Alignment** (:class:`ForcedAligner`) turns the transcript into dictionary words
+  (normalised by the Speech package, words missing from PocketSphinx's dictionary pronounced by
+  its G2P and added), runs a word-level alignment pass, then PocketSphinx's phone-level
+  alignment pass over the same audio.
+
+Decoders are expensive to build (~0.1 s, model loading) and are reused: build one per worker,
+not per utterance. They hold C state and are not thread-safe.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.kernels.audio_features import RATE
+
+F32 = npt.NDArray[np.float32]
+
+FRAME_S: Final = 0.01
+BOUNDARY_OFFSET_S: Final = 0.0078
+"""Where PocketSphinx's boundary between frames i-1 and i lies in time: frame i's 25.6 ms
+analysis window starts at i * 10 ms, so its centre is at i * 10 + 12.8 ms, and the boundary
+between two frames is midway between their centres, i * 10 + 7.8 ms. (Measured on the
+evaluation set before this correction: phone onsets a median one frame early on both voices.)"""
+
+
+def frame_time(frame: int) -> float:
+    """Time in seconds of the boundary before PocketSphinx frame ``frame`` (0 stays 0)."""
+    return frame * FRAME_S + BOUNDARY_OFFSET_S if frame > 0 else 0.0
+
+
+"""PocketSphinx's frame rate is 100 per second."""
+SILENCE: Final = "SIL"
+ALIGN_PADS_S: Final = (0.0, 0.3, 0.1)
+ALIGN_BEAM: Final = 1e-120
+"""Viterbi beam of the aligner (wide: see :class:`ForcedAligner`)."""
+_FILLERS: Final = frozenset({"SIL", "<sil>", "<s>", "</s>", "+NSN+", "+SPN+", "[NOISE]"})
+
+
+class RecognizerUnavailableError(RuntimeError):
+    """PocketSphinx is not installed (``pip install pocketsphinx``)."""
+
+
+class AlignmentError(ValueError):
+    """The transcript could not be aligned to the audio."""
+
+
+@dataclass(frozen=True, slots=True)
+class TimedPhone:
+    """One phone with its span in seconds from the start of the audio."""
+
+    phone: str
+    start: float
+    end: float
+
+    @property
+    def silent(self) -> bool:
+        return self.phone == SILENCE
+
+
+@dataclass(frozen=True, slots=True)
+class DecoderConfig:
+    """PocketSphinx settings for the phone loop (tuned on the espeak-ng set; see docs)."""
+
+    lw: float = 1.0
+    """Phone language-model weight: higher trusts the n-gram over the acoustics."""
+    pip: float = 1.0
+    """Phone insertion penalty (>1 favours more, shorter phones)."""
+    beam: float = 1e-60
+    pbeam: float = 1e-60
+    extra: dict[str, Any] = field(default_factory=dict)
+    """Any other PocketSphinx option, passed through."""
+
+
+def _pocketsphinx() -> Any:
+    try:
+        import pocketsphinx  # type: ignore[import-untyped]
+    except ImportError as exc:
+        raise RecognizerUnavailableError(
+            "audio lip-sync needs PocketSphinx: pip install pocketsphinx"
+        ) from exc
+    return pocketsphinx
+
+
+@cache
+def model_dir() -> str:
+    """Directory of the en-us acoustic model shipped inside the pocketsphinx wheel."""
+    return os.path.join(_pocketsphinx().get_model_path(), "en-us")
+
+
+DITHER_RMS: Final = 3e-4
+"""Gaussian dither (-70 dBFS) added before decoding: synthetic and gated audio contains runs of
+exact digital zeros, whose log-energy floor derails PocketSphinx's cepstral normalisation
+(espeak-ng frame agreement rose from 42 % to 51 % with it). Seeded, so results are repeatable."""
+
+
+def dithered(samples: F32, rng: np.random.Generator) -> F32:
+    """``samples`` plus :data:`DITHER_RMS` of seeded Gaussian noise."""
+    noise: F32 = rng.standard_normal(int(samples.shape[0]), dtype=np.float32)
+    noise *= np.float32(DITHER_RMS)
+    out: F32 = samples.astype(np.float32) + noise
+    return out
+
+
+def reset_cmn(decoder: Any, cmn: str) -> None:
+    """Restart ``decoder``'s cepstral normalisation from ``cmn``, forgetting everything before.
+
+    ``Decoder.set_cmn`` only replaces the current mean: the running sums behind it survive and
+    keep pulling toward past utterances. Re-creating the feature stage with ``cmninit`` (0.1 ms)
+    is a true reset, which is what makes one decoder give the same phones for the same audio
+    whatever it decoded before.
+    """
+    decoder.config["cmninit"] = cmn
+    decoder.reinit_feat()
+
+
+def to_pcm16(samples: F32) -> bytes:
+    """float32 [-1, 1) -> PCM16 bytes, clipping (the decoders take integer samples)."""
+    ints = np.clip(np.round(samples.astype(np.float64) * 32768.0), -32768, 32767)
+    return ints.astype("<i2").tobytes()
+
+
+def _base_word(word: str) -> str:
+    """``"village(2)"`` (an alternative pronunciation) -> ``"village"``."""
+    if word.endswith(")") and "(" in word:
+        return word[: word.rindex("(")]
+    return word
+
+
+def _segments(decoder: Any) -> list[TimedPhone]:
+    """Current segmentation of a decoder as merged timed phones."""
+    out: list[TimedPhone] = []
+    for seg in decoder.seg():
+        name = str(seg.word)
+        phone = SILENCE if name in _FILLERS or name.startswith("+") else name.upper()
+        start = frame_time(seg.start_frame)
+        end = frame_time(seg.end_frame + 1)
+        if end <= start:
+            continue
+        _append(out, TimedPhone(phone, start, end))
+    return out
+
+
+def _append(out: list[TimedPhone], p: TimedPhone) -> None:
+    """Append, merging neighbouring silences."""
+    if out and out[-1].silent and p.silent:
+        out[-1] = TimedPhone(SILENCE, out[-1].start, p.end)
+    else:
+        out.append(p)
+
+
+class CmnEstimator:
+    """An utterance's own cepstral mean, cheaply: a decoder whose search is pruned to nothing.
+
+    PocketSphinx's live normalisation otherwise starts from whatever the previous utterance
+    left behind, so one decoder gives different phones for the same audio depending on what
+    it heard before; starting every utterance from its own mean makes calls independent (and
+    better: the model's prior has c0 = 40 where typical speech sits near 60). The mean only
+    depends on the features, so a search beam that keeps a single HMM gives it for ~1 % of a
+    real decode's cost.
+    """
+
+    def __init__(self) -> None:
+        ps = _pocketsphinx()
+        self._decoder = ps.Decoder(
+            hmm=os.path.join(model_dir(), "en-us"),
+            allphone=os.path.join(model_dir(), "en-us-phone.lm.bin"),
+            samprate=RATE,
+            loglevel="FATAL",
+            beam=1e-2,
+            pbeam=1e-2,
+            maxhmmpf=1,
+            topn=1,
+        )
+        self.prior = str(self._decoder.get_cmn(False))
+        """The model's own starting mean (what a cold stream starts from)."""
+
+    def __call__(self, pcm: bytes) -> str:
+        d = self._decoder
+        reset_cmn(d, self.prior)
+        d.start_utt()
+        d.process_raw(pcm, no_search=True, full_utt=True)
+        d.end_utt()
+        return str(d.get_cmn(True))
+
+
+class PhoneRecognizer:
+    """Phone-loop recognition: 16 kHz float audio -> timed ARPAbet phones.
+
+    Offline: :meth:`recognize` on a whole utterance. Streaming: :meth:`start`, then
+    :meth:`feed` chunks and read :meth:`partial` (the current best path, whose tail may still
+    change), then :meth:`finish`.
+    """
+
+    def __init__(self, config: DecoderConfig | None = None) -> None:
+        ps = _pocketsphinx()
+        self.config = config or DecoderConfig()
+        c = self.config
+        options: dict[str, Any] = {
+            "hmm": os.path.join(model_dir(), "en-us"),
+            "allphone": os.path.join(model_dir(), "en-us-phone.lm.bin"),
+            "lw": c.lw,
+            "pip": c.pip,
+            "beam": c.beam,
+            "pbeam": c.pbeam,
+            "samprate": RATE,
+            "loglevel": "FATAL",
+        }
+        options.update(c.extra)
+        self._decoder = ps.Decoder(**options)
+        self._prior = str(self._decoder.get_cmn(False))
+        self._cmn: CmnEstimator | None = None  # offline only; streams never need one
+        self._active = False
+        self._rng = np.random.default_rng(0)
+
+    def recognize(self, samples: F32) -> list[TimedPhone]:
+        """Recognise a whole utterance, normalised by its own cepstral mean (repeatable: see
+        :class:`CmnEstimator`)."""
+        d = self._decoder
+        pcm = to_pcm16(dithered(samples, np.random.default_rng(0)))
+        if self._cmn is None:
+            self._cmn = CmnEstimator()
+        reset_cmn(d, self._cmn(pcm))
+        d.start_utt()
+        d.process_raw(pcm, no_search=False, full_utt=True)
+        d.end_utt()
+        return _segments(d)
+
+    def start(self, cmn: str | None = None) -> None:
+        """Begin a stream, from the model's cepstral-mean prior or ``cmn`` (see :meth:`cmn`)."""
+        reset_cmn(self._decoder, cmn if cmn is not None else self._prior)
+        self._decoder.start_utt()
+        self._rng = np.random.default_rng(0)
+        self._active = True
+
+    def cmn(self) -> str:
+        """The current cepstral-mean estimate: start the next stream of the same voice from
+        it (a voice agent's next turn) instead of the cold prior."""
+        return str(self._decoder.get_cmn(False))
+
+    def feed(self, samples: F32) -> None:
+        if not self._active:
+            self.start()
+        pcm = to_pcm16(dithered(samples, self._rng))
+        self._decoder.process_raw(pcm, no_search=False, full_utt=False)
+
+    def partial(self) -> list[TimedPhone]:
+        """Best path so far (empty before any speech was searched)."""
+        if not self._active or self._decoder.hyp() is None:
+            return []
+        return _segments(self._decoder)
+
+    def finish(self) -> list[TimedPhone]:
+        if not self._active:
+            return []
+        self._decoder.end_utt()
+        self._active = False
+        return _segments(self._decoder)
+
+
+class WordRecognizer:
+    """Word recognition with PocketSphinx's bundled en-us language model and dictionary.
+
+    Rhubarb's default approach: the recognised words (right or wrong, they are real words with
+    legal phone sequences) are then force-aligned to get phones. Better than the phone loop on
+    voices close to the acoustic model's (Flite: 76 % frame agreement against 67 %), worse on
+    espeak-ng (49 % against 55 %), and 4-7 times slower (15-30 % of a core offline).
+    """
+
+    def __init__(self) -> None:
+        ps = _pocketsphinx()
+        self._decoder = ps.Decoder(
+            hmm=os.path.join(model_dir(), "en-us"), samprate=RATE, loglevel="FATAL"
+        )
+        self._cmn = CmnEstimator()
+
+    def words(self, samples: F32) -> list[str]:
+        """The best word sequence (fillers dropped); empty when nothing was recognised."""
+        d = self._decoder
+        pcm = to_pcm16(dithered(samples, np.random.default_rng(0)))
+        reset_cmn(d, self._cmn(pcm))
+        d.start_utt()
+        d.process_raw(pcm, no_search=False, full_utt=True)
+        d.end_utt()
+        hyp = d.hyp()
+        if hyp is None:
+            return []
+        return [_base_word(w) for w in str(hyp.hypstr).split() if not w.startswith("<")]
+
+
+class ForcedAligner:
+    """Forced alignment of a transcript: 16 kHz float audio + text -> timed ARPAbet phones."""
+
+    def __init__(self, beam: float = ALIGN_BEAM) -> None:
+        ps = _pocketsphinx()
+        # The default beams (1e-48) prune the only path when the voice is far from the
+        # acoustic model's speakers (espeak-ng's en-us voice fails outright); alignment
+        # searches one sentence, so wide beams cost little.
+        self._decoder = ps.Decoder(
+            hmm=os.path.join(model_dir(), "en-us"),
+            dict=os.path.join(model_dir(), "cmudict-en-us.dict"),
+            lm=None,
+            samprate=RATE,
+            loglevel="FATAL",
+            beam=beam,
+            pbeam=beam,
+            lpbeam=beam,
+            lponlybeam=beam,
+            wbeam=beam * 1e20,
+            # The lattice best-path pass after the grammar search loses the final state on
+            # hard audio and returns a truncated hypothesis, which the phone-level pass then
+            # cannot align (with it, 20 of the 36 espeak-ng sentences aligned; without, 36).
+            bestpath=False,
+        )
+        self._added: set[str] = set()
+        self._cmn = CmnEstimator()
+
+    def words(self, text: str) -> list[str]:
+        """Transcript -> dictionary words, adding G2P pronunciations for unknown ones."""
+        from avatar_engine.speech.g2p import english
+        from avatar_engine.speech.text import Word, normalize
+        from avatar_engine.speech.visemes import split_stress
+
+        g2p = english()
+        out: list[str] = []
+        for tok in normalize(text):
+            if not isinstance(tok, Word) or not tok.text:
+                continue
+            name = tok.text if not tok.spell else f"{tok.text}_spelled"
+            unknown = tok.spell or self._decoder.lookup_word(name) is None
+            if unknown and name not in self._added:
+                phones = [split_stress(p)[0] for p in g2p.word_phones(tok)]
+                if not phones:
+                    continue
+                self._decoder.add_word(name, " ".join(phones), True)
+                self._added.add(name)
+            out.append(name)
+        return out
+
+    def known(self, word: str) -> bool:
+        """Whether ``word`` is in the aligner's dictionary."""
+        return self._decoder.lookup_word(word) is not None
+
+    def pronunciations(self, words: Sequence[str]) -> list[list[str]]:
+        """ARPAbet phones of each dictionary word (as :meth:`words` returned them)."""
+        out: list[list[str]] = []
+        for w in words:
+            pron = self._decoder.lookup_word(w)
+            out.append(str(pron).split() if pron else [])
+        return out
+
+    def align(self, samples: F32, words: Sequence[str]) -> list[TimedPhone] | None:
+        """Phone-level alignment of dictionary ``words`` (see :meth:`align_words`), or None."""
+        phones, _ = self.align_words(samples, words)
+        return phones
+
+    def align_words(
+        self, samples: F32, words: Sequence[str]
+    ) -> tuple[list[TimedPhone] | None, list[tuple[float, float]] | None]:
+        """PocketSphinx's two-pass alignment of dictionary ``words``, or None if it failed.
+
+        Tried as is and again with :data:`ALIGN_PADS_S` of (dithered) silence around the
+        audio, which moves the search's start and end conditions; a result counts only if
+        the first pass reached every word and the phone-level pass reached its final state.
+
+        The second value is the word spans (seconds) from the first pass when that pass
+        reached every word, even if the phone-level pass then failed: a fallback aligner can
+        still use them as anchors.
+        """
+        if not words:
+            return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)], []
+        duration = samples.shape[0] / RATE
+        spans: list[tuple[float, float]] | None = None
+        cmn = self._cmn(to_pcm16(dithered(samples, np.random.default_rng(0))))
+        for pad_s in ALIGN_PADS_S:
+            pad = np.zeros(round(pad_s * RATE), dtype=np.float32)
+            x = np.concatenate([pad, samples.astype(np.float32), pad])
+            pcm = to_pcm16(dithered(x, np.random.default_rng(0)))
+            phones, found = self._two_pass(pcm, words, cmn)
+            if found is not None and spans is None:
+                spans = [
+                    (min(max(a - pad_s, 0.0), duration), min(max(b - pad_s, 0.0), duration))
+                    for a, b in found
+                ]
+            if phones is None:
+                continue
+            out: list[TimedPhone] = []
+            for p in phones:
+                start = min(max(p.start - pad_s, 0.0), duration)
+                end = min(max(p.end - pad_s, 0.0), duration)
+                if end > start:
+                    _append(out, TimedPhone(p.phone, start, end))
+            return out, spans
+        return None, spans
+
+    def _two_pass(
+        self, pcm: bytes, words: Sequence[str], cmn: str
+    ) -> tuple[list[TimedPhone] | None, list[tuple[float, float]] | None]:
+        d = self._decoder
+        spans: list[tuple[float, float]] | None = None
+        try:
+            d.set_align_text(" ".join(words))
+            reset_cmn(d, cmn)
+            d.start_utt()
+            d.process_raw(pcm, no_search=False, full_utt=True)
+            d.end_utt()
+            if d.hyp() is None:
+                return None, None
+            found = [
+                (_base_word(str(s.word)), frame_time(s.start_frame), frame_time(s.end_frame + 1))
+                for s in d.seg()
+                if str(s.word) not in _FILLERS and not str(s.word).startswith("+")
+            ]
+            if [w for w, _, _ in found] != list(words):
+                return None, None  # the grammar search stopped short of the last word
+            spans = [(a, b) for _, a, b in found]
+            d.set_alignment()
+            reset_cmn(d, cmn)
+            d.start_utt()
+            d.process_raw(pcm, no_search=False, full_utt=True)
+            d.end_utt()
+            alignment = d.get_alignment()
+        except RuntimeError:
+            return None, spans
+        if alignment is None:
+            return None, spans
+        out: list[TimedPhone] = []
+        for ph in alignment.phones():
+            name = str(ph.name)
+            phone = SILENCE if name in _FILLERS or name.startswith("+") else name.upper()
+            start = frame_time(ph.start)
+            _append(out, TimedPhone(phone, start, frame_time(ph.start + ph.duration)))
+        return out, spans
