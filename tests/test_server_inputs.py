@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import time
+import wave
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -135,3 +138,55 @@ def test_other_languages_through_espeak(server: ServerProcess) -> None:
     assert response.status_code == 202
     bad = httpx.post(server.url + "/sessions/fr/speak", json={"text": "x", "lang": "Klingon!"})
     assert bad.status_code == 422
+
+
+FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
+
+
+def test_wav_audio_moves_the_mouth_and_bad_audio_is_400(server: ServerProcess) -> None:
+    httpx.post(server.url + "/sessions", json={"id": "wav"})
+    wav = FOX.read_bytes()
+
+    async def send(client: httpx.AsyncClient) -> httpx.Response:
+        return await client.post("/sessions/wav/audio", content=wav,
+                                 headers={"content-type": "audio/wav"})  # fmt: skip
+
+    async def scenario() -> tuple[float, int]:
+        async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
+            peak_open, status = 0.0, 0
+            end = time.monotonic() + 4.0
+            async for item in subscribe_ws(f"{server.ws_url}/sessions/wav/stream"):
+                if not status:
+                    status = (await send(client)).status_code
+                if isinstance(item, DecodedFrame):
+                    peak_open = max(peak_open, item.morphs.get("V_Open", 0.0))
+                if time.monotonic() > end:
+                    break
+            return peak_open, status
+
+    peak_open, status = asyncio.run(scenario())
+    assert status == 202 and peak_open > 0.2
+    bad = httpx.post(server.url + "/sessions/wav/audio", content=b"RIFF\x00\x00",
+                     headers={"content-type": "audio/wav"})  # fmt: skip
+    assert bad.status_code == 400 and "RIFF" in bad.json()["detail"]
+
+
+def test_streamed_pcm16_chunks_drive_visemes(server: ServerProcess) -> None:
+    httpx.post(server.url + "/sessions", json={"id": "pcm"})
+    with wave.open(str(FOX)) as w:
+        rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    step = rate * 2 // 50  # 20 ms chunks, as a realtime speech API sends them
+    emitted = 0
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for i in range(0, len(pcm), step):
+            chunk = base64.b64encode(pcm[i : i + step]).decode()
+            response = c.post("/sessions/pcm/audio", json={"pcm16": chunk, "rate": rate})
+            assert response.status_code == 202
+            emitted += response.json()["frames"]
+        emitted += c.post("/sessions/pcm/audio", json={"final": True, "rate": rate}).json()[
+            "frames"
+        ]
+        assert emitted == pytest.approx(len(pcm) / 2 / rate * 100, abs=3)  # one per 10 ms
+        assert c.get("/sessions/pcm").json()["speaking"] in (True, False)
+        bad = c.post("/sessions/pcm/audio", json={"pcm16": "not base64!", "rate": rate})
+        assert bad.status_code == 400

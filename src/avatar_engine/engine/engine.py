@@ -232,6 +232,11 @@ class Engine:
         _, group, row = self._where(session_id)
         group.speech.play(row, utterance, start, t)
 
+    def play_frames(self, session_id: str, times: np.ndarray, channels: F32, t: float) -> None:
+        """Splice already-sampled speech channel frames (streamed audio) at ``times``."""
+        _, group, row = self._where(session_id)
+        group.speech.play_frames(row, times, channels, t)
+
     def set_emotion(
         self,
         session_id: str,

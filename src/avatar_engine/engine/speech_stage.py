@@ -117,6 +117,14 @@ class SpeechStage:
         self.sessions.bank.splice(slot, keys.times + start, keys.values, keep_after=now)
         self._utterance_end[slot] = float(keys.times[-1]) + start
 
+    def play_frames(
+        self, row: int, times: npt.NDArray[np.float64], channels: F32, now: float
+    ) -> None:
+        """Streamed frames (audio lip-sync): appended to the row's curves from ``times[0]``."""
+        slot = self._slot(row)
+        self.sessions.bank.splice(slot, times, channels, keep_after=now)
+        self._utterance_end[slot] = max(self._utterance_end[slot], float(times[-1]))
+
     # -- the tick ------------------------------------------------------------------------
 
     def step(

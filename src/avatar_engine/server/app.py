@@ -24,12 +24,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
+from avatar_engine.audio.phones import RecognizerUnavailableError
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.wire import DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
 from avatar_engine.engine.sessions import Session
 from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
+from avatar_engine.server.audio_input import AudioChunk, AudioInput
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
 from avatar_engine.server.egress_hub import EgressRequest
 from avatar_engine.server.inputs import (
@@ -136,6 +138,7 @@ def create_app(runtime: Runtime) -> FastAPI:
     if runtime.cluster is not None:  # REST inputs for sessions owned elsewhere: to the owner
         runtime.cluster.install(app)
     gateway = WebRtcGateway(runtime, runtime.options.ice_servers)
+    audio_input = AudioInput(runtime)
     app.state.webrtc = gateway
     if runtime.options.cors_origins:
         app.add_middleware(
@@ -195,6 +198,10 @@ def create_app(runtime: Runtime) -> FastAPI:
     @app.exception_handler(TimingFormatError)
     async def on_timings(_: Request, exc: TimingFormatError) -> JSONResponse:
         return _error(400, "bad_timings", str(exc))
+
+    @app.exception_handler(RecognizerUnavailableError)
+    async def on_recognizer(_: Request, exc: RecognizerUnavailableError) -> JSONResponse:
+        return _error(400, "audio_unavailable", str(exc))
 
     @app.exception_handler(MissingEspeakError)
     async def on_espeak(_: Request, exc: MissingEspeakError) -> JSONResponse:
@@ -294,6 +301,37 @@ def create_app(runtime: Runtime) -> FastAPI:
         )
         runtime.kick()
         return {"session": session_id, "accepted": len(body.delta)}
+
+    @app.post(
+        "/sessions/{session_id}/audio",
+        status_code=202,
+        tags=["inputs"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": AudioChunk.model_json_schema()},
+                }
+            }
+        },
+    )
+    async def audio(
+        session_id: str,
+        request: Request,
+        caller: Caller,
+        text: str | None = Query(default=None, max_length=20_000),
+        delay_ms: int = Query(default=0, ge=0, le=10_000),
+    ) -> dict[str, object]:
+        """Speech audio: a WAV file (recognised, or aligned to ``?text=``), or streamed
+        base64 PCM16 chunks as JSON ``{"pcm16", "rate", "final"}``."""
+        _owned(caller, session_id)
+        body = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            chunk = AudioChunk.model_validate_json(body)
+            frames = audio_input.chunk(session_id, chunk)
+            return {"session": session_id, "frames": frames, "final": chunk.final}
+        seconds = await audio_input.wav(session_id, body, text, delay_ms)
+        return {"session": session_id, "duration_s": round(seconds, 3)}
 
     @app.post("/sessions/{session_id}/emotion", status_code=202, tags=["inputs"])
     async def emotion(session_id: str, body: EmotionRequest, caller: Caller) -> dict[str, object]:
