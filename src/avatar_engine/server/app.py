@@ -64,6 +64,17 @@ CLOSE_SESSION_GONE = 4410
 CLOSE_QUOTA = 4429
 
 
+def _close_for(exc: Exception) -> tuple[int, str]:
+    """The WebSocket close code and reason (at most 123 bytes) for a refused connection."""
+    if isinstance(exc, AuthError):
+        return (CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN), exc.reason[:120]
+    if isinstance(exc, SessionNotFoundError):
+        return CLOSE_NOT_FOUND, str(exc)[:120]
+    if isinstance(exc, QuotaExceededError):
+        return CLOSE_QUOTA, exc.reason[:120]
+    return CLOSE_BAD_REQUEST, str(exc)[:120]
+
+
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "detail": detail})
 
@@ -397,18 +408,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 if session_id not in runtime.engine.sessions:
                     runtime.create_session(caller, session_id=session_id, source="publish-ws")
                 runtime.session_for(caller, session_id)
-        except AuthError as exc:
-            code = CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN
-            await ws.close(code, exc.reason)
-            return
-        except SessionNotFoundError as exc:
-            await ws.close(CLOSE_NOT_FOUND, str(exc))
-            return
-        except QuotaExceededError as exc:
-            await ws.close(CLOSE_QUOTA, exc.reason)
-            return
-        except ValueError as exc:
-            await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
+        except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
+            await ws.close(*_close_for(exc))
             return
         client = ws.client
         peer = f"{client.host}:{client.port}" if client else ""
@@ -438,18 +439,8 @@ def create_app(runtime: Runtime) -> FastAPI:
                 bits=bits or runtime.options.quant_bits,
                 transport="websocket",
             )
-        except AuthError as exc:
-            code = CLOSE_UNAUTHORIZED if exc.status == 401 else CLOSE_FORBIDDEN
-            await ws.close(code, exc.reason)
-            return
-        except SessionNotFoundError as exc:
-            await ws.close(CLOSE_NOT_FOUND, str(exc))
-            return
-        except QuotaExceededError as exc:
-            await ws.close(CLOSE_QUOTA, exc.reason)
-            return
-        except ValueError as exc:
-            await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
+        except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
+            await ws.close(*_close_for(exc))
             return
         writer = asyncio.create_task(_write_loop(ws, sub), name=f"ws-writer-{session_id}")
         try:
