@@ -1,4 +1,4 @@
-"""Shared fixtures. Tests never read ../shared: data they need lives in tests/data."""
+"""Shared fixtures. Tests read only this repository: the data they need lives in tests/data."""
 
 from __future__ import annotations
 
