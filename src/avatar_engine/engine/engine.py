@@ -20,7 +20,7 @@ import numpy.typing as npt
 
 from avatar_engine.animation.animator import Animator
 from avatar_engine.engine.rows import RowTable
-from avatar_engine.engine.sessions import Session, SessionEvent, SessionState, check_session_id
+from avatar_engine.engine.sessions import Session, SessionState, check_session_id
 from avatar_engine.engine.speech_stage import SpeechStage
 from avatar_engine.kernels.retarget import Retargeter
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, ROTATION_NAMES
@@ -143,6 +143,8 @@ class Engine:
         self.default_rig = default_rig
         self.sessions: dict[str, Session] = {}
         self.groups: dict[str, RigGroup] = {}
+        self.with_events: set[str] = set()
+        """Sessions with events not yet delivered (the shell drains it each tick)."""
         self.ticks = 0
         self.last_t: float | None = None
 
@@ -169,7 +171,7 @@ class Engine:
         group.add(session_id)
         session = Session(
             id=session_id, rig=profile.name, tenant=tenant, fps=fps, lod=lod, created_t=t,
-            source=source,
+            source=source, with_events=self.with_events,
         )  # fmt: skip
         self.sessions[session_id] = session
         return session
@@ -178,6 +180,7 @@ class Engine:
         session = self.get(session_id)
         self.groups[session.rig].remove(session_id)
         del self.sessions[session_id]
+        self.with_events.discard(session_id)
         return session
 
     def get(self, session_id: str) -> Session:
@@ -255,7 +258,7 @@ class Engine:
         )  # fmt: skip
         name = max(mix, key=lambda k: mix[k]) if mix else "neutral"
         session.emotion = name
-        session.events.append(SessionEvent("emotion", (name, float(intensity)), t))
+        session.emit("emotion", (name, float(intensity)), t)
 
     def set_thinking(self, session_id: str, on: bool, t: float) -> None:
         session, group, row = self._where(session_id)
@@ -279,7 +282,7 @@ class Engine:
             for session_id, speaking in group.step(t):
                 session = self.sessions[session_id]
                 session.speaking = speaking
-                session.events.append(SessionEvent("speaking", speaking, t))
+                session.emit("speaking", speaking, t)
         self.ticks += 1
         self.last_t = t
 

@@ -66,11 +66,18 @@ class Session:
     last_capture_t: float | None = None
     capture_frames: int = 0
     events: deque[SessionEvent] = field(default_factory=lambda: deque(maxlen=MAX_PENDING_EVENTS))
+    with_events: set[str] | None = None
+    """The engine's set of sessions holding events: the tick visits only those."""
+
+    def emit(self, kind: str, value: object, t: float) -> None:
+        self.events.append(SessionEvent(kind, value, t))
+        if self.with_events is not None:
+            self.with_events.add(self.id)
 
     def set_state(self, state: SessionState, t: float) -> None:
         if state is not self.state:
             self.state = state
-            self.events.append(SessionEvent("state", state.value, t))
+            self.emit("state", state.value, t)
 
     def describe(self) -> dict[str, object]:
         """The JSON shape of ``GET /sessions/{id}``."""

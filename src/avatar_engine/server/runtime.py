@@ -446,13 +446,15 @@ class Runtime:
         self._last_tick_t = t
         self.engine.step(t)
         t_ms = self.t_ms(t)
-        for session_id, subs in self.subscribers.items():
+        pending = self.engine.with_events
+        for session_id in list(pending):  # only sessions that have something to announce
             session = self.engine.sessions.get(session_id)
-            if session is None or not session.events:
+            subs = self.subscribers.get(session_id)
+            if session is None:
                 continue
             events = list(session.events)
             session.events.clear()
-            for sub in list(subs):
+            for sub in list(subs or ()):
                 for event in events:
                     kind = _EVENT_KINDS.get(event.kind)
                     if kind is None:
@@ -461,6 +463,7 @@ class Runtime:
                         sub.outbox.put_control(encode_event(sub.sid, t_ms, kind, event.value))
                     except Exception:  # an overflowing outbox closes itself
                         self.counters.closed_slow += 1
+        pending.clear()
         for session_id in self.egress.by_session:
             morphs, channels = self.engine.frame(session_id)
             self.egress.push(session_id, morphs, channels, t)
