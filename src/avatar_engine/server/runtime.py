@@ -12,7 +12,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -67,7 +67,7 @@ class Counters:
     publish_messages: int = 0
     publish_rejected: int = 0
     closed_slow: int = 0
-    by_reason: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    """Subscribers disconnected because their control messages piled up (not reading)."""
 
 
 class Runtime:
@@ -488,6 +488,7 @@ class Runtime:
             "tick": self.scheduler.stats.summary(),
             "frames": {
                 "bytes_out": self.counters.frames_bytes,
+                "closed_slow": self.counters.closed_slow,
                 "skipped": sum(s.outbox.frames_skipped for s in subs),
                 "sent": sum(s.outbox.frames_sent for s in subs),
             },
