@@ -49,7 +49,7 @@ class Subscriber:
 
     def _lost_a_frame(self) -> None:
         if self.group is not None:
-            self.group.resync = True
+            self.group.needs_resync.add(self.group)
 
 
 @dataclass(eq=False)
@@ -58,8 +58,8 @@ class StreamGroup:
     slot: int
     sid: int
     subscribers: set[Subscriber] = field(default_factory=set)
-    resync: bool = False
-    """Some subscriber lost a frame: give those waiting a private keyframe after this tick."""
+    needs_resync: set[StreamGroup] = field(default_factory=set)
+    """The rig's set of groups where a subscriber lost a frame (shared; drained per tick)."""
 
 
 class RigStreams:
@@ -78,6 +78,7 @@ class RigStreams:
         self.encoder = BatchEncoder(self.schema, INITIAL_SLOTS)
         self.groups: dict[StreamKey, StreamGroup] = {}
         self._by_slot: dict[int, StreamGroup] = {}
+        self._needs_resync: set[StreamGroup] = set()
 
     def hello(self, sid: int, params: StreamParams) -> bytes:
         return encode_hello(sid, self.schema, params)
@@ -92,7 +93,7 @@ class RigStreams:
         slot = self.encoder.add_stream(
             self._row_of(key.session), sid, key.lod, self._params_for(key)
         )
-        group = self.groups[key] = StreamGroup(key, slot, sid)
+        group = self.groups[key] = StreamGroup(key, slot, sid, needs_resync=self._needs_resync)
         self._by_slot[slot] = group
         return group
 
@@ -155,13 +156,12 @@ class RigStreams:
             for sub in group.subscribers:
                 sub.outbox.offer_frame(message, keyframe=keyframe)
             sent += len(message) * len(group.subscribers)
-        for group in self.groups.values():
-            if group.resync:
-                self._resync(group)
+        while self._needs_resync:  # only groups where someone lost a frame
+            self._resync(self._needs_resync.pop())
         return sent
 
     def _resync(self, group: StreamGroup) -> None:
-        group.resync = False
+        """Subscribers that lost a frame get a private keyframe (nobody else is disturbed)."""
         waiting = [s for s in group.subscribers if s.outbox.awaiting_keyframe]
         if not waiting:
             return
