@@ -33,7 +33,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module, resolve_backend
+from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -183,9 +183,7 @@ class NumbaFeatures:
 
 
 def _native_kernel(params: FeatureParams) -> FeatureKernel:
-    core = native_module()
-    if core is None:
-        raise RuntimeError("native backend requested but avatar_engine._core is missing")
+    core = require_native()
     plan: FeatureKernel = core.AudioFeaturePlan(params.yin_threshold, params.silence_rms)
     return plan
 

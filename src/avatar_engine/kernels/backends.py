@@ -40,6 +40,18 @@ def native_module() -> ModuleType | None:
         return None
 
 
+def require_native() -> ModuleType:
+    """The native module for a stage compiled for the ``native`` backend.
+
+    ``resolve_backend`` only returns ``native`` when the module loads, so this failing means a
+    caller bypassed it.
+    """
+    core = native_module()
+    if core is None:
+        raise BackendUnavailableError("native backend requested but avatar_engine._core is missing")
+    return core
+
+
 @cache
 def numba_available() -> bool:
     try:

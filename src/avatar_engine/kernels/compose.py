@@ -39,7 +39,7 @@ from typing import Final, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module
+from avatar_engine.kernels.backends import BackendName, require_native
 
 F32 = npt.NDArray[np.float32]
 I8 = npt.NDArray[np.int8]
@@ -212,9 +212,7 @@ class NumbaCompose:
 def make_compose(tables: ComposeTables, backend: BackendName) -> ComposeFn:
     """Compile the compositor for one frame block and one backend."""
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         plan: ComposeFn = core.ComposePlan(
             tables.n_regions, tables.region, tables.lower, tables.upper,
             tables.exclusive.reshape(-1), tables.couple.reshape(-1), tables.vcap,
@@ -291,9 +289,7 @@ class NumbaScatter:
 def make_scatter(tables: ScatterTables, backend: BackendName) -> ScatterFn:
     """Compile a scatter map for one backend."""
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         plan: ScatterFn = core.ScatterPlan(
             tables.n_in, tables.n_out, tables.rows, tables.cols, tables.weights
         )

@@ -33,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module, resolve_backend
+from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
 
 F32 = npt.NDArray[np.float32]
 I8 = npt.NDArray[np.int8]
@@ -135,9 +135,7 @@ def spring_numpy(pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> N
 def one_euro_kernel(backend: BackendName) -> OneEuroFn:
     """The One Euro step compiled for one backend."""
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         fn: OneEuroFn = core.one_euro
         return fn
     if backend == "numba":
@@ -151,9 +149,7 @@ def one_euro_kernel(backend: BackendName) -> OneEuroFn:
 def spring_kernel(backend: BackendName) -> SpringFn:
     """The spring step compiled for one backend."""
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         fn: SpringFn = core.spring_step
         return fn
     if backend == "numba":

@@ -36,7 +36,7 @@ from typing import NamedTuple, Protocol, cast
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module
+from avatar_engine.kernels.backends import BackendName, require_native
 from avatar_engine.kernels.filters import spring_numpy
 
 F32 = npt.NDArray[np.float32]
@@ -164,9 +164,7 @@ def life_numpy(c: LifeConsts, t: float, dt: float, b: LifeBuffers) -> None:
 def make_life(consts: LifeConsts, backend: BackendName) -> LifeFn:
     """Compile the life tick for one backend; call as ``fn(t, dt, *buffers)``."""
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         plan: LifeFn = core.LifePlan(*astuple(consts))
         return plan
     if backend == "numba":

@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module, resolve_backend
+from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
 from avatar_engine.rigs.arkit import ARKIT_NAMES
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rigs.sparse import SparseMap
@@ -127,9 +127,7 @@ class NumbaRetarget:
 
 
 def _native_kernel(tables: RetargetTables) -> RetargetKernel:
-    core = native_module()
-    if core is None:  # resolve_backend only returns "native" when the module loads
-        raise RuntimeError("native backend requested but avatar_engine._core is missing")
+    core = require_native()
     m = tables.mapping
     plan: RetargetKernel = core.RetargetPlan(
         m.n_inputs, m.indptr, m.indices, m.weights, tables.gain, tables.offset, tables.lower,

@@ -29,7 +29,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.backends import BackendName, native_module, resolve_backend
+from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -99,9 +99,7 @@ class NumbaSample:
 
 def make_sample_kernel(backend: BackendName) -> SampleKernel:
     if backend == "native":
-        core = native_module()
-        if core is None:
-            raise RuntimeError("native backend requested but avatar_engine._core is missing")
+        core = require_native()
         kernel: SampleKernel = core.sample_curves
         return kernel
     if backend == "numba":
