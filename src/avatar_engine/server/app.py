@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -77,6 +77,26 @@ def _close_for(exc: Exception) -> tuple[int, str]:
 
 def _error(status: int, code: str, detail: str) -> JSONResponse:
     return JSONResponse(status_code=status, content={"error": code, "detail": detail})
+
+
+_ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
+    (SessionNotFoundError, 404, "not_found"),
+    (SessionExistsError, 409, "conflict"),
+    (QuotaExceededError, 429, "quota"),
+    (RigProfileError, 422, "invalid_rig"),
+    (TimingFormatError, 400, "bad_timings"),
+    (RecognizerUnavailableError, 400, "audio_unavailable"),
+    (MissingEspeakError, 400, "language_unavailable"),
+    (ValueError, 400, "bad_request"),
+)
+"""Errors a request can cause -> status and code; the most specific class wins (by MRO)."""
+
+
+def _error_handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
+    async def handle(_: Request, exc: Exception) -> Response:
+        return _error(status, code, str(exc))
+
+    return handle
 
 
 class RtcOffer(BaseModel):
@@ -190,37 +210,8 @@ def create_app(runtime: Runtime) -> FastAPI:
             status_code=exc.status, content={"error": code, "detail": exc.reason}, headers=headers
         )
 
-    @app.exception_handler(SessionNotFoundError)
-    async def on_missing(_: Request, exc: SessionNotFoundError) -> JSONResponse:
-        return _error(404, "not_found", str(exc))
-
-    @app.exception_handler(SessionExistsError)
-    async def on_exists(_: Request, exc: SessionExistsError) -> JSONResponse:
-        return _error(409, "conflict", str(exc))
-
-    @app.exception_handler(QuotaExceededError)
-    async def on_quota(_: Request, exc: QuotaExceededError) -> JSONResponse:
-        return _error(429, "quota", exc.reason)
-
-    @app.exception_handler(RigProfileError)
-    async def on_rig(_: Request, exc: RigProfileError) -> JSONResponse:
-        return _error(422, "invalid_rig", str(exc))
-
-    @app.exception_handler(TimingFormatError)
-    async def on_timings(_: Request, exc: TimingFormatError) -> JSONResponse:
-        return _error(400, "bad_timings", str(exc))
-
-    @app.exception_handler(RecognizerUnavailableError)
-    async def on_recognizer(_: Request, exc: RecognizerUnavailableError) -> JSONResponse:
-        return _error(400, "audio_unavailable", str(exc))
-
-    @app.exception_handler(MissingEspeakError)
-    async def on_espeak(_: Request, exc: MissingEspeakError) -> JSONResponse:
-        return _error(400, "language_unavailable", str(exc))
-
-    @app.exception_handler(ValueError)
-    async def on_value(_: Request, exc: ValueError) -> JSONResponse:
-        return _error(400, "bad_request", str(exc))
+    for exc_type, status, code in _ERROR_STATUS:
+        app.add_exception_handler(exc_type, _error_handler(status, code))
 
     @app.get("/rigs", tags=["rigs"])
     async def rigs() -> dict[str, object]:
