@@ -72,7 +72,8 @@ class RigGroup:
             [ROTATION_NAMES.index(n) for n in rig.channel_names], np.intp
         )
         self._channels: F32 = np.zeros((8, len(self._channel_index)), np.float32)
-        self.fresh_rows: npt.NDArray[np.bool_] = np.zeros(0, np.bool_)
+        self._fresh: npt.NDArray[np.bool_] = np.zeros(8, np.bool_)
+        self.fresh_rows: npt.NDArray[np.bool_] = self._fresh[:0]
         """Rows whose capture arrived since the previous step (read by the encoder stage)."""
 
     def add(self, session_id: str) -> int:
@@ -108,11 +109,14 @@ class RigGroup:
         """Run every stage for every session of this rig; returns speaking changes."""
         n = len(self.rows)
         if not n:
-            self.fresh_rows = np.zeros(0, np.bool_)
+            self.fresh_rows = self._fresh[:0]
             return []
         anim = self.animator
         fresh = self.rows.block("capture_fresh")[:, 0]
-        self.fresh_rows = fresh.copy()
+        if self._fresh.shape[0] < n:
+            self._fresh = np.zeros(self.animator.capacity, np.bool_)
+        self.fresh_rows = self._fresh[:n]
+        self.fresh_rows[:] = fresh
         if fresh.any():
             capture_morphs = anim.capture_morphs[:n]
             self.retarget.run(self.rows.block("capture"), capture_morphs)

@@ -43,7 +43,6 @@ class SpeechStage:
         self._utterance_end = np.full(INITIAL_SLOTS, -np.inf)
         self._channels: F32 = np.zeros((INITIAL_SLOTS + 1, CHANNELS), np.float32)
         """Sampled slots; the extra last row stays zero for rows without a slot."""
-        self._speaking_rows: set[int] = set()
         self._stream_active = np.zeros(INITIAL_SLOTS, np.bool_)
         self._layer: F32 = np.zeros((INITIAL_SLOTS, CHANNELS), np.float32)
 
@@ -68,12 +67,8 @@ class SpeechStage:
             self.sessions.release(slot)
             self._utterance_end[slot] = -np.inf
             self._free.append(slot)
-        self._speaking_rows.discard(row)
         if last != row:
             self._slot_of_row[row] = self._slot_of_row[last]
-            if last in self._speaking_rows:
-                self._speaking_rows.discard(last)
-                self._speaking_rows.add(row)
         self._slot_of_row[last] = -1
 
     def _slot(self, row: int) -> int:
@@ -135,7 +130,11 @@ class SpeechStage:
         speaking: F32,
         in_word: npt.NDArray[np.bool_],
     ) -> list[SpeakingChange]:
-        """Sample every slot, write rows' speech morphs and flags; return speaking changes."""
+        """Sample every slot, write rows' speech morphs and flags; return speaking changes.
+
+        ``speaking`` is the animator's row array: its previous contents are last tick's flags,
+        so changes come from comparing, with no state of our own to keep in row order.
+        """
         self.sessions.update(t)
         slots = self._slot_of_row[:n_rows]
         n_slots = self.sessions.bank.sessions
@@ -149,10 +148,7 @@ class SpeechStage:
         self._stream_active[list(self.sessions.speaking)] = True
         safe = np.maximum(slots, 0)
         now_speaking = (slots >= 0) & ((self._utterance_end[safe] > t) | self._stream_active[safe])
+        changed = np.flatnonzero((speaking[:n_rows] > 0) != now_speaking)
         speaking[:n_rows] = now_speaking
         in_word[:n_rows] = now_speaking & (layer.max(axis=1) > LIP_ACTIVITY)
-        rows_now = set(np.flatnonzero(now_speaking).tolist())
-        changes = [SpeakingChange(r, True) for r in rows_now - self._speaking_rows]
-        changes += [SpeakingChange(r, False) for r in self._speaking_rows - rows_now]
-        self._speaking_rows = rows_now
-        return changes
+        return [SpeakingChange(r, bool(now_speaking[r])) for r in changed.tolist()]
