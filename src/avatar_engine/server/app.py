@@ -123,6 +123,13 @@ class SessionCreate(BaseModel):
     lod: Annotated[int, Field(ge=0, le=3)] = 0
 
 
+async def _bounded(what: str, step: Awaitable[None], seconds: float) -> None:
+    try:
+        await asyncio.wait_for(step, seconds)
+    except TimeoutError:
+        log.warning("shutdown step timed out", extra={"step": what, "after_s": seconds})
+
+
 def warm_up() -> None:
     """Load what the first request would otherwise wait for (CMUdict, JIT kernels)."""
     from_text("warm up the dictionary")
@@ -150,11 +157,13 @@ def create_app(runtime: Runtime) -> FastAPI:
         try:
             yield
         finally:
+            # Shutdown is bounded step by step (SIGTERM must exit within 5 s): a step that
+            # hangs (a peer, Redis) is logged by name and abandoned, never waited for.
             if runtime.cluster is not None:
-                await runtime.cluster.stop()
+                await _bounded("cluster stop", runtime.cluster.stop(), 2.0)
             runtime.ingest.close()
             runtime.egress.close()
-            await gateway.close_all()
+            await _bounded("webrtc peers", gateway.close_all(), 1.0)
             runtime.scheduler.stop()
             await asyncio.wait({task}, timeout=1.0)
             task.cancel()
