@@ -109,8 +109,11 @@ class Sample:
     truth: Segments
 
 
-_IPA_EXTRA = {"ᵻ": ("I",)}
-"""espeak-ng's en-us reduced vowel (roses, wanted), which the Speech IPA table lacks: a lax I."""
+_IPA_EXTRA = {"ᵻ": ("I",), "ɜː": ("RR",)}
+"""en-us readings the Speech IPA table (language-neutral) cannot know: ``ᵻ``, the reduced
+vowel of roses and wanted, is a lax I; ``ɜː`` is how espeak-ng prints its NURSE phoneme
+``3:``, which in General American is r-coloured ɝ (espeak-ng docs/languages/gmw/en.md, "Rhotic
+Vowels"), the vowel CMUdict writes ER."""
 
 
 def _ipa_visemes(name: str) -> tuple[str, ...]:
@@ -166,8 +169,40 @@ _CALLBACK = ctypes.CFUNCTYPE(
 )
 
 
+_STOPS_IPA = frozenset(["p", "b", "t", "d", "k", "\u0261", "tʃ", "dʒ"])  # \u0261: IPA script g
+CLOSURE_LEVEL = 1e-3
+"""-60 dBFS: below this, a sample belongs to espeak-ng's generated pause (digital silence)."""
+
+
+def closure_starts(
+    events: list[tuple[str, int]], audio: npt.NDArray[np.float32]
+) -> list[tuple[str, int]]:
+    """Move each stop's event back over the silent closure espeak-ng plays just before it.
+
+    espeak-ng's ``Generate()`` (synthesize.c) emits a stop's closure, ``DoPause(p->prepause)``
+    (25-60 ms, set in setlengths.c), *before* it queues the stop's ``espeakEVENT_PHONEME``:
+    the event marks the release, and the closure's silence falls inside the previous phoneme's
+    span. A vowel cannot be silent and the lips or tongue are already closed for the stop
+    during its closure, so the truth gives that run of digital silence (samples below
+    :data:`CLOSURE_LEVEL`, not reaching back past the previous event) to the stop.
+    """
+    out = list(events)
+    quiet = np.abs(audio) < CLOSURE_LEVEL
+    for i in range(1, len(out)):
+        name, pos = out[i]
+        if name not in _STOPS_IPA:
+            continue
+        floor = out[i - 1][1]
+        start = min(pos, audio.shape[0])
+        while start > floor and quiet[start - 1]:
+            start -= 1
+        out[i] = (name, start)
+    return out
+
+
 class Espeak:
-    def __init__(self, voice: str = "en-us") -> None:
+    def __init__(self, voice: str = "en-us", closures: bool = True) -> None:
+        self.closures = closures
         self.lib = ctypes.CDLL("libespeak-ng.so.1")
         self.rate = int(
             self.lib.espeak_Initialize(
@@ -202,6 +237,8 @@ class Espeak:
         self.lib.espeak_Synchronize()
         audio = np.frombuffer(b"".join(self._chunks), "<i2").astype(np.float32) / 32768.0
         ev = sorted(self._events, key=lambda e: e[1])
+        if self.closures:
+            ev = closure_starts(ev, audio)
         phones: list[tuple[tuple[str, ...], float, float]] = []
         for (name, s0), (_, s1) in itertools.pairwise(ev):
             if not name.strip():
@@ -426,6 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="also write all figures to this file")
     ap.add_argument("--per-sentence", action="store_true", help="print every sentence's scores")
     ap.add_argument(
+        "--raw-events", action="store_true",
+        help="espeak-ng truth straight from its events: no closure or NURSE-vowel corrections",
+    )  # fmt: skip
+    ap.add_argument(
         "--no-long-stream", action="store_true", help="skip the one-long-stream CPU measurement"
     )
     ap.add_argument(
@@ -442,7 +483,9 @@ def main(argv: list[str] | None = None) -> int:
     makers: dict[str, Callable[[int, str], Sample]] = {}
     for v in args.voices.split(","):
         if v == "espeak":
-            es = Espeak()
+            es = Espeak(closures=not args.raw_events)
+            if args.raw_events:
+                _IPA_EXTRA.pop("ɜː")
             makers["espeak-ng"] = lambda i, t, es=es: es.synth(t, ESPEAK_RATES[i % 3])
         elif v == "flite":
             fl = Flite()
