@@ -14,6 +14,8 @@ pytest.importorskip("pocketsphinx")
 from avatar_engine.audio.lipsync import (
     AudioLipSync,
     absorb_closures,
+    carve_pauses,
+    fill_voiced_silences,
     frame_visemes,
     timeline_from_wav,
     to_internal,
@@ -122,6 +124,47 @@ def test_closures_are_given_to_the_following_stop() -> None:
     out = absorb_closures(phones)
     assert [p.phone for p in out] == ["AH", "P", "SIL", "P"]
     assert out[1].start == pytest.approx(0.1)
+
+
+def _hops(n: int, on: list[tuple[int, int]]) -> np.ndarray:
+    mask = np.zeros(n, dtype=bool)
+    for a, b in on:
+        mask[a:b] = True
+    return mask
+
+
+def test_a_pause_at_a_phones_edge_becomes_silence_but_one_inside_it_does_not() -> None:
+    # DH stretched over a 200 ms pause before it; P with a 40 ms closure inside; AA then
+    # 100 ms of pause after it.
+    phones = [TimedPhone("DH", 0.0, 0.3), TimedPhone("P", 0.3, 0.5), TimedPhone("AA", 0.5, 0.8)]
+    pause = _hops(80, [(0, 20), (35, 39), (70, 80)])
+    out = carve_pauses(phones, pause)
+    assert [p.phone for p in out] == ["SIL", "DH", "P", "AA", "SIL"]
+    assert out[1].start == pytest.approx(0.2)
+    assert out[2] == TimedPhone("P", 0.3, 0.5)
+    assert out[3].end == pytest.approx(0.7)
+    # A phone entirely over a pause is silence; shorter runs than 50 ms stay speech.
+    assert [p.phone for p in carve_pauses([TimedPhone("N", 0.0, 0.1)], _hops(10, [(0, 10)]))] == [
+        "SIL"
+    ]
+    assert carve_pauses([TimedPhone("N", 0.0, 0.1)], _hops(10, [(0, 4)])) == [
+        TimedPhone("N", 0.0, 0.1)
+    ]
+
+
+def test_a_voiced_silence_between_phones_goes_to_its_neighbours() -> None:
+    phones = [
+        TimedPhone("AH", 0.0, 0.1),
+        TimedPhone("SIL", 0.1, 0.2),
+        TimedPhone("IY", 0.2, 0.3),
+        TimedPhone("SIL", 0.3, 0.5),
+        TimedPhone("T", 0.5, 0.6),
+    ]
+    voiced = _hops(60, [(0, 30)])  # the second silence is unvoiced: a real gap
+    out = fill_voiced_silences(phones, voiced)
+    assert [p.phone for p in out] == ["AH", "IY", "SIL", "T"]
+    assert out[0].end == pytest.approx(0.15) and out[1].start == pytest.approx(0.15)
+    assert out[2] == TimedPhone("SIL", 0.3, 0.5)
 
 
 def test_stream_chunking_does_not_change_frames(truth: tuple[Pcm, np.ndarray]) -> None:

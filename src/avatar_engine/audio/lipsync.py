@@ -31,6 +31,7 @@ from avatar_engine.audio.phones import (
     PhoneRecognizer,
     TimedPhone,
     WordRecognizer,
+    append_phone,
 )
 from avatar_engine.audio.resample import resample
 from avatar_engine.audio.wav import Pcm, read_wav
@@ -53,6 +54,16 @@ MIN_SPEECH_FRACTION: Final = 0.3
 CLOSURE_MAX_S: Final = 0.12
 """A silence this short between speech and a stop is that stop's closure, not a pause."""
 _STOPS: Final = frozenset(["P", "B", "T", "D", "K", "G", "CH", "JH"])
+PAUSE_BELOW_VOICE_DB: Final = 45.0
+"""A hop this far under the voice's level is a pause (measured: pauses inside sentences sit
+at -64 dB median on Flite and at digital zero on espeak-ng; 40-50 dB all score the same)."""
+PAUSE_MIN_HOPS: Final = 5
+"""Silent hops at a phone's edge that make a pause of their own (50 ms: shorter gaps are
+part of the articulation)."""
+VOICED_PERIODICITY: Final = 0.6
+"""A hop this periodic (the kernel's YIN periodicity) is voiced."""
+VOICED_SILENCE_SHARE: Final = 0.5
+"""A recognised silence with this share of voiced, non-pause hops is an unnamed sound."""
 EMPHASIS_RANGE: Final = (0.65, 1.0)
 """Vowel emphasis (jaw target scale) from quiet to loud, as the text path's stress range."""
 RECOGNISERS: Final = ("phones", "words")
@@ -125,6 +136,66 @@ def absorb_closures(phones: Sequence[TimedPhone]) -> list[TimedPhone]:
     return [p for p in out if p.end > p.start]
 
 
+def carve_pauses(
+    phones: Sequence[TimedPhone], pause: B1, min_hops: int = PAUSE_MIN_HOPS
+) -> list[TimedPhone]:
+    """Turn runs of at least ``min_hops`` ``pause`` hops at a phone's start or end into silence.
+
+    Decoders stretch a word's first or last phone over a following or preceding pause when
+    their silence model loses to it (a comma's pause inside "once, the" came back as one long
+    DH); the mouth must rest there. Runs inside a phone are left alone (a stop's closure is
+    silent by nature), and a silence this makes before a stop is its closure again once
+    :func:`absorb_closures` has run.
+    """
+    n = pause.shape[0]
+    out: list[TimedPhone] = []
+    for p in phones:  # tens of phones per utterance
+        h0 = min(max(round(p.start / HOP_S), 0), n)
+        h1 = min(max(round(p.end / HOP_S), h0), n)
+        if p.silent or h1 - h0 < min_hops:
+            append_phone(out, p)
+            continue
+        sounding = np.flatnonzero(~pause[h0:h1])
+        if sounding.size == 0:
+            append_phone(out, TimedPhone(SILENCE, p.start, p.end))
+            continue
+        lead, trail = int(sounding[0]), int(h1 - h0 - 1 - sounding[-1])
+        start, end = p.start, p.end
+        if lead >= min_hops:
+            start = (h0 + lead) * HOP_S
+            append_phone(out, TimedPhone(SILENCE, p.start, start))
+        if trail >= min_hops:
+            end = (h1 - trail) * HOP_S
+        append_phone(out, TimedPhone(p.phone, start, end))
+        if end < p.end:
+            append_phone(out, TimedPhone(SILENCE, end, p.end))
+    return out
+
+
+def fill_voiced_silences(phones: Sequence[TimedPhone], voiced: B1) -> list[TimedPhone]:
+    """Give a silence the recogniser heard over voiced, non-pause hops to its neighbours.
+
+    A stretch that is periodic and well above the pause level is a sound the acoustic model
+    could not name (on espeak-ng's voice, mostly its quiet nasal murmurs), not a rest: the
+    mouth keeps moving, so the phones either side split it at its midpoint.
+    """
+    out = list(phones)
+    n = voiced.shape[0]
+    for i in range(1, len(out) - 1):
+        p, prev, nxt = out[i], out[i - 1], out[i + 1]
+        if not p.silent or prev.silent or nxt.silent:
+            continue
+        h0 = min(max(round(p.start / HOP_S), 0), n)
+        h1 = min(max(round(p.end / HOP_S), h0), n)
+        if h1 <= h0 or float(voiced[h0:h1].mean()) < VOICED_SILENCE_SHARE:
+            continue
+        mid = 0.5 * (p.start + p.end)
+        out[i - 1] = TimedPhone(prev.phone, prev.start, mid)
+        out[i + 1] = TimedPhone(nxt.phone, mid, nxt.end)
+        out[i] = TimedPhone(SILENCE, mid, mid)
+    return [p for p in out if p.end > p.start]
+
+
 def phones_to_segments(
     phones: Sequence[TimedPhone], amplitude: F32 | None = None, speaking: B1 | None = None
 ) -> Segments:
@@ -181,6 +252,13 @@ def frame_visemes(segments: Segments, n_frames: int, frame_s: float = HOP_S) -> 
     return out
 
 
+def _voice_level(feats: F32, level: LevelParams) -> float:
+    """dBFS of a recording's voice: the 95th percentile of its hops above the absolute gate."""
+    rms = feats[:, RMS]
+    loud = rms[rms >= 10.0 ** (level.floor_dbfs / 20.0)]
+    return float(20.0 * np.log10(np.percentile(loud, 95))) if loud.size else level.initial_dbfs
+
+
 class AudioLipSync:
     """Offline audio -> timeline; keeps its decoders, so reuse one for a folder of files."""
 
@@ -218,14 +296,8 @@ class AudioLipSync:
         """Features, speaking flags and opening per hop, levels relative to this recording."""
         floor = float(10.0 ** (self.level.floor_dbfs / 20.0))
         feats = self.features(samples, vad_rms=floor)
-        rms = feats[:, RMS]
-        loud = rms[rms >= floor]
         # The whole file is known: start the level tracker at the voice's own level.
-        initial = (
-            float(20.0 * np.log10(np.percentile(loud, 95)))
-            if loud.size
-            else self.level.initial_dbfs
-        )
+        initial = _voice_level(feats, self.level)
         tracker = LevelTracker(
             LevelParams(
                 floor_dbfs=self.level.floor_dbfs, range_db=self.level.range_db,
@@ -237,10 +309,17 @@ class AudioLipSync:
         amp[~speaking] = 0.0
         return feats, speaking, amp
 
+    def pauses(self, feats: F32) -> B1:
+        """Hops quiet enough to be a pause: :data:`PAUSE_BELOW_VOICE_DB` under the recording's
+        voice level (weak fricatives and stop bursts sit well above it)."""
+        db = 20.0 * np.log10(np.maximum(feats[:, RMS].astype(np.float64), 1e-9))
+        return db < _voice_level(feats, self.level) - PAUSE_BELOW_VOICE_DB
+
     def timeline(self, samples: F32, text: str | None = None) -> AudioTimeline:
         """16 kHz mono float32 -> timeline; with ``text``, aligned, else recognised."""
         x = np.ascontiguousarray(samples, dtype=np.float32)
         feats, speaking, amp = self.analyse(x)
+        pause = self.pauses(feats)
         duration = x.shape[0] / RATE
         aligned = text is not None and bool(text.strip())
         mode = "aligned" if aligned else "recognised"
@@ -277,8 +356,12 @@ class AudioLipSync:
             else:
                 phones = self.recognizer.recognize(y)
                 method = "phone-loop"
-            phones = absorb_closures(phones)
-        gate = None if aligned else speaking
+                voiced = (feats[:, PERIODICITY] > VOICED_PERIODICITY) & ~pause
+                phones = fill_voiced_silences(phones, voiced)
+            phones = absorb_closures(carve_pauses(phones, pause))
+        # Recognised phones over pauses or a steady tone are silence (a transcript's are not:
+        # its words are known to be there).
+        gate = None if aligned else ~(pause | tonal_mask(feats))
         segments = phones_to_segments(phones, amp, gate)
         return AudioTimeline(segments, tuple(phones), feats, speaking, amp, duration, mode, method)
 

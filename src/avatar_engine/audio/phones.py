@@ -86,6 +86,9 @@ class DecoderConfig:
     """Phone insertion penalty (>1 favours more, shorter phones)."""
     beam: float = 1e-60
     pbeam: float = 1e-60
+    topn: int = 8
+    """Gaussians scored per codebook and frame (PocketSphinx's default is 4; 8 scored 0.5
+    points higher on both evaluation voices for a few percent more CPU)."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any other PocketSphinx option, passed through."""
 
@@ -155,15 +158,15 @@ def _segments(decoder: Any) -> list[TimedPhone]:
         end = frame_time(seg.end_frame + 1)
         if end <= start:
             continue
-        _append(out, TimedPhone(phone, start, end))
+        append_phone(out, TimedPhone(phone, start, end))
     return out
 
 
-def _append(out: list[TimedPhone], p: TimedPhone) -> None:
-    """Append, merging neighbouring silences."""
+def append_phone(out: list[TimedPhone], p: TimedPhone) -> None:
+    """Append ``p`` unless it is empty, merging neighbouring silences."""
     if out and out[-1].silent and p.silent:
-        out[-1] = TimedPhone(SILENCE, out[-1].start, p.end)
-    else:
+        out[-1] = TimedPhone(SILENCE, out[-1].start, max(out[-1].end, p.end))
+    elif p.end > p.start:
         out.append(p)
 
 
@@ -221,6 +224,7 @@ class PhoneRecognizer:
             "pip": c.pip,
             "beam": c.beam,
             "pbeam": c.pbeam,
+            "topn": c.topn,
             "samprate": RATE,
             "loglevel": "FATAL",
         }
@@ -407,7 +411,7 @@ class ForcedAligner:
                 start = min(max(p.start - pad_s, 0.0), duration)
                 end = min(max(p.end - pad_s, 0.0), duration)
                 if end > start:
-                    _append(out, TimedPhone(p.phone, start, end))
+                    append_phone(out, TimedPhone(p.phone, start, end))
             return out, spans
         return None, spans
 
@@ -447,5 +451,5 @@ class ForcedAligner:
             name = str(ph.name)
             phone = SILENCE if name in _FILLERS or name.startswith("+") else name.upper()
             start = frame_time(ph.start)
-            _append(out, TimedPhone(phone, start, frame_time(ph.start + ph.duration)))
+            append_phone(out, TimedPhone(phone, start, frame_time(ph.start + ph.duration)))
         return out, spans
