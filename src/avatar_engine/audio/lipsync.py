@@ -136,6 +136,12 @@ def absorb_closures(phones: Sequence[TimedPhone]) -> list[TimedPhone]:
     return [p for p in out if p.end > p.start]
 
 
+def _hop_span(p: TimedPhone, n: int) -> tuple[int, int]:
+    """The 10 ms hops ``[h0, h1)`` a phone covers, nearest boundaries, clipped to ``n``."""
+    h0 = min(max(round(p.start / HOP_S), 0), n)
+    return h0, min(max(round(p.end / HOP_S), h0), n)
+
+
 def carve_pauses(
     phones: Sequence[TimedPhone], pause: B1, min_hops: int = PAUSE_MIN_HOPS
 ) -> list[TimedPhone]:
@@ -150,8 +156,7 @@ def carve_pauses(
     n = pause.shape[0]
     out: list[TimedPhone] = []
     for p in phones:  # tens of phones per utterance
-        h0 = min(max(round(p.start / HOP_S), 0), n)
-        h1 = min(max(round(p.end / HOP_S), h0), n)
+        h0, h1 = _hop_span(p, n)
         if p.silent or h1 - h0 < min_hops:
             append_phone(out, p)
             continue
@@ -185,8 +190,7 @@ def fill_voiced_silences(phones: Sequence[TimedPhone], voiced: B1) -> list[Timed
         p, prev, nxt = out[i], out[i - 1], out[i + 1]
         if not p.silent or prev.silent or nxt.silent:
             continue
-        h0 = min(max(round(p.start / HOP_S), 0), n)
-        h1 = min(max(round(p.end / HOP_S), h0), n)
+        h0, h1 = _hop_span(p, n)
         if h1 <= h0 or float(voiced[h0:h1].mean()) < VOICED_SILENCE_SHARE:
             continue
         mid = 0.5 * (p.start + p.end)
