@@ -28,7 +28,7 @@ It settles to within 2 % of a step in ``5.83 / omega`` seconds (``settle_omega``
 from __future__ import annotations
 
 import math
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -132,32 +132,29 @@ def spring_numpy(pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> N
     vel[...] = (v - w * j) * e
 
 
+def _compiled(backend: BackendName, name: str) -> Any:
+    """Kernel ``name`` from the native module or the numba module (both use the same names)."""
+    if backend == "native":
+        return getattr(require_native(), name)
+    from avatar_engine.kernels import _numba_filters
+
+    return getattr(_numba_filters, name)
+
+
 def one_euro_kernel(backend: BackendName) -> OneEuroFn:
     """The One Euro step compiled for one backend."""
-    if backend == "native":
-        core = require_native()
-        fn: OneEuroFn = core.one_euro
-        return fn
-    if backend == "numba":
-        from avatar_engine.kernels import _numba_filters
-
-        nfn: OneEuroFn = _numba_filters.one_euro
-        return nfn
-    return one_euro_numpy
+    if backend == "numpy":
+        return one_euro_numpy
+    fn: OneEuroFn = _compiled(backend, "one_euro")
+    return fn
 
 
 def spring_kernel(backend: BackendName) -> SpringFn:
     """The spring step compiled for one backend."""
-    if backend == "native":
-        core = require_native()
-        fn: SpringFn = core.spring_step
-        return fn
-    if backend == "numba":
-        from avatar_engine.kernels import _numba_filters
-
-        nfn: SpringFn = _numba_filters.spring_step
-        return nfn
-    return spring_numpy
+    if backend == "numpy":
+        return spring_numpy
+    fn: SpringFn = _compiled(backend, "spring_step")
+    return fn
 
 
 class OneEuroFilter:
