@@ -1,7 +1,7 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Cython twin of the codec hot paths: the batched frame encoder and the frame decoder.
 
-``encode_tick`` is :func:`avatar_engine.codec.encoder._encode_stream` run over every stream in
+``TickKernel`` is :func:`avatar_engine.codec.encoder._encode_stream` run over every stream in
 one C loop, writing msgpack bytes directly; it must produce the same bytes (parity tests).
 ``parse_frame`` is a fast path only: it returns ``None`` for anything that is not a perfectly
 ordinary keyframe or delta, and the Python reference then classifies the message (so both
@@ -129,211 +129,13 @@ cdef Py_ssize_t put_body(
     return pos
 
 
-cdef int _encode_tick(
-    int64_t t,
-    const float[:, ::1] morphs,
-    const float[:, ::1] channels,
-    const uint8_t[::1] active,
-    const int32_t[::1] row,
-    const int64_t[::1] sid,
-    const int32_t[::1] lod,
-    const int32_t[::1] mode,
-    const int32_t[::1] bits,
-    const int64_t[::1] keyframe_ms,
-    const double[::1] dead_band,
-    const int32_t[::1] hold,
-    int32_t[::1] seq,
-    int32_t[::1] kf_seq,
-    int64_t[::1] last_t,
-    int64_t[::1] kf_t,
-    double[::1] next_due,
-    uint8_t[::1] has_kf,
-    uint8_t[::1] started,
-    uint8_t[::1] force,
-    int32_t[:, ::1] held,
-    int32_t[:, ::1] kf,
-    uint8_t[:, ::1] still,
-    const int32_t[::1] tab_off,
-    const int32_t[::1] tab_n,
-    const int32_t[::1] tab_nm,
-    const int32_t[::1] q_index,
-    const double[::1] q_lo,
-    const double[::1] q_scale,
-    const int32_t[::1] q_cmin,
-    const int32_t[::1] q_cmax,
-    const double[::1] period,
-    unsigned char[::1] out,
-    Py_ssize_t max_msg,
-    int64_t[::1] offsets,
-    uint8_t[::1] kinds,
-) except -1:
-    """Encode every active, due stream at time ``t`` (see encoder._encode_stream).
-
-    The GIL is released for the loop: every array is owned by the BatchEncoder, which is not
-    shared between threads, and nothing in the loop touches a Python object.
-    """
-    cdef Py_ssize_t K = active.shape[0]
-    cdef Py_ssize_t N = held.shape[1]
-    cdef Py_ssize_t M = morphs.shape[1]
-    cdef Py_ssize_t k, i, n, tab, e, count, pos = 0
-    cdef int lv, b, md, sv, hk
-    cdef int32_t seq_next, back, c, h
-    cdef double per, nxt, x, v, db
-    cdef int64_t ref_t, dt
-    cdef bint keyframe
-    cdef const float* mrow
-    cdef const float* crow
-    cdef const int32_t* qi
-    cdef const double* qlo
-    cdef const double* qsc
-    cdef const int32_t* qmin
-    cdef const int32_t* qmax
-    cdef int32_t* hrow
-    cdef int32_t* kfrow
-    cdef uint8_t* srow
-    if N > 8 * MAX_GROUPS * 2:
-        raise ValueError("level too large for the kernel")
-    if out.shape[0] < K * max_msg:
-        raise ValueError("output buffer too small")
-    if K == 0:
-        offsets[0] = 0
-        return 0
-    cdef int32_t* sent = <int32_t*>malloc((N + 1) * sizeof(int32_t))
-    cdef uint8_t em[2 * MAX_GROUPS]
-    cdef uint8_t* p = &out[0]
-    if sent == NULL:
-        raise MemoryError()
-    try:
-        with nogil:
-            for k in range(K):
-                offsets[k] = pos
-                kinds[k] = 0
-                if not active[k]:
-                    continue
-                lv = lod[k]
-                b = bits[k]
-                md = mode[k]
-                per = period[lv]
-                # 1. rate
-                if started[k] and t < next_due[k] - per / 4:
-                    continue
-                if started[k]:
-                    nxt = next_due[k] + per
-                else:
-                    nxt = t + per
-                next_due[k] = nxt if nxt > t else t + per
-                started[k] = 1
-                tab = lv * 2 + (1 if b == 16 else 0)
-                n = tab_n[tab]
-                qi = &q_index[tab_off[tab]]
-                qlo = &q_lo[tab_off[tab]]
-                qsc = &q_scale[tab_off[tab]]
-                qmin = &q_cmin[tab_off[tab]]
-                qmax = &q_cmax[tab_off[tab]]
-                mrow = &morphs[row[k], 0]
-                crow = &channels[row[k], 0]
-                hrow = &held[k, 0]
-                kfrow = &kf[k, 0]
-                srow = &still[k, 0]
-                seq_next = (seq[k] + 1) & 0xFFFF
-                keyframe = (
-                    not has_kf[k] or force[k] or t - kf_t[k] >= keyframe_ms[k]
-                    or (md == MODE_KEYFRAME and ((seq_next - kf_seq[k]) & 0xFFFF) >= 32768)
-                )
-                count = 0
-                if keyframe:
-                    # 2k. quantize; a keyframe carries every non-zero code
-                    for i in range(n):
-                        e = qi[i]
-                        v = mrow[e] if e < M else crow[e - M]
-                        c = quantize((v - qlo[i]) * qsc[i], qmin[i], qmax[i])
-                        hrow[i] = c
-                        kfrow[i] = c
-                        srow[i] = 0
-                        if c != 0:
-                            sent[count] = <int32_t>i
-                            count += 1
-                    seq[k] = seq_next
-                    kf_seq[k] = seq_next
-                    kf_t[k] = t
-                    last_t[k] = t
-                    has_kf[k] = 1
-                    force[k] = 0
-                    p[pos] = 0x96
-                    p[pos + 1] = T_KEYFRAME
-                    pos = put_uint(p, pos + 2, <uint64_t>sid[k])
-                    pos = put_uint(p, pos, <uint64_t>lv)
-                    pos = put_uint(p, pos, <uint64_t>seq_next)
-                    pos = put_uint(p, pos, <uint64_t>t)
-                    pos = put_body(p, pos, hrow, sent, count, n, b, em)
-                    kinds[k] = T_KEYFRAME
-                    continue
-                # 2d + 3. quantize, then the dead band (against the value) with hold
-                db = dead_band[k]
-                hk = hold[k]
-                for i in range(n):
-                    e = qi[i]
-                    v = mrow[e] if e < M else crow[e - M]
-                    x = (v - qlo[i]) * qsc[i]
-                    c = quantize(x, qmin[i], qmax[i])
-                    h = hrow[i]
-                    if c == h:
-                        srow[i] = 0
-                    elif fabs(x - h) > db:
-                        srow[i] = 0
-                        hrow[i] = c
-                        sent[count] = <int32_t>i
-                        count += 1
-                    else:
-                        sv = srow[i] + 1
-                        if sv >= hk:
-                            srow[i] = 0
-                            hrow[i] = c
-                            sent[count] = <int32_t>i
-                            count += 1
-                        else:
-                            srow[i] = <uint8_t>sv
-                if md == MODE_KEYFRAME:
-                    count = 0
-                    for i in range(n):
-                        if hrow[i] != kfrow[i]:
-                            sent[count] = <int32_t>i
-                            count += 1
-                    back = (seq_next - kf_seq[k]) & 0xFFFF
-                    ref_t = kf_t[k]
-                else:
-                    if count == 0:
-                        continue  # the decoder already shows this frame; no seq is used
-                    back = 1
-                    ref_t = last_t[k]
-                seq[k] = seq_next
-                last_t[k] = t
-                dt = t - ref_t
-                if dt < 0:
-                    dt = 0
-                p[pos] = 0x97
-                p[pos + 1] = T_DELTA
-                pos = put_uint(p, pos + 2, <uint64_t>sid[k])
-                pos = put_uint(p, pos, <uint64_t>lv)
-                pos = put_uint(p, pos, <uint64_t>seq_next)
-                pos = put_uint(p, pos, <uint64_t>back)
-                pos = put_uint(p, pos, <uint64_t>dt)
-                pos = put_body(p, pos, hrow, sent, count, n, b, em)
-                kinds[k] = T_DELTA
-            offsets[K] = pos
-    finally:
-        free(sent)
-    return 0
-
-
-
-
 cdef class TickKernel:
     """The state arrays of a BatchEncoder, bound once as typed views.
 
     Binding 33 arrays costs microseconds per call; binding them once makes a tick's fixed
     cost one call with three arguments. The views share memory with the encoder's numpy
-    arrays, so stream-table edits made in Python are seen by the next call.
+    arrays, so stream-table edits made in Python are seen by the next call. The kernel,
+    ``_encode``, reads them from ``self`` (C struct fields, so also inside ``nogil``).
     """
     cdef const uint8_t[::1] active
     cdef const int32_t[::1] row
@@ -441,15 +243,169 @@ cdef class TickKernel:
 
     def __call__(self, int64_t t, const float[:, ::1] morphs, const float[:, ::1] channels):
         """Encode every active, due stream at time ``t`` into the bound output buffer."""
-        _encode_tick(
-            t, morphs, channels,
-            self.active, self.row, self.sid, self.lod, self.mode, self.bits, self.keyframe_ms,
-            self.dead_band, self.hold, self.seq, self.kf_seq, self.last_t, self.kf_t,
-            self.next_due, self.has_kf, self.started, self.force, self.held, self.kf,
-            self.still, self.tab_off, self.tab_n, self.tab_nm, self.q_index, self.q_lo,
-            self.q_scale, self.q_cmin, self.q_cmax, self.period, self.out, self.max_msg,
-            self.offsets, self.kinds,
-        )
+        self._encode(t, morphs, channels)
+
+    cdef int _encode(
+        self, int64_t t, const float[:, ::1] morphs, const float[:, ::1] channels
+    ) except -1:
+        """Encode every active, due stream at time ``t`` (see encoder._encode_stream).
+
+        The GIL is released for the loop: every array is owned by the BatchEncoder, which is not
+        shared between threads, and nothing in the loop touches a Python object.
+        """
+        cdef Py_ssize_t K = self.active.shape[0]
+        cdef Py_ssize_t N = self.held.shape[1]
+        cdef Py_ssize_t M = morphs.shape[1]
+        cdef Py_ssize_t k, i, n, tab, e, count, pos = 0
+        cdef int lv, b, md, sv, hk
+        cdef int32_t seq_next, back, c, h
+        cdef double per, nxt, x, v, db
+        cdef int64_t ref_t, dt
+        cdef bint keyframe
+        cdef const float* mrow
+        cdef const float* crow
+        cdef const int32_t* qi
+        cdef const double* qlo
+        cdef const double* qsc
+        cdef const int32_t* qmin
+        cdef const int32_t* qmax
+        cdef int32_t* hrow
+        cdef int32_t* kfrow
+        cdef uint8_t* srow
+        if N > 8 * MAX_GROUPS * 2:
+            raise ValueError("level too large for the kernel")
+        if self.out.shape[0] < K * self.max_msg:
+            raise ValueError("output buffer too small")
+        if K == 0:
+            self.offsets[0] = 0
+            return 0
+        cdef int32_t* sent = <int32_t*>malloc((N + 1) * sizeof(int32_t))
+        cdef uint8_t em[2 * MAX_GROUPS]
+        cdef uint8_t* p = &self.out[0]
+        if sent == NULL:
+            raise MemoryError()
+        try:
+            with nogil:
+                for k in range(K):
+                    self.offsets[k] = pos
+                    self.kinds[k] = 0
+                    if not self.active[k]:
+                        continue
+                    lv = self.lod[k]
+                    b = self.bits[k]
+                    md = self.mode[k]
+                    per = self.period[lv]
+                    # 1. rate
+                    if self.started[k] and t < self.next_due[k] - per / 4:
+                        continue
+                    if self.started[k]:
+                        nxt = self.next_due[k] + per
+                    else:
+                        nxt = t + per
+                    self.next_due[k] = nxt if nxt > t else t + per
+                    self.started[k] = 1
+                    tab = lv * 2 + (1 if b == 16 else 0)
+                    n = self.tab_n[tab]
+                    qi = &self.q_index[self.tab_off[tab]]
+                    qlo = &self.q_lo[self.tab_off[tab]]
+                    qsc = &self.q_scale[self.tab_off[tab]]
+                    qmin = &self.q_cmin[self.tab_off[tab]]
+                    qmax = &self.q_cmax[self.tab_off[tab]]
+                    mrow = &morphs[self.row[k], 0]
+                    crow = &channels[self.row[k], 0]
+                    hrow = &self.held[k, 0]
+                    kfrow = &self.kf[k, 0]
+                    srow = &self.still[k, 0]
+                    seq_next = (self.seq[k] + 1) & 0xFFFF
+                    keyframe = (
+                        not self.has_kf[k] or self.force[k]
+                        or t - self.kf_t[k] >= self.keyframe_ms[k]
+                        or (md == MODE_KEYFRAME and ((seq_next - self.kf_seq[k]) & 0xFFFF) >= 32768)
+                    )
+                    count = 0
+                    if keyframe:
+                        # 2k. quantize; a keyframe carries every non-zero code
+                        for i in range(n):
+                            e = qi[i]
+                            v = mrow[e] if e < M else crow[e - M]
+                            c = quantize((v - qlo[i]) * qsc[i], qmin[i], qmax[i])
+                            hrow[i] = c
+                            kfrow[i] = c
+                            srow[i] = 0
+                            if c != 0:
+                                sent[count] = <int32_t>i
+                                count += 1
+                        self.seq[k] = seq_next
+                        self.kf_seq[k] = seq_next
+                        self.kf_t[k] = t
+                        self.last_t[k] = t
+                        self.has_kf[k] = 1
+                        self.force[k] = 0
+                        p[pos] = 0x96
+                        p[pos + 1] = T_KEYFRAME
+                        pos = put_uint(p, pos + 2, <uint64_t>self.sid[k])
+                        pos = put_uint(p, pos, <uint64_t>lv)
+                        pos = put_uint(p, pos, <uint64_t>seq_next)
+                        pos = put_uint(p, pos, <uint64_t>t)
+                        pos = put_body(p, pos, hrow, sent, count, n, b, em)
+                        self.kinds[k] = T_KEYFRAME
+                        continue
+                    # 2d + 3. quantize, then the dead band (against the value) with hold
+                    db = self.dead_band[k]
+                    hk = self.hold[k]
+                    for i in range(n):
+                        e = qi[i]
+                        v = mrow[e] if e < M else crow[e - M]
+                        x = (v - qlo[i]) * qsc[i]
+                        c = quantize(x, qmin[i], qmax[i])
+                        h = hrow[i]
+                        if c == h:
+                            srow[i] = 0
+                        elif fabs(x - h) > db:
+                            srow[i] = 0
+                            hrow[i] = c
+                            sent[count] = <int32_t>i
+                            count += 1
+                        else:
+                            sv = srow[i] + 1
+                            if sv >= hk:
+                                srow[i] = 0
+                                hrow[i] = c
+                                sent[count] = <int32_t>i
+                                count += 1
+                            else:
+                                srow[i] = <uint8_t>sv
+                    if md == MODE_KEYFRAME:
+                        count = 0
+                        for i in range(n):
+                            if hrow[i] != kfrow[i]:
+                                sent[count] = <int32_t>i
+                                count += 1
+                        back = (seq_next - self.kf_seq[k]) & 0xFFFF
+                        ref_t = self.kf_t[k]
+                    else:
+                        if count == 0:
+                            continue  # the decoder already shows this frame; no seq is used
+                        back = 1
+                        ref_t = self.last_t[k]
+                    self.seq[k] = seq_next
+                    self.last_t[k] = t
+                    dt = t - ref_t
+                    if dt < 0:
+                        dt = 0
+                    p[pos] = 0x97
+                    p[pos + 1] = T_DELTA
+                    pos = put_uint(p, pos + 2, <uint64_t>self.sid[k])
+                    pos = put_uint(p, pos, <uint64_t>lv)
+                    pos = put_uint(p, pos, <uint64_t>seq_next)
+                    pos = put_uint(p, pos, <uint64_t>back)
+                    pos = put_uint(p, pos, <uint64_t>dt)
+                    pos = put_body(p, pos, hrow, sent, count, n, b, em)
+                    self.kinds[k] = T_DELTA
+                self.offsets[K] = pos
+        finally:
+            free(sent)
+        return 0
 
 
 # ---------------------------------------------------------------------- decoding
