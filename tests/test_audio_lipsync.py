@@ -277,8 +277,9 @@ def test_stream_bank_matches_separate_streams(truth: tuple[Pcm, np.ndarray]) -> 
 
 def test_stream_splits_utterances_at_pauses(truth: tuple[Pcm, np.ndarray]) -> None:
     """A long stream ends decoder utterances at pauses (bounded cost); phones after a split
-    keep their place in stream time, and chunking still changes nothing."""
-    pcm, _ = truth
+    keep their place in stream time, the voice learned in the first utterance carries into
+    the next, and chunking still changes nothing."""
+    pcm, expected = truth
     gap = np.zeros(int(0.8 * pcm.rate), np.float32)
     x = np.concatenate([pcm.samples, gap, pcm.samples])
 
@@ -291,7 +292,9 @@ def test_stream_splits_utterances_at_pauses(truth: tuple[Pcm, np.ndarray]) -> No
     whole = run([x])
     pieces = run(list(np.split(x, np.sort(np.random.default_rng(3).integers(0, x.size, 40)))))
     np.testing.assert_array_equal(pieces.visemes, whole.visemes)
-    n = round(pcm.duration * 100)
+    n = expected.shape[0]
     shift = round((pcm.samples.size + gap.size) / pcm.rate * 100)
-    first, second = whole.visemes[20 : n - 20], whole.visemes[shift + 20 : shift + n - 20]
-    assert np.mean(first == second) > 0.6  # the same audio again, in the same place
+    first = _agreement(expected, whole.visemes[:n])
+    second = _agreement(expected, whole.visemes[shift : shift + n])
+    # The same audio again, in the same place, heard at least as well now the voice is known.
+    assert second >= first - 0.02 and second > 0.55, (first, second)

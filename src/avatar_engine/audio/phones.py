@@ -23,16 +23,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
+from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model
+from avatar_engine.audio.cepstra import CepstraStream, front_end
 from avatar_engine.kernels.audio_features import RATE
 
 F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
 
 FRAME_S: Final = 0.01
 BOUNDARY_OFFSET_S: Final = 0.0078
@@ -50,6 +53,9 @@ def frame_time(frame: int) -> float:
 """PocketSphinx's frame rate is 100 per second."""
 SILENCE: Final = "SIL"
 ALIGN_PADS_S: Final = (0.0, 0.3, 0.1)
+ADAPT_ITERATIONS: Final = 2
+"""EM iterations of the offline transform over one first-pass alignment (a second decode
+and re-alignment would add 0.5 points for another full decode)."""
 ALIGN_BEAM: Final = 1e-120
 """Viterbi beam of the aligner (wide: see :class:`ForcedAligner`)."""
 _FILLERS: Final = frozenset({"SIL", "<sil>", "<s>", "</s>", "+NSN+", "+SPN+", "[NOISE]"})
@@ -89,6 +95,8 @@ class DecoderConfig:
     topn: int = 8
     """Gaussians scored per codebook and frame (PocketSphinx's default is 4; 8 scored 0.5
     points higher on both evaluation voices for a few percent more CPU)."""
+    adapt: bool = True
+    """Adapt the features to the voice (fMLLR, :mod:`.adapt`) from a first decode."""
     extra: dict[str, Any] = field(default_factory=dict)
     """Any other PocketSphinx option, passed through."""
 
@@ -148,14 +156,15 @@ def _base_word(word: str) -> str:
     return word
 
 
-def _segments(decoder: Any) -> list[TimedPhone]:
-    """Current segmentation of a decoder as merged timed phones."""
+def _segments(decoder: Any, first: int = 0) -> list[TimedPhone]:
+    """Current segmentation of a decoder as merged timed phones; the utterance's frame 0 is
+    frame ``first`` of the stream."""
     out: list[TimedPhone] = []
     for seg in decoder.seg():
         name = str(seg.word)
         phone = SILENCE if name in _FILLERS or name.startswith("+") else name.upper()
-        start = frame_time(seg.start_frame)
-        end = frame_time(seg.end_frame + 1)
+        start = frame_time(first + seg.start_frame)
+        end = frame_time(first + seg.end_frame + 1)
         if end <= start:
             continue
         append_phone(out, TimedPhone(phone, start, end))
@@ -205,12 +214,35 @@ class CmnEstimator:
         return str(d.get_cmn(True))
 
 
+ADAPT_MEMORY_FRAMES: Final = 3000
+"""A stream's adaptation remembers about this much speech (30 s): older statistics fade, so a
+stream whose speaker changes follows the new voice."""
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """What a recogniser learned about a voice: start the next stream of the same voice (an
+    agent's next turn) from it instead of cold (:meth:`PhoneRecognizer.voice`)."""
+
+    mean: F64
+    """Cepstral mean (13,), learned once (:meth:`PhoneRecognizer.warm_up`); what drifts
+    after that, the transform's bias follows."""
+    transform: Transform
+    adapter: Adapter | None
+    """Adaptation statistics so far (the next stream keeps adding to them)."""
+
+
 class PhoneRecognizer:
     """Phone-loop recognition: 16 kHz float audio -> timed ARPAbet phones.
 
-    Offline: :meth:`recognize` on a whole utterance. Streaming: :meth:`start`, then
-    :meth:`feed` chunks and read :meth:`partial` (the current best path, whose tail may still
-    change), then :meth:`finish`.
+    PocketSphinx searches; the features are ours (:mod:`.cepstra`), normalised by the
+    utterance's cepstral mean and, with ``DecoderConfig.adapt``, mapped by an fMLLR transform
+    estimated from a first decode (:mod:`.adapt`).
+
+    Offline: :meth:`recognize` on a whole utterance (decode, adapt, decode again). Streaming:
+    :meth:`start`, then :meth:`feed` chunks and read :meth:`partial` (the current best path,
+    whose tail may still change), :meth:`warm_up` once the voice has spoken a little, then
+    :meth:`finish`; each finished utterance refines the stream's mean and transform.
     """
 
     def __init__(self, config: DecoderConfig | None = None) -> None:
@@ -230,54 +262,159 @@ class PhoneRecognizer:
         }
         options.update(c.extra)
         self._decoder = ps.Decoder(**options)
-        self._prior = str(self._decoder.get_cmn(False))
-        self._cmn: CmnEstimator | None = None  # offline only; streams never need one
-        self._active = False
+        # The model's feat.params asks for batch normalisation, which would override ours.
+        self._decoder.config["cmn"] = "none"
+        self._decoder.reinit_feat()
+        self._front = front_end(os.path.join(model_dir(), "en-us"))
+        self._model = acoustic_model(os.path.join(model_dir(), "en-us")) if c.adapt else None
+        self._cold = Voice(_cold_mean(), Transform.identity(), None)
+        self._voice = self._cold
+        self._stream: CepstraStream | None = None
+        self._frames = self._first = 0
+        self._utterance: list[F64] = []
         self._rng = np.random.default_rng(0)
 
     def recognize(self, samples: F32) -> list[TimedPhone]:
-        """Recognise a whole utterance, normalised by its own cepstral mean (repeatable: see
-        :class:`CmnEstimator`)."""
+        """Recognise a whole utterance, normalised by its own cepstral mean and adapted to its
+        voice (repeatable: nothing carries over between calls)."""
+        pcm = np.frombuffer(to_pcm16(dithered(samples, np.random.default_rng(0))), "<i2")
+        cep = self._front.cepstra(pcm).astype(np.float64)
+        if cep.shape[0] == 0:
+            return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)]
+        x = cep - cep.mean(axis=0)
+        self._decode_all(x.astype(np.float32))
+        if self._model is not None:
+            transform = Transform.identity()
+            codebooks = _frame_codebooks(self._decoder, x.shape[0], self._model)
+            for _ in range(ADAPT_ITERATIONS):
+                adapter = Adapter(self._model)
+                adapter.add(x, codebooks, transform)
+                transform = adapter.solve(transform)
+            self._decode_all(transform.apply(x))
+        return _segments(self._decoder)
+
+    def _decode_all(self, features: F32) -> None:
         d = self._decoder
-        pcm = to_pcm16(dithered(samples, np.random.default_rng(0)))
-        if self._cmn is None:
-            self._cmn = CmnEstimator()
-        reset_cmn(d, self._cmn(pcm))
         d.start_utt()
-        d.process_raw(pcm, no_search=False, full_utt=True)
+        d.process_cep(np.ascontiguousarray(features).tobytes(), no_search=False, full_utt=True)
         d.end_utt()
-        return _segments(d)
 
-    def start(self, cmn: str | None = None) -> None:
-        """Begin a stream, from the model's cepstral-mean prior or ``cmn`` (see :meth:`cmn`)."""
-        reset_cmn(self._decoder, cmn if cmn is not None else self._prior)
-        self._decoder.start_utt()
+    def start(self, voice: Voice | None = None) -> None:
+        """Begin a stream: cold, or from ``voice`` (see :meth:`voice`)."""
+        v = voice or self._cold
+        self._voice = replace(v, adapter=v.adapter.copy() if v.adapter else None)
+        self._stream = CepstraStream(self._front)
         self._rng = np.random.default_rng(0)
-        self._active = True
+        self._frames = 0  # cepstral frames of the stream so far
+        self._first = 0  # the stream frame the current utterance starts at
+        self._begin()
 
-    def cmn(self) -> str:
-        """The current cepstral-mean estimate: start the next stream of the same voice from
-        it (a voice agent's next turn) instead of the cold prior."""
-        return str(self._decoder.get_cmn(False))
+    def _begin(self) -> None:
+        self._utterance = []
+        self._decoder.start_utt()
+
+    def voice(self) -> Voice:
+        """The stream's voice so far: its mean, transform and adaptation statistics."""
+        v = self._voice
+        return replace(v, adapter=v.adapter.copy() if v.adapter else None)
 
     def feed(self, samples: F32) -> None:
-        if not self._active:
+        if self._stream is None:
             self.start()
-        pcm = to_pcm16(dithered(samples, self._rng))
-        self._decoder.process_raw(pcm, no_search=False, full_utt=False)
+        assert self._stream is not None
+        pcm = np.frombuffer(to_pcm16(dithered(samples, self._rng)), "<i2")
+        cep = self._stream.push(pcm).astype(np.float64)
+        if cep.shape[0]:
+            self._frames += cep.shape[0]
+            self._utterance.append(cep)
+            self._search(cep)
+
+    def _search(self, cep: F64) -> None:
+        v = self._voice
+        features = v.transform.apply(cep - v.mean)
+        self._decoder.process_cep(features.tobytes(), no_search=False, full_utt=False)
+
+    def warm_up(self) -> None:
+        """Learn the voice from the current utterance so far, then decode it again.
+
+        A cold stream starts from the model's prior mean and no transform, far from most
+        voices; after half a second of voice this takes the utterance's own mean, decodes it,
+        estimates the transform from that decode and restarts the utterance under both (a
+        catch-up of ~0.5-1 s of audio, once per stream)."""
+        if self._stream is None or not self._utterance:
+            return
+        cep = np.concatenate(self._utterance)
+        mean = cep.mean(axis=0)
+        self._decoder.end_utt()
+        self._voice = replace(self._voice, mean=mean)
+        if self._model is not None:  # the whole utterance is added again when it finishes
+            x = cep - mean
+            self._decode_all(self._voice.transform.apply(x))
+            once = self._adapted(x, Adapter(self._model))
+            self._voice = replace(self._voice, transform=once.solve(self._voice.transform))
+        self._begin()
+        self._utterance = [cep]
+        self._search(cep)
+
+    def _adapted(self, x: F64, adapter: Adapter) -> Adapter:
+        """``adapter`` plus the decoder's last segmentation of ``x``."""
+        assert self._model is not None
+        codebooks = _frame_codebooks(self._decoder, x.shape[0], self._model)
+        adapter.add(x, codebooks, self._voice.transform)
+        return adapter
 
     def partial(self) -> list[TimedPhone]:
         """Best path so far (empty before any speech was searched)."""
-        if not self._active or self._decoder.hyp() is None:
+        if self._stream is None or self._decoder.hyp() is None:
             return []
-        return _segments(self._decoder)
+        return _segments(self._decoder, self._first)
 
     def finish(self) -> list[TimedPhone]:
-        if not self._active:
+        """End the stream's current utterance: its phones; the voice learns from it."""
+        if self._stream is None:
             return []
         self._decoder.end_utt()
-        self._active = False
-        return _segments(self._decoder)
+        phones = _segments(self._decoder, self._first)
+        v = self._voice
+        if self._utterance and self._model is not None:
+            x = np.concatenate(self._utterance) - v.mean
+            adapter = self._adapted(x, v.adapter or Adapter(self._model))
+            adapter.forget(ADAPT_MEMORY_FRAMES)
+            self._voice = replace(v, transform=adapter.solve(v.transform), adapter=adapter)
+        self._utterance = []
+        self._stream = None
+        return phones
+
+    def restart(self) -> list[TimedPhone]:
+        """:meth:`finish` the current utterance and go on with the same voice and audio
+        position (a stream's split at a pause). Streamed phones are timed from the start of
+        the stream, across utterances."""
+        stream = self._stream
+        phones = self.finish()
+        self._stream = stream
+        if stream is not None:
+            self._first = self._frames
+            self._begin()
+        return phones
+
+
+def _cold_mean() -> F64:
+    """The model's prior cepstral mean (PocketSphinx's ``cmninit``, e.g. ``40,3,-1``)."""
+    values = [float(v) for v in str(_pocketsphinx().Config()["cmninit"]).split(",")]
+    out = np.zeros(13)
+    out[: len(values)] = values[:13]
+    return out
+
+
+def _frame_codebooks(decoder: Any, n: int, model: AcousticModel) -> npt.NDArray[np.int32]:
+    """Per frame of the decoder's last utterance: the codebook of the phone decoded there."""
+    out = np.full(n, -1, np.int32)
+    for seg in decoder.seg():
+        name = str(seg.word)
+        if name in _FILLERS or name.startswith("+"):
+            continue
+        out[max(seg.start_frame, 0) : min(seg.end_frame + 1, n)] = model.codebook(name.upper())
+    return out
 
 
 class WordRecognizer:

@@ -24,9 +24,11 @@ How a stream works (all times in 10 ms hops of the internal 16 kHz signal):
 
 * **Long streams**: the decoder's utterance ends at each pause longer than the delay budget
   (0.3 s at least) and every 30 s at the latest, so the per-block cost stays bounded.
-* **Cold start**: PocketSphinx's running cepstral mean starts far from real voices; after 0.5 s
-  of voice a cold stream re-estimates it and re-decodes what it has heard (once), unless a
-  ``cmn_prior`` from an earlier stream of the same voice made it warm from the start.
+* **Cold start**: the recogniser's cepstral mean starts from the model's prior, far from real
+  voices, and its features are not yet adapted to the voice; after 0.5 s of voice a cold
+  stream learns both from what it has heard and re-decodes it (once), unless a ``voice``
+  from an earlier stream of the same voice made it warm from the start. Every utterance the
+  decoder finishes refines the mean and the adaptation (see :mod:`.adapt`).
 
 Per stream the work is one kernel call and one decoder call per block: about 8 % of a core
 (see docs/lipsync-quality.md). Decoders are per stream (PocketSphinx keeps search state);
@@ -56,14 +58,7 @@ from avatar_engine.audio.lipsync import (
     to_internal,
     tonal_mask,
 )
-from avatar_engine.audio.phones import (
-    CmnEstimator,
-    DecoderConfig,
-    PhoneRecognizer,
-    TimedPhone,
-    dithered,
-    to_pcm16,
-)
+from avatar_engine.audio.phones import DecoderConfig, PhoneRecognizer, TimedPhone, Voice
 from avatar_engine.audio.resample import Resampler
 from avatar_engine.audio.wav import Pcm, check_rate, decode_base64_pcm16, pcm16_to_float
 from avatar_engine.kernels.audio_features import HOP, N_FEATURES, WINDOW
@@ -94,7 +89,7 @@ MIN_UTTERANCE_HOPS: Final = 100
 MAX_UTTERANCE_HOPS: Final = 3000
 """A decoder utterance is cut at 30 s even without a pause, so cost stays bounded."""
 WARM_VOICED_HOPS: Final = 50
-"""Voiced hops (0.5 s) a cold stream hears before it re-estimates the cepstral mean."""
+"""Voiced hops (0.5 s) a cold stream hears before it learns the voice (mean, adaptation)."""
 _TONE_CONTEXT: Final = TONE_MIN_HOPS + 40
 
 
@@ -111,12 +106,11 @@ class StreamParams:
     level: LevelParams = field(default_factory=LevelParams)
     decoder: DecoderConfig | None = None
     self_warm: bool = True
-    """Without ``cmn_prior``: once the voice has spoken ``WARM_VOICED_HOPS`` hops (0.5 s),
-    estimate its cepstral mean and restart recognition from it (see ``_warm_up``)."""
-    cmn_prior: str | None = None
-    """Start from this cepstral mean (:meth:`LipSyncStream.cmn` of an earlier stream of the
-    same voice) instead of the model's cold prior: PocketSphinx's live normalisation needs a
-    few seconds to adapt from the cold prior, which costs the first seconds of a new voice."""
+    """Without ``voice``: once the voice has spoken ``WARM_VOICED_HOPS`` hops (0.5 s), learn
+    its cepstral mean and adaptation and re-decode (:meth:`PhoneRecognizer.warm_up`)."""
+    voice: Voice | None = None
+    """Start from this voice (:meth:`LipSyncStream.voice` of an earlier stream of the same
+    voice) instead of cold: a cold stream spends its first half second of voice learning it."""
     backend: str | None = None
 
 
@@ -186,13 +180,6 @@ class _Work:
 
 
 @cache
-def _shared_estimator() -> CmnEstimator:
-    """One search-free decoder for every stream's warm-up (built once: ~0.1 s). Streams are
-    driven from one thread (they are not thread-safe either), so sharing it is safe."""
-    return CmnEstimator()
-
-
-@cache
 def _smoother(n: int, a: float) -> tuple[F64, F64]:
     """y = L @ target + g * y0 for a first-order smoother over n frames (vectorised IIR)."""
     i = np.arange(n)
@@ -221,9 +208,8 @@ class LipSyncStream:
         self._vad_rms = float(10.0 ** (p.level.floor_dbfs / 20.0))
         self._level = LevelTracker(p.level)
         self._recognizer = PhoneRecognizer(p.decoder)
-        self._recognizer.start(p.cmn_prior)
-        # Until warm, keep the blocks fed so far: see _warm_up.
-        self._fed: list[F32] | None = [] if p.cmn_prior is None and p.self_warm else None
+        self._recognizer.start(p.voice)
+        self._warming = p.voice is None and p.self_warm
         self._voiced = 0
         # Decoder utterances: see _maybe_split.
         self._utt_hop0 = 0
@@ -250,10 +236,10 @@ class LipSyncStream:
     def frames_emitted(self) -> int:
         return self._emitted
 
-    def cmn(self) -> str:
-        """The recogniser's current cepstral mean, to warm-start the next stream of this voice
-        (``StreamParams(cmn_prior=...)``), e.g. an agent's next turn."""
-        return self._recognizer.cmn()
+    def voice(self) -> Voice:
+        """What the recogniser has learned of this voice, to warm-start the next stream of it
+        (``StreamParams(voice=...)``), e.g. an agent's next turn."""
+        return self._recognizer.voice()
 
     def push_pcm16(self, data: bytes | bytearray | memoryview) -> StreamFrames:
         """Raw little-endian PCM16 mono at the declared rate."""
@@ -323,11 +309,11 @@ class LipSyncStream:
             lo = self._hops - self._bh - self._base
             voiced = int(self._speak[lo : lo + self._bh].sum())
             self._silent_run = 0 if voiced else self._silent_run + self._bh
-            if self._fed is not None:
-                self._fed.append(chunk)
+            if self._warming:
                 self._voiced += voiced
                 if self._voiced >= WARM_VOICED_HOPS:
-                    self._warm_up()
+                    self._recognizer.warm_up()
+                    self._warming = False
             if work.final and b == work.n_blocks - 1:
                 continue
             # Frames h < hops + bh - D are due now (and need their own audio): until the next
@@ -344,10 +330,8 @@ class LipSyncStream:
         return StreamFrames.join(parts, self._emitted)
 
     def _phones(self, current: list[TimedPhone]) -> list[TimedPhone]:
-        """The previous utterance's final phones, then the current one's, in stream time."""
-        t0 = self._utt_hop0 * HOP_S
-        shifted = [TimedPhone(p.phone, p.start + t0, p.end + t0) for p in current]
-        return self._prev_phones + shifted
+        """The previous utterance's final phones, then the current one's (stream time)."""
+        return self._prev_phones + current
 
     def _maybe_split(self) -> None:
         """End the decoder's utterance after a pause (or at :data:`MAX_UTTERANCE_HOPS`) and
@@ -362,29 +346,10 @@ class LipSyncStream:
         pause = self._silent_run >= self._split_hops and length >= self._min_utt_hops
         if not pause and length < MAX_UTTERANCE_HOPS:
             return
-        self._prev_phones = self._phones(self._recognizer.finish())
-        cmn = self._recognizer.cmn()
-        self._recognizer.start(cmn)
+        self._prev_phones = self._phones(self._recognizer.restart())
         self._utt_hop0 = self._hops
-        if self._fed is not None:  # not warm yet: keep listening in the next utterance
-            self._fed = []
+        if self._warming:  # not warm yet: keep listening in the next utterance
             self._voiced = 0
-
-    def _warm_up(self) -> None:
-        """Restart recognition from this voice's own cepstral mean, once it has spoken
-        :data:`WARM_VOICED_HOPS` hops: estimate the mean over the audio so far, restart the
-        decoder from it and feed it the same blocks again (a catch-up of ~0.5-1 s of audio,
-        ~20 ms of CPU, once per stream). Block-driven, so chunking still changes nothing."""
-        fed = self._fed
-        self._fed = None
-        if fed is None:
-            return
-        pcm = to_pcm16(dithered(np.concatenate(fed), np.random.default_rng(0)))
-        cmn = _shared_estimator()(pcm)
-        self._recognizer.finish()
-        self._recognizer.start(cmn)
-        for chunk in fed:
-            self._recognizer.feed(chunk)
 
     def _emit(self, upto: int, phones: list[TimedPhone]) -> StreamFrames:
         """Decide frames ``_emitted .. upto - 1`` from the current best path."""
@@ -537,8 +502,8 @@ def _phone_viseme(phones: list[TimedPhone], j: int, t: F64) -> tuple[I8, float]:
 
 def stream_run(
     pcm: Pcm, params: StreamParams | None = None, chunk_s: float = 0.02
-) -> tuple[StreamFrames, str]:
-    """Stream a whole recording in ``chunk_s`` chunks: all frames, and the final cepstral mean."""
+) -> tuple[StreamFrames, Voice]:
+    """Stream a whole recording in ``chunk_s`` chunks: all frames, and the voice learned."""
     rate = pcm.rate
     samples = pcm.samples
     if rate not in (16_000, 22_050, 24_000, 44_100, 48_000):
@@ -546,9 +511,8 @@ def stream_run(
     s = LipSyncStream(rate, params)
     step = max(1, round(chunk_s * rate))
     parts = [s.push(samples[i : i + step]) for i in range(0, samples.shape[0], step)]
-    cmn = s.cmn()
     parts.append(s.finish())
-    return StreamFrames.join(parts), cmn
+    return StreamFrames.join(parts), s.voice()
 
 
 def stream_visemes(
