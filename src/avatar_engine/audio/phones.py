@@ -15,6 +15,11 @@ the fillers, so they feed the Speech package's ARPAbet -> viseme table unchanged
   its G2P and added), runs a word-level alignment pass, then PocketSphinx's phone-level
   alignment pass over the same audio.
 
+Every decoder here searches our own features (:mod:`.cepstra`: PocketSphinx's front end,
+normalised by the utterance's cepstral mean), so that both modes can adapt them to the voice
+(:mod:`.adapt`): the phone loop from its own first decode, the aligner from its first
+alignment.
+
 Decoders are expensive to build (~0.1 s, model loading) and are reused: build one per worker,
 not per utterance. They hold C state and are not thread-safe.
 """
@@ -31,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model
-from avatar_engine.audio.cepstra import CepstraStream, front_end
+from avatar_engine.audio.cepstra import CepstraStream, FrontEnd, front_end
 from avatar_engine.kernels.audio_features import RATE
 
 F32 = npt.NDArray[np.float32]
@@ -131,18 +136,6 @@ def dithered(samples: F32, rng: np.random.Generator) -> F32:
     return out
 
 
-def reset_cmn(decoder: Any, cmn: str) -> None:
-    """Restart ``decoder``'s cepstral normalisation from ``cmn``, forgetting everything before.
-
-    ``Decoder.set_cmn`` only replaces the current mean: the running sums behind it survive and
-    keep pulling toward past utterances. Re-creating the feature stage with ``cmninit`` (0.1 ms)
-    is a true reset, which is what makes one decoder give the same phones for the same audio
-    whatever it decoded before.
-    """
-    decoder.config["cmninit"] = cmn
-    decoder.reinit_feat()
-
-
 def to_pcm16(samples: F32) -> bytes:
     """float32 [-1, 1) -> PCM16 bytes, clipping (the decoders take integer samples)."""
     ints = np.clip(np.round(samples.astype(np.float64) * 32768.0), -32768, 32767)
@@ -177,41 +170,6 @@ def append_phone(out: list[TimedPhone], p: TimedPhone) -> None:
         out[-1] = TimedPhone(SILENCE, out[-1].start, max(out[-1].end, p.end))
     elif p.end > p.start:
         out.append(p)
-
-
-class CmnEstimator:
-    """An utterance's own cepstral mean, cheaply: a decoder whose search is pruned to nothing.
-
-    PocketSphinx's live normalisation otherwise starts from whatever the previous utterance
-    left behind, so one decoder gives different phones for the same audio depending on what
-    it heard before; starting every utterance from its own mean makes calls independent (and
-    better: the model's prior has c0 = 40 where typical speech sits near 60). The mean only
-    depends on the features, so a search beam that keeps a single HMM gives it for ~1 % of a
-    real decode's cost.
-    """
-
-    def __init__(self) -> None:
-        ps = _pocketsphinx()
-        self._decoder = ps.Decoder(
-            hmm=os.path.join(model_dir(), "en-us"),
-            allphone=os.path.join(model_dir(), "en-us-phone.lm.bin"),
-            samprate=RATE,
-            loglevel="FATAL",
-            beam=1e-2,
-            pbeam=1e-2,
-            maxhmmpf=1,
-            topn=1,
-        )
-        self.prior = str(self._decoder.get_cmn(False))
-        """The model's own starting mean (what a cold stream starts from)."""
-
-    def __call__(self, pcm: bytes) -> str:
-        d = self._decoder
-        reset_cmn(d, self.prior)
-        d.start_utt()
-        d.process_raw(pcm, no_search=True, full_utt=True)
-        d.end_utt()
-        return str(d.get_cmn(True))
 
 
 ADAPT_MEMORY_FRAMES: Final = 3000
@@ -277,8 +235,7 @@ class PhoneRecognizer:
     def recognize(self, samples: F32) -> list[TimedPhone]:
         """Recognise a whole utterance, normalised by its own cepstral mean and adapted to its
         voice (repeatable: nothing carries over between calls)."""
-        pcm = np.frombuffer(to_pcm16(dithered(samples, np.random.default_rng(0))), "<i2")
-        cep = self._front.cepstra(pcm).astype(np.float64)
+        cep = cepstra(self._front, samples)
         if cep.shape[0] == 0:
             return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)]
         x = cep - cep.mean(axis=0)
@@ -398,6 +355,25 @@ class PhoneRecognizer:
         return phones
 
 
+def cepstra(front: FrontEnd, samples: F32) -> F64:
+    """Cepstra of a whole recording as every decoder here sees it (seeded dither first)."""
+    pcm = np.frombuffer(to_pcm16(dithered(samples, np.random.default_rng(0))), "<i2")
+    out: F64 = front.cepstra(pcm).astype(np.float64)
+    return out
+
+
+def _phone_codebooks(
+    phones: Sequence[TimedPhone], n: int, model: AcousticModel
+) -> npt.NDArray[np.int32]:
+    """Per frame: the codebook of the timed phone over it (-1 for silence)."""
+    out = np.full(n, -1, np.int32)
+    for p in phones:
+        a = max(0, round((p.start - BOUNDARY_OFFSET_S) / FRAME_S))
+        b = min(n, round((p.end - BOUNDARY_OFFSET_S) / FRAME_S))
+        out[a:b] = model.codebook(p.phone)
+    return out
+
+
 def _cold_mean() -> F64:
     """The model's prior cepstral mean (PocketSphinx's ``cmninit``, e.g. ``40,3,-1``)."""
     values = [float(v) for v in str(_pocketsphinx().Config()["cmninit"]).split(",")]
@@ -431,15 +407,18 @@ class WordRecognizer:
         self._decoder = ps.Decoder(
             hmm=os.path.join(model_dir(), "en-us"), samprate=RATE, loglevel="FATAL"
         )
-        self._cmn = CmnEstimator()
+        self._decoder.config["cmn"] = "none"  # our features come normalised
+        self._decoder.reinit_feat()
+        self._front = front_end(os.path.join(model_dir(), "en-us"))
 
     def words(self, samples: F32) -> list[str]:
         """The best word sequence (fillers dropped); empty when nothing was recognised."""
         d = self._decoder
-        pcm = to_pcm16(dithered(samples, np.random.default_rng(0)))
-        reset_cmn(d, self._cmn(pcm))
+        cep = cepstra(self._front, samples)
+        if cep.shape[0] == 0:
+            return []
         d.start_utt()
-        d.process_raw(pcm, no_search=False, full_utt=True)
+        d.process_cep((cep - cep.mean(axis=0)).astype(np.float32).tobytes(), full_utt=True)
         d.end_utt()
         hyp = d.hyp()
         if hyp is None:
@@ -450,7 +429,7 @@ class WordRecognizer:
 class ForcedAligner:
     """Forced alignment of a transcript: 16 kHz float audio + text -> timed ARPAbet phones."""
 
-    def __init__(self, beam: float = ALIGN_BEAM) -> None:
+    def __init__(self, beam: float = ALIGN_BEAM, adapt: bool = True) -> None:
         ps = _pocketsphinx()
         # The default beams (1e-48) prune the only path when the voice is far from the
         # acoustic model's speakers (espeak-ng's en-us voice fails outright); alignment
@@ -471,8 +450,11 @@ class ForcedAligner:
             # cannot align (with it, 20 of the 36 espeak-ng sentences aligned; without, 36).
             bestpath=False,
         )
+        self._decoder.config["cmn"] = "none"  # our features come normalised
+        self._decoder.reinit_feat()
+        self._front = front_end(os.path.join(model_dir(), "en-us"))
+        self._model = acoustic_model(os.path.join(model_dir(), "en-us")) if adapt else None
         self._added: set[str] = set()
-        self._cmn = CmnEstimator()
 
     def words(self, text: str) -> list[str]:
         """Transcript -> dictionary words, adding G2P pronunciations for unknown ones."""
@@ -528,14 +510,34 @@ class ForcedAligner:
         """
         if not words:
             return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)], []
+        cep = cepstra(self._front, samples)
+        if cep.shape[0] == 0:
+            return None, None
+        mean = cep.mean(axis=0)
+        phones, spans = self._padded(samples, words, mean, Transform.identity())
+        if phones is None or self._model is None:
+            return phones, spans
+        # Supervised adaptation: the first alignment says which phone each frame is.
+        x = cep - mean
+        codebooks = _phone_codebooks(phones, x.shape[0], self._model)
+        transform = Transform.identity()
+        for _ in range(ADAPT_ITERATIONS):
+            adapter = Adapter(self._model)
+            adapter.add(x, codebooks, transform)
+            transform = adapter.solve(transform)
+        again, _ = self._padded(samples, words, mean, transform)
+        return (again or phones), spans
+
+    def _padded(
+        self, samples: F32, words: Sequence[str], mean: F64, transform: Transform
+    ) -> tuple[list[TimedPhone] | None, list[tuple[float, float]] | None]:
+        """:meth:`_two_pass` as is, then with :data:`ALIGN_PADS_S` of silence around."""
         duration = samples.shape[0] / RATE
         spans: list[tuple[float, float]] | None = None
-        cmn = self._cmn(to_pcm16(dithered(samples, np.random.default_rng(0))))
         for pad_s in ALIGN_PADS_S:
             pad = np.zeros(round(pad_s * RATE), dtype=np.float32)
             x = np.concatenate([pad, samples.astype(np.float32), pad])
-            pcm = to_pcm16(dithered(x, np.random.default_rng(0)))
-            phones, found = self._two_pass(pcm, words, cmn)
+            phones, found = self._two_pass(transform.apply(cepstra(self._front, x) - mean), words)
             if found is not None and spans is None:
                 spans = [
                     (min(max(a - pad_s, 0.0), duration), min(max(b - pad_s, 0.0), duration))
@@ -553,15 +555,15 @@ class ForcedAligner:
         return None, spans
 
     def _two_pass(
-        self, pcm: bytes, words: Sequence[str], cmn: str
+        self, features: F32, words: Sequence[str]
     ) -> tuple[list[TimedPhone] | None, list[tuple[float, float]] | None]:
         d = self._decoder
         spans: list[tuple[float, float]] | None = None
+        data = np.ascontiguousarray(features, np.float32).tobytes()
         try:
             d.set_align_text(" ".join(words))
-            reset_cmn(d, cmn)
             d.start_utt()
-            d.process_raw(pcm, no_search=False, full_utt=True)
+            d.process_cep(data, no_search=False, full_utt=True)
             d.end_utt()
             if d.hyp() is None:
                 return None, None
@@ -574,9 +576,8 @@ class ForcedAligner:
                 return None, None  # the grammar search stopped short of the last word
             spans = [(a, b) for _, a, b in found]
             d.set_alignment()
-            reset_cmn(d, cmn)
             d.start_utt()
-            d.process_raw(pcm, no_search=False, full_utt=True)
+            d.process_cep(data, no_search=False, full_utt=True)
             d.end_utt()
             alignment = d.get_alignment()
         except RuntimeError:
