@@ -25,8 +25,8 @@ How a stream works (all times in 10 ms hops of the internal 16 kHz signal):
 * **Long streams**: the decoder's utterance ends at each pause longer than the delay budget
   (0.3 s at least) and every 30 s at the latest, so the per-block cost stays bounded.
 * **Cold start**: the recogniser's cepstral mean starts from the model's prior, far from real
-  voices, and its features are not yet adapted to the voice; after 0.5 s of voice a cold
-  stream learns both from what it has heard and re-decodes it (once), unless a ``voice``
+  voices, and its features are not yet adapted to the voice; after 0.5 s of voice (and again
+  at 1.5 s) a cold stream learns both from what it has heard and re-decodes it, unless a ``voice``
   from an earlier stream of the same voice made it warm from the start. Every utterance the
   decoder finishes refines the mean and the adaptation (see :mod:`.adapt`).
 
@@ -88,8 +88,10 @@ SPLIT_PAUSE_HOPS: Final = 30
 MIN_UTTERANCE_HOPS: Final = 100
 MAX_UTTERANCE_HOPS: Final = 3000
 """A decoder utterance is cut at 30 s even without a pause, so cost stays bounded."""
-WARM_VOICED_HOPS: Final = 50
-"""Voiced hops (0.5 s) a cold stream hears before it learns the voice (mean, adaptation)."""
+WARM_VOICED_HOPS: Final = (50, 150)
+"""Voiced hops (0.5 s, then 1.5 s) after which a cold stream learns the voice (mean and
+adaptation) from its utterance so far and decodes it again: early to help soon, once more
+when three times the speech makes a sturdier transform."""
 _TONE_CONTEXT: Final = TONE_MIN_HOPS + 40
 
 
@@ -106,8 +108,9 @@ class StreamParams:
     level: LevelParams = field(default_factory=LevelParams)
     decoder: DecoderConfig | None = None
     self_warm: bool = True
-    """Without ``voice``: once the voice has spoken ``WARM_VOICED_HOPS`` hops (0.5 s), learn
-    its cepstral mean and adaptation and re-decode (:meth:`PhoneRecognizer.warm_up`)."""
+    """Without ``voice``: once the voice has spoken ``WARM_VOICED_HOPS`` hops (0.5 s, again at
+    1.5 s), learn its cepstral mean and adaptation and re-decode
+    (:meth:`PhoneRecognizer.warm_up`)."""
     voice: Voice | None = None
     """Start from this voice (:meth:`LipSyncStream.voice` of an earlier stream of the same
     voice) instead of cold: a cold stream spends its first half second of voice learning it."""
@@ -209,7 +212,8 @@ class LipSyncStream:
         self._level = LevelTracker(p.level)
         self._recognizer = PhoneRecognizer(p.decoder)
         self._recognizer.start(p.voice)
-        self._warming = p.voice is None and p.self_warm
+        # Warm-up stages still ahead (see WARM_VOICED_HOPS).
+        self._warm_at = list(WARM_VOICED_HOPS) if p.voice is None and p.self_warm else []
         self._voiced = 0
         # Decoder utterances: see _maybe_split.
         self._utt_hop0 = 0
@@ -309,11 +313,11 @@ class LipSyncStream:
             lo = self._hops - self._bh - self._base
             voiced = int(self._speak[lo : lo + self._bh].sum())
             self._silent_run = 0 if voiced else self._silent_run + self._bh
-            if self._warming:
+            if self._warm_at:
                 self._voiced += voiced
-                if self._voiced >= WARM_VOICED_HOPS:
+                if self._voiced >= self._warm_at[0]:
                     self._recognizer.warm_up()
-                    self._warming = False
+                    del self._warm_at[0]
             if work.final and b == work.n_blocks - 1:
                 continue
             # Frames h < hops + bh - D are due now (and need their own audio): until the next
@@ -348,7 +352,7 @@ class LipSyncStream:
             return
         self._prev_phones = self._phones(self._recognizer.restart())
         self._utt_hop0 = self._hops
-        if self._warming:  # not warm yet: keep listening in the next utterance
+        if self._warm_at:  # not warm yet: keep listening in the next utterance
             self._voiced = 0
 
     def _emit(self, upto: int, phones: list[TimedPhone]) -> StreamFrames:
