@@ -63,6 +63,8 @@ class AcousticModel:
     means: F64
     """(codebooks, STREAMS, densities, 13)."""
     inv_var: F64
+    mean_iv: F64
+    """``means * inv_var``, used by every likelihood."""
     log_norm: F64
     """(codebooks, STREAMS, densities): the Gaussians' log normalisers incl. ``-mu^2/2var``."""
 
@@ -121,7 +123,7 @@ def acoustic_model(model: str) -> AcousticModel:
         raise ModelFormatError(f"{model}: {len(phones)} base phones, {means.shape[0]} codebooks")
     inv = 1.0 / var
     log_norm = -0.5 * (np.log(2.0 * np.pi * var) + means**2 * inv).sum(-1)
-    return AcousticModel(phones, means, inv, log_norm)
+    return AcousticModel(phones, means, inv, means * inv, log_norm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,17 +200,23 @@ class Adapter:
         a = transform.matrix
         for s, x in enumerate((cepstra[keep], d[keep], dd[keep])):
             y = x @ a.T + (transform.bias if s == 0 else 0.0)
-            mu, iv = m.means[cb, s], m.inv_var[cb, s]  # (T, densities, 13)
-            ll = m.log_norm[cb, s] + np.einsum("td,tmd->tm", y, mu * iv)
-            ll -= 0.5 * np.einsum("td,tmd->tm", y * y, iv)
-            post = np.exp(ll - ll.max(axis=1, keepdims=True))
-            post /= post.sum(axis=1, keepdims=True)
             one = np.full((x.shape[0], 1), 1.0 if s == 0 else 0.0)
             xi = np.concatenate([x, one], axis=1)  # extended observation
-            occ = np.einsum("tm,tmd->td", post, iv)
+            occ = np.empty_like(x)  # per frame and dimension: sum of posterior / variance
+            target = np.empty_like(x)  # ... and of posterior * mean / variance
+            # Frames grouped by codebook: matrix products instead of (T, 128, 13) gathers.
+            for c in np.unique(cb):
+                rows = cb == c
+                yc = y[rows]
+                ll = m.log_norm[c, s] + yc @ m.mean_iv[c, s].T
+                ll -= 0.5 * (yc * yc) @ m.inv_var[c, s].T
+                post = np.exp(ll - ll.max(axis=1, keepdims=True))
+                post /= post.sum(axis=1, keepdims=True)
+                occ[rows] = post @ m.inv_var[c, s]
+                target[rows] = post @ m.mean_iv[c, s]
+                self._occupancy[c, s] += post.sum(axis=0)
             self._g += np.einsum("ti,tj,td->dij", xi, xi, occ, optimize=True)
-            self._k += np.einsum("tm,tmd,ti->di", post, mu * iv, xi, optimize=True)
-            np.add.at(self._occupancy[:, s], cb, post)
+            self._k += target.T @ xi
         self.frames += float(keep.sum())
 
     def solve(self, start: Transform | None = None) -> Transform:
