@@ -49,6 +49,19 @@ cdef inline Py_ssize_t put_uint(uint8_t* p, Py_ssize_t pos, uint64_t v) noexcept
     return pos + 9
 
 
+cdef inline Py_ssize_t put_head(
+    uint8_t* p, Py_ssize_t pos, uint8_t fields, uint8_t kind, uint64_t sid, uint64_t lod,
+    uint64_t seq,
+) noexcept nogil:
+    """The fields every message starts with: a fixarray of ``fields``, then kind, stream id,
+    LOD level and sequence number."""
+    p[pos] = 0x90 | fields
+    p[pos + 1] = kind
+    pos = put_uint(p, pos + 2, sid)
+    pos = put_uint(p, pos, lod)
+    return put_uint(p, pos, seq)
+
+
 cdef inline int32_t quantize(double x, int32_t cmin, int32_t cmax) noexcept nogil:
     """``clamp(floor(x + 0.5), cmin, cmax)``, NaN -> 0, exactly as numpy's floor/clip.
 
@@ -341,11 +354,8 @@ cdef class TickKernel:
                         self.last_t[k] = t
                         self.has_kf[k] = 1
                         self.force[k] = 0
-                        p[pos] = 0x96
-                        p[pos + 1] = T_KEYFRAME
-                        pos = put_uint(p, pos + 2, <uint64_t>self.sid[k])
-                        pos = put_uint(p, pos, <uint64_t>lv)
-                        pos = put_uint(p, pos, <uint64_t>seq_next)
+                        pos = put_head(p, pos, 6, T_KEYFRAME, <uint64_t>self.sid[k],
+                                       <uint64_t>lv, <uint64_t>seq_next)
                         pos = put_uint(p, pos, <uint64_t>t)
                         pos = put_body(p, pos, hrow, sent, count, n, b, em)
                         self.kinds[k] = T_KEYFRAME
@@ -393,11 +403,8 @@ cdef class TickKernel:
                     dt = t - ref_t
                     if dt < 0:
                         dt = 0
-                    p[pos] = 0x97
-                    p[pos + 1] = T_DELTA
-                    pos = put_uint(p, pos + 2, <uint64_t>self.sid[k])
-                    pos = put_uint(p, pos, <uint64_t>lv)
-                    pos = put_uint(p, pos, <uint64_t>seq_next)
+                    pos = put_head(p, pos, 7, T_DELTA, <uint64_t>self.sid[k],
+                                   <uint64_t>lv, <uint64_t>seq_next)
                     pos = put_uint(p, pos, <uint64_t>back)
                     pos = put_uint(p, pos, <uint64_t>dt)
                     pos = put_body(p, pos, hrow, sent, count, n, b, em)
