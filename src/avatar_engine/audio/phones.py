@@ -200,7 +200,8 @@ class PhoneRecognizer:
     Offline: :meth:`recognize` on a whole utterance (decode, adapt, decode again). Streaming:
     :meth:`start`, then :meth:`feed` chunks and read :meth:`partial` (the current best path,
     whose tail may still change), :meth:`warm_up` once the voice has spoken a little, then
-    :meth:`finish`; each finished utterance refines the stream's mean and transform.
+    :meth:`finish` (or :meth:`restart` at a pause); each finished utterance refines the
+    stream's transform.
     """
 
     def __init__(self, config: DecoderConfig | None = None) -> None:
@@ -295,9 +296,10 @@ class PhoneRecognizer:
         """Learn the voice from the current utterance so far, then decode it again.
 
         A cold stream starts from the model's prior mean and no transform, far from most
-        voices; after half a second of voice this takes the utterance's own mean, decodes it,
-        estimates the transform from that decode and restarts the utterance under both (a
-        catch-up of ~0.5-1 s of audio, once per stream)."""
+        voices; this takes the utterance's own mean so far, decodes it, estimates the
+        transform from that decode and restarts the utterance under both (a catch-up decode
+        of the utterance so far; :class:`~avatar_engine.audio.stream.LipSyncStream` calls it
+        at 0.5 s and again at 1.5 s of voice)."""
         if self._stream is None or not self._utterance:
             return
         cep = np.concatenate(self._utterance)
