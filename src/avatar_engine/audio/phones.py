@@ -35,7 +35,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model
+from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model, fit
 from avatar_engine.audio.cepstra import CepstraStream, FrontEnd, front_end
 from avatar_engine.kernels.audio_features import RATE
 
@@ -58,9 +58,6 @@ def frame_time(frame: int) -> float:
 """PocketSphinx's frame rate is 100 per second."""
 SILENCE: Final = "SIL"
 ALIGN_PADS_S: Final = (0.0, 0.3, 0.1)
-ADAPT_ITERATIONS: Final = 2
-"""EM iterations of the offline transform over one first-pass alignment (a second decode
-and re-alignment would add 0.5 points for another full decode)."""
 ALIGN_BEAM: Final = 1e-120
 """Viterbi beam of the aligner (wide: see :class:`ForcedAligner`)."""
 _FILLERS: Final = frozenset({"SIL", "<sil>", "<s>", "</s>", "+NSN+", "+SPN+", "[NOISE]"})
@@ -189,6 +186,10 @@ class Voice:
     adapter: Adapter | None
     """Adaptation statistics so far (the next stream keeps adding to them)."""
 
+    def copy(self) -> Voice:
+        """A voice whose statistics are its own (streams add to theirs)."""
+        return replace(self, adapter=self.adapter.copy() if self.adapter else None)
+
 
 class PhoneRecognizer:
     """Phone-loop recognition: 16 kHz float audio -> timed ARPAbet phones.
@@ -236,19 +237,14 @@ class PhoneRecognizer:
     def recognize(self, samples: F32) -> list[TimedPhone]:
         """Recognise a whole utterance, normalised by its own cepstral mean and adapted to its
         voice (repeatable: nothing carries over between calls)."""
-        cep = cepstra(self._front, samples)
+        cep = dithered_cepstra(self._front, samples)
         if cep.shape[0] == 0:
             return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)]
         x = cep - cep.mean(axis=0)
         self._decode_all(x.astype(np.float32))
         if self._model is not None:
-            transform = Transform.identity()
-            codebooks = _frame_codebooks(self._decoder, x.shape[0], self._model)
-            for _ in range(ADAPT_ITERATIONS):
-                adapter = Adapter(self._model)
-                adapter.add(x, codebooks, transform)
-                transform = adapter.solve(transform)
-            self._decode_all(transform.apply(x))
+            codebooks = _phone_codebooks(_segments(self._decoder), x.shape[0], self._model)
+            self._decode_all(fit(self._model, x, codebooks).apply(x))
         return _segments(self._decoder)
 
     def _decode_all(self, features: F32) -> None:
@@ -259,8 +255,7 @@ class PhoneRecognizer:
 
     def start(self, voice: Voice | None = None) -> None:
         """Begin a stream: cold, or from ``voice`` (see :meth:`voice`)."""
-        v = voice or self._cold
-        self._voice = replace(v, adapter=v.adapter.copy() if v.adapter else None)
+        self._voice = (voice or self._cold).copy()
         self._stream = CepstraStream(self._front)
         self._rng = np.random.default_rng(0)
         self._frames = 0  # cepstral frames of the stream so far
@@ -273,8 +268,7 @@ class PhoneRecognizer:
 
     def voice(self) -> Voice:
         """The stream's voice so far: its mean, transform and adaptation statistics."""
-        v = self._voice
-        return replace(v, adapter=v.adapter.copy() if v.adapter else None)
+        return self._voice.copy()
 
     def feed(self, samples: F32) -> None:
         if self._stream is None:
@@ -318,7 +312,7 @@ class PhoneRecognizer:
     def _adapted(self, x: F64, adapter: Adapter) -> Adapter:
         """``adapter`` plus the decoder's last segmentation of ``x``."""
         assert self._model is not None
-        codebooks = _frame_codebooks(self._decoder, x.shape[0], self._model)
+        codebooks = _phone_codebooks(_segments(self._decoder), x.shape[0], self._model)
         adapter.add(x, codebooks, self._voice.transform)
         return adapter
 
@@ -357,7 +351,7 @@ class PhoneRecognizer:
         return phones
 
 
-def cepstra(front: FrontEnd, samples: F32) -> F64:
+def dithered_cepstra(front: FrontEnd, samples: F32) -> F64:
     """Cepstra of a whole recording as every decoder here sees it (seeded dither first)."""
     pcm = np.frombuffer(to_pcm16(dithered(samples, np.random.default_rng(0))), "<i2")
     out: F64 = front.cepstra(pcm).astype(np.float64)
@@ -384,17 +378,6 @@ def _cold_mean() -> F64:
     return out
 
 
-def _frame_codebooks(decoder: Any, n: int, model: AcousticModel) -> npt.NDArray[np.int32]:
-    """Per frame of the decoder's last utterance: the codebook of the phone decoded there."""
-    out = np.full(n, -1, np.int32)
-    for seg in decoder.seg():
-        name = str(seg.word)
-        if name in _FILLERS or name.startswith("+"):
-            continue
-        out[max(seg.start_frame, 0) : min(seg.end_frame + 1, n)] = model.codebook(name.upper())
-    return out
-
-
 class WordRecognizer:
     """Word recognition with PocketSphinx's bundled en-us language model and dictionary.
 
@@ -416,7 +399,7 @@ class WordRecognizer:
     def words(self, samples: F32) -> list[str]:
         """The best word sequence (fillers dropped); empty when nothing was recognised."""
         d = self._decoder
-        cep = cepstra(self._front, samples)
+        cep = dithered_cepstra(self._front, samples)
         if cep.shape[0] == 0:
             return []
         d.start_utt()
@@ -512,7 +495,7 @@ class ForcedAligner:
         """
         if not words:
             return [TimedPhone(SILENCE, 0.0, samples.shape[0] / RATE)], []
-        cep = cepstra(self._front, samples)
+        cep = dithered_cepstra(self._front, samples)
         if cep.shape[0] == 0:
             return None, None
         mean = cep.mean(axis=0)
@@ -521,12 +504,7 @@ class ForcedAligner:
             return phones, spans
         # Supervised adaptation: the first alignment says which phone each frame is.
         x = cep - mean
-        codebooks = _phone_codebooks(phones, x.shape[0], self._model)
-        transform = Transform.identity()
-        for _ in range(ADAPT_ITERATIONS):
-            adapter = Adapter(self._model)
-            adapter.add(x, codebooks, transform)
-            transform = adapter.solve(transform)
+        transform = fit(self._model, x, _phone_codebooks(phones, x.shape[0], self._model))
         again, _ = self._padded(samples, words, mean, transform)
         return (again or phones), spans
 
@@ -539,7 +517,8 @@ class ForcedAligner:
         for pad_s in ALIGN_PADS_S:
             pad = np.zeros(round(pad_s * RATE), dtype=np.float32)
             x = np.concatenate([pad, samples.astype(np.float32), pad])
-            phones, found = self._two_pass(transform.apply(cepstra(self._front, x) - mean), words)
+            features = transform.apply(dithered_cepstra(self._front, x) - mean)
+            phones, found = self._two_pass(features, words)
             if found is not None and spans is None:
                 spans = [
                     (min(max(a - pad_s, 0.0), duration), min(max(b - pad_s, 0.0), duration))
