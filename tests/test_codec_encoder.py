@@ -176,7 +176,9 @@ def test_chained_loss_asks_for_a_keyframe_then_recovers() -> None:
     assert after[after.index("Frame") :] == ["Frame"] * len(after[after.index("Frame") :])
 
 
-@pytest.mark.skipif(_fast is None, reason="Cython extension not built")
+@pytest.mark.skipif(
+    _fast is None, reason="the Cython codec is not built (pip install . builds it; CI always does)"
+)
 @settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 2**16),

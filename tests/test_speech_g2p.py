@@ -120,7 +120,10 @@ def test_100kB_of_hostile_text_is_bounded() -> None:
     assert elapsed < 60  # generous: CI machines are shared
 
 
-@pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
+@pytest.mark.skipif(
+    not HAVE_ESPEAK,
+    reason="espeak-ng is not on PATH (Debian: apt-get install espeak-ng; CI installs it)",
+)
 @pytest.mark.parametrize("lang", sorted(WORDLISTS))
 def test_every_language_table_covers_what_espeak_emits(lang: str) -> None:
     g = EspeakG2P(lang)
@@ -135,7 +138,10 @@ def test_every_language_table_covers_what_espeak_emits(lang: str) -> None:
     assert sum(isinstance(u, Phone) for u in units) > 20
 
 
-@pytest.mark.skipif(not HAVE_ESPEAK, reason="espeak-ng not installed")
+@pytest.mark.skipif(
+    not HAVE_ESPEAK,
+    reason="espeak-ng is not on PATH (Debian: apt-get install espeak-ng; CI installs it)",
+)
 def test_other_languages_lip_sync() -> None:
     utt = from_text("Bonjour, je m'appelle Marie.", lang="fr")
     assert VISEME_INDEX["PP"] in utt.segments.viseme.tolist()
