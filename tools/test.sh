@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 venv="${AVATAR_ENGINE_VENV:-.venv}"
 
 # System packages the tests drive for real (Debian names). Root on CI; sudo elsewhere.
-apt_packages=(espeak-ng clang libclang-rt-14-dev chromium redis-server)
+apt_packages=(espeak-ng clang libclang-rt-14-dev chromium redis-server mono-mcs)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
