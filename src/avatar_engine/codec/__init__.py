@@ -1,4 +1,4 @@
-"""The wire protocol v1 (docs/protocol.md): LOD, quantization, delta coding, msgpack framing.
+"""The wire protocol v1.1 (docs/protocol.md): LOD, quantization, delta coding, msgpack framing.
 
 Encoding is batched (:class:`BatchEncoder`: every stream of a tick in one call, state in
 arrays); decoding is one message at a time (:class:`Decoder`). Both are sans-I/O.
@@ -7,6 +7,7 @@ arrays); decoding is one message at a time (:class:`Decoder`). Both are sans-I/O
 from avatar_engine.codec.decoder import Decoder, StreamState
 from avatar_engine.codec.encoder import BatchEncoder, EncodedTick
 from avatar_engine.codec.messages import (
+    Audio,
     Capture,
     Control,
     ErrorMessage,
@@ -22,6 +23,7 @@ from avatar_engine.codec.messages import (
     Stale,
     StreamParams,
     UnknownStream,
+    encode_audio,
     encode_capture,
     encode_control,
     encode_error,
@@ -31,10 +33,13 @@ from avatar_engine.codec.messages import (
     encode_pong,
     encode_publish_hello,
     encode_subscribe,
+    encode_voice_cut,
 )
 from avatar_engine.codec.schema import LodTable, StreamSchema
 from avatar_engine.codec.wire import (
+    PROTOCOL_MINOR,
     PROTOCOL_VERSION,
+    AudioCodec,
     ControlOp,
     DeltaMode,
     EventKind,
@@ -43,7 +48,10 @@ from avatar_engine.codec.wire import (
 )
 
 __all__ = [
+    "PROTOCOL_MINOR",
     "PROTOCOL_VERSION",
+    "Audio",
+    "AudioCodec",
     "BatchEncoder",
     "Capture",
     "Control",
@@ -70,6 +78,7 @@ __all__ = [
     "StreamSchema",
     "StreamState",
     "UnknownStream",
+    "encode_audio",
     "encode_capture",
     "encode_control",
     "encode_error",
@@ -79,4 +88,5 @@ __all__ = [
     "encode_pong",
     "encode_publish_hello",
     "encode_subscribe",
+    "encode_voice_cut",
 ]

@@ -1,7 +1,9 @@
 """Decoder results as plain JSON values: the ``expect`` entries of ``tests/vectors``.
 
 Every decoder (Python, Cython, C++, JS) reports each message in this shape, so the vectors
-can be compared across languages. Floats are the decoder's float32 values.
+can be compared across languages. Floats are the decoder's float32 values. Keys added by
+v1.1 (a hello's voice, a control's ``audio``) appear only when the message carries them, so
+the v1.0 vectors keep their exact form.
 """
 
 from __future__ import annotations
@@ -10,13 +12,13 @@ from typing import Any
 
 from avatar_engine.codec import messages as m
 from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.wire import ProtocolError
+from avatar_engine.codec.wire import AudioCodec, ProtocolError
 
 
 def describe(result: m.Message, decoder: Decoder) -> dict[str, Any]:
     """The canonical JSON form of one decode result."""
     if isinstance(result, m.Hello):
-        return {
+        hello: dict[str, Any] = {
             "kind": "hello",
             "sid": result.sid,
             "rig": result.schema.rig,
@@ -25,6 +27,12 @@ def describe(result: m.Message, decoder: Decoder) -> dict[str, Any]:
             "bits": result.params.bits,
             "mode": int(result.params.mode),
         }
+        if result.minor:
+            hello["minor"] = result.minor
+        if result.audio is not AudioCodec.OFF:
+            hello["audio"] = result.audio.wire_name
+            hello["audio_rate"] = result.audio_rate
+        return hello
     if isinstance(result, m.Frame):
         st = decoder.stream(result.sid)
         return {
@@ -48,10 +56,17 @@ def describe(result: m.Message, decoder: Decoder) -> dict[str, Any]:
         value = list(result.value) if isinstance(result.value, tuple) else result.value
         return {"kind": "event", "sid": result.sid, "t": result.t_ms, "event": result.kind,
                 "value": value}  # fmt: skip
+    if isinstance(result, m.Audio):
+        return {"kind": "audio", "sid": result.sid, "seq": result.seq, "t": result.t_ms,
+                "codec": result.codec.wire_name, "rate": result.rate,
+                "payload": result.payload.hex()}  # fmt: skip
     if isinstance(result, m.Control):
-        return {"kind": "control", "op": int(result.op), "sid": result.sid, "lod": result.lod,
-                "seq": result.seq, "session": result.session, "mode": int(result.mode),
-                "bits": result.bits}  # fmt: skip
+        control = {"kind": "control", "op": int(result.op), "sid": result.sid, "lod": result.lod,
+                   "seq": result.seq, "session": result.session, "mode": int(result.mode),
+                   "bits": result.bits}  # fmt: skip
+        if result.audio is not None:
+            control["audio"] = int(result.audio)
+        return control
     if isinstance(result, m.Ping | m.Pong):
         kind = "ping" if isinstance(result, m.Ping) else "pong"
         return {"kind": kind, "nonce": result.nonce, "t": result.t_ms}

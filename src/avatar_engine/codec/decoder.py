@@ -1,4 +1,4 @@
-"""The v1 decoder (sans-I/O): bytes in, a typed result out, stream values in arrays.
+"""The v1.1 decoder (sans-I/O): bytes in, a typed result out, stream values in arrays.
 
 ``Decoder.feed(message)`` returns one of the objects of :mod:`avatar_engine.codec.messages`
 and keeps, per stream id, the state a renderer reads: ``decoder.stream(sid).morphs`` (float32,
@@ -107,7 +107,8 @@ class StreamState:
 
 
 class Decoder:
-    """Decodes every v1 message; holds the streams announced by hello messages."""
+    """Decodes every v1.1 message; holds the streams announced by hello messages (audio is
+    checked against its stream's hello)."""
 
     def __init__(self, *, use_fast: bool | None = None, max_streams: int = MAX_STREAMS) -> None:
         if use_fast and _fast is None:
@@ -148,6 +149,9 @@ class Decoder:
             return self._frame(msg, kind == MsgType.KEYFRAME)
         if kind == MsgType.EVENT:
             return m.parse_event(msg)
+        if kind == MsgType.AUDIO:
+            st = self._streams.get(msg[1]) if len(msg) > 1 and isinstance(msg[1], int) else None
+            return m.parse_audio(msg, None if st is None else st.hello)
         if kind == MsgType.CONTROL:
             return m.parse_control(msg)
         if kind in (MsgType.PING, MsgType.PONG):

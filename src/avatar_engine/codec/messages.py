@@ -1,4 +1,4 @@
-"""Every v1 message as a value object, with its encoder (msgpack positional arrays).
+"""Every v1.1 message as a value object, with its encoder (msgpack positional arrays).
 
 Frames (keyframe, delta) are written by :mod:`avatar_engine.codec.encoder` (and its Cython
 twin); this module writes the rest and validates decoded arrays into these objects. Field
@@ -29,16 +29,22 @@ from avatar_engine.codec.wire import (
     MAX_MESSAGE_BYTES,
     MAX_MORPHS,
     MAX_NAME_BYTES,
+    MAX_PCM16_RATE,
+    MIN_PCM16_RATE,
+    OPUS_RATE,
+    PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     SESSION_STATES,
     TYPE,
     VALUE,
     VERSION,
+    AudioCodec,
     ControlOp,
     DeltaMode,
     EventKind,
     MsgType,
     ProtocolError,
+    pcm16_max_bytes,
 )
 
 _U64_MAX: Final = (1 << 64) - 1
@@ -79,6 +85,12 @@ class Hello:
     sid: int
     schema: StreamSchema
     params: StreamParams
+    audio: AudioCodec = AudioCodec.OFF
+    """The stream's voice (v1.1); OFF when the hello names none."""
+    audio_rate: int = 0
+    """Sample rate of the voice in Hz (0 without a voice)."""
+    minor: int = 0
+    """The sender's minor version (key ``minor``; absent in v1.0 hellos)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +141,20 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class Audio:
+    """One packet of a stream's voice (v1.1), with the codec and rate its hello named."""
+
+    sid: int
+    seq: int
+    t_ms: int
+    """Stream-clock time of the payload's first sample (the clock of the frames)."""
+    codec: AudioCodec
+    rate: int
+    payload: bytes
+    """One Opus packet, or PCM16 little-endian mono samples."""
+
+
+@dataclass(frozen=True, slots=True)
 class Control:
     op: ControlOp
     sid: int = 0
@@ -137,6 +163,8 @@ class Control:
     session: str = ""
     mode: DeltaMode = DeltaMode.CHAINED
     bits: int = 8
+    audio: AudioCodec | None = None
+    """SET_AUDIO's voice, or SUBSCRIBE's optional seventh element (None: absent, no voice)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,6 +219,7 @@ Message = (
     | Stale
     | UnknownStream
     | Event
+    | Audio
     | Control
     | Ping
     | Pong
@@ -204,8 +233,19 @@ Message = (
 # --------------------------------------------------------------------------- encoders
 
 
-def encode_hello(sid: int, schema: StreamSchema, params: StreamParams) -> bytes:
-    info = {
+def encode_hello(
+    sid: int,
+    schema: StreamSchema,
+    params: StreamParams,
+    audio: AudioCodec = AudioCodec.OFF,
+    audio_rate: int | None = None,
+) -> bytes:
+    """The hello of a subscription; ``audio`` names the voice the server will send (v1.1).
+
+    ``audio_rate`` defaults to the codec's rate (48 kHz Opus, 16 kHz PCM16). Without a voice
+    the hello is byte for byte a v1.0 hello.
+    """
+    info: dict[str, Any] = {
         "rig": schema.rig,
         "morphs": list(schema.morph_names),
         "channels": list(schema.channel_names),
@@ -219,6 +259,11 @@ def encode_hello(sid: int, schema: StreamSchema, params: StreamParams) -> bytes:
         "dead_band": float(params.dead_band),
         "hold": params.hold,
     }
+    if audio is not AudioCodec.OFF:
+        rate = audio.rate if audio_rate is None else audio_rate
+        if (fault := audio_rate_fault(audio, rate)) is not None:
+            raise ValueError(fault)
+        info.update(minor=PROTOCOL_MINOR, audio=audio.wire_name, audio_rate=rate)
     data = pack([MsgType.HELLO, PROTOCOL_VERSION, sid, info])
     if len(data) > MAX_MESSAGE_BYTES:
         raise ValueError(f"the hello is {len(data)} bytes; messages are limited to 64 KiB")
@@ -230,23 +275,52 @@ def encode_event(sid: int, t_ms: int, kind: EventKind, value: Any) -> bytes:
         wire_value: Any = SESSION_STATES.index(value) if isinstance(value, str) else int(value)
     elif kind is EventKind.SPEAKING:
         wire_value = bool(value)
+    elif kind is EventKind.VOICE_CUT:
+        wire_value = _u16(value, "next_seq")
     else:
         name, intensity = value
         wire_value = [str(name), float(intensity)]
     return pack([MsgType.EVENT, sid, t_ms, int(kind), wire_value])
 
 
-def encode_subscribe(session: str, lod: int, mode: DeltaMode, bits: int) -> bytes:
-    return pack([MsgType.CONTROL, ControlOp.SUBSCRIBE, session, lod, int(mode), bits])
+def encode_voice_cut(sid: int, t_ms: int, next_seq: int) -> bytes:
+    """VOICE_CUT (barge-in): the voice stops at ``t_ms``; ``next_seq`` starts a new utterance."""
+    return encode_event(sid, t_ms, EventKind.VOICE_CUT, next_seq)
 
 
-def encode_control(op: ControlOp, sid: int, lod: int = 0, seq: int = 0) -> bytes:
+def encode_audio(sid: int, seq: int, t_ms: int, payload: bytes) -> bytes:
+    """AUDIO ``[10, sid, seq, t, payload]``: one Opus packet or up to 20 ms of PCM16.
+
+    ``t_ms`` is the stream-clock time of the payload's first sample; ``seq`` (u16) counts the
+    stream's audio messages. The payload is not inspected beyond being non-empty: its hello
+    says what it is.
+    """
+    if not payload:
+        raise ValueError("an audio payload is never empty")
+    return pack([MsgType.AUDIO, sid, _u16(seq, "seq"), t_ms, bytes(payload)])
+
+
+def encode_subscribe(
+    session: str, lod: int, mode: DeltaMode, bits: int, audio: AudioCodec | None = None
+) -> bytes:
+    """SUBSCRIBE; ``audio`` (v1.1) adds the seventh element, else the voice is off."""
+    fields: list[Any] = [MsgType.CONTROL, ControlOp.SUBSCRIBE, session, lod, int(mode), bits]
+    if audio is not None:
+        fields.append(int(audio))
+    return pack(fields)
+
+
+def encode_control(
+    op: ControlOp, sid: int, lod: int = 0, seq: int = 0, audio: AudioCodec = AudioCodec.OFF
+) -> bytes:
     """UNSUBSCRIBE [4,1,sid], SET_LOD [4,2,sid,lod], REQUEST_KEYFRAME [4,3,sid,lod],
-    ACK [4,4,sid,lod,seq]."""
+    ACK [4,4,sid,lod,seq], SET_AUDIO [4,5,sid,audio]."""
     if op is ControlOp.SUBSCRIBE:
         raise ValueError("use encode_subscribe")
     fields: list[int] = [MsgType.CONTROL, int(op), sid]
-    if op is not ControlOp.UNSUBSCRIBE:
+    if op is ControlOp.SET_AUDIO:
+        fields.append(int(AudioCodec(audio)))
+    elif op is not ControlOp.UNSUBSCRIBE:
         fields.append(lod)
     if op is ControlOp.ACK:
         fields.append(seq)
@@ -281,6 +355,23 @@ def encode_capture(
     else:
         payload = np.ascontiguousarray(values, dtype="<f4").tobytes()
     return pack([MsgType.CAPTURE, pid, seq, t_ms, payload])
+
+
+def _u16(value: int, what: str) -> int:
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{what} {value} is not a u16")
+    return int(value)
+
+
+def audio_rate_fault(codec: AudioCodec, rate: int) -> str | None:
+    """Why ``rate`` is not allowed for ``codec`` (Opus 48 kHz, PCM16 8..48 kHz), else None."""
+    if codec is AudioCodec.OPUS:
+        return None if rate == OPUS_RATE else f"audio_rate {rate} is not allowed for opus"
+    return (
+        None
+        if MIN_PCM16_RATE <= rate <= MAX_PCM16_RATE
+        else f"audio_rate {rate} is not allowed for {codec.wire_name}"
+    )
 
 
 # --------------------------------------------------------------------------- validation
@@ -380,6 +471,8 @@ def parse_hello(msg: list[Value]) -> Hello:
     keyframe_ms = field_uint([info.get("keyframe_ms", DEFAULT_KEYFRAME_MS)], 0, "keyframe_ms")
     dead_band = _num(info.get("dead_band", DEFAULT_DEAD_BAND), "dead_band")
     hold = field_uint([info.get("hold", DEFAULT_HOLD_FRAMES)], 0, "hold", 255)
+    minor = field_uint([info.get("minor", 0)], 0, "minor")
+    audio, audio_rate = _hello_audio(info)
     try:
         schema = StreamSchema(
             rig=rig,
@@ -399,7 +492,50 @@ def parse_hello(msg: list[Value]) -> Hello:
         )
     except ValueError as exc:
         raise ProtocolError(VALUE, f"hello: {exc}") from None
-    return Hello(sid, schema, params)
+    return Hello(sid, schema, params, audio, audio_rate, minor)
+
+
+_HELLO_AUDIO: Final = {AudioCodec.OPUS.wire_name: AudioCodec.OPUS,
+                       AudioCodec.PCM16.wire_name: AudioCodec.PCM16}  # fmt: skip
+
+
+def _hello_audio(info: dict[Value, Value]) -> tuple[AudioCodec, int]:
+    """The voice a hello names (v1.1 keys ``audio``, ``audio_rate``); (OFF, 0) for none."""
+    if "audio" not in info:
+        return AudioCodec.OFF, 0
+    name = _str(info["audio"], "audio")
+    codec = _HELLO_AUDIO.get(name)
+    if codec is None:
+        raise ProtocolError(VALUE, f"audio {name!r} is not opus or pcm16")
+    rate = field_uint([info.get("audio_rate", codec.rate)], 0, "audio_rate")
+    if (fault := audio_rate_fault(codec, rate)) is not None:
+        raise ProtocolError(VALUE, fault)
+    return codec, rate
+
+
+def parse_audio(msg: list[Value], hello: Hello | None) -> Audio | UnknownStream:
+    """AUDIO against its stream's hello (None: an unknown sid); docs/protocol.md 3.8."""
+    _need(msg, 5, "audio")
+    sid = field_uint(msg, 1, "sid", 0xFFFFFFFF)
+    seq = field_uint(msg, 2, "seq", 0xFFFF)
+    t_ms = field_uint(msg, 3, "t")
+    payload = msg[4]
+    if not isinstance(payload, bytes):
+        raise ProtocolError(TYPE, "an audio payload must be bin")
+    if hello is None:
+        return UnknownStream(sid)
+    codec = hello.audio
+    if codec is AudioCodec.OFF:
+        raise ProtocolError(VALUE, f"audio for stream {sid}, whose hello named no voice")
+    if not payload:
+        raise ProtocolError(BODY, "an empty audio payload")
+    if codec is AudioCodec.PCM16:
+        limit = pcm16_max_bytes(hello.audio_rate)
+        if len(payload) % 2 or len(payload) > limit:
+            raise ProtocolError(
+                BODY, f"pcm16 payload of {len(payload)} bytes (even, at most {limit})"
+            )
+    return Audio(sid, seq, t_ms, codec, hello.audio_rate, payload)
 
 
 def parse_event(msg: list[Value]) -> Event | Ignored:
@@ -422,6 +558,8 @@ def parse_event(msg: list[Value]) -> Event | Ignored:
         if len(pair) != 2:
             raise ProtocolError(TYPE, "emotion is [name, intensity]")
         return Event(sid, t_ms, kind, (_str(pair[0], "emotion name"), _num(pair[1], "intensity")))
+    if kind == EventKind.VOICE_CUT:
+        return Event(sid, t_ms, kind, field_uint(msg, 4, "voice cut next_seq", 0xFFFF))
     return Ignored(MsgType.EVENT)
 
 
@@ -436,20 +574,33 @@ def parse_control(msg: list[Value]) -> Control | Ignored:
         bits = field_uint(msg, 5, "bits", 255)
         if bits not in (8, 16):
             raise ProtocolError(VALUE, f"bits {bits} is not 8 or 16")
+        audio = _audio_code(msg, 6) if len(msg) > 6 else None
         return Control(
-            ControlOp.SUBSCRIBE, session=session, lod=lod, mode=DeltaMode(mode), bits=bits
+            ControlOp.SUBSCRIBE,
+            session=session,
+            lod=lod,
+            mode=DeltaMode(mode),
+            bits=bits,
+            audio=audio,
         )
-    if op > ControlOp.ACK:
+    if op > ControlOp.SET_AUDIO:
         return Ignored(MsgType.CONTROL)
     sid = field_uint(msg, 2, "sid", 0xFFFFFFFF)
     if op == ControlOp.UNSUBSCRIBE:
         return Control(ControlOp.UNSUBSCRIBE, sid=sid)
     _need(msg, 4, "control")
+    if op == ControlOp.SET_AUDIO:
+        return Control(ControlOp.SET_AUDIO, sid=sid, audio=_audio_code(msg, 3))
     lod = field_uint(msg, 3, "lod", LOD_LEVELS - 1)
     if op == ControlOp.ACK:
         _need(msg, 5, "ack")
         return Control(ControlOp.ACK, sid=sid, lod=lod, seq=field_uint(msg, 4, "seq", 0xFFFF))
     return Control(ControlOp(op), sid=sid, lod=lod)
+
+
+def _audio_code(msg: list[Value], i: int) -> AudioCodec:
+    """SUBSCRIBE's and SET_AUDIO's voice: 0 off, 1 opus, 2 pcm16 (others: ``value``)."""
+    return AudioCodec(field_uint(msg, i, "audio", len(AudioCodec) - 1))
 
 
 def parse_ping(msg: list[Value], pong: bool) -> Ping | Pong:

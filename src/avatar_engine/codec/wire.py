@@ -1,4 +1,4 @@
-"""Wire protocol v1: message type codes, limits and the error type every decoder raises.
+"""Wire protocol v1.1: message type codes, limits and the error type every decoder raises.
 
 The normative description is ``docs/protocol.md``; the names here follow its sections. Every
 limit is a named constant so a reader of a decoder can see what input it refuses and why.
@@ -11,6 +11,8 @@ from typing import Final
 
 PROTOCOL_VERSION: Final = 1
 """Major version carried by hello and publish-hello. A decoder refuses any other major."""
+PROTOCOL_MINOR: Final = 1
+"""Minor version a hello with a voice announces (key ``minor``): v1.1 added AUDIO (§3.8)."""
 
 
 class MsgType(IntEnum):
@@ -26,6 +28,8 @@ class MsgType(IntEnum):
     ERROR = 7
     PUBLISH_HELLO = 8
     CAPTURE = 9
+    AUDIO = 10
+    """v1.1: one packet of the stream's voice (§3.8); a v1.0 decoder ignores it."""
 
 
 class ControlOp(IntEnum):
@@ -36,6 +40,8 @@ class ControlOp(IntEnum):
     SET_LOD = 2
     REQUEST_KEYFRAME = 3
     ACK = 4
+    SET_AUDIO = 5
+    """v1.1: choose the voice of a subscription (§3.8)."""
 
 
 class DeltaMode(IntEnum):
@@ -53,6 +59,62 @@ class EventKind(IntEnum):
     STATE = 0
     SPEAKING = 1
     EMOTION = 2
+    VOICE_CUT = 3
+    """v1.1 barge-in: the voice stops at the event's ``t``; value = next audio ``seq``."""
+
+
+class AudioCodec(IntEnum):
+    """The voice of a subscription: the code SUBSCRIBE and SET_AUDIO send (0 is no voice).
+
+    A hello names the codec by :attr:`wire_name` (key ``audio``) with its ``audio_rate``.
+    """
+
+    OFF = 0
+    OPUS = 1
+    PCM16 = 2
+
+    @property
+    def wire_name(self) -> str:
+        """The hello's ``audio`` value (``"off"`` is never sent: no key means no voice)."""
+        return _AUDIO_NAMES[self]
+
+    @property
+    def rate(self) -> int:
+        """The sample rate this engine sends the codec at (the hello's ``audio_rate``)."""
+        return _AUDIO_RATES[self]
+
+    @classmethod
+    def from_name(cls, name: str) -> AudioCodec:
+        """``opus``, ``pcm16`` (or the query parameter's ``pcm``), ``off``; else ValueError."""
+        for codec, names in _AUDIO_ALIASES.items():
+            if name in names:
+                return codec
+        raise ValueError(f"audio must be one of opus, pcm, pcm16, off; got {name!r}")
+
+
+_AUDIO_NAMES: Final = {AudioCodec.OFF: "off", AudioCodec.OPUS: "opus", AudioCodec.PCM16: "pcm16"}
+_AUDIO_ALIASES: Final = {
+    AudioCodec.OFF: ("off",),
+    AudioCodec.OPUS: ("opus",),
+    AudioCodec.PCM16: ("pcm16", "pcm"),
+}
+OPUS_RATE: Final = 48000
+"""Opus is always sent at 48 kHz (the rate WebCodecs and libopus decode it at)."""
+PCM16_RATE: Final = 16000
+"""PCM16 is sent at 16 kHz: the lip-sync's own rate, 256 kbps, for clients without Opus."""
+_AUDIO_RATES: Final = {AudioCodec.OFF: 0, AudioCodec.OPUS: OPUS_RATE, AudioCodec.PCM16: PCM16_RATE}
+AUDIO_PACKET_MS: Final = 20
+"""Every AUDIO message carries 20 ms (the last of an utterance may be shorter for PCM16)."""
+MIN_PCM16_RATE: Final = 8000
+MAX_PCM16_RATE: Final = 48000
+"""A hello's ``audio_rate`` for PCM16 must lie in this range (Opus: exactly 48000)."""
+MAX_AUDIO_AHEAD_MS: Final = 1000
+"""A server sends a packet at most this far ahead of the frame with the same ``t``."""
+
+
+def pcm16_max_bytes(rate: int) -> int:
+    """The largest PCM16 payload at ``rate`` Hz: 20 ms of samples, 2 bytes each."""
+    return 2 * (rate * AUDIO_PACKET_MS // 1000)
 
 
 SESSION_STATES: Final[tuple[str, ...]] = (
