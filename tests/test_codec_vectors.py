@@ -54,11 +54,11 @@ def same(actual: Any, expected: Any, where: str) -> None:
 
 
 def test_there_are_vectors() -> None:
-    assert len(NAMES) >= 9
+    assert len(NAMES) >= 10
     kinds = {s["expect"]["kind"] for n in NAMES for s in load(n)["steps"] if "expect" in s}
     assert kinds >= {
         "hello", "frame", "need_keyframe", "stale", "unknown_stream", "event", "control",
-        "ping", "pong", "error_message", "publish_hello", "capture", "ignored", "error",
+        "ping", "pong", "error_message", "publish_hello", "capture", "ignored", "error", "audio",
     }  # fmt: skip
 
 

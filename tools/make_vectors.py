@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from avatar_engine.codec import (  # noqa: E402
+    AudioCodec,
     BatchEncoder,
     ControlOp,
     Decoder,
@@ -36,6 +37,7 @@ from avatar_engine.codec import (  # noqa: E402
     LodTable,
     StreamParams,
     StreamSchema,
+    encode_audio,
     encode_capture,
     encode_control,
     encode_error,
@@ -45,6 +47,7 @@ from avatar_engine.codec import (  # noqa: E402
     encode_pong,
     encode_publish_hello,
     encode_subscribe,
+    encode_voice_cut,
 )
 from avatar_engine.codec.conformance import decode_step  # noqa: E402
 from avatar_engine.codec.synthetic import scripted_speech  # noqa: E402
@@ -341,6 +344,99 @@ def malformed_vector() -> Vector:
     return v
 
 
+def pcm16(samples: int, phase: int) -> bytes:
+    """A deterministic tone as PCM16 little-endian (decoders only check its length)."""
+    t = np.arange(phase, phase + samples)
+    return (np.sin(t / 7.0) * 12000).astype("<i2").tobytes()
+
+
+OPUS_SILENCE = b"\xf8\xff\xfe"
+"""A 20 ms CELT fullband mono Opus packet of silence (TOC 0xf8): decoders never decode it."""
+
+
+def audio_vector() -> Vector:
+    """Protocol v1.1 voice (docs/protocol.md 3.8): hellos with and without a voice, packets,
+    VOICE_CUT, SUBSCRIBE/SET_AUDIO with audio, and every error of 3.8."""
+    schema = vector_schema()
+    params = StreamParams(bits=8)
+    v = Vector(
+        "audio",
+        "v1.1 voice: hellos naming opus (48 kHz), pcm16 (16 and 24 kHz) and no voice; AUDIO "
+        "packets contiguous, after a lost packet, across the u16 seq wrap, with a trailing "
+        "element; VOICE_CUT then a new utterance; SUBSCRIBE with audio and SET_AUDIO; a hello "
+        "without a voice replacing one with a voice; every audio error (type, value, body, "
+        "unknown_stream), none of which changes the streams",
+    )
+    p = msgpack.packb
+    opus_sid, pcm_sid, mute_sid, wide_sid = SID, SID + 1, SID + 2, SID + 3
+    v.msg(encode_audio(opus_sid, 0, 0, OPUS_SILENCE))  # before any hello: unknown stream
+    v.msg(encode_hello(opus_sid, schema, params, AudioCodec.OPUS))
+    enc = BatchEncoder(schema, 1, use_fast=False)
+    enc.add_stream(0, opus_sid, 0, params)
+    arkit, rot = inputs(2, 17)
+    v.msg(bytes(enc.encode(0, arkit[:1], rot[:1]).message(0)))  # the face, same clock
+    opus = [OPUS_SILENCE, bytes([0xFC, 0x01, 0x02, 0x03, 0x04]), bytes([0x78]) + bytes(range(40))]
+    for seq in range(3):  # contiguous: t advances 20 ms per packet
+        v.msg(encode_audio(opus_sid, seq, 20 * seq, opus[seq]))
+    v.msg(bytes(enc.encode(17, arkit[1:2], rot[1:2]).message(0)))
+    v.msg(encode_audio(opus_sid, 4, 80, OPUS_SILENCE))  # seq 3 lost: a gap of 20 ms
+    v.msg(encode_voice_cut(opus_sid, 90, 5))  # barge-in at 90 ms
+    v.msg(encode_audio(opus_sid, 5, 400, opus[1]))  # the next utterance
+    v.msg(p([10, opus_sid, 6, 420, OPUS_SILENCE, "a future field"], use_bin_type=True))
+    v.msg(encode_audio(opus_sid + 100, 0, 0, OPUS_SILENCE))  # an unknown sid
+    v.msg(encode_hello(pcm_sid, schema, params, AudioCodec.PCM16))
+    v.msg(encode_audio(pcm_sid, 65534, 1000, pcm16(320, 0)))  # 20 ms at 16 kHz: 640 bytes
+    v.msg(encode_audio(pcm_sid, 65535, 1020, pcm16(320, 320)))
+    v.msg(encode_audio(pcm_sid, 0, 1040, pcm16(160, 640)))  # wrapped; a shorter last packet
+    v.msg(encode_voice_cut(pcm_sid, 1050, 1))
+    wide = msgpack.unpackb(encode_hello(wide_sid, schema, params, AudioCodec.PCM16, 24000))
+    wide[3] = {k: val for k, val in wide[3].items() if k != "minor"}
+    wide[3]["future_key"] = [1, 2]
+    v.msg(p(wide, use_bin_type=True))  # no minor key, an unknown key: still a voice
+    v.msg(encode_audio(wide_sid, 9, 0, pcm16(480, 0)))  # 20 ms at 24 kHz: 960 bytes
+    v.msg(encode_hello(mute_sid, schema, params))  # a v1.0 hello: no voice
+    v.msg(encode_audio(mute_sid, 0, 0, pcm16(4, 0)))  # value: its hello named no voice
+    # Viewer -> server: choosing the voice.
+    v.msg(encode_subscribe("alice", 0, DeltaMode.CHAINED, 8, AudioCodec.OPUS))
+    v.msg(encode_subscribe("alice", 2, DeltaMode.KEYFRAME, 8, AudioCodec.PCM16))
+    v.msg(encode_subscribe("alice", 0, DeltaMode.CHAINED, 8, AudioCodec.OFF))
+    for codec in AudioCodec:
+        v.msg(encode_control(ControlOp.SET_AUDIO, opus_sid, audio=codec))
+    # Errors (docs/protocol.md 3.8); none changes a stream.
+    v.msg(p([10, "7", 0, 0, OPUS_SILENCE], use_bin_type=True))  # type: sid as str
+    v.msg(p([10, opus_sid, 0, 1.5, OPUS_SILENCE], use_bin_type=True))  # type: float t
+    v.msg(p([10, opus_sid, 0, 0, "f8fffe"], use_bin_type=True))  # type: payload as str
+    v.msg(p([10, opus_sid, 0, 0], use_bin_type=True))  # type: too few elements
+    v.msg(p([10, opus_sid, 70000, 0, OPUS_SILENCE], use_bin_type=True))  # value: seq > u16
+    v.msg(p([10, opus_sid, 0, 0, b""], use_bin_type=True))  # body: empty opus
+    v.msg(p([10, pcm_sid, 0, 0, b""], use_bin_type=True))  # body: empty pcm16
+    v.msg(p([10, pcm_sid, 0, 0, pcm16(2, 0)[:3]], use_bin_type=True))  # body: odd length
+    v.msg(p([10, pcm_sid, 0, 0, pcm16(321, 0)], use_bin_type=True))  # body: over 20 ms
+    v.msg(p([10, wide_sid, 0, 0, pcm16(481, 0)], use_bin_type=True))  # body: over 20 ms
+    v.msg(p([3, opus_sid, 0, 3, 65536], use_bin_type=True))  # value: next_seq > u16
+    v.msg(p([3, opus_sid, 0, 3, "5"], use_bin_type=True))  # type: next_seq as str
+    v.msg(p([4, 5, opus_sid, 3], use_bin_type=True))  # value: audio code 3
+    v.msg(p([4, 5, opus_sid], use_bin_type=True))  # type: SET_AUDIO without audio
+    v.msg(p([4, 0, "alice", 0, 0, 8, 3], use_bin_type=True))  # value: subscribe audio 3
+    v.msg(p([4, 0, "alice", 0, 0, 8, "opus"], use_bin_type=True))  # type: audio as str
+    info = msgpack.unpackb(encode_hello(opus_sid, schema, params))[3]
+    for bad in (
+        {"audio": "mp3", "audio_rate": 48000},  # value: unknown codec
+        {"audio": "opus", "audio_rate": 16000},  # value: opus is 48 kHz
+        {"audio": "pcm16", "audio_rate": 4000},  # value: below 8 kHz
+        {"audio": "pcm16", "audio_rate": 96000},  # value: above 48 kHz
+        {"audio": 1, "audio_rate": 48000},  # type: audio as int
+        {"audio": "opus", "audio_rate": 48000.0},  # type: a float rate
+        {"minor": "1", "audio": "opus", "audio_rate": 48000},  # type: minor as str
+    ):
+        v.msg(p([0, 1, opus_sid, {**info, **bad}], use_bin_type=True))
+    v.msg(encode_audio(opus_sid, 7, 440, OPUS_SILENCE))  # the opus stream is intact
+    v.msg(encode_hello(opus_sid, schema, params))  # SET_AUDIO off: a hello without a voice
+    v.msg(encode_audio(opus_sid, 8, 460, OPUS_SILENCE))  # value: the voice is gone
+    v.msg(encode_audio(pcm_sid, 2, 1100, pcm16(320, 0)))  # the other streams are intact
+    return v
+
+
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     for old in OUT.glob("*.msgs"):
@@ -366,6 +462,7 @@ def main() -> None:
     vectors.append(lod_switch_vector())
     vectors.append(misc_vector())
     vectors.append(malformed_vector())
+    vectors.append(audio_vector())
     for v in vectors:
         v.write()
         kinds: dict[str, int] = {}

@@ -1,4 +1,4 @@
-// avatar-engine wire protocol v1: decoder (and the few messages a viewer sends).
+// avatar-engine wire protocol v1.1: decoder (and the few messages a viewer sends).
 //
 // The normative text is docs/protocol.md; this file follows it section by section and passes
 // the conformance vectors in tests/vectors/. No dependencies: a small strict msgpack reader
@@ -12,22 +12,32 @@
 //     const r = dec.feed(new Uint8Array(e.data));      // throws ProtocolError on bad input
 //     if (r.kind === 'frame') apply(dec.stream(r.sid).morphs);   // Float32Array, rig order
 //     else if (r.kind === 'need_keyframe') socket.send(encodeControl(Op.REQUEST_KEYFRAME, r.sid, r.lod));
+//     else if (r.kind === 'audio') voice.push(r);   // {sid, seq, t, codec, rate, payload}
 //   };
 //
 // Frame bodies are read byte by byte (16-bit values as b[i] | b[i+1] << 8): msgpack bin has no
 // alignment, so no typed-array view is ever laid over the message.
 
 export const PROTOCOL_VERSION = 1;
+/** The minor version this decoder speaks (1.1: the voice, docs/protocol.md 3.8). */
+export const PROTOCOL_MINOR = 1;
 
 export const MsgType = Object.freeze({
   HELLO: 0, KEYFRAME: 1, DELTA: 2, EVENT: 3, CONTROL: 4, PING: 5, PONG: 6, ERROR: 7,
-  PUBLISH_HELLO: 8, CAPTURE: 9,
+  PUBLISH_HELLO: 8, CAPTURE: 9, AUDIO: 10,
 });
 export const Op = Object.freeze({
-  SUBSCRIBE: 0, UNSUBSCRIBE: 1, SET_LOD: 2, REQUEST_KEYFRAME: 3, ACK: 4,
+  SUBSCRIBE: 0, UNSUBSCRIBE: 1, SET_LOD: 2, REQUEST_KEYFRAME: 3, ACK: 4, SET_AUDIO: 5,
 });
 export const Mode = Object.freeze({ CHAINED: 0, KEYFRAME: 1 });
-export const EventKind = Object.freeze({ STATE: 0, SPEAKING: 1, EMOTION: 2 });
+export const EventKind = Object.freeze({ STATE: 0, SPEAKING: 1, EMOTION: 2, VOICE_CUT: 3 });
+/** The voice a subscriber asks for (SUBSCRIBE's 7th element, SET_AUDIO). */
+export const AudioCodec = Object.freeze({ OFF: 0, OPUS: 1, PCM16: 2 });
+/** Every AUDIO message carries 20 ms (the last PCM16 one of an utterance may be shorter). */
+export const AUDIO_PACKET_MS = 20;
+const OPUS_RATE = 48000;
+const PCM16_RATES = [8000, 48000]; // a hello's audio_rate for pcm16 must lie in this range
+const AUDIO_DEFAULT_RATE = Object.freeze({ opus: OPUS_RATE, pcm16: 16000 });
 export const SESSION_STATES = Object.freeze([
   'idle', 'connecting', 'ready', 'active', 'thinking', 'degraded', 'error', 'disconnected',
 ]);
@@ -267,6 +277,7 @@ function parseHello(msg) {
   let keyframeMs = uintOf(info.has('keyframe_ms') ? info.get('keyframe_ms') : 500, 'keyframe_ms');
   const deadBand = num(info.has('dead_band') ? info.get('dead_band') : 1.0, 'dead_band');
   let hold = uintOf(info.has('hold') ? info.get('hold') : 6, 'hold', 255);
+  const minor = uintOf(info.has('minor') ? info.get('minor') : 0, 'minor');
   keyframeMs = Math.max(1, keyframeMs);
   hold = Math.max(1, hold);
   // The same checks, in the same spirit, as StreamSchema / StreamParams in Python.
@@ -296,7 +307,19 @@ function parseHello(msg) {
   if (lods[0].morphs.length !== m || lods[0].channels.length !== c) throw valueError('LOD 0 must list every morph and every channel');
   if (bits !== 8 && bits !== 16) throw valueError('bits must be 8 or 16');
   if (!(Number.isFinite(deadBand) && deadBand >= 0)) throw valueError('dead_band must be >= 0');
-  return { kind: 'hello', sid, rig, morphNames: morphs, channelNames: channels, lo, hi, rotScale, lods, bits, mode, keyframeMs, deadBand, hold };
+  const { audio, audioRate } = helloAudio(info);
+  return { kind: 'hello', sid, rig, morphNames: morphs, channelNames: channels, lo, hi, rotScale, lods, bits, mode, keyframeMs, deadBand, hold, minor, audio, audioRate };
+}
+
+/** The voice a hello names (v1.1 keys audio, audio_rate): {audio: null, audioRate: 0} for none. */
+function helloAudio(info) {
+  if (!info.has('audio')) return { audio: null, audioRate: 0 };
+  const audio = str(info.get('audio'), 'audio');
+  if (audio !== 'opus' && audio !== 'pcm16') throw new ProtocolError('value', `audio '${audio}' is not opus or pcm16`);
+  const audioRate = uintOf(info.has('audio_rate') ? info.get('audio_rate') : AUDIO_DEFAULT_RATE[audio], 'audio_rate');
+  const ok = audio === 'opus' ? audioRate === OPUS_RATE : audioRate >= PCM16_RATES[0] && audioRate <= PCM16_RATES[1];
+  if (!ok) throw new ProtocolError('value', `audio_rate ${audioRate} is not allowed for ${audio}`);
+  return { audio, audioRate };
 }
 
 function parseEvent(msg) {
@@ -319,6 +342,9 @@ function parseEvent(msg) {
     if (pair.length !== 2) throw new ProtocolError('type', 'emotion is [name, intensity]');
     return { kind: 'event', sid, t, event: kind, value: [str(pair[0], 'emotion name'), num(pair[1], 'intensity')] };
   }
+  if (kind === EventKind.VOICE_CUT) {
+    return { kind: 'event', sid, t, event: kind, value: uintAt(msg, 4, 'voice cut next_seq', U16) };
+  }
   return { kind: 'ignored', type: MsgType.EVENT };
 }
 
@@ -333,12 +359,17 @@ function parseControl(msg) {
     out.mode = uintAt(msg, 4, 'mode', 1);
     out.bits = uintAt(msg, 5, 'bits', 255);
     if (out.bits !== 8 && out.bits !== 16) throw new ProtocolError('value', `bits ${out.bits} is not 8 or 16`);
+    if (msg.length > 6) out.audio = uintAt(msg, 6, 'audio', AudioCodec.PCM16); // v1.1
     return out;
   }
-  if (op > Op.ACK) return { kind: 'ignored', type: MsgType.CONTROL };
+  if (op > Op.SET_AUDIO) return { kind: 'ignored', type: MsgType.CONTROL };
   out.sid = uintAt(msg, 2, 'sid', U32);
   if (op === Op.UNSUBSCRIBE) return out;
   need(msg, 4, 'control');
+  if (op === Op.SET_AUDIO) {
+    out.audio = uintAt(msg, 3, 'audio', AudioCodec.PCM16);
+    return out;
+  }
   out.lod = uintAt(msg, 3, 'lod', 3);
   if (op === Op.ACK) {
     need(msg, 5, 'ack');
@@ -388,6 +419,30 @@ function parseCapture(msg, publishers) {
     return { kind: 'capture', pid, seq, t, values, named: {} };
   }
   throw new ProtocolError('type', 'capture values must be bin (positional) or map (by name)');
+}
+
+/**
+ * AUDIO [10, sid, seq, t, payload] against its stream's hello (undefined: an unknown sid).
+ * The payload is a copy, so a client may queue it past the next feed.
+ */
+function parseAudio(msg, stream) {
+  need(msg, 5, 'audio');
+  const sid = uintAt(msg, 1, 'sid', U32);
+  const seq = uintAt(msg, 2, 'seq', U16);
+  const t = uintAt(msg, 3, 't');
+  const payload = msg[4];
+  if (!(payload instanceof Uint8Array)) throw new ProtocolError('type', 'an audio payload must be bin');
+  if (stream === undefined) return { kind: 'unknown_stream', sid };
+  const { audio: codec, audioRate: rate } = stream.hello;
+  if (codec === null) throw new ProtocolError('value', `audio for stream ${sid}, whose hello named no voice`);
+  if (payload.length === 0) throw new ProtocolError('body', 'an empty audio payload');
+  if (codec === 'pcm16') {
+    const limit = 2 * Math.floor((rate * AUDIO_PACKET_MS) / 1000);
+    if (payload.length % 2 !== 0 || payload.length > limit) {
+      throw new ProtocolError('body', `pcm16 payload of ${payload.length} bytes (even, at most ${limit})`);
+    }
+  }
+  return { kind: 'audio', sid, seq, t, codec, rate, payload: payload.slice() };
 }
 
 // ------------------------------------------------------------------ frames
@@ -511,7 +566,7 @@ export class Stream {
   }
 }
 
-/** Decodes every v1 message; keeps the streams announced by hello. */
+/** Decodes every v1.1 message; keeps the streams announced by hello (audio is checked against its hello). */
 export class Decoder {
   constructor({ maxStreams = Limits.MAX_STREAMS } = {}) {
     this.maxStreams = maxStreams;
@@ -529,8 +584,8 @@ export class Decoder {
 
   /**
    * Decode one message (Uint8Array or ArrayBuffer). Returns a result object whose `kind` is
-   * hello | frame | need_keyframe | stale | unknown_stream | event | control | ping | pong |
-   * error_message | publish_hello | capture | ignored. Throws ProtocolError on bad input,
+   * hello | frame | need_keyframe | stale | unknown_stream | event | audio | control | ping |
+   * pong | error_message | publish_hello | capture | ignored. Throws ProtocolError on bad input,
    * leaving every stream unchanged.
    */
   feed(data) {
@@ -555,6 +610,7 @@ export class Decoder {
       case MsgType.KEYFRAME:
       case MsgType.DELTA: return this.frame(msg, kind === MsgType.KEYFRAME);
       case MsgType.EVENT: return parseEvent(msg);
+      case MsgType.AUDIO: return parseAudio(msg, isInt(msg[1]) ? this.streams.get(msg[1]) : undefined);
       case MsgType.CONTROL: return parseControl(msg);
       case MsgType.PING:
       case MsgType.PONG: {
@@ -651,15 +707,20 @@ function packStr(out, s) {
   for (const x of b) out.push(x);
 }
 
-/** [4, 0, session, lod, mode, bits] */
-export function encodeSubscribe(session, lod = 0, mode = Mode.CHAINED, bits = 8) {
-  const out = [0x96, MsgType.CONTROL, Op.SUBSCRIBE];
+/** [4, 0, session, lod, mode, bits] or, asking for a voice (v1.1), [4, 0, session, lod, mode, bits, audio] */
+export function encodeSubscribe(session, lod = 0, mode = Mode.CHAINED, bits = 8, audio = null) {
+  const out = [audio === null ? 0x96 : 0x97, MsgType.CONTROL, Op.SUBSCRIBE];
   packStr(out, session);
   packUint(out, lod); packUint(out, mode); packUint(out, bits);
+  if (audio !== null) packUint(out, audio);
   return Uint8Array.from(out);
 }
 
-/** UNSUBSCRIBE [4,1,sid] | SET_LOD [4,2,sid,lod] | REQUEST_KEYFRAME [4,3,sid,lod] | ACK [4,4,sid,lod,seq] */
+/**
+ * UNSUBSCRIBE [4,1,sid] | SET_LOD [4,2,sid,lod] | REQUEST_KEYFRAME [4,3,sid,lod] |
+ * ACK [4,4,sid,lod,seq] | SET_AUDIO [4,5,sid,audio] (pass the AudioCodec code as `lod`, or
+ * use encodeSetAudio).
+ */
 export function encodeControl(op, sid, lod = 0, seq = 0) {
   const fields = [op, sid];
   if (op !== Op.UNSUBSCRIBE) fields.push(lod);
@@ -667,6 +728,11 @@ export function encodeControl(op, sid, lod = 0, seq = 0) {
   const out = [0x90 | (fields.length + 1), MsgType.CONTROL];
   for (const f of fields) packUint(out, f);
   return Uint8Array.from(out);
+}
+
+/** SET_AUDIO [4, 5, sid, audio]: the server answers with a new hello naming the voice. */
+export function encodeSetAudio(sid, audio) {
+  return encodeControl(Op.SET_AUDIO, sid, audio);
 }
 
 export function encodePing(nonce, t) {

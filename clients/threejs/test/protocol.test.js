@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 
 import {
-  Decoder, ProtocolError, Op, Mode, encodeControl, encodeSubscribe, encodePing, encodePong,
-  encodePublishHello, encodeCapture,
+  Decoder, ProtocolError, Op, Mode, AudioCodec, EventKind, encodeControl, encodeSubscribe,
+  encodeSetAudio, encodePing, encodePong, encodePublishHello, encodeCapture,
 } from '../src/protocol.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -20,8 +20,14 @@ const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(
 /** The decoder's result in the vectors' JSON shape. */
 function describe(r, dec) {
   switch (r.kind) {
-    case 'hello':
-      return { kind: 'hello', sid: r.sid, rig: r.rig, morphs: r.morphNames.length, channels: r.channelNames.length, bits: r.bits, mode: r.mode };
+    case 'hello': {
+      const out = { kind: 'hello', sid: r.sid, rig: r.rig, morphs: r.morphNames.length, channels: r.channelNames.length, bits: r.bits, mode: r.mode };
+      if (r.minor !== 0) out.minor = r.minor;
+      if (r.audio !== null) Object.assign(out, { audio: r.audio, audio_rate: r.audioRate });
+      return out;
+    }
+    case 'audio':
+      return { ...r, payload: toHex(r.payload) };
     case 'frame': {
       const st = dec.stream(r.sid);
       return { ...r, morphs: Array.from(st.morphs), channels: Array.from(st.channels) };
@@ -88,6 +94,46 @@ test('viewer and publisher messages match the Python encoder byte for byte', () 
   ]) {
     assert.ok(sent.has(toHex(bytes)), `not in the vector: ${toHex(bytes)}`);
   }
+});
+
+test('voice choices (v1.1) match the Python encoder byte for byte', () => {
+  const doc = JSON.parse(readFileSync(join(vectors, 'audio.json'), 'utf8'));
+  const sent = new Set(doc.steps.filter((s) => s.hex).map((s) => s.hex));
+  for (const bytes of [
+    encodeSubscribe('alice', 0, Mode.CHAINED, 8, AudioCodec.OPUS),
+    encodeSubscribe('alice', 2, Mode.KEYFRAME, 8, AudioCodec.PCM16),
+    encodeSubscribe('alice', 0, Mode.CHAINED, 8, AudioCodec.OFF),
+    encodeSetAudio(7, AudioCodec.OFF),
+    encodeSetAudio(7, AudioCodec.OPUS),
+    encodeControl(Op.SET_AUDIO, 7, AudioCodec.PCM16),
+  ]) {
+    assert.ok(sent.has(toHex(bytes)), `not in the vector: ${toHex(bytes)}`);
+  }
+});
+
+test('audio results carry the hello\'s voice and a payload that outlives the message', () => {
+  const doc = JSON.parse(readFileSync(join(vectors, 'audio.json'), 'utf8'));
+  const dec = new Decoder();
+  const results = doc.steps.filter((s) => s.hex).map((s) => {
+    const bytes = hex(s.hex);
+    try {
+      const r = dec.feed(bytes);
+      bytes.fill(0); // a client's receive buffer being reused
+      return r;
+    } catch (err) {
+      return { kind: 'error', code: err.code };
+    }
+  });
+  const hello = results.find((r) => r.kind === 'hello' && r.audio === 'opus');
+  assert.deepEqual([hello.minor, hello.audio, hello.audioRate], [1, 'opus', 48000]);
+  const plain = results.find((r) => r.kind === 'hello' && r.audio === null);
+  assert.deepEqual([plain.minor, plain.audioRate], [0, 0]);
+  const first = results.find((r) => r.kind === 'audio');
+  assert.deepEqual({ ...first, payload: Array.from(first.payload) },
+    { kind: 'audio', sid: 7, seq: 0, t: 0, codec: 'opus', rate: 48000, payload: [0xf8, 0xff, 0xfe] });
+  assert.ok(first.payload instanceof Uint8Array);
+  const cut = results.find((r) => r.kind === 'event' && r.event === EventKind.VOICE_CUT);
+  assert.deepEqual(cut, { kind: 'event', sid: 7, t: 90, event: 3, value: 5 });
 });
 
 test('arbitrary bytes never throw anything but ProtocolError', () => {

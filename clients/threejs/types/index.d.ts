@@ -27,6 +27,35 @@ export interface Hello {
   keyframeMs: number;
   deadBand: number;
   hold: number;
+  /** The sender's minor version (1 for a v1.1 hello with a voice, 0 when absent). */
+  minor: number;
+  /** The stream's voice (v1.1), null when the hello names none. */
+  audio: 'opus' | 'pcm16' | null;
+  /** Sample rate of the voice in Hz (48000 opus, 16000 pcm16 by default); 0 without a voice. */
+  audioRate: number;
+}
+
+/** One packet of a stream's voice (protocol v1.1, docs/protocol.md 3.8). */
+export interface AudioResult {
+  kind: 'audio';
+  sid: number;
+  /** u16, counts the stream's audio messages (wraps). */
+  seq: number;
+  /** Stream time of the first sample, ms (the clock of the frames). */
+  t: number;
+  codec: 'opus' | 'pcm16';
+  rate: number;
+  /** One Opus packet, or PCM16 little-endian mono samples; a copy the caller may keep. */
+  payload: Uint8Array;
+}
+
+/** An EVENT; `event` 3 is VOICE_CUT, whose `value` is the first audio seq after the cut. */
+export interface EventResult {
+  kind: 'event';
+  sid: number;
+  t: number;
+  event: number;
+  value: string | boolean | [string, number] | number;
 }
 
 export interface FrameResult {
@@ -58,18 +87,25 @@ export declare class Decoder {
   stream(sid: number): DecodedStream | undefined;
   expectLod(sid: number, lod: number): void;
   /** Decode one message; throws ProtocolError on bad input. */
-  feed(data: Uint8Array | ArrayBuffer): Hello | FrameResult | { kind: string; [key: string]: unknown };
+  feed(data: Uint8Array | ArrayBuffer): Hello | FrameResult | AudioResult | EventResult | { kind: string; [key: string]: unknown };
 }
 
 export declare namespace protocol {
   export const PROTOCOL_VERSION: 1;
-  export const MsgType: Readonly<Record<'HELLO' | 'KEYFRAME' | 'DELTA' | 'EVENT' | 'CONTROL' | 'PING' | 'PONG' | 'ERROR' | 'PUBLISH_HELLO' | 'CAPTURE', number>>;
-  export const Op: Readonly<Record<'SUBSCRIBE' | 'UNSUBSCRIBE' | 'SET_LOD' | 'REQUEST_KEYFRAME' | 'ACK', number>>;
+  export const PROTOCOL_MINOR: 1;
+  export const MsgType: Readonly<Record<'HELLO' | 'KEYFRAME' | 'DELTA' | 'EVENT' | 'CONTROL' | 'PING' | 'PONG' | 'ERROR' | 'PUBLISH_HELLO' | 'CAPTURE' | 'AUDIO', number>>;
+  export const Op: Readonly<Record<'SUBSCRIBE' | 'UNSUBSCRIBE' | 'SET_LOD' | 'REQUEST_KEYFRAME' | 'ACK' | 'SET_AUDIO', number>>;
   export const Mode: Readonly<{ CHAINED: 0; KEYFRAME: 1 }>;
-  export const EventKind: Readonly<{ STATE: 0; SPEAKING: 1; EMOTION: 2 }>;
+  export const EventKind: Readonly<{ STATE: 0; SPEAKING: 1; EMOTION: 2; VOICE_CUT: 3 }>;
+  /** The voice a subscriber asks for (SUBSCRIBE's 7th element, SET_AUDIO). */
+  export const AudioCodec: Readonly<{ OFF: 0; OPUS: 1; PCM16: 2 }>;
+  export const AUDIO_PACKET_MS: 20;
   export const SESSION_STATES: readonly string[];
-  export function encodeSubscribe(session: string, lod?: number, mode?: number, bits?: number): Uint8Array;
+  /** `audio` (an AudioCodec code) adds SUBSCRIBE's v1.1 seventh element; null leaves it out (no voice). */
+  export function encodeSubscribe(session: string, lod?: number, mode?: number, bits?: number, audio?: number | null): Uint8Array;
+  /** For SET_AUDIO the third argument is the AudioCodec code (or use encodeSetAudio). */
   export function encodeControl(op: number, sid: number, lod?: number, seq?: number): Uint8Array;
+  export function encodeSetAudio(sid: number, audio: number): Uint8Array;
   export function encodePing(nonce: number, t: number): Uint8Array;
   export function encodePong(nonce: number, t: number): Uint8Array;
   export function unpack(bytes: Uint8Array): unknown;
