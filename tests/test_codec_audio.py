@@ -3,6 +3,10 @@ checks of AUDIO against its stream's hello, in the Python and Cython decoders.""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+from pathlib import Path
+
 import msgpack
 import numpy as np
 import pytest
@@ -33,6 +37,7 @@ from avatar_engine.codec.encoder import _fast
 from avatar_engine.codec.wire import pcm16_max_bytes
 
 SID = 3
+ROOT = Path(__file__).resolve().parents[1]
 FAST = [False] + ([True] if _fast is not None else [])
 
 
@@ -172,3 +177,44 @@ def test_subscribe_and_set_audio_choose_the_voice() -> None:
     assert error_code(dec, msgpack.packb([4, 5, SID, 3])) == "value"
     assert error_code(dec, msgpack.packb([4, 5, SID])) == "type"
     assert error_code(dec, msgpack.packb([4, 0, "alice", 0, 0, 8, 9])) == "value"
+
+
+CPP_VOICE_ENCODERS = r"""
+#include <cstdio>
+#include "avatar_engine/protocol.hpp"
+namespace ap = avatar_engine::protocol;
+static void put(const std::vector<std::uint8_t>& b) {
+  for (std::uint8_t x : b) std::printf("%02x", x);
+  std::printf("\n");
+}
+int main() {
+  put(ap::encode_subscribe("alice", 0, 0, 8, ap::AudioCodec::Opus));
+  put(ap::encode_subscribe("alice", 2, 1, 8, ap::AudioCodec::Pcm16));
+  put(ap::encode_set_audio(7, ap::AudioCodec::Off));
+  put(ap::encode_control(ap::Op::SetAudio, 7, static_cast<std::uint32_t>(ap::AudioCodec::Opus)));
+  return 0;
+}
+"""
+
+
+def test_cpp_voice_encoders_match_python(tmp_path: Path) -> None:
+    """The C++ header's SUBSCRIBE-with-audio and SET_AUDIO bytes equal the Python encoder's
+    (compiled as a game engine builds it: no exceptions, no RTTI)."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is not installed")
+    src = tmp_path / "voice_encoders.cpp"
+    src.write_text(CPP_VOICE_ENCODERS)
+    exe = tmp_path / "voice_encoders"
+    subprocess.run(
+        ["g++", "-std=c++17", "-Werror", "-Wall", "-Wextra", "-Wconversion", "-Wsign-conversion",
+         "-fno-exceptions", "-fno-rtti", "-I", str(ROOT / "native" / "include"), str(src),
+         "-o", str(exe)],
+        check=True, timeout=240,
+    )  # fmt: skip
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=30)
+    assert out.stdout.split() == [
+        encode_subscribe("alice", 0, DeltaMode.CHAINED, 8, AudioCodec.OPUS).hex(),
+        encode_subscribe("alice", 2, DeltaMode.KEYFRAME, 8, AudioCodec.PCM16).hex(),
+        encode_control(ControlOp.SET_AUDIO, 7, audio=AudioCodec.OFF).hex(),
+        encode_control(ControlOp.SET_AUDIO, 7, audio=AudioCodec.OPUS).hex(),
+    ]

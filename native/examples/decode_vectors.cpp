@@ -59,14 +59,37 @@ std::string strings(const std::vector<std::string>& v) {
   return out + "]";
 }
 
+std::string hex(const std::uint8_t* p, std::size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < n; ++i) {
+    out += digits[p[i] >> 4];
+    out += digits[p[i] & 15];
+  }
+  return out;
+}
+
 std::string describe(const ap::Result& r, const ap::Decoder& dec) {
   using K = ap::Kind;
   switch (r.kind) {
-    case K::Hello:
-      return "{\"kind\":\"hello\",\"sid\":" + std::to_string(r.sid) + ",\"rig\":" + quote(r.hello->rig) +
-             ",\"morphs\":" + std::to_string(r.hello->morph_names.size()) +
-             ",\"channels\":" + std::to_string(r.hello->channel_names.size()) +
-             ",\"bits\":" + std::to_string(r.hello->bits) + ",\"mode\":" + std::to_string(r.hello->mode) + "}";
+    case K::Hello: {
+      // v1.1 keys appear only when the hello carries them (as in conformance.describe).
+      const ap::HelloInfo& h = *r.hello;
+      std::string voice;
+      if (h.minor != 0) voice += ",\"minor\":" + std::to_string(h.minor);
+      if (h.audio != ap::AudioCodec::Off) {
+        voice += std::string(",\"audio\":\"") + ap::audio_codec_name(h.audio) +
+                 "\",\"audio_rate\":" + std::to_string(h.audio_rate);
+      }
+      return "{\"kind\":\"hello\",\"sid\":" + std::to_string(r.sid) + ",\"rig\":" + quote(h.rig) +
+             ",\"morphs\":" + std::to_string(h.morph_names.size()) +
+             ",\"channels\":" + std::to_string(h.channel_names.size()) + ",\"bits\":" + std::to_string(h.bits) +
+             ",\"mode\":" + std::to_string(h.mode) + voice + "}";
+    }
+    case K::Audio:
+      return "{\"kind\":\"audio\",\"sid\":" + std::to_string(r.sid) + ",\"seq\":" + std::to_string(r.seq) +
+             ",\"t\":" + std::to_string(r.t) + ",\"codec\":\"" + ap::audio_codec_name(r.codec) +
+             "\",\"rate\":" + std::to_string(r.rate) + ",\"payload\":\"" + hex(r.payload, r.payload_size) + "\"}";
     case K::Frame: {
       const ap::Stream* s = dec.stream(r.sid);
       return "{\"kind\":\"frame\",\"sid\":" + std::to_string(r.sid) + ",\"lod\":" + std::to_string(r.lod) +
@@ -85,6 +108,7 @@ std::string describe(const ap::Result& r, const ap::Decoder& dec) {
       std::string value;
       if (r.event == 0) value = quote(r.text);
       else if (r.event == 1) value = r.flag ? "true" : "false";
+      else if (r.event == 3) value = std::to_string(r.seq);  // VOICE_CUT: the next audio seq
       else value = "[" + quote(r.text) + "," + num(r.number) + "]";
       return "{\"kind\":\"event\",\"sid\":" + std::to_string(r.sid) + ",\"t\":" + std::to_string(r.t) +
              ",\"event\":" + std::to_string(r.event) + ",\"value\":" + value + "}";
@@ -93,7 +117,8 @@ std::string describe(const ap::Result& r, const ap::Decoder& dec) {
       return "{\"kind\":\"control\",\"op\":" + std::to_string(r.op) + ",\"sid\":" + std::to_string(r.sid) +
              ",\"lod\":" + std::to_string(r.lod) + ",\"seq\":" + std::to_string(r.seq) +
              ",\"session\":" + quote(r.session) + ",\"mode\":" + std::to_string(r.mode) +
-             ",\"bits\":" + std::to_string(r.bits) + "}";
+             ",\"bits\":" + std::to_string(r.bits) +
+             (r.has_audio ? ",\"audio\":" + std::to_string(static_cast<int>(r.audio)) : std::string()) + "}";
     case K::Ping:
     case K::Pong:
       return std::string("{\"kind\":\"") + (r.kind == K::Ping ? "ping" : "pong") +

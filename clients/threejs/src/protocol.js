@@ -278,6 +278,7 @@ function parseHello(msg) {
   const deadBand = num(info.has('dead_band') ? info.get('dead_band') : 1.0, 'dead_band');
   let hold = uintOf(info.has('hold') ? info.get('hold') : 6, 'hold', 255);
   const minor = uintOf(info.has('minor') ? info.get('minor') : 0, 'minor');
+  const { audio, audioRate } = helloAudio(info); // before the schema checks, as in Python
   keyframeMs = Math.max(1, keyframeMs);
   hold = Math.max(1, hold);
   // The same checks, in the same spirit, as StreamSchema / StreamParams in Python.
@@ -307,7 +308,6 @@ function parseHello(msg) {
   if (lods[0].morphs.length !== m || lods[0].channels.length !== c) throw valueError('LOD 0 must list every morph and every channel');
   if (bits !== 8 && bits !== 16) throw valueError('bits must be 8 or 16');
   if (!(Number.isFinite(deadBand) && deadBand >= 0)) throw valueError('dead_band must be >= 0');
-  const { audio, audioRate } = helloAudio(info);
   return { kind: 'hello', sid, rig, morphNames: morphs, channelNames: channels, lo, hi, rotScale, lods, bits, mode, keyframeMs, deadBand, hold, minor, audio, audioRate };
 }
 

@@ -1,4 +1,4 @@
-// avatar-engine wire protocol v1: a header-only decoder for native clients (Unreal, Unity
+// avatar-engine wire protocol v1.1: a header-only decoder for native clients (Unreal, Unity
 // native plugins, tools). C++17, standard library only, no exceptions, no Python.
 //
 // The normative text is docs/protocol.md; this decoder passes the conformance vectors in
@@ -10,6 +10,8 @@
 //     const Stream* s = dec.stream(r.sid);   // s->morphs, s->channels: float, rig order
 //   } else if (r.kind == Kind::NeedKeyframe) {
 //     auto msg = encode_control(Op::RequestKeyframe, r.sid, r.lod);  // send it back
+//   } else if (r.kind == Kind::Audio) {
+//     play(r.t, r.codec, r.rate, r.payload, r.payload_size);  // a view into `bytes`
 //   } else if (r.kind == Kind::Error) { /* r.error, r.detail: drop the message */ }
 //
 // Bad input never crashes, hangs or allocates beyond the message size; it yields
@@ -32,6 +34,11 @@
 namespace avatar_engine::protocol {
 
 inline constexpr std::uint64_t kVersion = 1;
+inline constexpr std::uint64_t kMinor = 1;  // 1.1: the voice (docs/protocol.md 3.8)
+inline constexpr std::uint32_t kAudioPacketMs = 20;
+inline constexpr std::uint64_t kOpusRate = 48000;
+inline constexpr std::uint64_t kPcm16DefaultRate = 16000;
+inline constexpr std::uint64_t kPcm16MinRate = 8000, kPcm16MaxRate = 48000;
 inline constexpr std::size_t kMaxMessageBytes = 65536;
 inline constexpr std::size_t kMaxMorphs = 1024;
 inline constexpr std::size_t kMaxChannels = 64;
@@ -48,17 +55,28 @@ inline constexpr double kF32Max = 3.4028234663852886e38;
 
 enum class MsgType : std::uint8_t {
   Hello = 0, Keyframe = 1, Delta = 2, Event = 3, Control = 4, Ping = 5, Pong = 6, Error = 7,
-  PublishHello = 8, Capture = 9,
+  PublishHello = 8, Capture = 9, Audio = 10,
 };
-enum class Op : std::uint8_t { Subscribe = 0, Unsubscribe = 1, SetLod = 2, RequestKeyframe = 3, Ack = 4 };
-enum class EventKind : std::uint8_t { State = 0, Speaking = 1, Emotion = 2 };
+enum class Op : std::uint8_t { Subscribe = 0, Unsubscribe = 1, SetLod = 2, RequestKeyframe = 3, Ack = 4, SetAudio = 5 };
+enum class EventKind : std::uint8_t { State = 0, Speaking = 1, Emotion = 2, VoiceCut = 3 };
+// The voice of a subscription: SUBSCRIBE's 7th element and SET_AUDIO send the code; a hello
+// names it ("opus" / "pcm16"; no key: Off).
+enum class AudioCodec : std::uint8_t { Off = 0, Opus = 1, Pcm16 = 2 };
+
+inline const char* audio_codec_name(AudioCodec c) {
+  switch (c) {
+    case AudioCodec::Opus: return "opus";
+    case AudioCodec::Pcm16: return "pcm16";
+    default: return "off";
+  }
+}
 
 inline const char* const kSessionStates[] = {
     "idle", "connecting", "ready", "active", "thinking", "degraded", "error", "disconnected"};
 
 enum class Kind {
   Hello, Frame, NeedKeyframe, Stale, UnknownStream, Event, Control, Ping, Pong, ErrorMessage,
-  PublishHello, Capture, Ignored, Error,
+  PublishHello, Capture, Ignored, Error, Audio,
 };
 enum class ErrorCode { None, Malformed, Type, Limit, Version, Body, Value };
 
@@ -95,6 +113,9 @@ struct HelloInfo {
   std::uint64_t keyframe_ms = 500;
   double dead_band = 1.0;
   std::uint32_t hold = 6;
+  std::uint64_t minor = 0;                // the sender's minor version (0: absent, v1.0)
+  AudioCodec audio = AudioCodec::Off;     // the stream's voice (v1.1)
+  std::uint32_t audio_rate = 0;           // Hz; 0 without a voice
 };
 
 // One stream as a renderer holds it: `morphs` has every rig morph (rig order), `channels`
@@ -115,7 +136,7 @@ struct Result {
   Kind kind = Kind::Ignored;
   ErrorCode error = ErrorCode::None;
   std::string detail;
-  std::uint32_t sid = 0, lod = 0, seq = 0, count = 0, type = 0;
+  std::uint32_t sid = 0, lod = 0, seq = 0, count = 0, type = 0;  // seq: also VOICE_CUT's next_seq
   std::uint64_t t = 0;
   bool keyframe = false;
   // Event
@@ -126,6 +147,14 @@ struct Result {
   // Control
   std::uint32_t op = 0, mode = 0, bits = 8;
   std::string session;
+  bool has_audio = false;  // SET_AUDIO, or a SUBSCRIBE with its v1.1 seventh element
+  AudioCodec audio = AudioCodec::Off;
+  // Audio: the codec and rate its stream's hello named; the payload is a view into the
+  // buffer passed to feed() (valid while that buffer is).
+  AudioCodec codec = AudioCodec::Off;
+  std::uint32_t rate = 0;
+  const std::uint8_t* payload = nullptr;
+  std::size_t payload_size = 0;
   // Ping / Pong / ErrorMessage
   std::uint64_t nonce = 0;
   std::uint32_t code = 0;
@@ -216,6 +245,25 @@ inline bool seq_newer(std::uint32_t a, std::uint32_t b) {
   return d > 0 && d < 0x8000u;
 }
 
+// The voice a hello names (v1.1 keys audio, audio_rate); no `audio` key: Off.
+inline bool hello_audio(const Value& info, HelloInfo& h, Fail& f) {
+  const Value* v = info.get("audio");
+  if (v == nullptr) return true;
+  std::string name;
+  if (!str_of(*v, "audio", kMaxNameBytes, name, f)) return false;
+  if (name == "opus") h.audio = AudioCodec::Opus;
+  else if (name == "pcm16") h.audio = AudioCodec::Pcm16;
+  else return set(f, ErrorCode::Value, "audio is not opus or pcm16");
+  const bool opus = h.audio == AudioCodec::Opus;
+  std::uint64_t rate = opus ? kOpusRate : kPcm16DefaultRate;
+  if ((v = info.get("audio_rate")) && !uint_of(*v, "audio_rate", kU64, rate, f)) return false;
+  if (opus ? rate != kOpusRate : (rate < kPcm16MinRate || rate > kPcm16MaxRate)) {
+    return set(f, ErrorCode::Value, "audio_rate is not allowed for this codec");
+  }
+  h.audio_rate = static_cast<std::uint32_t>(rate);
+  return true;
+}
+
 inline bool parse_hello(const Value& msg, HelloInfo& h, Fail& f) {
   if (!need(msg, 4, "hello", f)) return false;
   std::uint64_t version = 0, u = 0;
@@ -269,6 +317,8 @@ inline bool parse_hello(const Value& msg, HelloInfo& h, Fail& f) {
   if ((v = info.get("hold")) && !uint_of(*v, "hold", 255, u, f)) return false;
   h.hold = static_cast<std::uint32_t>(std::max<std::uint64_t>(1, u));
   h.keyframe_ms = std::max<std::uint64_t>(1, h.keyframe_ms);
+  if ((v = info.get("minor")) && !uint_of(*v, "minor", kU64, h.minor, f)) return false;
+  if (!hello_audio(info, h, f)) return false;
   // Schema checks (the same as StreamSchema / StreamParams in Python) -> Value errors.
   const std::size_t m = h.morph_names.size(), c = h.channel_names.size();
   if (m == 0 || m > kMaxMorphs) return set(f, ErrorCode::Value, "a stream has 1..1024 morphs");
@@ -429,6 +479,8 @@ class Decoder {
         return frame(msg, kind == static_cast<std::uint64_t>(MsgType::Keyframe));
       case MsgType::Event:
         return event(msg);
+      case MsgType::Audio:
+        return audio(msg);
       case MsgType::Control:
         return control(msg);
       case MsgType::Ping:
@@ -604,10 +656,51 @@ class Decoder {
       }
       return r;
     }
+    if (kind == static_cast<std::uint64_t>(EventKind::VoiceCut)) {
+      if (!detail::uint_of(v, "voice cut next_seq", kU16, code, f)) return error(f);
+      r.seq = static_cast<std::uint32_t>(code);
+      return r;
+    }
     Result ignored;
     ignored.kind = Kind::Ignored;
     ignored.type = static_cast<std::uint32_t>(MsgType::Event);
     return ignored;
+  }
+
+  // AUDIO [10, sid, seq, t, payload], checked against its stream's hello (docs/protocol.md 3.8).
+  Result audio(const msgpack::Value& msg) const {
+    Result r;
+    detail::Fail f;
+    std::uint64_t sid, seq, t;
+    if (!detail::need(msg, 5, "audio", f) || !detail::uint_of(msg.items[1], "sid", kU32, sid, f) ||
+        !detail::uint_of(msg.items[2], "seq", kU16, seq, f) || !detail::uint_of(msg.items[3], "t", kU64, t, f)) {
+      return error(f);
+    }
+    const msgpack::Value& payload = msg.items[4];
+    if (payload.type != msgpack::Type::Bin) return error(ErrorCode::Type, "an audio payload must be bin");
+    r.sid = static_cast<std::uint32_t>(sid);
+    auto it = streams_.find(r.sid);
+    if (it == streams_.end()) {
+      r.kind = Kind::UnknownStream;
+      return r;
+    }
+    const HelloInfo& h = it->second.hello;
+    if (h.audio == AudioCodec::Off) return error(ErrorCode::Value, "audio for a stream whose hello named no voice");
+    if (payload.size == 0) return error(ErrorCode::Body, "an empty audio payload");
+    if (h.audio == AudioCodec::Pcm16) {
+      const std::size_t limit = 2 * (static_cast<std::size_t>(h.audio_rate) * kAudioPacketMs / 1000);
+      if (payload.size % 2 != 0 || payload.size > limit) {
+        return error(ErrorCode::Body, "a pcm16 payload must be an even number of bytes, at most 20 ms");
+      }
+    }
+    r.kind = Kind::Audio;
+    r.seq = static_cast<std::uint32_t>(seq);
+    r.t = t;
+    r.codec = h.audio;
+    r.rate = h.audio_rate;
+    r.payload = payload.data;
+    r.payload_size = payload.size;
+    return r;
   }
 
   Result control(const msgpack::Value& msg) {
@@ -628,9 +721,10 @@ class Decoder {
       if (!detail::uint_of(msg.items[5], "bits", 255, u, f)) return error(f);
       r.bits = static_cast<std::uint32_t>(u);
       if (r.bits != 8 && r.bits != 16) return error(ErrorCode::Value, "bits is not 8 or 16");
+      if (msg.items.size() > 6 && !audio_code(msg.items[6], r, f)) return error(f);  // v1.1
       return r;
     }
-    if (op > static_cast<std::uint64_t>(Op::Ack)) {
+    if (op > static_cast<std::uint64_t>(Op::SetAudio)) {
       Result ignored;
       ignored.kind = Kind::Ignored;
       ignored.type = static_cast<std::uint32_t>(MsgType::Control);
@@ -639,13 +733,27 @@ class Decoder {
     if (!detail::uint_of(msg.items[2], "sid", kU32, u, f)) return error(f);
     r.sid = static_cast<std::uint32_t>(u);
     if (op == static_cast<std::uint64_t>(Op::Unsubscribe)) return r;
-    if (!detail::need(msg, 4, "control", f) || !detail::uint_of(msg.items[3], "lod", 3, u, f)) return error(f);
+    if (!detail::need(msg, 4, "control", f)) return error(f);
+    if (op == static_cast<std::uint64_t>(Op::SetAudio)) {
+      if (!audio_code(msg.items[3], r, f)) return error(f);
+      return r;
+    }
+    if (!detail::uint_of(msg.items[3], "lod", 3, u, f)) return error(f);
     r.lod = static_cast<std::uint32_t>(u);
     if (op == static_cast<std::uint64_t>(Op::Ack)) {
       if (!detail::need(msg, 5, "ack", f) || !detail::uint_of(msg.items[4], "seq", kU16, u, f)) return error(f);
       r.seq = static_cast<std::uint32_t>(u);
     }
     return r;
+  }
+
+  // SUBSCRIBE's and SET_AUDIO's voice: 0 off, 1 opus, 2 pcm16 (others: Value).
+  static bool audio_code(const msgpack::Value& v, Result& r, detail::Fail& f) {
+    std::uint64_t code = 0;
+    if (!detail::uint_of(v, "audio", static_cast<std::uint64_t>(AudioCodec::Pcm16), code, f)) return false;
+    r.has_audio = true;
+    r.audio = static_cast<AudioCodec>(code);
+    return true;
   }
 
   Result publish_hello(const msgpack::Value& msg) {
@@ -766,6 +874,15 @@ inline std::vector<std::uint8_t> encode_subscribe(const std::string& session, st
   return out;
 }
 
+// SUBSCRIBE asking for a voice (v1.1): [4, 0, session, lod, mode, bits, audio].
+inline std::vector<std::uint8_t> encode_subscribe(const std::string& session, std::uint32_t lod, std::uint32_t mode,
+                                                  std::uint32_t bits, AudioCodec audio) {
+  std::vector<std::uint8_t> out = encode_subscribe(session, lod, mode, bits);
+  out[0] = 0x97;
+  out.push_back(static_cast<std::uint8_t>(audio));
+  return out;
+}
+
 // PING / PONG [5|6, nonce, t]
 inline std::vector<std::uint8_t> encode_ping(std::uint64_t nonce, std::uint64_t t, bool pong = false) {
   std::vector<std::uint8_t> out{0x93, static_cast<std::uint8_t>(pong ? MsgType::Pong : MsgType::Ping)};
@@ -775,6 +892,7 @@ inline std::vector<std::uint8_t> encode_ping(std::uint64_t nonce, std::uint64_t 
 }
 
 // UNSUBSCRIBE [4,1,sid] | SET_LOD [4,2,sid,lod] | REQUEST_KEYFRAME [4,3,sid,lod] | ACK [4,4,sid,lod,seq]
+// | SET_AUDIO [4,5,sid,audio] (the AudioCodec code in `lod`'s place; or use encode_set_audio)
 inline std::vector<std::uint8_t> encode_control(Op op, std::uint32_t sid, std::uint32_t lod = 0, std::uint32_t seq = 0) {
   std::vector<std::uint8_t> out;
   const std::size_t n = op == Op::Unsubscribe ? 3 : (op == Op::Ack ? 5 : 4);
@@ -785,6 +903,11 @@ inline std::vector<std::uint8_t> encode_control(Op op, std::uint32_t sid, std::u
   if (n >= 4) detail::pack_uint(out, lod);
   if (n == 5) detail::pack_uint(out, seq);
   return out;
+}
+
+// SET_AUDIO [4, 5, sid, audio]: the server answers with a new hello naming the voice.
+inline std::vector<std::uint8_t> encode_set_audio(std::uint32_t sid, AudioCodec audio) {
+  return encode_control(Op::SetAudio, sid, static_cast<std::uint32_t>(audio));
 }
 
 }  // namespace avatar_engine::protocol
