@@ -7,24 +7,10 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import { Decoder, ProtocolError } from '../src/protocol.js';
+import { describe } from './conformance.js';
 
 const msgsPath = process.env.AVATAR_DIFF_MSGS;
 const expectPath = process.env.AVATAR_DIFF_EXPECT;
-
-function describe(r, dec) {
-  switch (r.kind) {
-    case 'hello':
-      return { kind: 'hello', sid: r.sid, rig: r.rig, morphs: r.morphNames.length, channels: r.channelNames.length, bits: r.bits, mode: r.mode };
-    case 'frame': {
-      const st = dec.stream(r.sid);
-      return { ...r, morphs: Array.from(st.morphs), channels: Array.from(st.channels) };
-    }
-    case 'capture':
-      return { ...r, values: r.values === null ? null : Array.from(r.values) };
-    default:
-      return r;
-  }
-}
 
 function close(a, e, where) {
   if (typeof a === 'number' && !Number.isFinite(a)) a = String(a); // as the Python side writes it

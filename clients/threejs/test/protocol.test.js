@@ -9,35 +9,13 @@ import {
   Decoder, ProtocolError, Op, Mode, AudioCodec, EventKind, encodeControl, encodeSubscribe,
   encodeSetAudio, encodePing, encodePong, encodePublishHello, encodeCapture,
 } from '../src/protocol.js';
+import { describe, toHex } from './conformance.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vectors = join(here, '..', '..', '..', 'tests', 'vectors');
 const names = readdirSync(vectors).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort();
 
 const hex = (s) => Uint8Array.from(s.match(/../g) ?? [], (h) => parseInt(h, 16));
-const toHex = (b) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-
-/** The decoder's result in the vectors' JSON shape. */
-function describe(r, dec) {
-  switch (r.kind) {
-    case 'hello': {
-      const out = { kind: 'hello', sid: r.sid, rig: r.rig, morphs: r.morphNames.length, channels: r.channelNames.length, bits: r.bits, mode: r.mode };
-      if (r.minor !== 0) out.minor = r.minor;
-      if (r.audio !== null) Object.assign(out, { audio: r.audio, audio_rate: r.audioRate });
-      return out;
-    }
-    case 'audio':
-      return { ...r, payload: toHex(r.payload) };
-    case 'frame': {
-      const st = dec.stream(r.sid);
-      return { ...r, morphs: Array.from(st.morphs), channels: Array.from(st.channels) };
-    }
-    case 'capture':
-      return { ...r, values: r.values === null ? null : Array.from(r.values) };
-    default:
-      return r;
-  }
-}
 
 function close(actual, expected, where) {
   if (typeof expected === 'number' && !Number.isInteger(expected)) {
