@@ -17,6 +17,10 @@ from typing import Final
 
 MAX_CONTROL_MESSAGES: Final = 32
 """Hello, events and pongs waiting for one subscriber; more means a dead reader."""
+MAX_AUDIO_MESSAGES: Final = 100
+"""Voice packets waiting for one subscriber (2 s of 20 ms packets; the server sends at most
+about 0.3 s ahead). A reader that far behind loses the newest packets, counted, rather than
+the connection: its client conceals the gap (docs/protocol.md 3.8)."""
 
 
 class OutboxOverflowError(Exception):
@@ -27,10 +31,13 @@ class Outbox:
     """What one subscriber's writer task sends next."""
 
     __slots__ = (
+        "_audio_pending",
         "_control",
         "_frame",
         "_on_resync",
         "_wake",
+        "audio_dropped",
+        "audio_sent",
         "awaiting_keyframe",
         "closed",
         "frames_offered",
@@ -48,9 +55,23 @@ class Outbox:
         self.frames_offered = 0
         self.frames_sent = 0
         self.frames_skipped = 0
+        self._audio_pending = 0
+        self.audio_sent = 0
+        self.audio_dropped = 0
+
+    def put_audio(self, message: bytes) -> None:
+        """Queue a voice packet behind the control messages already queued (same reliable,
+        ordered path: a hello before the packets it announces, a VOICE_CUT after the packets
+        it cuts), bounded separately by :data:`MAX_AUDIO_MESSAGES`."""
+        if self._audio_pending >= MAX_AUDIO_MESSAGES:
+            self.audio_dropped += 1
+            return
+        self._audio_pending += 1
+        self._control.append(message)
+        self._wake.set()
 
     def put_control(self, message: bytes) -> None:
-        if len(self._control) >= MAX_CONTROL_MESSAGES:
+        if len(self._control) - self._audio_pending >= MAX_CONTROL_MESSAGES:
             self.close()
             raise OutboxOverflowError("subscriber is not reading its control messages")
         self._control.append(message)
@@ -90,6 +111,8 @@ class Outbox:
             await self._wake.wait()
         controls = list(self._control)
         self._control.clear()
+        self.audio_sent += self._audio_pending
+        self._audio_pending = 0
         frame, self._frame = self._frame, None
         if frame is not None:
             self.frames_sent += 1
