@@ -20,6 +20,8 @@ from avatar_engine.speech.timing import DEFAULT_WPM
 
 MAX_TEXT = 20_000
 """Characters per request; longer text belongs on /text as deltas."""
+MAX_AUDIO_B64 = 2_000_000
+"""Base64 characters of ``/speak``'s ``audio`` (a WAV of about 1.5 MB: 46 s at 16 kHz)."""
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -36,7 +38,8 @@ class Style(BaseModel):
 
 
 class SpeakRequest(Style):
-    """Exactly one of ``text``, ``phonemes``, ``azure``, ``polly``, ``words``."""
+    """Exactly one of ``text``, ``phonemes``, ``azure``, ``polly``, ``words``; optionally the
+    ``audio`` they describe (any TTS's WAV, base64), else text is said by ``voice``."""
 
     text: Annotated[str | None, Field(max_length=MAX_TEXT)] = None
     phonemes: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
@@ -47,6 +50,13 @@ class SpeakRequest(Style):
     """Stop what the session is saying first (barge-in) instead of queueing after it."""
     delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
     """For timings: when their time 0 plays, after this request arrives (audio start)."""
+    voice: Literal["espeak", "piper", "none"] | None = None
+    """Who says ``text`` aloud (default: the server's voice, espeak-ng); ``none``: face only."""
+    pitch: Annotated[int, Field(ge=0, le=100)] = 50
+    """Voice pitch 0..100 (50: the voice's own)."""
+    audio: Annotated[str | None, Field(max_length=MAX_AUDIO_B64)] = None
+    """Base64 of a 16-bit PCM WAV (mono or stereo, 8..192 kHz) from any TTS: relayed to
+    viewers with the face from the timings given, or from ``text`` aligned to it."""
 
     @model_validator(mode="after")
     def _one_source(self) -> SpeakRequest:
