@@ -106,7 +106,9 @@ def shot(pg: Any, name: str) -> bytes:
 
 
 def open_demo(pg: Any, server: ServerProcess, query: str = "", transport: str = "webrtc") -> None:
-    pg.goto(f"{server.url}/?budget=off{query}")
+    # these tests read the generated CC4 head's morph names; tests/test_client_face.py covers the
+    # default (ICT) head
+    pg.goto(f"{server.url}/?budget=off&head=cc4{query}")
     pg.wait_for_function("window.avatarDemo && window.avatarDemo.ready", timeout=30000)
     pg.wait_for_function(
         "avatarDemo.client.state === 'active' && avatarDemo.client.binding !== null"

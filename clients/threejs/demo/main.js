@@ -3,6 +3,8 @@
 //
 // URL parameters:
 //   session=ID        join this session instead of creating one
+//   head=ict|cc4      the bundled head: ict (default: ict-head.glb, rig ict-arkit, built from the
+//                     ICT Face Model) or cc4 (head.glb, rig cc4-extended, CC4-named morphs)
 //   model=URL rig=N   load your own GLB and create the session with rig N (default cc4-extended)
 //   transport=websocket|webrtc|auto   (default auto: WebRTC, falling back to WebSocket)
 //   lod=0..3  token=JWT  server=http://host:port (default: this page's origin)
@@ -23,8 +25,10 @@ const BUNDLED_RIGS = typeof __AVATAR_RIGS__ !== 'undefined' ? __AVATAR_RIGS__ : 
 
 const params = new URLSearchParams(location.search);
 const server = params.get('server') || location.origin;
-const rigName = params.get('rig') || 'cc4-extended';
-const modelUrl = params.get('model') || 'head.glb';
+const HEADS = { ict: { model: 'ict-head.glb', rig: 'ict-arkit' }, cc4: { model: 'head.glb', rig: 'cc4-extended' } };
+const head = HEADS[params.get('head') ?? ''] ?? HEADS.ict;
+const rigName = params.get('rig') || (params.has('model') ? 'cc4-extended' : head.rig);
+const modelUrl = params.get('model') || head.model;
 const token = params.get('token') || '';
 let transport = params.get('transport') || 'auto';
 const $ = (id) => document.getElementById(id);
@@ -79,7 +83,11 @@ async function loadModel(url) {
   const box = new THREE.Box3().setFromObject(root);
   const size = box.getSize(new THREE.Vector3());
   const head = root.getObjectByName('CC_Base_Head') || root.getObjectByName('Head') || root.getObjectByName('head');
-  if (head && size.y > 0.6) {
+  const frame = root.userData?.frame; // scene extras of a head that says how to frame it
+  if (frame) {
+    frameTarget.fromArray(frame.target);
+    frameRadius = frame.radius;
+  } else if (head && size.y > 0.6) {
     head.getWorldPosition(frameTarget);
     frameTarget.y += 0.08;
     frameRadius = 0.16;
@@ -116,7 +124,7 @@ let session = params.get('session') || '';
 client.addEventListener('state', (e) => { $('st-state').textContent = e.detail.state; });
 client.addEventListener('transport', (e) => { $('st-transport').textContent = e.detail.transport === 'webrtc' ? 'WebRTC' : 'WebSocket'; });
 client.addEventListener('fallback', (e) => console.info('avatar: WebRTC unavailable, using WebSocket:', e.detail.reason));
-client.addEventListener('lod', (e) => { $('lod').value = String(e.detail.lod); });
+client.addEventListener('lod', (e) => { $('lod').value = String(e.detail.lod); showLodNote(e.detail); });
 client.addEventListener('session', (e) => { if (e.detail.state === 'thinking') announce('thinking'); else if (!client.speaking) announce(''); });
 client.addEventListener('speaking', (e) => announce(e.detail.speaking ? 'speaking' : ''));
 client.addEventListener('error', (e) => {
@@ -148,11 +156,31 @@ $('force-ws').addEventListener('change', (e) => {
   if (session) client.connect(server, session, { transport }).catch(() => {});
 });
 
+// The LOD budget steps down on a slow machine (fewer morphs, lower fps): say so, and offer to
+// keep full detail (the budget off, back to the level the user chose).
+let chosenLod = client.lod;
+function showLodNote({ lod, user }) {
+  if (user) chosenLod = lod;
+  const reduced = !user && lod > chosenLod;
+  $('lod-note').hidden = !reduced;
+  if (reduced) {
+    const fps = client.stats.renderFps.toFixed(0);
+    $('lod-note-text').textContent = `Detail reduced to LOD ${lod} (this device renders ${fps} fps): fewer face morphs are animated, so expressions look simpler.`;
+  }
+}
+$('keep-detail').addEventListener('click', () => {
+  client.budget = null;
+  client.setLod(chosenLod);
+  $('lod-note').hidden = true;
+});
+
 function toggleAvatar() {
   const shown = canvas.hidden;
   canvas.hidden = !shown;
   $('placeholder').hidden = shown;
   $('toggle').setAttribute('aria-pressed', String(shown));
+  $('toggle').textContent = shown ? 'Hide avatar' : 'Show avatar';
+  $('toggle').setAttribute('aria-label', `${shown ? 'Hide' : 'Show'} the avatar (Alt+V)`);
 }
 $('toggle').addEventListener('click', toggleAvatar);
 document.addEventListener('keydown', (e) => {
@@ -239,9 +267,14 @@ function holdWhen(predicate) {
   return new Promise((resolve) => { hold = { test: predicate, resolve }; });
 }
 
-/** Screen boxes (CSS pixels, [x0, y0, x1, y1]) of the mouth and each eye of the default head. */
+/**
+ * Screen boxes (CSS pixels, [x0, y0, x1, y1]) of the mouth and each eye of a bundled head:
+ * from the model's scene extras (`regions`: a node and points in its space) or, for the
+ * generated CC4 head, from make_head.py's proportions.
+ */
 function regions() {
-  const head = avatar?.getObjectByName('CC_Base_Head');
+  const spec = avatar?.userData?.regions;
+  const head = avatar?.getObjectByName(spec ? spec.node : 'CC_Base_Head');
   if (!head) return null;
   const rect = canvas.getBoundingClientRect();
   const box = (points) => {
@@ -253,6 +286,7 @@ function regions() {
     }
     return [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)].map(Math.round);
   };
+  if (spec) return { mouth: box(spec.mouth), eyeL: box(spec.eyeL), eyeR: box(spec.eyeR) };
   // head-bone space: the bone sits 0.10 below and 0.01 behind the head centre (make_head.py)
   const at = (x, y, z) => [x, y + 0.10, z + 0.01];
   const eye = (sx) => box([at(sx * 0.033 - 0.016, 0.006, 0.09), at(sx * 0.033 + 0.016, 0.038, 0.09)]);
@@ -325,7 +359,7 @@ function replay(messages, repeat) {
 }
 
 window.avatarDemo = {
-  client, scene, camera, renderer, ready: false, error: null,
+  client, scene, camera, controls, renderer, ready: false, error: null,
   named, holdWhen, regions, measure,
   resume() { frozen = false; },
   cancelHold() { hold = null; },
