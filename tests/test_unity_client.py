@@ -1,0 +1,264 @@
+"""The Unity package (clients/unity) compiled and run under Mono (Debian's mono-mcs).
+
+* the C# decoder decodes every conformance vector (tests/vectors/*.msgs) to the expected
+  results, checked like the C++ decoder's;
+* the pure C# parts (name binding, voice buffer, jitter buffer, encoders) pass their checks;
+* the Unity components compile against a thin stub of UnityEngine (tests/unity_stub), so a typo
+  or a wrong API call fails here, and run against a real server with that stub;
+* the WebSocket client (System.Net.WebSockets) decodes a live stream from a real
+  ``avatar-engine serve``, frame for frame the same values as the Python decoder.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import websockets
+
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Frame, Hello
+from avatar_engine.formats.livelink import build_packet
+from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
+from server_process import ServerProcess
+from test_codec_vectors import NAMES, VECTORS, load, same
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "clients" / "unity"
+STUB = ROOT / "tests" / "unity_stub"
+PROTOCOL = sorted((PACKAGE / "Runtime" / "Protocol").glob("*.cs"))
+CLIENT = sorted((PACKAGE / "Runtime" / "Client").glob("*.cs"))
+UNITY = sorted((PACKAGE / "Runtime" / "Unity").glob("*.cs"))
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("mcs") is None or shutil.which("mono") is None,
+    reason="needs Debian's mono-mcs (tools/test.sh installs it)",
+)
+
+
+def compile_cs(out: Path, sources: list[Path], *, library: bool = False) -> Path:
+    """mcs at C# 7.2 (what mcs knows; a subset of the package's C# 7.3), warnings as errors."""
+    cmd = [
+        "mcs", "-langversion:7.2", "-warnaserror+", "-nologo", "-r:System.dll",
+        f"-target:{'library' if library else 'exe'}", f"-out:{out}", *map(str, sources),
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("unity")
+
+
+@pytest.fixture(scope="module")
+def vector_runner(build: Path) -> Path:
+    # The decoder alone: it must not need anything beyond mscorlib and System.
+    return compile_cs(build / "VectorRunner.exe", [*PROTOCOL, STUB / "VectorRunner.cs"])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_csharp_decoder_passes_the_conformance_vector(name: str, vector_runner: Path) -> None:
+    out = subprocess.run(
+        ["mono", str(vector_runner), str(VECTORS / f"{name}.msgs")],
+        check=True, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    expected = [s["expect"] for s in load(name)["steps"] if "expect" in s]
+    assert len(lines) == len(expected)
+    for i, (got, exp) in enumerate(zip(lines, expected, strict=True)):
+        same(got, exp, f"{name}[{i}]")
+
+
+def test_csharp_client_parts_pass_their_checks(build: Path) -> None:
+    exe = compile_cs(build / "UnitRunner.exe", [*PROTOCOL, *CLIENT, STUB / "UnitRunner.cs"])
+    out = subprocess.run(
+        ["mono", str(exe)], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.startswith("ok ")
+    assert int(out.stdout.split()[1]) >= 25
+
+
+def test_unity_components_compile_against_the_unity_api(build: Path) -> None:
+    dll = compile_cs(
+        build / "AvatarEngine.Runtime.dll",
+        [*PROTOCOL, *CLIENT, *UNITY, STUB / "UnityEngine.cs"],
+        library=True,
+    )
+    assert dll.stat().st_size > 0
+    # The asmdef names the assembly the package builds, with no reference beyond UnityEngine.
+    asmdef = json.loads((PACKAGE / "Runtime" / "AvatarEngine.Runtime.asmdef").read_text())
+    assert asmdef["name"] == "AvatarEngine.Runtime"
+    assert asmdef.get("references", []) == []
+    package = json.loads((PACKAGE / "package.json").read_text())
+    assert package["name"] == "com.avatar-engine.client"
+    assert package.get("dependencies", {}) == {}
+
+
+# ------------------------------------------------------------------ against a real server
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    proc = ServerProcess().wait_ready()
+    yield proc
+    proc.stop()
+
+
+class LiveLinkPhone:
+    """Sends Live Link Face packets at 60 Hz from a thread, like a phone: the face moves."""
+
+    def __init__(self, port: int, subject: str, *, jaw: float | None = None) -> None:
+        self.port = port
+        self.subject = subject
+        self.jaw = jaw
+        self.yaw = 0.25
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> LiveLinkPhone:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        values = np.zeros(61, np.float32)
+        n = 0
+        while not self._stop.wait(1 / 60):
+            jaw = self.jaw if self.jaw is not None else 0.5 + 0.4 * math.sin(n / 7)
+            values[ARKIT_NAMES.index("jawOpen")] = jaw
+            values[52 + ROTATION_NAMES.index("HeadYaw")] = self.yaw
+            sock.sendto(build_packet("unity-test", self.subject, values), ("127.0.0.1", self.port))
+            n += 1
+        sock.close()
+
+
+def wait_for_session(server: ServerProcess, session: str) -> None:
+    for _ in range(100):
+        if httpx.get(f"{server.url}/sessions/{session}", timeout=2).status_code == 200:
+            return
+        threading.Event().wait(0.05)
+    raise AssertionError(f"session {session} was not created")
+
+
+async def python_frames(url: str, seconds: float) -> dict[int, np.ndarray]:
+    """The Python decoder's morphs after every LOD 0 frame, by stream time."""
+    decoder = Decoder()
+    seen: dict[int, np.ndarray] = {}
+    async with websockets.connect(url) as ws:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        while (left := end - loop.time()) > 0:
+            try:
+                data = await asyncio.wait_for(ws.recv(), left)
+            except TimeoutError:
+                break
+            msg = decoder.feed(data)  # type: ignore[arg-type]
+            if isinstance(msg, Frame) and msg.lod == 0:
+                seen[msg.t_ms] = decoder.stream(msg.sid).morphs.copy()
+    return seen
+
+
+def test_csharp_client_decodes_a_live_stream(server: ServerProcess, build: Path) -> None:
+    exe = compile_cs(build / "LiveRunner.exe", [*PROTOCOL, *CLIENT, STUB / "LiveRunner.cs"])
+    with LiveLinkPhone(server.livelink_port, "unity-live"):
+        wait_for_session(server, "unity-live")
+
+        async def scenario() -> tuple[str, dict[int, np.ndarray]]:
+            python = asyncio.create_task(
+                python_frames(f"{server.ws_url}/sessions/unity-live/stream", 6.0)
+            )
+            proc = await asyncio.create_subprocess_exec(
+                "mono", str(exe), server.url, "unity-live", "30",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
+            assert proc.returncode == 0, stderr.decode()[-2000:]
+            return stdout.decode(), await python
+
+        out, reference = asyncio.run(scenario())
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    hello = next(line["hello"] for line in lines if "hello" in line)
+    assert hello == {"rig": "cc4-extended", "morphs": 175, "channels": 9,
+                     "first": "Brow_Raise_Inner_L", "audio": ""}  # fmt: skip
+    frames = [line["frame"] for line in lines if "frame" in line]
+    lod0 = [f for f in frames if f["lod"] == 0]
+    lod2 = [f for f in frames if f["lod"] == 2]
+    assert len(lod0) >= 30 and len(lod2) >= 30  # SET_LOD reached the server
+    assert lod2[0]["keyframe"]  # the new level starts from a keyframe
+    times = [f["t"] for f in lod0]
+    assert times == sorted(times)
+    matched = 0
+    for f in lod0:
+        if f["t"] in reference:
+            np.testing.assert_allclose(f["morphs"], reference[f["t"]], atol=1e-6)
+            matched += 1
+    assert matched >= 10, f"only {matched} frames at common times"
+    done = lines[-1]["done"]
+    assert done["ok"] and done["errors"] == 0 and done["lod"] == 2
+    assert done["sample"] in ("interpolate", "extrapolate", "hold")
+
+
+def test_face_component_moves_blendshapes_and_the_head(server: ServerProcess, build: Path) -> None:
+    exe = compile_cs(
+        build / "FaceRunner.exe",
+        [*PROTOCOL, *CLIENT, *UNITY, STUB / "UnityEngine.cs", STUB / "FaceRunner.cs"],
+    )
+    with LiveLinkPhone(server.livelink_port, "unity-face", jaw=0.6):
+        wait_for_session(server, "unity-face")
+
+        async def scenario() -> tuple[str, dict[int, np.ndarray], Any]:
+            decoder = Decoder()
+            async with websockets.connect(f"{server.ws_url}/sessions/unity-face/stream") as ws:
+                hello = None
+                out = subprocess.run(
+                    ["mono", str(exe), server.url, "unity-face", "3"],
+                    capture_output=True, text=True, timeout=60, check=True,
+                )  # fmt: skip
+                while True:  # the held state after the run: what the component should show
+                    try:
+                        msg = decoder.feed(await asyncio.wait_for(ws.recv(), 0.5))  # type: ignore[arg-type]
+                    except TimeoutError:
+                        break
+                    if isinstance(msg, Hello):
+                        hello = msg
+            assert hello is not None
+            st = decoder.stream(hello.sid)
+            names = hello.schema.morph_names
+            return out.stdout, {0: st.morphs.copy(), 1: st.channels.copy()}, names
+
+        stdout, state, names = asyncio.run(scenario())
+    result = json.loads(stdout.strip().splitlines()[-1])
+    weights = result["weights"]
+    jaw = 100 * float(state[0][names.index("Jaw_Open")])
+    assert jaw > 20  # the phone holds the jaw open
+    assert weights["jaw_open"] == pytest.approx(jaw, abs=0.5)  # case-insensitive match, x100
+    assert weights["Body.Eye_Blink_L"] is not None  # an exporter's "Mesh." prefix
+    assert weights["EYE_BLINK_R"] is not None
+    assert weights["MyMouthWide"] is not None  # bound through the MorphNameMap asset
+    assert weights["Unrelated"] is None
+    yaw = float(state[1][0])  # HeadYaw, engine units
+    assert yaw > 0.1
+    _, qy, _, qw = result["head"]  # yaw only: a turn about Y
+    assert qw > 0.99
+    assert qy == pytest.approx(math.sin(math.radians(yaw * 40) / 2), abs=2e-3)
+    assert result["state"] == "active"
+    assert result["audio_playing"]
+    assert any("4 of 175 morphs bound" in line for line in result["log"])
