@@ -65,4 +65,5 @@ def voiced_from_audio(
         timeline = timeline_from_pcm(pcm, said, lipsync=lipsync)
         segments, how = timeline.segments, f"{timeline.mode}:{timeline.method}"
     utterance = from_segments(segments, fps=fps)
-    return VoicedSpeech(np.ascontiguousarray(x), r, utterance, said or "", how)
+    # A copy: the caller may reuse its buffer, and VoicedSpeech is immutable.
+    return VoicedSpeech(np.array(x, dtype=np.int16), r, utterance, said or "", how)
