@@ -59,7 +59,7 @@ def test_default_session_gets_an_id_and_the_default_rig(client: httpx.Client) ->
         ({"lod": 7}, "lod"),
         ({"fps": "fast"}, "fps"),
         ({"colour": "blue"}, "colour"),
-        ({"id": "has space"}, "session id"),
+        ({"id": "has space"}, "body.id"),
         ({"id": "x" * 300}, "id"),
         ({"rig": "no-such-rig"}, "unknown rig"),
         ([1, 2, 3], "body"),

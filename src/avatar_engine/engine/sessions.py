@@ -31,7 +31,7 @@ class SessionState(StrEnum):
 
 
 def check_session_id(session_id: str) -> str:
-    if not SESSION_ID_PATTERN.match(session_id):
+    if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise ValueError(
             f"session id {session_id!r} must be 1-128 characters of letters, digits and _.:@- "
             "starting with a letter or digit"

@@ -203,12 +203,15 @@ async def serve_publish(
     limits: PublishLimits | None = None,
     clock: Callable[[], float] = time.monotonic,
     peer: str = "",
+    totals: SourceStats | None = None,
 ) -> PublishOutcome:
     """Run one publish connection until it closes; never raises for bad input.
 
     Bad messages are counted per reason (``protocol_<code>``, ``no_hello``, ``non_finite``,
     ``rate_limited``, ...) and logged at a bounded rate; after ``max_bad_messages`` the
     connection is closed with 1008 (policy violation). Text frames close it with 1003.
+    ``totals``, when given, counts every connection's packets, frames and drops together (the
+    server's /stats and /metrics), as they happen.
     """
     limits = limits or PublishLimits()
     decoder = PublishDecoder()
@@ -229,6 +232,8 @@ async def serve_publish(
             out.close_code, out.close_reason = 1003, "binary msgpack messages only"
             break
         stats.packet(len(message), now)
+        if totals is not None:
+            totals.packet(len(message), now)
         reason: str | None = None
         try:
             if len(message) > limits.max_message_bytes:
@@ -246,11 +251,15 @@ async def serve_publish(
                 except Exception as exc:
                     raise PublishDropError("sink_error", repr(exc)) from None
                 stats.frame(now)
+                if totals is not None:
+                    totals.frame(now)
             elif isinstance(result, Ping):
                 await connection.send(encode_pong(result.nonce, result.t_ms))
         except PublishDropError as exc:
             reason = exc.reason
             stats.drop(reason)
+            if totals is not None:
+                totals.drop(reason)
             log.log(reason, now, f"publish {session_id}: dropped: {exc}")
         if reason is not None and reason.startswith("protocol_"):
             bad += 1

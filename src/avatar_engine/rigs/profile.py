@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -35,6 +36,55 @@ def builtin_rig_names() -> list[str]:
     """Names of the rig profiles shipped with the package."""
     root = resources.files(_DATA_PACKAGE)
     return sorted(p.name.removesuffix(".json") for p in root.iterdir() if p.name.endswith(".json"))
+
+
+RIG_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+"""What a rig *name* looks like: no dots, no slashes, so a name can never be a path."""
+_RIG_NAME = re.compile(RIG_NAME_PATTERN)
+
+
+def available_rig_names(folder: str | Path | None = None) -> list[str]:
+    """Built-in rig names, then the names of ``*.json`` rigs in ``folder`` (if configured)."""
+    names = builtin_rig_names()
+    if folder is not None:
+        try:
+            found = sorted(p.stem for p in Path(folder).glob("*.json") if p.is_file())
+        except OSError:
+            found = []
+        names += [n for n in found if _RIG_NAME.fullmatch(n) and n not in names]
+    return names
+
+
+def resolve_rig_name(name: str, folder: str | Path | None = None) -> str | Path:
+    """What a rig name from a request refers to: a built-in rig name, or a file in ``folder``.
+
+    The one place that turns untrusted rig names into something :func:`load_rig` opens. A
+    name is a plain token (:data:`RIG_NAME_PATTERN`), never a path, and names only built-in
+    rigs or ``<folder>/<name>.json``; built-in names win. The error lists the names that
+    exist and nothing else: it does not say whether some path exists, is a directory, or is
+    readable.
+    """
+    available = available_rig_names(folder)
+    if not isinstance(name, str) or not _RIG_NAME.fullmatch(name) or name not in available:
+        shown = repr(name[:64]) if isinstance(name, str) else "a non-string"
+        raise RigProfileError(f"unknown rig {shown}; available rigs: {', '.join(available)}")
+    if name in builtin_rig_names():
+        return name
+    assert folder is not None
+    return Path(folder) / f"{name}.json"
+
+
+def load_named_rig(name: str, folder: str | Path | None = None) -> RigProfile:
+    """Load a rig a request names (see :func:`resolve_rig_name`). A folder rig must call
+    itself by its file name, so sessions, streams and clients agree on one name."""
+    ref = resolve_rig_name(name, folder)
+    try:
+        rig = load_rig(ref)
+    except RigProfileError as exc:  # a broken folder rig: name it, not where it lives
+        raise RigProfileError(str(exc).replace(f"{Path(folder or '.')}/", "")) from None
+    if rig.name != name:
+        raise RigProfileError(f"rig {name!r}: its file names it {rig.name!r}; the two must match")
+    return rig
 
 
 def _read_json(source: str, text: str) -> dict[str, Any]:

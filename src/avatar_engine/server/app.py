@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qs
 
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -24,16 +24,23 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
-from avatar_engine.audio.phones import RecognizerUnavailableError
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.wire import DeltaMode, ProtocolError
-from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
-from avatar_engine.engine.sessions import Session
+from avatar_engine.engine.engine import SessionNotFoundError
+from avatar_engine.engine.sessions import SESSION_ID_PATTERN, Session
 from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
-from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
+from avatar_engine.rigs.profile import (
+    RIG_NAME_PATTERN,
+    RigProfileError,
+    available_rig_names,
+    load_named_rig,
+)
+from avatar_engine.server import errors
 from avatar_engine.server.audio_input import AudioChunk, AudioInput
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
 from avatar_engine.server.egress_hub import EgressRequest
+from avatar_engine.server.errors import error_response as _error
+from avatar_engine.server.errors import responses
 from avatar_engine.server.inputs import (
     EmotionRequest,
     LookRequest,
@@ -41,13 +48,13 @@ from avatar_engine.server.inputs import (
     StateRequest,
     TextDelta,
 )
+from avatar_engine.server.limits import MAX_CONTROL_BYTES, MAX_TEXT_CHARS, BodyGate
 from avatar_engine.server.metrics import metrics_text
 from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
-from avatar_engine.speech.external import TimingFormatError
-from avatar_engine.speech.g2p import MissingEspeakError
 from avatar_engine.speech.lipsync import from_text
+from avatar_engine.transport.outbox import CLOSE_NOT_READING, OutboxOverflowError
 from avatar_engine.transport.webrtc import WebRtcGateway
 
 log = logging.getLogger("avatar_engine.server")
@@ -75,30 +82,6 @@ def _close_for(exc: Exception) -> tuple[int, str]:
     return CLOSE_BAD_REQUEST, str(exc)[:120]
 
 
-def _error(status: int, code: str, detail: str) -> JSONResponse:
-    return JSONResponse(status_code=status, content={"error": code, "detail": detail})
-
-
-_ERROR_STATUS: tuple[tuple[type[Exception], int, str], ...] = (
-    (SessionNotFoundError, 404, "not_found"),
-    (SessionExistsError, 409, "conflict"),
-    (QuotaExceededError, 429, "quota"),
-    (RigProfileError, 422, "invalid_rig"),
-    (TimingFormatError, 400, "bad_timings"),
-    (RecognizerUnavailableError, 400, "audio_unavailable"),
-    (MissingEspeakError, 400, "language_unavailable"),
-    (ValueError, 400, "bad_request"),
-)
-"""Errors a request can cause -> status and code; the most specific class wins (by MRO)."""
-
-
-def _error_handler(status: int, code: str) -> Callable[[Request, Exception], Awaitable[Response]]:
-    async def handle(_: Request, exc: Exception) -> Response:
-        return _error(status, code, str(exc))
-
-    return handle
-
-
 class RtcOffer(BaseModel):
     """Body of ``POST /rtc/offer``: the browser's SDP offer and what to subscribe to."""
 
@@ -115,10 +98,17 @@ class SessionCreate(BaseModel):
     """Body of ``POST /sessions``."""
 
     model_config = ConfigDict(extra="forbid")
-    id: Annotated[str | None, Field(max_length=128, description="Session id (default: random)")] = (
-        None
-    )
-    rig: str | None = Field(default=None, description="Built-in rig name (default from config)")
+    id: Annotated[
+        str | None,
+        Field(pattern=SESSION_ID_PATTERN.pattern, description="Session id (default: random)"),
+    ] = None
+    rig: Annotated[
+        str | None,
+        Field(
+            pattern=RIG_NAME_PATTERN,
+            description="A rig name from GET /rigs (default from config); never a path",
+        ),
+    ] = None
     fps: Annotated[int, Field(ge=1, le=240)] = 60
     lod: Annotated[int, Field(ge=0, le=3)] = 0
 
@@ -139,6 +129,43 @@ def _principal(request: Request, token: str | None = Query(default=None)) -> Pri
     """Who is calling: from ``Authorization: Bearer`` or a ``token`` query parameter."""
     runtime: Runtime = request.app.state.runtime
     return runtime.auth.authenticate(bearer_token(request.headers.get("authorization"), token))
+
+
+def _scope_token(scope: Any) -> str | None:
+    """The bearer token of a raw ASGI scope (header, then ``?token=``)."""
+    authorization = None
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            authorization = value.decode("latin-1")
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return bearer_token(authorization, (query.get("token") or [None])[0])
+
+
+def _body_auth(runtime: Runtime) -> Callable[[Any], JSONResponse | None]:
+    """The :class:`BodyGate` check: a request with a body needs a valid token first."""
+
+    def check(scope: Any) -> JSONResponse | None:
+        try:
+            runtime.auth.authenticate(_scope_token(scope))
+        except AuthError as exc:
+            return errors.auth_response(exc)
+        return None
+
+    return check
+
+
+def _ws_params(ws: WebSocket, **allowed: tuple[str, ...]) -> dict[str, str]:
+    """Query parameters of a WebSocket, checked against their allowed values after the accept,
+    so a bad value closes with 4400 and a reason instead of failing the handshake."""
+    values = {}
+    for name, choices in allowed.items():
+        value = ws.query_params.get(name)
+        if value is None:
+            continue
+        if value not in choices:
+            raise ValueError(f"{name} must be one of {', '.join(choices)}, not {value[:20]!r}")
+        values[name] = value
+    return values
 
 
 Caller = Annotated[Principal, Depends(_principal)]
@@ -174,6 +201,10 @@ def create_app(runtime: Runtime) -> FastAPI:
         summary="Real-time facial animation: sessions, inputs and morph streams.",
         lifespan=lifespan,
     )
+    auth_statuses = {401, 403} if runtime.auth.enabled else set()
+    body_statuses = {400, 413, 422} | auth_statuses  # BodyGate, then validation
+    on_session = {404} | auth_statuses  # a session route: another tenant's is 404 too
+    on_input = body_statuses | on_session | {429}
     app.state.runtime = runtime
     if runtime.cluster is not None:  # REST inputs for sessions owned elsewhere: to the owner
         runtime.cluster.install(app)
@@ -188,50 +219,28 @@ def create_app(runtime: Runtime) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length")
-        if length is not None:
-            try:
-                too_big = int(length) > runtime.options.max_message_bytes
-            except ValueError:
-                return _error(400, "bad_request", "Content-Length is not a number")
-            if too_big:
-                return _error(
-                    413, "too_large", f"body over {runtime.options.max_message_bytes} bytes"
-                )
-        response: Response = await call_next(request)
-        return response
-
-    @app.exception_handler(RequestValidationError)
-    async def on_validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        reasons = [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()]
-        return JSONResponse(
-            status_code=422,
-            content={"error": "invalid_request", "detail": "; ".join(reasons)},
-        )
-
-    @app.exception_handler(AuthError)
-    async def on_auth(_: Request, exc: AuthError) -> JSONResponse:
-        code = "unauthorized" if exc.status == 401 else "forbidden"
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(
-            status_code=exc.status, content={"error": code, "detail": exc.reason}, headers=headers
-        )
-
-    for exc_type, status, code in _ERROR_STATUS:
-        app.add_exception_handler(exc_type, _error_handler(status, code))
+    # Bodies are bounded while they are read, and with auth on a body is only read once its
+    # request's token is valid (docs/server.md, "Limits").
+    app.add_middleware(
+        BodyGate,
+        max_bytes=runtime.options.max_message_bytes,
+        authenticate=_body_auth(runtime) if runtime.auth.enabled else None,
+    )
+    errors.install(app)
 
     @app.get("/rigs", tags=["rigs"])
     async def rigs() -> dict[str, object]:
-        return {"rigs": builtin_rig_names()}
+        """Rig names a session may use: the built-in rigs and those of ``rig_dir``."""
+        return {"rigs": available_rig_names(runtime.options.rig_dir)}
 
-    @app.get("/rigs/{name}", tags=["rigs"])
+    @app.get("/rigs/{name}", tags=["rigs"], responses=responses({404}))
     async def rig(name: str) -> Any:
-        """A built-in rig profile as JSON: clients read morph regions, channels and bones."""
-        if name not in builtin_rig_names():
-            return _error(404, "not_found", f"no built-in rig {name!r}")
-        return load_rig(name).spec.model_dump(mode="json")
+        """A rig profile as JSON: clients read morph regions, channels and bones."""
+        try:
+            profile = load_named_rig(name, runtime.options.rig_dir)
+        except RigProfileError as exc:
+            return _error(404, "not_found", str(exc))
+        return profile.spec.model_dump(mode="json")
 
     @app.get("/health", tags=["service"])
     async def health() -> dict[str, object]:
@@ -242,36 +251,61 @@ def create_app(runtime: Runtime) -> FastAPI:
             body["status"], body["cluster"] = cluster["status"], cluster
         return body
 
-    @app.get("/stats", tags=["service"])
-    async def stats() -> dict[str, object]:
+    @app.get("/stats", tags=["service"], responses=responses(auth_statuses))
+    async def stats(caller: Caller) -> dict[str, object]:
+        """Counters of the whole process; with auth on, an ``admin`` token is required (they
+        name capture sessions and sender addresses)."""
+        caller.require("admin")
         return runtime.stats()
 
-    @app.get("/metrics", tags=["service"])
+    @app.get(
+        "/metrics",
+        tags=["service"],
+        response_class=Response,
+        responses={
+            200: {
+                "description": "Prometheus text exposition",
+                "content": {"text/plain; version=0.0.4": {"schema": {"type": "string"}}},
+            }
+        },
+    )
     async def metrics() -> Response:
+        """Prometheus counters and gauges (no session ids or addresses: public like /health)."""
         return Response(metrics_text(runtime), media_type="text/plain; version=0.0.4")
 
-    @app.post("/sessions", status_code=201, tags=["sessions"])
+    @app.post(
+        "/sessions",
+        status_code=201,
+        tags=["sessions"],
+        responses=responses(body_statuses | {404, 409, 429}),
+    )
     async def create_session(body: SessionCreate, caller: Caller) -> dict[str, object]:
+        """Create a session. An id another tenant holds answers 404, as if it could not be
+        found, so ids never reveal other tenants' sessions."""
         session = runtime.create_session(
             caller, session_id=body.id, rig=body.rig, fps=body.fps, lod=body.lod
         )
         return session.describe()
 
-    @app.get("/sessions", tags=["sessions"])
+    @app.get("/sessions", tags=["sessions"], responses=responses(auth_statuses))
     async def list_sessions(caller: Caller) -> dict[str, object]:
         return {"sessions": [s.describe() for s in runtime.list_sessions(caller)]}
 
-    @app.get("/sessions/{session_id}", tags=["sessions"])
+    @app.get("/sessions/{session_id}", tags=["sessions"], responses=responses(on_session))
     async def get_session(session_id: str, caller: Caller) -> dict[str, object]:
-        caller.require("subscribe", session_id)
-        return runtime.session_for(caller, session_id).describe()
+        return runtime.session_for(caller, session_id, "subscribe").describe()
 
-    @app.delete("/sessions/{session_id}", status_code=204, tags=["sessions"])
+    @app.delete(
+        "/sessions/{session_id}",
+        status_code=204,
+        tags=["sessions"],
+        responses=responses(on_session),
+    )
     async def delete_session(session_id: str, caller: Caller) -> Response:
         runtime.delete_session(caller, session_id)
         return Response(status_code=204)
 
-    @app.post("/rtc/offer", tags=["streams"])
+    @app.post("/rtc/offer", tags=["streams"], responses=responses(on_input))
     async def rtc_offer(body: RtcOffer, caller: Caller) -> dict[str, str]:
         """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
         answer = await gateway.answer(
@@ -280,13 +314,21 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"sdp": answer.sdp, "type": answer.type}
 
     def _owned(caller: Principal, session_id: str) -> Session:
-        caller.require("publish", session_id)
+        session = runtime.session_for(caller, session_id, "publish")
         runtime.quotas.allow_publish(caller.tenant)
-        return runtime.session_for(caller, session_id)
+        return session
 
-    @app.post("/sessions/{session_id}/speak", status_code=202, tags=["inputs"])
+    @app.post(
+        "/sessions/{session_id}/speak",
+        status_code=202,
+        tags=["inputs"],
+        responses=responses(on_input),
+    )
     async def speak(session_id: str, body: SpeakRequest, caller: Caller) -> dict[str, object]:
-        """Say text, or play TTS timings, on a session (returns when scheduled)."""
+        """Say text, or play TTS timings, on a session (returns when scheduled).
+
+        Timings are parsed and co-articulated in a worker thread (they may be long), after
+        their length is checked against the utterance limit (413 beyond it)."""
         session = _owned(caller, session_id)
         now = runtime.now()
         if body.text is not None:
@@ -295,12 +337,18 @@ def create_app(runtime: Runtime) -> FastAPI:
                 session_id, text, now, options=body.stream_options(), interrupt=body.interrupt
             )
         else:
-            utterance = body.utterance(float(session.fps))
+            utterance = await asyncio.to_thread(body.utterance, float(session.fps))
+            now = runtime.now()
             runtime.engine.play(session_id, utterance, now + body.delay_ms / 1000, now)
         runtime.kick()
         return {"session": session_id, "scheduled": True}
 
-    @app.post("/sessions/{session_id}/text", status_code=202, tags=["inputs"])
+    @app.post(
+        "/sessions/{session_id}/text",
+        status_code=202,
+        tags=["inputs"],
+        responses=responses(on_input),
+    )
     async def text(session_id: str, body: TextDelta, caller: Caller) -> dict[str, object]:
         """Streamed text deltas; words are spoken as soon as they are complete."""
         _owned(caller, session_id)
@@ -317,6 +365,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         "/sessions/{session_id}/audio",
         status_code=202,
         tags=["inputs"],
+        responses=responses(on_input),
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -330,7 +379,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         session_id: str,
         request: Request,
         caller: Caller,
-        text: str | None = Query(default=None, max_length=20_000),
+        text: str | None = Query(default=None, max_length=MAX_TEXT_CHARS),
         delay_ms: int = Query(default=0, ge=0, le=10_000),
     ) -> dict[str, object]:
         """Speech audio: a WAV file (recognised, or aligned to ``?text=``), or streamed
@@ -344,7 +393,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         seconds = await audio_input.wav(session_id, body, text, delay_ms)
         return {"session": session_id, "duration_s": round(seconds, 3)}
 
-    @app.post("/sessions/{session_id}/emotion", status_code=202, tags=["inputs"])
+    @app.post(
+        "/sessions/{session_id}/emotion",
+        status_code=202,
+        tags=["inputs"],
+        responses=responses(on_input),
+    )
     async def emotion(session_id: str, body: EmotionRequest, caller: Caller) -> dict[str, object]:
         _owned(caller, session_id)
         hold = float("inf") if body.hold_ms is None else body.hold_ms / 1000
@@ -354,7 +408,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         )  # fmt: skip
         return {"session": session_id, "mix": body.as_mix(), "intensity": body.intensity}
 
-    @app.post("/sessions/{session_id}/state", status_code=202, tags=["inputs"])
+    @app.post(
+        "/sessions/{session_id}/state",
+        status_code=202,
+        tags=["inputs"],
+        responses=responses(on_input),
+    )
     async def state(session_id: str, body: StateRequest, caller: Caller) -> dict[str, object]:
         """``thinking`` (gaze aversion, brow furrow, no lips), ``listening``, or ``idle``."""
         _owned(caller, session_id)
@@ -366,31 +425,43 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.engine.set_emotion(session_id, {}, now)
         return {"session": session_id, "state": body.state}
 
-    @app.post("/sessions/{session_id}/look", status_code=202, tags=["inputs"])
+    @app.post(
+        "/sessions/{session_id}/look",
+        status_code=202,
+        tags=["inputs"],
+        responses=responses(on_input),
+    )
     async def look(session_id: str, body: LookRequest, caller: Caller) -> dict[str, object]:
         """Aim the gaze (channel units: 1.0 is the eye channel's full scale)."""
         _owned(caller, session_id)
         runtime.engine.look_at(session_id, body.yaw, body.pitch)
         return {"session": session_id, "yaw": body.yaw, "pitch": body.pitch}
 
-    @app.post("/sessions/{session_id}/egress", status_code=201, tags=["egress"])
+    @app.post(
+        "/sessions/{session_id}/egress",
+        status_code=201,
+        tags=["egress"],
+        responses=responses(body_statuses | on_session),
+    )
     async def add_egress(session_id: str, body: EgressRequest, caller: Caller) -> dict[str, object]:
         """Mirror a session to Unreal Live Link or a VMC receiver (ARKit-named rigs)."""
-        caller.require("admin")
-        session = runtime.session_for(caller, session_id)
-        attached = await runtime.egress.attach(session_id, load_rig(session.rig), body)
+        session = runtime.session_for(caller, session_id, "admin")
+        attached = await runtime.egress.attach(session_id, runtime.rig_of(session), body)
         return {"id": attached.id, "session": session_id, **body.model_dump()}
 
-    @app.get("/sessions/{session_id}/egress", tags=["egress"])
+    @app.get("/sessions/{session_id}/egress", tags=["egress"], responses=responses(on_session))
     async def list_egress(session_id: str, caller: Caller) -> dict[str, object]:
-        caller.require("admin")
-        runtime.session_for(caller, session_id)
+        runtime.session_for(caller, session_id, "admin")
         return {"egress": runtime.egress.describe(session_id)}
 
-    @app.delete("/sessions/{session_id}/egress/{egress_id}", status_code=204, tags=["egress"])
+    @app.delete(
+        "/sessions/{session_id}/egress/{egress_id}",
+        status_code=204,
+        tags=["egress"],
+        responses=responses(on_session),
+    )
     async def delete_egress(session_id: str, egress_id: str, caller: Caller) -> Response:
-        caller.require("admin")
-        runtime.session_for(caller, session_id)
+        runtime.session_for(caller, session_id, "admin")
         if not runtime.egress.detach(session_id, egress_id):
             return _error(404, "not_found", f"no egress {egress_id!r} on {session_id!r}")
         return Response(status_code=204)
@@ -407,36 +478,34 @@ def create_app(runtime: Runtime) -> FastAPI:
             else:
                 if session_id not in runtime.engine.sessions:
                     runtime.create_session(caller, session_id=session_id, source="publish-ws")
-                runtime.session_for(caller, session_id)
+                runtime.session_for(caller, session_id, "publish")
         except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
             await ws.close(*_close_for(exc))
             return
         client = ws.client
         peer = f"{client.host}:{client.port}" if client else ""
         outcome = await serve_publish(
-            AsgiConnection(ws), session_id, runtime, clock=runtime.clock.now, peer=peer
-        )
+            AsgiConnection(ws), session_id, runtime, clock=runtime.clock.now, peer=peer,
+            totals=runtime.publish_totals,
+        )  # fmt: skip
         if outcome.close_code is not None and ws.application_state is WebSocketState.CONNECTED:
             await ws.close(outcome.close_code, outcome.close_reason)
 
     @app.websocket("/sessions/{session_id}/stream")
-    async def stream(
-        ws: WebSocket,
-        session_id: str,
-        lod: int = 0,
-        mode: Literal["chained", "keyframe"] = "chained",
-        bits: int | None = None,
-        token: str | None = None,
-    ) -> None:
+    async def stream(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        """Query ``lod`` (0..3), ``mode`` (chained, keyframe), ``bits`` (8, 16); a bad value
+        is accepted, then closed with 4400 and the reason (docs/server.md, close codes)."""
         await ws.accept()
         try:
             caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
+            query = _ws_params(ws, lod=("0", "1", "2", "3"), mode=("chained", "keyframe"),
+                               bits=("8", "16"))  # fmt: skip
             sub = runtime.subscribe(
                 caller,
                 session_id,
-                lod=lod,
-                mode=DeltaMode.CHAINED if mode == "chained" else DeltaMode.KEYFRAME,
-                bits=bits or runtime.options.quant_bits,
+                lod=int(query.get("lod", "0")),
+                mode=DeltaMode.KEYFRAME if query.get("mode") == "keyframe" else DeltaMode.CHAINED,
+                bits=int(query.get("bits", runtime.options.quant_bits)),
                 transport="websocket",
             )
         except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
@@ -476,7 +545,9 @@ async def _write_loop(ws: WebSocket, sub: Subscriber) -> None:
             controls, frame = await sub.outbox.next_messages()
             if not controls and frame is None:
                 if ws.application_state is WebSocketState.CONNECTED:
-                    await ws.close(CLOSE_SESSION_GONE, "session closed")
+                    await ws.close(
+                        *(sub.outbox.close_reason or (CLOSE_SESSION_GONE, "session closed"))
+                    )
                 return
             for message in controls:
                 await ws.send_bytes(message)
@@ -489,7 +560,7 @@ async def _write_loop(ws: WebSocket, sub: Subscriber) -> None:
 async def _read_controls(ws: WebSocket, runtime: Runtime, sub: Subscriber) -> None:
     """Client -> server messages on a stream: LOD changes, keyframe requests, pings."""
     decoder = Decoder()
-    limit = 4096  # control messages are tiny; anything bigger is abuse
+    limit = MAX_CONTROL_BYTES  # control messages are tiny; anything bigger is abuse
     while True:
         message = await ws.receive()
         if message["type"] == "websocket.disconnect":
@@ -510,6 +581,9 @@ async def _read_controls(ws: WebSocket, runtime: Runtime, sub: Subscriber) -> No
             if not runtime.on_client_message(sub, decoded):
                 await ws.close(1000, "unsubscribed")
                 return
+        except OutboxOverflowError:
+            await ws.close(*CLOSE_NOT_READING)
+            return
         except ValueError as exc:
             await ws.close(CLOSE_BAD_REQUEST, str(exc)[:120])
             return

@@ -18,11 +18,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from avatar_engine.audio.lipsync import timeline_from_pcm
 from avatar_engine.audio.stream import LipSyncStream, StreamParams
 from avatar_engine.audio.wav import parse_wav
+from avatar_engine.server.limits import MAX_AUDIO_STREAMS, MAX_WAV_BYTES
+from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.speech.lipsync import from_segments
 
-MAX_STREAMS: Final = 256
-MAX_WAV_BYTES: Final = 16 * 1024 * 1024
+MAX_STREAMS: Final = MAX_AUDIO_STREAMS
 
 
 class AudioChunk(BaseModel):
@@ -43,6 +44,7 @@ class AudioInput:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.streams: dict[str, tuple[LipSyncStream, float]] = {}
+        runtime.on_session_deleted.append(self.forget)  # a deleted session's stream goes too
 
     async def wav(self, session_id: str, data: bytes, text: str | None, delay_ms: int) -> float:
         """Recognise or align a WAV file and play it; returns its duration in seconds."""
@@ -64,7 +66,9 @@ class AudioInput:
         entry = self.streams.get(session_id)
         if entry is None or entry[0].rate != chunk.rate:
             if len(self.streams) >= MAX_STREAMS and session_id not in self.streams:
-                raise ValueError(f"at most {MAX_STREAMS} audio streams at once")
+                raise QuotaExceededError(
+                    f"at most {MAX_STREAMS} audio streams at once (end one with final: true)"
+                )
             stream = LipSyncStream(chunk.rate, StreamParams(delay_s=chunk.delay_ms / 1000))
             entry = (stream, now)
             self.streams[session_id] = entry

@@ -68,7 +68,7 @@ class Authenticator:
             self._key = Path(public_key_path).read_text(encoding="utf-8")
             self._algorithms = ["RS256", "ES256"]
         else:
-            self._key = secret
+            self._key = secret or None  # an empty secret is no secret (the options refuse it)
             self._algorithms = ["HS256"]
 
     @property

@@ -46,6 +46,12 @@ class ServerOptions:
     """Engine tick rate; LOD rates divide it."""
     default_rig: str = "cc4-extended"
     """Rig for sessions created without one (and for capture sources' auto-created sessions)."""
+    rig_dir: str | None = None
+    """Folder of extra rig files (``NAME.json``) that requests may name besides the built-in
+    rigs. Requests name rigs, never paths; nothing else on disk is reachable."""
+    session_idle_timeout_s: float = 600.0
+    """A session with no subscriber and no input (capture, speech, emotion...) for this long is
+    deleted, like a DELETE (0 keeps sessions until deleted)."""
     auto_create_sessions: bool = True
     """Create a session on the first valid capture packet from an unknown source."""
     capture_allowlist: tuple[str, ...] = ()
@@ -105,6 +111,25 @@ class ServerOptions:
 
     def validate(self) -> ServerOptions:
         """Refuse combinations that would be unsafe or cannot work."""
+        if self.jwt_secret is not None and not self.jwt_secret.strip():
+            raise ConfigError(
+                "jwt_secret is set but empty: unset it (AVATAR_ENGINE_JWT_SECRET) to run "
+                "without auth, or give a secret"
+            )
+        udp_on = self.livelink_port != 0 or self.vmc_port != 0
+        if (
+            udp_on
+            and not _is_loopback(self.udp_host)
+            and not self.auth_enabled
+            and not self.capture_allowlist
+        ):
+            raise ConfigError(
+                f"refusing UDP capture on {self.udp_host}: anyone on the network could create "
+                "and drive sessions. Set capture_allowlist (subjects/devices) or a JWT key, "
+                "or bind udp_host 127.0.0.1."
+            )
+        if self.session_idle_timeout_s < 0:
+            raise ConfigError("session_idle_timeout_s: must be >= 0 (0 disables expiry)")
         if not self.auth_enabled and not _is_loopback(self.host):
             raise ConfigError(
                 f"refusing to bind {self.host}: no auth is configured. Set --jwt-secret "

@@ -8,22 +8,63 @@ viseme events, Polly speech marks, word timestamps); ``/text`` takes streamed de
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from avatar_engine.animation.emotion import EMOTION_NAMES
+from avatar_engine.server.limits import (
+    MAX_POLLY_CHARS,
+    MAX_TEXT_CHARS,
+    MAX_TIMING_ENTRIES,
+    check_utterance_end,
+)
 from avatar_engine.speech import external
 from avatar_engine.speech.lipsync import Utterance, from_segments
 from avatar_engine.speech.stream import StreamOptions
 from avatar_engine.speech.timing import DEFAULT_WPM
 
-MAX_TEXT = 20_000
+MAX_TEXT = MAX_TEXT_CHARS
 """Characters per request; longer text belongs on /text as deltas."""
 MAX_AUDIO_B64 = 2_000_000
 """Base64 characters of ``/speak``'s ``audio`` (a WAV of about 1.5 MB: 46 s at 16 kHz)."""
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def exactly_one_of(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A ``json_schema_extra`` that states "exactly one of ``names``" in the JSON schema.
+
+    The fields become non-nullable (absent, or a value) and the object gets a ``oneOf`` of
+    ``required`` lists, so a generated client sends bodies the validator below accepts.
+    """
+
+    def extra(schema: dict[str, Any]) -> None:
+        properties = schema.get("properties", {})
+        for name in names:
+            prop = properties.get(name, {})
+            variants = [v for v in prop.pop("anyOf", []) if v.get("type") != "null"]
+            if len(variants) == 1:
+                prop.update(variants[0])
+            prop.pop("default", None)
+        schema["oneOf"] = [{"required": [name]} for name in names]
+
+    return extra
+
+
+def given_fields(model: BaseModel, names: tuple[str, ...]) -> list[str]:
+    """Which of ``names`` a body gave; an explicit null is refused (the schema has none)."""
+    given = []
+    for name in names:
+        if name in model.model_fields_set and getattr(model, name) is None:
+            raise ValueError(f"{name}: null is not allowed (leave the field out instead)")
+        if getattr(model, name) is not None:
+            given.append(name)
+    return given
+
+
+_SOURCES = ("text", "phonemes", "azure", "polly", "words")
 
 
 class Style(BaseModel):
@@ -41,11 +82,18 @@ class SpeakRequest(Style):
     """Exactly one of ``text``, ``phonemes``, ``azure``, ``polly``, ``words``; optionally the
     ``audio`` they describe (any TTS's WAV, base64), else text is said by ``voice``."""
 
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of(*_SOURCES))
     text: Annotated[str | None, Field(max_length=MAX_TEXT)] = None
-    phonemes: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
-    azure: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
-    polly: Annotated[str | None, Field(max_length=2_000_000)] = None
-    words: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
+    phonemes: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, max_length=MAX_TIMING_ENTRIES
+    )
+    azure: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, max_length=MAX_TIMING_ENTRIES
+    )
+    polly: Annotated[str | None, Field(min_length=1, max_length=MAX_POLLY_CHARS)] = None
+    words: list[dict[str, Any]] | None = Field(
+        default=None, min_length=1, max_length=MAX_TIMING_ENTRIES
+    )
     interrupt: bool = False
     """Stop what the session is saying first (barge-in) instead of queueing after it."""
     delay_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
@@ -60,7 +108,7 @@ class SpeakRequest(Style):
 
     @model_validator(mode="after")
     def _one_source(self) -> SpeakRequest:
-        given = [k for k in ("text", "phonemes", "azure", "polly", "words") if getattr(self, k)]
+        given = given_fields(self, _SOURCES)
         if len(given) != 1:
             raise ValueError(
                 "give exactly one of text, phonemes, azure, polly, words "
@@ -78,6 +126,8 @@ class SpeakRequest(Style):
             seg = external.polly_marks(self.polly)
         else:
             seg = external.word_timestamps(self.words, lang=self.lang)
+        if len(seg):
+            check_utterance_end(float(seg.end.max()))  # before anything is allocated for it
         return from_segments(seg, ja=self.ja, li=self.li, fps=fps)
 
 
@@ -92,7 +142,9 @@ class TextDelta(Style):
 
 
 class EmotionRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Exactly one of ``emotion`` or ``mix``."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("emotion", "mix"))
     emotion: Literal[EMOTION_NAMES] | None = None  # type: ignore[valid-type]
     mix: dict[Literal[EMOTION_NAMES], Unit] | None = None  # type: ignore[valid-type]
     intensity: Annotated[float, Field(ge=0.0, le=2.0)] = 1.0
@@ -103,7 +155,7 @@ class EmotionRequest(BaseModel):
 
     @model_validator(mode="after")
     def _one_of(self) -> EmotionRequest:
-        if (self.emotion is None) == (self.mix is None):
+        if len(given_fields(self, ("emotion", "mix"))) != 1:
             raise ValueError("give exactly one of emotion or mix")
         return self
 

@@ -1,13 +1,39 @@
-"""Structured logs: one JSON object per line (or plain text), never a secret."""
+"""Structured logs: one JSON object per line (or plain text), never a secret.
+
+Browsers pass their JWT as ``?token=`` (the documented way for WebSockets), and uvicorn logs
+request paths with their query strings; :class:`RedactTokens` masks those values in every
+record that reaches the handler, whichever logger wrote it.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from typing import Final
 
 _RESERVED: Final = frozenset(vars(logging.makeLogRecord({})))
+_TOKEN_RE: Final = re.compile(r"(?i)([?&]token=)[^&\s\"']*")
+
+
+def redact_tokens(text: str) -> str:
+    """``token=`` query values replaced by ``***``."""
+    return _TOKEN_RE.sub(r"\1***", text)
+
+
+class RedactTokens(logging.Filter):
+    """Masks ``?token=`` values in a record's message and string arguments."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = redact_tokens(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_tokens(a) if isinstance(a, str) and "token=" in a.lower() else a
+                for a in record.args
+            )
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -34,6 +60,7 @@ def configure_logging(fmt: str, level: str) -> None:
         if fmt == "json"
         else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
+    handler.addFilter(RedactTokens())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

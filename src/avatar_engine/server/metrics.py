@@ -63,6 +63,22 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "avatar_engine_publish_rejected", "Publish messages dropped", value=publish["rejected"]
         )
+        yield self._drops()
+
+    def _drops(self) -> Metric:
+        """Every capture input dropped, by source kind and reason (UDP receivers and the
+        WebSocket publish path): garbage, non-finite values, rate limits, unrouted, ..."""
+        drops = CounterMetricFamily(
+            "avatar_engine_capture_dropped",
+            "Capture messages dropped, by source kind and reason",
+            labels=["kind", "reason"],
+        )
+        totals = [(kind, rx.totals) for kind, rx in self.runtime.ingest.receivers.items()]
+        totals.append(("publish-ws", self.runtime.publish_totals))
+        for kind, stats in totals:
+            for reason, count in sorted(stats.drops.items()):
+                drops.add_metric([kind, reason], count)
+        return drops
 
 
 def metrics_text(runtime: Runtime) -> bytes:

@@ -12,6 +12,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,13 +28,14 @@ from avatar_engine.codec.messages import (
     encode_pong,
 )
 from avatar_engine.codec.wire import ControlOp, DeltaMode, EventKind
-from avatar_engine.engine.engine import Engine, SessionNotFoundError
+from avatar_engine.engine.engine import Engine, SessionExistsError, SessionNotFoundError
 from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.ingest.routing import RoutingConfig
 from avatar_engine.ingest.service import IngestConfig, IngestService
 from avatar_engine.ingest.sink import SourceInfo
-from avatar_engine.rigs.profile import load_rig
-from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal
+from avatar_engine.ingest.stats import SourceStats
+from avatar_engine.rigs.profile import load_named_rig, resolve_rig_name
+from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal, Scope
 from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.egress_hub import EgressHub, EgressRequest, parse_egress_url
 from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
@@ -42,6 +44,7 @@ from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 
 if TYPE_CHECKING:
     from avatar_engine.cluster.node import ClusterNode
+    from avatar_engine.rigs.profile import RigProfile
 
 log = logging.getLogger("avatar_engine.server")
 
@@ -50,6 +53,9 @@ KICK_INTERVAL_S = 0.001
 
 CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
 """Who owns sessions that UDP capture sources create (allowlisted by the options)."""
+
+IDLE_SWEEP_S = 1.0
+"""How often sessions are checked against ``session_idle_timeout_s``."""
 
 _EVENT_KINDS = {
     "state": EventKind.STATE,
@@ -94,6 +100,14 @@ class Runtime:
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
         self.egress = EgressHub()
+        self.publish_totals = SourceStats()
+        """Every WebSocket publish connection's counters summed (drops per reason)."""
+        self.publish_totals.key = "publish-ws"
+        self.on_session_deleted: list[Callable[[str], None]] = []
+        """Called with the id of every deleted (or expired) session: per-session state held
+        outside the engine (audio streams, ...) is released there."""
+        self._last_used: dict[str, float] = {}
+        self._next_sweep = -float("inf")
         self._background: set[asyncio.Task[None]] = set()
         self._kick_pending = False
         self._last_kick = -1.0
@@ -131,6 +145,14 @@ class Runtime:
         source: str = "api",
     ) -> Session:
         principal.require("publish", session_id)
+        existing = self.engine.sessions.get(session_id) if session_id else None
+        if existing is not None and existing.tenant != principal.tenant:
+            raise SessionNotFoundError(existing.id)  # another tenant's: never say it exists
+        if existing is not None:
+            raise SessionExistsError(f"session {session_id!r} exists")
+        if rig is not None and rig != self.options.default_rig:
+            load_named_rig(rig, self.options.rig_dir)  # a name from a request, never a path
+            rig = str(resolve_rig_name(rig, self.options.rig_dir))
         if self.cluster is not None:
             self.cluster.check_new(session_id)
         self.quotas.acquire_session(principal.tenant)
@@ -148,6 +170,7 @@ class Runtime:
             self.quotas.release_session(principal.tenant)
             raise
         self._attach_configured_egress(session)
+        self._last_used[session.id] = self.now()
         if self.cluster is not None:
             self.cluster.on_created(session)
         return session
@@ -168,20 +191,38 @@ class Runtime:
 
     async def _attach_egress(self, session: Session, request: EgressRequest, url: str) -> None:
         try:
-            await self.egress.attach(session.id, load_rig(session.rig), request)
+            await self.egress.attach(session.id, self.rig_of(session), request)
         except (ValueError, OSError) as exc:
             log.warning("egress not attached", extra={"egress": url, "reason": str(exc)})
 
-    def session_for(self, principal: Principal, session_id: str) -> Session:
-        """The session, if this principal's tenant owns it (others see 404, not 403)."""
+    def rig_of(self, session: Session) -> RigProfile:
+        """The compiled rig a session runs on (folder rigs are not reloaded by name)."""
+        return self.engine.groups[session.rig].rig
+
+    def session_for(
+        self, principal: Principal, session_id: str, scope: Scope | None = None
+    ) -> Session:
+        """The session, if this principal's tenant owns it, and the use of it counts as
+        activity (idle expiry).
+
+        A session belongs to its tenant: another tenant gets 404 whatever its token's
+        ``sessions`` list names. With ``scope``, the principal must also hold that scope for
+        this session (403 names what is missing; it says nothing about other tenants).
+        """
+        if scope is not None:
+            principal.require(scope, session_id)
         session = self.engine.get(session_id)
-        if principal.sessions is None and session.tenant != principal.tenant:
+        if session.tenant != principal.tenant:
             raise SessionNotFoundError(session_id)
+        self._last_used[session_id] = self.now()
         return session
 
     def delete_session(self, principal: Principal, session_id: str) -> None:
         principal.require("admin" if principal.sessions is None else "publish", session_id)
-        session = self.session_for(principal, session_id)
+        self._delete(self.session_for(principal, session_id))
+
+    def _delete(self, session: Session) -> None:
+        session_id = session.id
         streams = self.rig_streams.get(session.rig)
         if streams is not None:
             for sub in streams.drop_session(session_id):
@@ -192,6 +233,9 @@ class Runtime:
         self.egress.drop_session(session_id)
         self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
+        self._last_used.pop(session_id, None)
+        for listener in self.on_session_deleted:
+            listener(session_id)
         if streams is not None and session.rig in self.engine.groups:
             streams.follow_rows()
         if self.cluster is not None:
@@ -243,7 +287,7 @@ class Runtime:
         if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
             return self.cluster.subscribe_remote(principal, session_id, lod=lod, mode=mode,
                                                  bits=bits, transport=transport)  # fmt: skip
-        session = self.session_for(principal, session_id)
+        session = self.session_for(principal, session_id, "subscribe")
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
         if bits not in (8, 16):
@@ -307,7 +351,7 @@ class Runtime:
         Raises ValueError for a control that names an impossible LOD.
         """
         if isinstance(message, Ping):
-            sub.outbox.put_control(encode_pong(message.nonce, self.t_ms()))
+            sub.outbox.put_pong(encode_pong(message.nonce, self.t_ms()))
         elif isinstance(message, Control):
             if message.op is ControlOp.SET_LOD:
                 self.set_lod(sub, message.lod)
@@ -327,6 +371,8 @@ class Runtime:
         subs.discard(sub)
         if not subs:
             del self.subscribers[sub.session]
+            if sub.session in self._last_used:  # idle from now on, not from its creation
+                self._last_used[sub.session] = self.now()
         self.quotas.release_subscriber(sub.tenant)
         session = self.engine.sessions.get(sub.session)
         if session is None:
@@ -371,6 +417,7 @@ class Runtime:
             self.counters.publish_rejected += 1
             return
         self.counters.publish_messages += 1
+        self._last_used[session_id] = t_arrival
         self.engine.push_capture(session_id, arkit, rotations, t_arrival)
         session.source = source.kind
         if session_id in self.subscribers:
@@ -444,6 +491,9 @@ class Runtime:
         if t <= self._last_tick_t:
             return  # a kick already advanced past this slot: nothing new to compute
         self._last_tick_t = t
+        if t >= self._next_sweep:
+            self._next_sweep = t + IDLE_SWEEP_S
+            self.expire_idle(t)
         self.engine.step(t)
         t_ms = self.t_ms(t)
         pending = self.engine.with_events
@@ -475,6 +525,32 @@ class Runtime:
                 t_ms, group.morphs, group.channels, group.fresh_rows
             )
 
+    def expire_idle(self, t: float) -> list[str]:
+        """Delete sessions idle (no subscriber, no input) for ``session_idle_timeout_s``.
+
+        Runs once a second from the tick; returns the ids it deleted. Sessions owned by
+        another node (cluster mode) are that node's to expire.
+        """
+        timeout = self.options.session_idle_timeout_s
+        if timeout <= 0:
+            return []
+        idle = [
+            sid
+            for sid, used in self._last_used.items()
+            if t - used >= timeout and sid not in self.subscribers
+        ]
+        for sid in idle:
+            session = self.engine.sessions.get(sid)
+            if session is None:
+                self._last_used.pop(sid, None)
+                continue
+            log.info(
+                "session expired",
+                extra={"session": sid, "idle_s": round(t - self._last_used[sid], 1)},
+            )
+            self._delete(session)
+        return idle
+
     # -- reporting -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
@@ -495,6 +571,7 @@ class Runtime:
             "publish": {
                 "messages": self.counters.publish_messages,
                 "rejected": self.counters.publish_rejected,
+                "websocket": self.publish_totals.snapshot(self.now()),
             },
             "states": _count(s.state.value for s in self.engine.sessions.values()),
             "sources": self.ingest.stats(),

@@ -10,12 +10,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 from typing import Any
 
 import uvicorn
 
 from avatar_engine.server.app import create_app
 from avatar_engine.server.config import ConfigError, ServerOptions, load_options, option_docs
+from avatar_engine.server.limits import MAX_URL_BYTES
 from avatar_engine.server.logging_setup import configure_logging
 from avatar_engine.server.runtime import Runtime
 
@@ -32,6 +34,8 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "backend": {"choices": ["native", "numba", "numpy"]},
     "tick_hz": {"type": float},
     "default_rig": {},
+    "rig_dir": {},
+    "session_idle_timeout_s": {"type": float},
     "jwt_secret": {},
     "jwt_public_key": {},
     "jwt_audience": {},
@@ -85,9 +89,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"avatar-engine: error: {exc}")
         return 2
+    busy = ports_in_use(options)
+    if busy:
+        print(f"avatar-engine: error: {busy}")
+        return 2
     configure_logging(options.log_format, options.log_level)
     asyncio.run(run_server(options))
     return 0
+
+
+def ports_in_use(options: ServerOptions) -> str | None:
+    """One line naming the first configured port that cannot be bound, or None.
+
+    Bound and released before the server starts, so a port already in use is a refusal with
+    its number (exit 2) instead of a traceback from inside the event loop.
+    """
+    checks = [("port", socket.SOCK_STREAM, options.host, options.port)]
+    checks += [
+        (name, socket.SOCK_DGRAM, options.udp_host, getattr(options, name))
+        for name in ("livelink_port", "vmc_port")
+        if getattr(options, name)
+    ]
+    for name, kind, host, port in checks:
+        try:
+            infos = socket.getaddrinfo(host, port, type=kind)
+            with socket.socket(infos[0][0], kind) as sock:
+                if kind == socket.SOCK_STREAM:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.bind(infos[0][4])
+        except OSError as exc:
+            proto = "TCP" if kind == socket.SOCK_STREAM else "UDP"
+            return f"{name}: cannot bind {proto} {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 async def run_server(options: ServerOptions) -> None:
@@ -100,6 +133,7 @@ async def run_server(options: ServerOptions) -> None:
         port=options.port,
         ws="websockets-sansio",
         ws_max_size=options.max_message_bytes,
+        h11_max_incomplete_event_size=MAX_URL_BYTES,
         log_config=None,
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
     )

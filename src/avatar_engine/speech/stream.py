@@ -109,7 +109,7 @@ class TextStream:
             cut = len(self._buffer)  # a runaway "word": speak what we have
         if cut >= 0:
             ready, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            self._enqueue(normalize(ready) if is_english(self.options.lang) else [Word(ready)])
+            self._enqueue(self._tokens(ready))
         self._schedule(now)
 
     def interrupt(self, now: float) -> None:
@@ -130,7 +130,7 @@ class TextStream:
             return True
         if now - self._last_delta >= self.options.quiet_s and self._buffer:
             tail, self._buffer = self._buffer, ""
-            self._enqueue(normalize(tail) if is_english(self.options.lang) else [Word(tail)])
+            self._enqueue(self._tokens(tail))
         self._schedule(now)
         idle = not self._queue and not self._buffer
         if idle and now - self._last_delta >= self.options.quiet_s and now >= self.speech_end:
@@ -146,6 +146,13 @@ class TextStream:
         return self._finished
 
     # -- internals ---------------------------------------------------------------------
+    def _tokens(self, text: str) -> list[Token]:
+        """Words of complete text. Other languages are split at whitespace too, so a long
+        text is scheduled (and run through espeak-ng) a horizon at a time, never whole."""
+        if is_english(self.options.lang):
+            return normalize(text)
+        return [Word(w) for w in text.split()]
+
     def _enqueue(self, tokens: list[Token]) -> None:
         for tok in tokens:
             if len(self._queue) >= self.options.max_queued_words:

@@ -6,6 +6,11 @@ skip) instead of queueing it, so a stalled client costs one frame slot and a few
 messages of memory, and never delays anyone else. After a skip, chained deltas would no longer
 apply, so the outbox holds deltas back until the next keyframe reaches it and tells the owner
 to ask for one.
+
+PONGs are not counted as control messages: a client that pings in a burst is a client that
+reads, and must not be dropped for it. They are bounded on their own
+(:data:`MAX_PENDING_PONGS`; beyond it a PONG is dropped, counted), so a pinging client that
+does not read still costs bounded memory.
 """
 
 from __future__ import annotations
@@ -16,7 +21,11 @@ from collections.abc import Callable
 from typing import Final
 
 MAX_CONTROL_MESSAGES: Final = 32
-"""Hello, events and pongs waiting for one subscriber; more means a dead reader."""
+"""Hello and events waiting for one subscriber; more means a dead reader."""
+MAX_PENDING_PONGS: Final = 64
+"""PONGs waiting for one subscriber; beyond this a PONG is dropped (``pongs_dropped``)."""
+CLOSE_NOT_READING: Final = (1008, f"not reading: over {MAX_CONTROL_MESSAGES} control messages")
+"""WebSocket close code and reason for a subscriber whose control messages overflowed."""
 MAX_AUDIO_MESSAGES: Final = 100
 """Voice packets waiting for one subscriber (2 s of 20 ms packets; the server sends at most
 about 0.3 s ahead). A reader that far behind loses the newest packets, counted, rather than
@@ -35,14 +44,17 @@ class Outbox:
         "_control",
         "_frame",
         "_on_resync",
+        "_pongs_pending",
         "_wake",
         "audio_dropped",
         "audio_sent",
         "awaiting_keyframe",
+        "close_reason",
         "closed",
         "frames_offered",
         "frames_sent",
         "frames_skipped",
+        "pongs_dropped",
     )
 
     def __init__(self, on_resync: Callable[[], None] | None = None) -> None:
@@ -52,12 +64,16 @@ class Outbox:
         self._on_resync = on_resync
         self.awaiting_keyframe = False
         self.closed = False
+        self.close_reason: tuple[int, str] | None = None
+        """Set when the outbox closed itself (overflow): what the transport tells the peer."""
         self.frames_offered = 0
         self.frames_sent = 0
         self.frames_skipped = 0
         self._audio_pending = 0
         self.audio_sent = 0
         self.audio_dropped = 0
+        self._pongs_pending = 0
+        self.pongs_dropped = 0
 
     def put_audio(self, message: bytes) -> None:
         """Queue a voice packet behind the control messages already queued (same reliable,
@@ -70,8 +86,19 @@ class Outbox:
         self._control.append(message)
         self._wake.set()
 
+    def put_pong(self, message: bytes) -> None:
+        """Queue a PONG in order with the control messages; never closes the outbox."""
+        if self._pongs_pending >= MAX_PENDING_PONGS:
+            self.pongs_dropped += 1
+            return
+        self._pongs_pending += 1
+        self._control.append(message)
+        self._wake.set()
+
     def put_control(self, message: bytes) -> None:
-        if len(self._control) - self._audio_pending >= MAX_CONTROL_MESSAGES:
+        pending = len(self._control) - self._audio_pending - self._pongs_pending
+        if pending >= MAX_CONTROL_MESSAGES:
+            self.close_reason = CLOSE_NOT_READING
             self.close()
             raise OutboxOverflowError("subscriber is not reading its control messages")
         self._control.append(message)
@@ -113,6 +140,7 @@ class Outbox:
         self._control.clear()
         self.audio_sent += self._audio_pending
         self._audio_pending = 0
+        self._pongs_pending = 0
         frame, self._frame = self._frame, None
         if frame is not None:
             self.frames_sent += 1
