@@ -27,7 +27,7 @@ from avatar_engine.codec.messages import (
     encode_event,
     encode_pong,
 )
-from avatar_engine.codec.wire import ControlOp, DeltaMode, EventKind
+from avatar_engine.codec.wire import AudioCodec, ControlOp, DeltaMode, EventKind
 from avatar_engine.engine.engine import Engine, SessionExistsError, SessionNotFoundError
 from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.ingest.routing import RoutingConfig
@@ -41,6 +41,8 @@ from avatar_engine.server.egress_hub import EgressHub, EgressRequest, parse_egre
 from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
 from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
+from avatar_engine.server.voice_bridge import LiveInputs
+from avatar_engine.server.voice_out import VoiceOut
 
 if TYPE_CHECKING:
     from avatar_engine.cluster.node import ClusterNode
@@ -100,6 +102,10 @@ class Runtime:
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
         self.egress = EgressHub()
+        self.voice = VoiceOut()
+        """Sessions' voices and who hears them (docs/voice.md, "Server")."""
+        self.live = LiveInputs(self)
+        """Live voices in: the voice-agent bridge and streamed ``/audio`` chunks."""
         self.publish_totals = SourceStats()
         """Every WebSocket publish connection's counters summed (drops per reason)."""
         self.publish_totals.key = "publish-ws"
@@ -231,6 +237,8 @@ class Runtime:
             sub.outbox.close()
         self.engine.delete_session(session_id)
         self.egress.drop_session(session_id)
+        self.voice.drop_session(session_id)
+        self.live.drop_session(session_id)
         self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
         self._last_used.pop(session_id, None)
@@ -282,7 +290,9 @@ class Runtime:
         mode: DeltaMode,
         bits: int,
         transport: str,
+        audio: AudioCodec = AudioCodec.OFF,
     ) -> Subscriber:
+        """A viewer of a session: hello (naming the voice, ``audio``), state, keyframe."""
         principal.require("subscribe", session_id)
         if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
             return self.cluster.subscribe_remote(principal, session_id, lod=lod, mode=mode,
@@ -299,7 +309,7 @@ class Runtime:
         group = streams.group(key, sid)
         sub = Subscriber(session_id, principal.tenant, transport, key, sid, self.now(), group)
         outbox = sub.outbox
-        outbox.put_control(streams.hello(sid, self._params_for(key)))
+        outbox.put_control(streams.hello(sid, self._params_for(key), audio))
         outbox.put_control(encode_event(sid, self.t_ms(), EventKind.STATE, session.state.value))
         keyframe = streams.private_keyframe(group)
         if keyframe is not None:
@@ -307,6 +317,7 @@ class Runtime:
         group.subscribers.add(sub)
         self.subscribers[session_id].add(sub)
         self.counters.subscribers_total += 1
+        self.voice.listen(sub, audio, self.t_ms())
         return sub
 
     def set_lod(self, sub: Subscriber, lod: int) -> None:
@@ -331,6 +342,16 @@ class Runtime:
         if keyframe is not None:
             sub.outbox.offer_frame(keyframe, keyframe=True)
         group.subscribers.add(sub)
+
+    def set_audio(self, sub: Subscriber, audio: AudioCodec) -> None:
+        """SET_AUDIO: a new hello naming the voice, a keyframe (the hello resets the viewer's
+        stream), then the voice in that codec from the packets not yet played."""
+        if self.cluster is not None and self.cluster.is_remote(sub):
+            return  # the voice is the owning node's; relayed viewers have none (docs/server.md)
+        streams = self._streams_for(self.engine.get(sub.session))
+        sub.outbox.put_control(streams.hello(sub.sid, self._params_for(sub.key), audio))
+        self.voice.listen(sub, audio, self.t_ms())
+        self.request_keyframe(sub)
 
     def request_keyframe(self, sub: Subscriber) -> None:
         if self.cluster is not None and self.cluster.is_remote(sub):
@@ -357,12 +378,15 @@ class Runtime:
                 self.set_lod(sub, message.lod)
             elif message.op is ControlOp.REQUEST_KEYFRAME:
                 self.request_keyframe(sub)
+            elif message.op is ControlOp.SET_AUDIO:
+                self.set_audio(sub, message.audio or AudioCodec.OFF)
             elif message.op is ControlOp.UNSUBSCRIBE:
                 return False
         return True
 
     def unsubscribe(self, sub: Subscriber) -> None:
         sub.outbox.close()
+        self.voice.forget(sub)
         if self.cluster is not None:
             self.cluster.forget(sub)
         subs = self.subscribers.get(sub.session)
@@ -517,6 +541,7 @@ class Runtime:
         for session_id in self.egress.by_session:
             morphs, channels = self.engine.frame(session_id)
             self.egress.push(session_id, morphs, channels, t)
+        self.voice.tick(t_ms)  # voice packets first: never after the frame of their t
         for rig_name, streams in self.rig_streams.items():
             group = self.engine.groups.get(rig_name)
             if group is None or not len(group.rows):
@@ -567,6 +592,11 @@ class Runtime:
                 "closed_slow": self.counters.closed_slow,
                 "skipped": sum(s.outbox.frames_skipped for s in subs),
                 "sent": sum(s.outbox.frames_sent for s in subs),
+            },
+            "voice": {
+                **self.voice.stats(),
+                "dropped": sum(s.outbox.audio_dropped for s in subs),
+                "live_inputs": len(self.live.inputs),
             },
             "publish": {
                 "messages": self.counters.publish_messages,

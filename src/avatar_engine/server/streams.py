@@ -17,7 +17,7 @@ import numpy.typing as npt
 from avatar_engine.codec.encoder import NONE, BatchEncoder
 from avatar_engine.codec.messages import StreamParams, encode_hello
 from avatar_engine.codec.schema import StreamSchema
-from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.transport.outbox import Outbox
 
@@ -80,8 +80,8 @@ class RigStreams:
         self._by_slot: dict[int, StreamGroup] = {}
         self._needs_resync: set[StreamGroup] = set()
 
-    def hello(self, sid: int, params: StreamParams) -> bytes:
-        return encode_hello(sid, self.schema, params)
+    def hello(self, sid: int, params: StreamParams, audio: AudioCodec = AudioCodec.OFF) -> bytes:
+        return encode_hello(sid, self.schema, params, audio)
 
     def group(self, key: StreamKey, sid: int) -> StreamGroup:
         """The group for ``key``, opening an encoder slot on first use."""

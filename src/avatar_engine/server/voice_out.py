@@ -49,6 +49,8 @@ class VoiceOut:
         self._busy: set[str] = set()
         """Sessions whose track holds audio: the only ones the tick visits."""
         self.counters = VoiceCounters()
+        self.degraded: dict[str, str] = {}
+        """Sessions whose voice could not run (why): silent until a voice speaks again."""
 
     def track(self, session_id: str) -> VoiceTrack:
         """The session's track (created on first use); queue audio on it, then :meth:`wake`."""
@@ -127,6 +129,7 @@ class VoiceOut:
 
     def drop_session(self, session_id: str) -> None:
         self.tracks.pop(session_id, None)
+        self.degraded.pop(session_id, None)
         self._busy.discard(session_id)
         for members in self._groups.pop(session_id, {}).values():
             for sub in members:

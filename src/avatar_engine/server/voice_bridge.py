@@ -1,0 +1,374 @@
+"""Live voice into a session: the realtime voice-agent bridge (WebSocket) and streamed chunks.
+
+A :class:`LiveInput` takes a session's live audio as it arrives. Each chunk is placed on the
+stream clock (:class:`~avatar_engine.engine.live_voice.LiveClock`) and queued on the session's
+voice track at once, so viewers get it without waiting for the face; a worker task runs the
+streaming lip-sync on the same chunks in a thread (:class:`~avatar_engine.engine.live_voice.
+LiveFace`) and splices the face frames it decides at the same stream times. Audio and face
+therefore play together, ``delay_ms`` (the lip-sync delay) after the audio arrived.
+
+Face frames are spliced into the session's speech curves at most :data:`SPLICE_AHEAD_MS`
+ahead of the clock (a realtime agent sends faster than real time; the speech curves hold a
+bounded number of keys), the rest wait in the worker. A cancel cuts both at once: VOICE_CUT to
+viewers, the queued audio dropped, the face eased to idle (``Engine.interrupt``), and the
+worker's pending and in-flight results discarded.
+
+The WebSocket bridge (:func:`run_bridge`) speaks a realtime speech API's shapes (binary PCM16,
+or JSON audio deltas, done and cancel); docs/server.md and docs/voice.md describe it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar_engine.audio.wav import STREAM_RATES
+from avatar_engine.engine.engine import SessionNotFoundError
+from avatar_engine.engine.live_voice import FaceFrames, LiveClock, LiveFace, Piece
+from avatar_engine.engine.voice_track import VoiceQueueFullError
+from avatar_engine.server.close_codes import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_INVALID,
+    CLOSE_QUOTA,
+    CLOSE_SESSION_GONE,
+    CLOSE_TOO_BIG,
+)
+from avatar_engine.server.quotas import QuotaExceededError
+
+if TYPE_CHECKING:
+    from avatar_engine.server.runtime import Runtime
+
+log = logging.getLogger("avatar_engine.voice")
+
+I16 = npt.NDArray[np.int16]
+
+SPLICE_AHEAD_MS: Final = 2000
+"""Face frames enter the speech curves at most this far ahead of the clock (200 keys at
+100 frames/s; the curves hold 1,024 per session)."""
+MAX_LIVE_INPUTS: Final = 256
+"""Live voices (bridges and streamed ``/audio`` utterances) open at once, per process."""
+DEFAULT_BRIDGE_RATE: Final = 24_000
+"""A realtime speech API's output rate (OpenAI Realtime: PCM16 24 kHz mono)."""
+MAX_BRIDGE_MESSAGE: Final = 1 << 20
+"""Largest bridge message (1 MiB: 21 s of 24 kHz PCM16 raw, 16 s as base64 JSON)."""
+
+AUDIO_DELTAS: Final = frozenset({"response.output_audio.delta", "response.audio.delta"})
+AUDIO_DONE: Final = frozenset({"response.output_audio.done", "response.audio.done", "done"})
+CANCELS: Final = frozenset({"response.cancel", "cancel", "input_audio_buffer.speech_started"})
+"""Barge-in: the client's cancel, a plain ``cancel``, or the realtime API's own report that the
+user started speaking (a relay that forwards every server event gets barge-in for free)."""
+
+
+class LiveInputBusyError(ValueError):
+    """The session already has a live voice from another source (one at a time)."""
+
+
+class LiveInput:
+    """One live voice into one session (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime, session_id: str, rate: int, delay_ms: int,
+                 owner: str) -> None:  # fmt: skip
+        self.runtime = runtime
+        self.session_id = session_id
+        self.rate = rate
+        self.delay_ms = delay_ms
+        self.owner = owner
+        self.clock = LiveClock(rate, delay_ms)
+        self._face = LiveFace(rate, delay_ms)
+        self._work: deque[tuple[int, Piece | None, I16 | None]] = deque()
+        self._ready = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._held: deque[FaceFrames] = deque()
+        self._generation = 0
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+        self.frames = 0
+        """Face frames decided so far (10 ms each)."""
+        self.samples = 0
+
+    # -- input (event loop; cheap) -------------------------------------------------------
+
+    def audio(self, samples: I16) -> Piece | None:
+        """Queue a chunk: its audio to viewers now, its face to the worker. Raises
+        :class:`VoiceQueueFullError` (nothing queued) beyond the bound."""
+        if not samples.shape[0]:
+            return None
+        runtime = self.runtime
+        runtime.engine.get(self.session_id)  # SessionNotFoundError once it is deleted
+        now_ms = runtime.t_ms()
+        track = runtime.voice.track(self.session_id)
+        piece = self.clock.place(samples.shape[0], now_ms, track.end_ms)
+        if piece.new_segment:
+            track.start_run(piece.anchor_ms, self.rate)
+        track.append(samples, now_ms)
+        runtime.voice.wake(self.session_id)
+        runtime.kick()
+        self.samples += samples.shape[0]
+        self._submit(piece, samples)
+        return piece
+
+    def done(self) -> None:
+        """The sender finished this response: flush the face's tail, close the audio run."""
+        self.clock.end()
+        track = self.runtime.voice.tracks.get(self.session_id)
+        if track is not None:
+            track.end_run()
+        self._submit(None, None)
+
+    def cancel(self) -> int:
+        """Barge-in: cut the voice and the face now; returns the ms of the current response
+        that had played (for the agent's truncate)."""
+        runtime = self.runtime
+        now_ms = runtime.t_ms()
+        played = self.clock.played_ms(now_ms)
+        self._generation += 1
+        self._work.clear()
+        self._held.clear()
+        self._face = LiveFace(self.rate, self.delay_ms)  # the old one may be busy in a thread
+        self.clock.end()
+        runtime.voice.cut(self.session_id, now_ms)
+        with contextlib.suppress(SessionNotFoundError):
+            runtime.engine.interrupt(self.session_id, runtime.now())
+        runtime.kick()
+        return played
+
+    def _submit(self, piece: Piece | None, samples: I16 | None) -> None:
+        self._work.append((self._generation, piece, samples))
+        self._idle.clear()
+        self._ready.set()
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"voice-face-{self.session_id}"
+            )
+
+    # -- the face worker -----------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                if not self._work:
+                    self._idle.set()
+                    if self._closing and not self._held:
+                        return
+                    self._ready.clear()
+                    timeout = SPLICE_AHEAD_MS / 4000 if self._held else None
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._ready.wait(), timeout)
+                    self._splice_due()
+                    continue
+                generation, piece, samples = self._work.popleft()
+                face = self._face
+                if piece is not None and samples is not None:
+                    frames = await asyncio.to_thread(face.run, piece, samples)
+                else:
+                    frames = await asyncio.to_thread(face.finish)
+                if generation != self._generation:
+                    continue  # cut while it ran
+                if len(frames):
+                    self._held.append(frames)
+                    self.frames += len(frames)
+                self._splice_due()
+        except SessionNotFoundError:
+            return
+        finally:
+            self._idle.set()
+
+    def _splice_due(self) -> None:
+        """Hand the speech curves the held frames that play within ``SPLICE_AHEAD_MS``."""
+        runtime = self.runtime
+        horizon = runtime.t_ms() + SPLICE_AHEAD_MS
+        spliced = False
+        while self._held:
+            frames = self._held[0]
+            n = int(np.searchsorted(frames.t_ms, horizon, side="right"))
+            if n == 0:
+                break
+            times = runtime.t0 + frames.t_ms[:n] / 1000.0
+            runtime.engine.play_frames(self.session_id, times, frames.channels[:n], runtime.now())
+            spliced = True
+            if n == len(frames):
+                self._held.popleft()
+            else:
+                self._held[0] = FaceFrames(frames.t_ms[n:], frames.channels[n:])
+        if spliced:
+            runtime.kick()
+
+    async def drain(self) -> None:
+        """Wait until the worker has decided the face of everything submitted so far."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """No more input: the worker finishes what it holds (nothing accepted is lost)."""
+        if not self._closing:
+            self._closing = True
+            self.done()
+
+    def stop(self) -> None:
+        """The session is gone: drop everything."""
+        self._generation += 1
+        self._work.clear()
+        self._held.clear()
+        if self._task is not None:
+            self._task.cancel()
+
+
+class LiveInputs:
+    """The live voices of a runtime: at most one per session, :data:`MAX_LIVE_INPUTS` in all."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.inputs: dict[str, LiveInput] = {}
+
+    def open(self, session_id: str, rate: int, delay_ms: int, owner: str) -> LiveInput:
+        """A new live voice; raises :class:`LiveInputBusyError` if the session has one."""
+        current = self.inputs.get(session_id)
+        if current is not None:
+            raise LiveInputBusyError(
+                f"session {session_id!r} already has a live voice ({current.owner}); one at a time"
+            )
+        if len(self.inputs) >= MAX_LIVE_INPUTS:
+            raise QuotaExceededError(f"at most {MAX_LIVE_INPUTS} live voices at once")
+        if rate not in STREAM_RATES:
+            shown = ", ".join(str(r) for r in STREAM_RATES)
+            raise ValueError(f"rate {rate} Hz is not supported; use one of {shown}")
+        live = self.inputs[session_id] = LiveInput(self.runtime, session_id, rate, delay_ms,
+                                                   owner)  # fmt: skip
+        return live
+
+    def get(self, session_id: str) -> LiveInput | None:
+        return self.inputs.get(session_id)
+
+    def close(self, live: LiveInput) -> None:
+        """The input ended: it finishes its face in the background, and the slot is free."""
+        live.close()
+        if self.inputs.get(live.session_id) is live:
+            del self.inputs[live.session_id]
+
+    def drop_session(self, session_id: str) -> None:
+        live = self.inputs.pop(session_id, None)
+        if live is not None:
+            live.stop()
+
+
+# -- the WebSocket bridge ------------------------------------------------------------------
+
+
+class BridgeSocket(Protocol):
+    """What the bridge needs of a WebSocket (Starlette's, in the server)."""
+
+    async def receive(self) -> Any: ...
+
+    async def send_text(self, data: str) -> None: ...
+
+
+@dataclass
+class BridgeOutcome:
+    close_code: int = 1000
+    close_reason: str = ""
+    deltas: int = 0
+    ignored: int = 0
+    """JSON messages of other types (a relay may forward every server event)."""
+    cancels: int = 0
+
+
+class BridgeError(Exception):
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason[:120]
+
+
+def pcm16(data: bytes) -> I16:
+    """Little-endian PCM16 bytes as samples; an odd byte count is a :class:`BridgeError`."""
+    if len(data) % 2:
+        raise BridgeError(
+            CLOSE_INVALID, f"odd byte count {len(data)}: PCM16 samples are 2 bytes each"
+        )
+    return np.frombuffer(data, dtype="<i2").astype(np.int16)
+
+
+def _delta_samples(message: dict[str, Any], rate: int) -> I16:
+    given = message.get("rate")
+    if given is not None and given != rate:
+        raise BridgeError(
+            CLOSE_BAD_REQUEST,
+            f"delta rate {given!r} Hz differs from this bridge's {rate} Hz (?rate= when "
+            "connecting)",
+        )
+    delta = message.get("delta")
+    if not isinstance(delta, str):
+        raise BridgeError(CLOSE_INVALID, "an audio delta needs 'delta': base64 PCM16")
+    try:
+        raw = base64.b64decode(delta, validate=True)
+    except (binascii.Error, ValueError):
+        raise BridgeError(CLOSE_INVALID, "'delta' is not valid base64") from None
+    return pcm16(raw)
+
+
+async def run_bridge(ws: BridgeSocket, live: LiveInput) -> BridgeOutcome:
+    """Read one bridge connection until it closes or misbehaves; never raises for input.
+
+    Whatever ends the connection, audio already accepted keeps playing with its face
+    (:meth:`LiveInput.close`); the outcome says which close code to send.
+    """
+    runtime = live.runtime
+    out = BridgeOutcome()
+    await ws.send_text(json.dumps({"type": "voice.ready", "rate": live.rate,
+                                   "delay_ms": live.delay_ms}))  # fmt: skip
+    try:
+        while True:
+            message = await ws.receive()
+            if message["type"] == "websocket.disconnect":
+                return out
+            data: bytes | None = message.get("bytes")
+            text: str | None = message.get("text")
+            size = len(data) if data is not None else len(text or "")
+            if size > MAX_BRIDGE_MESSAGE:
+                raise BridgeError(CLOSE_TOO_BIG, f"messages are limited to {MAX_BRIDGE_MESSAGE} B")
+            runtime.quotas.allow_publish(runtime.engine.get(live.session_id).tenant)
+            if data is not None:
+                live.audio(pcm16(data))
+                out.deltas += 1
+                continue
+            kind, parsed = _parse_json(text or "")
+            if kind in AUDIO_DELTAS:
+                live.audio(_delta_samples(parsed, live.rate))
+                out.deltas += 1
+            elif kind in AUDIO_DONE:
+                live.done()
+            elif kind in CANCELS:
+                played = live.cancel()
+                out.cancels += 1
+                await ws.send_text(json.dumps({"type": "voice.cut", "audio_end_ms": played}))
+            else:
+                out.ignored += 1
+    except BridgeError as exc:
+        out.close_code, out.close_reason = exc.code, exc.reason
+    except VoiceQueueFullError as exc:
+        out.close_code, out.close_reason = CLOSE_QUOTA, str(exc)[:120]
+    except QuotaExceededError as exc:
+        out.close_code, out.close_reason = CLOSE_QUOTA, exc.reason[:120]
+    except SessionNotFoundError:
+        out.close_code, out.close_reason = CLOSE_SESSION_GONE, "session closed"
+    return out
+
+
+def _parse_json(text: str) -> tuple[str, dict[str, Any]]:
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        raise BridgeError(CLOSE_INVALID, "text messages must be JSON objects") from None
+    if not isinstance(parsed, dict) or not isinstance(parsed.get("type"), str):
+        raise BridgeError(CLOSE_INVALID, "a JSON message needs a string 'type'")
+    return parsed["type"], parsed

@@ -1,0 +1,204 @@
+"""``POST /speak`` out loud: the voice says the text, the face plays what the voice said, and
+both start at one stream time, so viewers hear and see them together.
+
+Three ways a request gets a voice:
+
+- ``text`` (no ``audio``): the voice named by ``voice`` (default: espeak-ng, built in)
+  synthesises it in a worker thread, with its own phoneme timings;
+- ``audio`` (any TTS's WAV, base64) with timings: the face from the timings, the audio relayed;
+- ``audio`` with ``text``: the engine's aligner places the text on the audio (a worker thread).
+
+Placement: the utterance starts ``delay_ms`` after the request, or when the audio already
+queued for the session ends (sentences posted one after another play one after another),
+unless ``interrupt`` cuts what is queued first. The face is scheduled with
+``Engine.play(..., queue=True)`` at the same stream time as the audio's first sample.
+
+When the default voice cannot run here (no libespeak-ng), the face still speaks the text
+(the text path), and the degradation is visible: the session's state goes to ``degraded``
+(an EVENT to viewers) and the response says why. A voice the request *names* that is not
+installed is the caller's 400 naming what to install.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import math
+import threading
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from avatar_engine.audio.wav import parse_wav
+from avatar_engine.engine.sessions import Session, SessionState
+from avatar_engine.engine.voice_track import MAX_QUEUED_MS, VoiceQueueFullError
+from avatar_engine.server.inputs import SpeakRequest
+from avatar_engine.speech.lipsync import Utterance
+
+if TYPE_CHECKING:
+    from avatar_engine.server.runtime import Runtime
+    from avatar_engine.voice import Voice
+
+DEFAULT_VOICE: Final = "espeak"
+
+
+class Voices:
+    """Voices loaded once per process (a native library or a model), failures remembered."""
+
+    def __init__(self, piper_model: str | None = None) -> None:
+        self.piper_model = piper_model
+        self._voices: dict[str, Voice | Exception] = {}
+        self._lock = threading.Lock()
+
+    def get(self, name: str) -> Voice:
+        """The voice, or :class:`~avatar_engine.voice.VoiceUnavailableError` naming what to
+        install (remembered: installing it takes a restart)."""
+        with self._lock:
+            found = self._voices.get(name)
+            if found is None:
+                found = self._voices[name] = self._load(name)
+        if isinstance(found, Exception):
+            raise found
+        return found
+
+    def _load(self, name: str) -> Voice | Exception:
+        from avatar_engine.voice import VoiceUnavailableError, load_voice
+
+        try:
+            if name == "piper":
+                if self.piper_model is None:
+                    return VoiceUnavailableError(
+                        "piper", "a voice model: serve --piper-model VOICE.onnx",
+                        "no model is configured",
+                    )  # fmt: skip
+                return load_voice("piper", model=self.piper_model)
+            return load_voice(name)
+        except (VoiceUnavailableError, ValueError) as exc:
+            return exc
+
+
+def _wav_samples(b64: str) -> tuple[np.ndarray, int]:
+    try:
+        data = base64.b64decode(b64, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("audio: not valid base64") from None
+    pcm = parse_wav(data, "audio")
+    samples = np.clip(np.round(pcm.samples * 32768.0), -32768, 32767).astype(np.int16)
+    return samples, pcm.rate
+
+
+async def speak(
+    runtime: Runtime, voices: Voices, session: Session, body: SpeakRequest
+) -> dict[str, object]:
+    """Schedule a ``/speak`` request (returns the response body); raises ValueError and the
+    voice's errors for the caller's 4xx."""
+    from avatar_engine.voice import VoiceOptions, VoiceUnavailableError, voiced_from_audio
+
+    fps = float(session.fps)
+    if body.audio is not None:
+        samples, rate = _wav_samples(body.audio)
+        if body.text is None:
+            utterance = await asyncio.to_thread(body.utterance, fps)
+            how = "timings"
+        else:
+            voiced = await asyncio.to_thread(
+                voiced_from_audio, samples, rate, text=body.text, fps=fps
+            )
+            utterance, how = voiced.utterance, "aligned"
+        return _schedule(runtime, session, body, samples, rate, utterance, "relay", how)
+    if body.text is None:
+        return await _face_only(runtime, session, body)
+    if body.voice == "none":
+        return _text_face(runtime, session, body, body.text)
+    name = body.voice or DEFAULT_VOICE
+    try:
+        voice = voices.get(name)
+    except VoiceUnavailableError as exc:
+        if body.voice is not None:
+            raise  # the caller asked for this voice: 400 naming what to install
+        return _degraded(runtime, session, body, body.text, exc)
+    options = VoiceOptions(lang=body.lang, rate_wpm=body.rate, pitch=body.pitch, fps=fps)
+    voiced = await asyncio.to_thread(voice.synthesize, body.text, options)
+    return _schedule(runtime, session, body, voiced.samples, voiced.rate, voiced.utterance,
+                     name, "voice")  # fmt: skip
+
+
+def _schedule(
+    runtime: Runtime,
+    session: Session,
+    body: SpeakRequest,
+    samples: np.ndarray,
+    rate: int,
+    utterance: Utterance,
+    voice: str,
+    how: str,
+) -> dict[str, object]:
+    """Face and audio at one stream time (after what is queued, unless ``interrupt``)."""
+    now = runtime.now()
+    now_ms = runtime.t_ms(now)
+    if body.interrupt:
+        runtime.voice.cut(session.id, now_ms)
+        runtime.engine.interrupt(session.id, now)
+    track = runtime.voice.track(session.id)
+    start_ms = now_ms + body.delay_ms
+    if not track.empty:
+        start_ms = max(start_ms, math.ceil(track.end_ms))
+    duration_ms = 1000.0 * samples.shape[0] / rate
+    if start_ms + duration_ms - now_ms > MAX_QUEUED_MS:
+        raise VoiceQueueFullError(
+            f"voice queue full: at most {MAX_QUEUED_MS / 1000:g} s of audio may wait ahead of "
+            f"playback; this would end {(start_ms + duration_ms - now_ms) / 1000:.1f} s ahead"
+        )
+    # The face first: a face the speech curves cannot hold is refused before any audio queues.
+    runtime.engine.play(session.id, utterance, runtime.t0 + start_ms / 1000, now, queue=True)
+    track.queue(samples, rate, start_ms, now_ms)
+    runtime.voice.wake(session.id)
+    if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
+        session.set_state(SessionState.READY, now)
+    runtime.kick()
+    return {
+        "session": session.id,
+        "scheduled": True,
+        "voice": voice,
+        "face": how,
+        "start_ms": start_ms,
+        "duration_ms": round(duration_ms),
+    }
+
+
+async def _face_only(runtime: Runtime, session: Session, body: SpeakRequest) -> dict[str, object]:
+    """TTS timings without their audio: the face alone, ``delay_ms`` after the request (the
+    caller plays the audio). Parsed in a worker thread: timings may be long."""
+    utterance = await asyncio.to_thread(body.utterance, float(session.fps))
+    now = runtime.now()
+    if body.interrupt:
+        runtime.voice.cut(session.id, runtime.t_ms(now))
+    runtime.engine.play(session.id, utterance, now + body.delay_ms / 1000, now)
+    runtime.kick()
+    return {"session": session.id, "scheduled": True, "voice": None}
+
+
+def _text_face(
+    runtime: Runtime, session: Session, body: SpeakRequest, text: str
+) -> dict[str, object]:
+    """Text on the face alone (the streamed-text path: words as soon as they are complete)."""
+    now = runtime.now()
+    if body.interrupt:
+        runtime.voice.cut(session.id, runtime.t_ms(now))
+    spoken = text if text.endswith((" ", "\n")) else text + " "
+    runtime.engine.push_text(session.id, spoken, now, options=body.stream_options(),
+                             interrupt=body.interrupt)  # fmt: skip
+    runtime.kick()
+    return {"session": session.id, "scheduled": True, "voice": None}
+
+
+def _degraded(
+    runtime: Runtime, session: Session, body: SpeakRequest, text: str, exc: Exception
+) -> dict[str, object]:
+    """The default voice cannot run: the face still speaks, and the response and the
+    session's state (an EVENT to viewers) say that it is silent and why."""
+    response = _text_face(runtime, session, body, text)
+    runtime.voice.degraded[session.id] = str(exc)
+    session.set_state(SessionState.DEGRADED, runtime.now())
+    return {**response, "degraded": f"silent: {exc}"}
