@@ -7,14 +7,18 @@ import asyncio
 import json
 import sys
 
-from avatar_engine.client.subscriber import DecodedEvent, DecodedFrame, subscribe_ws
+from avatar_engine.client.subscriber import Backoff, DecodedEvent, DecodedFrame, subscribe_ws
 
 EXIT_BAD_INPUT = 2
 
 
 async def _print_stream(args: argparse.Namespace) -> int:
     frames = 0
-    async for item in subscribe_ws(args.url, lod=args.lod, token=args.token, mode=args.mode):
+    backoff = Backoff() if args.reconnect else None
+    stream = subscribe_ws(
+        args.url, lod=args.lod, token=args.token, mode=args.mode, reconnect=backoff
+    )
+    async for item in stream:
         if isinstance(item, DecodedEvent):
             line: dict[str, object] = {
                 "event": item.kind,
@@ -68,4 +72,10 @@ def add_subscribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--count", type=int, default=0, help="stop after N frames (0: run until closed)")
     p.add_argument("--token", default=None, help="JWT (sent as the token query parameter)")
     p.add_argument("--jsonl", action="store_true", help="one JSON object per line")
+    p.add_argument(
+        "--reconnect",
+        action="store_true",
+        help="reconnect after a lost connection (exponential backoff with jitter, as the JS "
+        "client); stops on 4401/4403/4404/4410",
+    )
     p.set_defaults(handler=_cmd_subscribe)

@@ -3,14 +3,21 @@
 ``subscribe_ws`` and ``subscribe_rtc`` are async generators of :class:`DecodedFrame` (and of
 events), used by ``avatar-engine subscribe``, the load simulator and the tests. A frame the
 decoder cannot apply (a gap) triggers a keyframe request, as the protocol asks.
+
+``subscribe_ws(..., reconnect=Backoff())`` survives a lost connection like the JS client does
+(clients/threejs/src/backoff.js): it reconnects after exponentially growing, jittered delays,
+yields a ``reconnect`` event before each wait, and stops on the close codes retrying cannot
+fix (:data:`FATAL_CLOSE_CODES`), except 4404 once the stream was up (a restarted server knows
+the session again once its owner recreates it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
-from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
@@ -21,6 +28,44 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Event, Frame, Hello, NeedKeyframe, encode_control
 from avatar_engine.codec.wire import SESSION_STATES, ControlOp, EventKind
+
+FATAL_CLOSE_CODES = frozenset({4401, 4403, 4404, 4410})
+"""Close codes after which reconnecting is pointless: bad token, forbidden, no such session,
+session deleted (the JS client's list)."""
+
+
+@dataclass(slots=True)
+class Backoff:
+    """Reconnect delays: ``min(max_s, initial_s * factor**n) * (1 - jitter + jitter * U)``.
+
+    The JS client's formula and defaults: the first retry waits 0.25..0.5 s, the fifth 4..8 s,
+    from the seventh on 7.5..15 s; jitter keeps clients that lost the same server from all
+    coming back at once. ``random`` is injectable for tests.
+    """
+
+    initial_s: float = 0.5
+    max_s: float = 15.0
+    factor: float = 2.0
+    jitter: float = 0.5
+    random: Callable[[], float] = field(default=random.random)
+    attempts: int = 0
+    """Failed attempts since the last :meth:`reset`."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.initial_s <= self.max_s:
+            raise ValueError("need 0 < initial_s <= max_s")
+        if self.factor < 1 or not 0 <= self.jitter <= 1:
+            raise ValueError("need factor >= 1 and jitter in 0..1")
+
+    def next(self) -> float:
+        """Seconds to wait before the next attempt; counts the attempt."""
+        base = min(self.max_s, self.initial_s * self.factor**self.attempts)
+        self.attempts += 1
+        return base * (1 - self.jitter + self.jitter * self.random())
+
+    def reset(self) -> None:
+        """The connection proved healthy: the next failure starts from ``initial_s``."""
+        self.attempts = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,19 +151,51 @@ async def subscribe_ws(
     mode: str | None = None,
     bits: int | None = None,
     names: bool = True,
+    reconnect: Backoff | None = None,
 ) -> AsyncGenerator[DecodedFrame | DecodedEvent, None]:
-    """Frames and events from ``ws://HOST:PORT/sessions/ID/stream`` until it closes."""
+    """Frames and events from ``ws://HOST:PORT/sessions/ID/stream`` until it closes.
+
+    With ``reconnect``, a lost or refused connection is retried after ``reconnect.next()``
+    seconds (a ``reconnect`` event with the attempt, delay, close code and reason comes
+    first); the stream then starts again from its hello and keyframe.
+    """
     full = stream_url(url, "", lod=lod, token=token, mode=mode, bits=bits)
-    state = _Session(names=names)
-    async with websockets.connect(full, max_size=1 << 20) as ws:
-        async for data in ws:
-            if isinstance(data, str):
-                continue
-            item = state.feed(data, time.monotonic())
-            if isinstance(item, bytes):
-                await ws.send(item)
-            elif item is not None:
-                yield item
+    was_up = False
+    while True:
+        state = _Session(names=names)
+        code: int | None = None
+        reason = ""
+        try:
+            async with websockets.connect(full, max_size=1 << 20) as ws:
+                try:
+                    async for data in ws:
+                        if isinstance(data, str):
+                            continue
+                        item = state.feed(data, time.monotonic())
+                        if isinstance(item, bytes):
+                            await ws.send(item)
+                        elif item is not None:
+                            if reconnect is not None:
+                                reconnect.reset()
+                            was_up = True
+                            yield item
+                except websockets.ConnectionClosed:
+                    if reconnect is None:
+                        raise
+                code, reason = ws.close_code, ws.close_reason or ""
+        except (TimeoutError, OSError, websockets.InvalidHandshake) as exc:
+            if reconnect is None:
+                raise
+            reason = str(exc) or type(exc).__name__
+        if reconnect is None:
+            return
+        if code in FATAL_CLOSE_CODES and not (code == 4404 and was_up):
+            return
+        delay = reconnect.next()
+        info = {"attempt": reconnect.attempts, "delay_s": round(delay, 3), "code": code,
+                "reason": reason}  # fmt: skip
+        yield DecodedEvent("reconnect", info, -1, time.monotonic())
+        await asyncio.sleep(delay)
 
 
 async def subscribe_rtc(

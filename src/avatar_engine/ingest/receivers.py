@@ -211,7 +211,7 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         frame_time: float | None = None,
     ) -> None:
         """Route a validated frame and hand it to the sink."""
-        session = self._router.resolve(self.kind, key, default_session)
+        session = self._router.resolve(self.kind, key, default_session, peer.label)
         if session is None:
             self.drop(peer, "unrouted", f"no session for {self.kind}:{key}", now)
             return

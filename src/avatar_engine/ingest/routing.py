@@ -39,7 +39,9 @@ class RoutingConfig:
     create_on_first_packet: bool = True
     default_rig: str = "cc4-extended"
     max_auto_sessions: int = 32
-    """Sessions auto-created from capture; a sender spraying subject names cannot make more."""
+    """Sessions one sender (address) may auto-create: a sender spraying subject names cannot
+    make more. Other senders are not affected (200 phones make 200 sessions); the total is
+    bounded by the session quota of the factory."""
     allowlist: tuple[str, ...] = ()
     """Routing keys (subjects, device ids, sender hosts, publisher ids) allowed in; empty means
     any. A key outside a non-empty list is dropped as ``unrouted``."""
@@ -58,15 +60,21 @@ class Router:
     __slots__ = ("_auto", "_cache", "_factory", "config")
 
     _CACHE_LIMIT: Final = 1024
+    _SENDER_LIMIT: Final = 4096
+    """Senders whose auto-created sessions are counted (an LRU; the oldest is forgotten)."""
 
     def __init__(self, config: RoutingConfig | None = None, factory: SessionFactory | None = None):
         self.config = config or RoutingConfig()
         self._factory: SessionFactory = factory or _always
         self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()
-        self._auto: set[str] = set()
+        self._auto: OrderedDict[str, set[str]] = OrderedDict()
+        """Sender -> the sessions it auto-created."""
 
-    def resolve(self, kind: str, key: str, default_session: str) -> str | None:
-        """The session for this source, or None when it is not routed (drop ``unrouted``)."""
+    def resolve(self, kind: str, key: str, default_session: str, sender: str = "") -> str | None:
+        """The session for this source, or None when it is not routed (drop ``unrouted``).
+
+        ``sender`` (the datagram's address) is what ``max_auto_sessions`` is counted against.
+        """
         cache_key = (kind, key)
         try:
             found = self._cache[cache_key]
@@ -75,14 +83,14 @@ class Router:
         else:
             self._cache.move_to_end(cache_key)
             return found
-        found = self._resolve(kind, key, default_session)
+        found = self._resolve(kind, key, default_session, sender)
         if found is not None:  # refusals are retried (a quota may free up)
             self._cache[cache_key] = found
             if len(self._cache) > self._CACHE_LIMIT:
                 self._cache.popitem(last=False)
         return found
 
-    def _resolve(self, kind: str, key: str, default_session: str) -> str | None:
+    def _resolve(self, kind: str, key: str, default_session: str, sender: str) -> str | None:
         allow = self.config.allowlist
         if allow and key not in allow and f"{kind}:{key}" not in allow:
             return None
@@ -93,16 +101,23 @@ class Router:
         if not self.config.create_on_first_packet:
             return None
         session_id = sanitize_session_id(default_session)
-        if session_id not in self._auto:
-            if len(self._auto) >= self.config.max_auto_sessions:
+        created = self._auto.get(sender)
+        if created is None:
+            created = self._auto[sender] = set()
+            if len(self._auto) > self._SENDER_LIMIT:
+                self._auto.popitem(last=False)
+        self._auto.move_to_end(sender)
+        if session_id not in created:
+            if len(created) >= self.config.max_auto_sessions:
                 return None
             if not self._factory(session_id, self.config.default_rig):
                 return None
-            self._auto.add(session_id)
+            created.add(session_id)
         return session_id
 
     def forget(self, session_id: str) -> None:
         """Call when a session is deleted, so the next frame re-creates (or re-resolves) it."""
         for cache_key in [k for k, v in self._cache.items() if v == session_id]:
             del self._cache[cache_key]
-        self._auto.discard(session_id)
+        for created in self._auto.values():
+            created.discard(session_id)
