@@ -1,0 +1,229 @@
+"""The voice track and its fan-out in process, on a fake clock: packets cut once per codec,
+contiguous on the stream clock, sent ahead of their frame (never late), the same bytes to
+every viewer of a (stream, codec), cut on barge-in; live voice anchors face and audio alike."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Audio, Event, Frame, Hello, encode_control
+from avatar_engine.codec.wire import AudioCodec, ControlOp, DeltaMode, EventKind
+from avatar_engine.engine.live_voice import LiveClock, LiveFace
+from avatar_engine.engine.voice_track import (
+    LEAD_MS,
+    PACKET_MS,
+    VoiceQueueFullError,
+    VoiceTrack,
+)
+from avatar_engine.server.auth import DEFAULT_TENANT, Principal
+from avatar_engine.server.config import ServerOptions
+from avatar_engine.server.runtime import Runtime
+from avatar_engine.server.streams import Subscriber
+from avatar_engine.voice import AudioPacketizer
+
+FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
+ADMIN = Principal("t", DEFAULT_TENANT, frozenset({"admin"}), None)
+
+
+def tone(seconds: float, rate: int) -> np.ndarray:
+    n = int(seconds * rate)
+    return (np.sin(np.arange(n) * 2 * np.pi * 220 / rate) * 8000).astype(np.int16)
+
+
+def drive(track: VoiceTrack, codec: AudioCodec, start: int, end: int, step: int = 17) -> list:
+    """Call the track as the tick does; returns (now, packet) pairs."""
+    seen = []
+    for now in range(start, end, step):
+        seen += [(now, p) for p in track.due(codec, now + LEAD_MS, now)]
+        track.trim(now)
+    return seen
+
+
+def test_pcm16_packets_are_contiguous_exact_and_never_late() -> None:
+    track = VoiceTrack(AudioPacketizer)
+    pcm = tone(1.0, 16000)
+    assert track.queue(pcm, 16000, 5000, 5000) == 5000
+    seen = drive(track, AudioCodec.PCM16, 5000, 6400)
+    packets = [p for _, p in seen]
+    assert [p.t_ms for p in packets] == [5000 + PACKET_MS * k for k in range(50)]
+    assert [p.seq for p in packets] == list(range(50))
+    assert b"".join(p.payload for p in packets) == pcm.astype("<i2").tobytes()
+    for now, p in seen:  # sent no later than its frame, at most LEAD (+1 packet) ahead
+        assert now <= p.t_ms <= now + LEAD_MS + PACKET_MS
+    assert track.empty  # played and trimmed
+
+
+def test_opus_packets_follow_the_same_clock_and_a_joiner_starts_now() -> None:
+    track = VoiceTrack(AudioPacketizer)
+    track.queue(tone(1.0, 24000), 24000, 0, 0)
+    opus = [p for _, p in drive(track, AudioCodec.OPUS, 0, 1400)]
+    assert [p.t_ms for p in opus] == [PACKET_MS * k for k in range(50)]
+    assert all(0 < len(p.payload) < 200 for p in opus)
+    late = VoiceTrack(AudioPacketizer)
+    late.queue(tone(1.0, 24000), 24000, 0, 0)
+    first = late.due(AudioCodec.PCM16, 500 + LEAD_MS, 500)[0]
+    assert first.t_ms == 500 and first.seq == 0  # never a packet that is already late
+
+
+def test_sentences_queue_back_to_back_and_the_bound_is_enforced() -> None:
+    track = VoiceTrack(AudioPacketizer, max_queued_ms=3000)
+    assert track.queue(tone(1.0, 16000), 16000, 0, 0) == 0
+    assert track.queue(tone(0.5, 16000), 16000, 0, 0) == 1000  # after the first
+    with pytest.raises(VoiceQueueFullError, match="at most 3 s"):
+        track.queue(tone(2.0, 16000), 16000, 0, 0)
+    assert track.end_ms == 1500  # the refused one left nothing behind
+    packets = [p for _, p in drive(track, AudioCodec.PCM16, 0, 2000)]
+    assert [p.t_ms for p in packets] == [20 * k for k in range(75)]
+
+
+def test_cut_drops_the_queue_and_names_the_next_seq() -> None:
+    track = VoiceTrack(AudioPacketizer)
+    track.queue(tone(2.0, 16000), 16000, 0, 0)
+    sent = track.due(AudioCodec.PCM16, LEAD_MS, 0)
+    assert track.recent(AudioCodec.PCM16, 0) == sent
+    assert track.cut() == {AudioCodec.PCM16: len(sent)}
+    assert track.empty and track.due(AudioCodec.PCM16, 1000, 100) == []
+    track.queue(tone(0.1, 16000), 16000, 100, 100)
+    assert track.due(AudioCodec.PCM16, 100 + LEAD_MS, 100)[0].seq == len(sent)
+
+
+# -- the runtime, in process --------------------------------------------------------------
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 50.0
+
+    def now(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+def take(sub: Subscriber) -> list[bytes]:
+    async def drain() -> list[bytes]:
+        out: list[bytes] = []
+        while sub.outbox._control or sub.outbox._frame is not None:
+            controls, frame = await sub.outbox.next_messages()
+            out += controls + ([frame] if frame is not None else [])
+        return out
+
+    return asyncio.run(drain())
+
+
+def runtime() -> tuple[Runtime, FakeClock]:
+    clock = FakeClock()
+    rt = Runtime(ServerOptions(livelink_port=0, vmc_port=0), clock=clock)
+    rt.create_session(ADMIN, session_id="s")
+    return rt, clock
+
+
+def subscribe(rt: Runtime, audio: AudioCodec, bits: int = 8) -> Subscriber:
+    return rt.subscribe(ADMIN, "s", lod=0, mode=DeltaMode.CHAINED, bits=bits,
+                        transport="test", audio=audio)  # fmt: skip
+
+
+def test_runtime_sends_each_codec_once_per_stream_before_its_frames() -> None:
+    rt, clock = runtime()
+    opus_a, opus_b = subscribe(rt, AudioCodec.OPUS), subscribe(rt, AudioCodec.OPUS)
+    pcm, off = subscribe(rt, AudioCodec.PCM16), subscribe(rt, AudioCodec.OFF)
+    start = rt.t_ms() + 100
+    rt.voice.track("s").queue(tone(0.5, 16000), 16000, start, rt.t_ms())
+    rt.voice.wake("s")
+    logs: dict[Subscriber, list[bytes]] = {s: [] for s in (opus_a, opus_b, pcm, off)}
+    for _ in range(60):
+        clock.t += 1 / 60
+        rt.tick(clock.t)
+        for sub in logs:
+            logs[sub] += take(sub)
+    assert logs[opus_a] == logs[opus_b]  # the same bytes for every viewer of (sid, codec)
+    for sub, codec in ((opus_a, AudioCodec.OPUS), (pcm, AudioCodec.PCM16), (off, None)):
+        decoder, audio, frame_t = Decoder(), [], -1
+        for message in logs[sub]:
+            result = decoder.feed(message)
+            if isinstance(result, Hello):
+                assert result.audio is (codec or AudioCodec.OFF)
+            elif isinstance(result, Audio):
+                assert result.t_ms >= frame_t  # never after the frame of its t
+                audio.append(result)
+            elif isinstance(result, Frame):
+                frame_t = result.t_ms
+        if codec is None:
+            assert audio == []
+            continue
+        assert [a.t_ms for a in audio] == [start + 20 * k for k in range(25)]
+        assert [a.seq for a in audio] == list(range(25))
+    assert rt.stats()["voice"]["packets"] == 50  # type: ignore[index]
+
+
+def test_set_audio_answers_with_a_hello_then_a_keyframe_and_cut_sends_voice_cut() -> None:
+    rt, clock = runtime()
+    sub = subscribe(rt, AudioCodec.OFF)
+    clock.t += 0.02
+    rt.tick(clock.t)
+    take(sub)
+    rt.voice.track("s").queue(tone(2.0, 16000), 16000, rt.t_ms(), rt.t_ms())
+    rt.voice.wake("s")
+    assert rt.on_client_message(sub, Decoder().feed(
+        encode_control(ControlOp.SET_AUDIO, sub.sid, audio=AudioCodec.PCM16)))  # fmt: skip
+    clock.t += 0.02
+    rt.tick(clock.t)
+    decoder = Decoder()
+    results = [decoder.feed(m) for m in take(sub)]
+    assert isinstance(results[0], Hello) and results[0].audio is AudioCodec.PCM16
+    kinds = [type(r).__name__ for r in results]
+    assert "Frame" in kinds and "Audio" in kinds
+    first_frame = kinds.index("Frame")
+    assert results[first_frame].keyframe  # type: ignore[union-attr]
+    sent = [r for r in results if isinstance(r, Audio)]
+    rt.voice.cut("s", rt.t_ms())
+    cut = [decoder.feed(m) for m in take(sub)]
+    assert isinstance(cut[0], Event) and cut[0].kind == EventKind.VOICE_CUT
+    assert cut[0].value == sent[-1].seq + 1
+
+
+# -- live voice: one anchor for audio and face --------------------------------------------
+
+
+def fox() -> tuple[np.ndarray, int]:
+    with wave.open(str(FOX)) as w:
+        return np.frombuffer(w.readframes(w.getnframes()), "<i2").astype(np.int16), w.getframerate()
+
+
+def test_live_clock_anchors_at_arrival_plus_delay_and_reanchors_after_an_underrun() -> None:
+    clock = LiveClock(24000, 200)
+    first = clock.place(2400, now_ms=1000)
+    assert (first.anchor_ms, first.t_ms, first.new_segment) == (1200, 1200.0, True)
+    second = clock.place(2400, now_ms=1100)  # on time: continues the segment
+    assert (second.segment, second.t_ms) == (0, 1300.0)
+    late = clock.place(2400, now_ms=1500)  # its place (1400) has passed: a new segment
+    assert late.new_segment and late.anchor_ms == 1700
+    clock.end()
+    after = clock.place(2400, now_ms=1600, not_before_ms=1800.0)  # behind queued audio
+    assert after.anchor_ms == 1800
+    assert clock.played_ms(1850) == 50
+    with pytest.raises(VoiceQueueFullError):
+        LiveClock(24000, 200, max_queued_ms=1000).place(24000, now_ms=0)
+
+
+def test_live_face_frames_share_the_audio_anchor() -> None:
+    samples, rate = fox()
+    clock, face = LiveClock(rate, 200), LiveFace(rate, 200)
+    step = rate // 10
+    times = []
+    for i in range(0, samples.shape[0], step):
+        piece = clock.place(samples[i : i + step].shape[0], now_ms=1000 + i * 1000 // rate)
+        times.append(face.run(piece, samples[i : i + step]).t_ms)
+    times.append(face.finish().t_ms)
+    t = np.concatenate(times)
+    assert t[0] == 1200.0  # frame 0 at the anchor, where sample 0 plays
+    assert np.allclose(np.diff(t), 10.0)  # 10 ms frames, gapless
+    assert t.shape[0] == pytest.approx(samples.shape[0] / rate * 100, abs=2)
