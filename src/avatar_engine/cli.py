@@ -31,6 +31,7 @@ from avatar_engine.rigs.arkit import ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.server.serve import add_serve_parser
 from avatar_engine.speech.cli import add_lipsync_parser
+from avatar_engine.voice.cli import add_say_parser
 
 EXIT_BAD_INPUT = 2
 
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     for register in (
         add_serve_parser,
         add_lipsync_parser,
+        add_say_parser,
         add_replay_parser,
         add_record_parser,
         add_subscribe_parser,

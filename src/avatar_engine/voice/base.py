@@ -76,7 +76,7 @@ class VoiceOptions:
         _check_range("rate_wpm", self.rate_wpm, MIN_RATE_WPM, MAX_RATE_WPM)
         if isinstance(self.pitch, bool) or not isinstance(self.pitch, int | np.integer):
             raise ValueError(f"pitch must be an integer {MIN_PITCH}..{MAX_PITCH}")
-        _check_range("pitch", float(self.pitch), MIN_PITCH, MAX_PITCH)
+        _check_range("pitch", self.pitch, MIN_PITCH, MAX_PITCH)
         _check_range("fps", self.fps, MIN_FPS, MAX_FPS)
 
 
