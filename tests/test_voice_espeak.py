@@ -198,3 +198,13 @@ def test_espeakng_loader_library_speaks() -> None:
     )
     rate, n, duration = out.stdout.split()
     assert int(rate) == 22050 and int(n) > 8 and float(duration) > 0.8
+
+
+def test_ipa_readings() -> None:
+    """English readings apply with or without the stress mark libespeak-ng 1.52 adds; a
+    symbol the IPA table lacks is read as a neutral vowel rather than dropped."""
+    assert espeak_mod.reading("ᵻ", english=True) == "\u026a"
+    assert espeak_mod.reading("\u02c8ɜ\u02d0", english=True) == "\u02c8ɚ"
+    assert espeak_mod.reading("ɜː", english=False) == "ɜː"
+    assert espeak_mod.reading("ʘ", english=True) == espeak_mod.UNKNOWN_READING
+    assert espeak_mod.reading("\u02c8a", english=True) == "\u02c8a"

@@ -52,7 +52,12 @@ from avatar_engine.speech.external import phoneme_list
 from avatar_engine.speech.g2p import UnknownLanguageError, is_english
 from avatar_engine.speech.lipsync import from_segments
 from avatar_engine.speech.timing import Segments
-from avatar_engine.speech.visemes import TableError, parse_ipa_token
+from avatar_engine.speech.visemes import (
+    PRIMARY_STRESS,
+    SECONDARY_STRESS,
+    TableError,
+    parse_ipa_token,
+)
 from avatar_engine.voice.base import (
     VoicedSpeech,
     VoiceOptions,
@@ -255,8 +260,10 @@ def closure_starts(
 
 def reading(name: str, english: bool) -> str:
     """The label the IPA table is asked about for one espeak-ng phoneme name."""
-    if english and name in ENGLISH_READINGS:
-        return ENGLISH_READINGS[name]
+    if english:
+        base = name.lstrip(PRIMARY_STRESS + SECONDARY_STRESS)
+        if base in ENGLISH_READINGS:  # keep the stress mark libespeak-ng 1.52 puts in front
+            return name[: len(name) - len(base)] + ENGLISH_READINGS[base]
     try:
         parse_ipa_token(name)
     except TableError:
