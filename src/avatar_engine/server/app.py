@@ -20,7 +20,7 @@ from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
@@ -44,6 +44,7 @@ from avatar_engine.server.errors import responses
 from avatar_engine.server.inputs import (
     EmotionRequest,
     LookRequest,
+    RequestBody,
     SpeakRequest,
     StateRequest,
     TextDelta,
@@ -82,7 +83,7 @@ def _close_for(exc: Exception) -> tuple[int, str]:
     return CLOSE_BAD_REQUEST, str(exc)[:120]
 
 
-class RtcOffer(BaseModel):
+class RtcOffer(RequestBody):
     """Body of ``POST /rtc/offer``: the browser's SDP offer and what to subscribe to."""
 
     model_config = ConfigDict(extra="forbid")
@@ -94,7 +95,7 @@ class RtcOffer(BaseModel):
     """Quantization of this stream (default: the server's ``quant_bits``)."""
 
 
-class SessionCreate(BaseModel):
+class SessionCreate(RequestBody):
     """Body of ``POST /sessions``."""
 
     model_config = ConfigDict(extra="forbid")
@@ -519,7 +520,24 @@ def create_app(runtime: Runtime) -> FastAPI:
             runtime.unsubscribe(sub)
 
     _mount_client(app)
+    _declare_rig_names(app, available_rig_names(runtime.options.rig_dir))
     return app
+
+
+def _declare_rig_names(app: FastAPI, names: list[str]) -> None:
+    """The OpenAPI document lists the rig names a session may use (an enum), so generated
+    clients send only names the server accepts."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()
+        rig = schema["components"]["schemas"]["SessionCreate"]["properties"]["rig"]
+        for variant in rig.get("anyOf", [rig]):
+            if variant.get("type") == "string":
+                variant["enum"] = names
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _mount_client(app: FastAPI) -> None:

@@ -13,11 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Final
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from avatar_engine.audio.lipsync import timeline_from_pcm
 from avatar_engine.audio.stream import LipSyncStream, StreamParams
 from avatar_engine.audio.wav import parse_wav
+from avatar_engine.server.inputs import RequestBody
 from avatar_engine.server.limits import MAX_AUDIO_STREAMS, MAX_WAV_BYTES
 from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
@@ -26,10 +27,9 @@ from avatar_engine.speech.lipsync import from_segments
 MAX_STREAMS: Final = MAX_AUDIO_STREAMS
 
 
-class AudioChunk(BaseModel):
+class AudioChunk(RequestBody):
     """A streamed chunk: base64 PCM16 little-endian mono at ``rate`` Hz."""
 
-    model_config = ConfigDict(extra="forbid")
     pcm16: Annotated[str, Field(max_length=4_000_000)] = ""
     rate: Annotated[int, Field(ge=8000, le=48000)] = 24000
     final: bool = False
@@ -44,7 +44,6 @@ class AudioInput:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.streams: dict[str, tuple[LipSyncStream, float]] = {}
-        runtime.on_session_deleted.append(self.forget)  # a deleted session's stream goes too
 
     async def wav(self, session_id: str, data: bytes, text: str | None, delay_ms: int) -> float:
         """Recognise or align a WAV file and play it; returns its duration in seconds."""

@@ -22,12 +22,15 @@ from starlette.routing import Match
 
 from avatar_engine.audio.phones import RecognizerUnavailableError
 from avatar_engine.engine.engine import SessionExistsError, SessionNotFoundError
+from avatar_engine.engine.voice_track import VoiceQueueFullError
 from avatar_engine.kernels.sampling import BankFullError
 from avatar_engine.rigs.profile import RigProfileError
 from avatar_engine.server.auth import AuthError
 from avatar_engine.server.quotas import QuotaExceededError
+from avatar_engine.server.voice_bridge import LiveInputBusyError
 from avatar_engine.speech.external import TimingFormatError
 from avatar_engine.speech.g2p import MissingEspeakError
+from avatar_engine.voice.base import VoiceUnavailableError
 
 log = logging.getLogger("avatar_engine.server")
 
@@ -61,6 +64,9 @@ ERROR_STATUS: Final[tuple[tuple[type[Exception], int, str], ...]] = (
     (TimingFormatError, 400, "bad_timings"),
     (RecognizerUnavailableError, 400, "audio_unavailable"),
     (MissingEspeakError, 400, "language_unavailable"),
+    (VoiceUnavailableError, 400, "voice_unavailable"),
+    (VoiceQueueFullError, 429, "voice_queue_full"),
+    (LiveInputBusyError, 409, "conflict"),
     (CapacityError, 413, "too_large"),
     (BankFullError, 413, "too_large"),
     (ValidationError, 422, "invalid_request"),
@@ -141,14 +147,17 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            # The bundled client's static mount answers unknown methods without an Allow
-            # header; the routes that match this path say what is allowed.
+        status, detail = exc.status_code, str(exc.detail)
+        if status in (404, 405) and "Allow" not in headers:
+            # The bundled client's static mount at / answers every path the API routes did
+            # not take with the wrong method (404, or 405 without Allow); when an API route
+            # has this path, the answer is 405 with the methods it allows.
             allowed = _allowed_methods(app, dict(request.scope))
             if allowed:
+                status, detail = 405, "Method Not Allowed"
                 headers["Allow"] = allowed
-        code = _CODES.get(exc.status_code, "error")
-        return error_response(exc.status_code, code, str(exc.detail), headers or None)
+        code = _CODES.get(status, "error")
+        return error_response(status, code, detail, headers or None)
 
     for exc_type, status, code in ERROR_STATUS:
         app.add_exception_handler(exc_type, _handler(status, code))

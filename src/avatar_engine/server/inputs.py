@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.fields import FieldInfo
 
 from avatar_engine.animation.emotion import EMOTION_NAMES
 from avatar_engine.server.limits import (
@@ -31,6 +32,38 @@ MAX_AUDIO_B64 = 2_000_000
 """Base64 characters of ``/speak``'s ``audio`` (a WAV of about 1.5 MB: 46 s at 16 kHz)."""
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class RequestBody(BaseModel):
+    """Base of every JSON request body: unknown keys are refused, and so is ``true`` or
+    ``false`` where the schema says number (pydantic would read them as 1 and 0, which the
+    OpenAPI document does not allow; a generated client must be able to trust it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, info in cls.model_fields.items():
+                if name in data and _has_bool(data[name]) and not _takes_bool(info):
+                    raise ValueError(f"{name}: true/false where a number or text is expected")
+        return data
+
+
+def _takes_bool(info: FieldInfo) -> bool:
+    text = str(info.annotation)
+    return "bool" in text or "Any" in text
+
+
+def _has_bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, dict):
+        return any(_has_bool(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_bool(v) for v in value)
+    return False
 
 
 def exactly_one_of(*names: str) -> Callable[[dict[str, Any]], None]:
@@ -67,8 +100,7 @@ def given_fields(model: BaseModel, names: tuple[str, ...]) -> list[str]:
 _SOURCES = ("text", "phonemes", "azure", "polly", "words")
 
 
-class Style(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Style(RequestBody):
     lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = "en"
     rate: Annotated[float, Field(ge=60, le=400, description="words per minute")] = DEFAULT_WPM
     ja: Unit = 0.5
@@ -141,7 +173,7 @@ class TextDelta(Style):
     """Barge-in: stop speech at once (and ease to neutral) before applying ``delta``."""
 
 
-class EmotionRequest(BaseModel):
+class EmotionRequest(RequestBody):
     """Exactly one of ``emotion`` or ``mix``."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra=exactly_one_of("emotion", "mix"))
@@ -166,12 +198,10 @@ class EmotionRequest(BaseModel):
         return {} if self.emotion == "neutral" else {self.emotion: 1.0}
 
 
-class StateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StateRequest(RequestBody):
     state: Literal["thinking", "listening", "idle"]
 
 
-class LookRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class LookRequest(RequestBody):
     yaw: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
     pitch: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from starlette.exceptions import HTTPException
 
-from avatar_engine.server.errors import error_response
+from avatar_engine.server.errors import CapacityError, error_response
 
 MAX_TEXT_CHARS: Final = 20_000
 """Characters of text per ``/speak`` or ``/text`` request (longer text: send deltas)."""
@@ -47,7 +47,7 @@ Send = Callable[[Message], Awaitable[None]]
 Asgi = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
-class UtteranceTooLongError(ValueError):
+class UtteranceTooLongError(CapacityError):
     """Timed speech beyond :data:`MAX_UTTERANCE_S` (HTTP 413 with this message)."""
 
 

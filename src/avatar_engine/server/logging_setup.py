@@ -28,6 +28,9 @@ class RedactTokens(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and "token=" in record.msg.lower():
             record.msg = redact_tokens(record.msg)
+        for key, value in vars(record).items():  # extras, e.g. uvicorn's color_message
+            if key not in _RESERVED and isinstance(value, str) and "token=" in value.lower():
+                setattr(record, key, redact_tokens(value))
         if isinstance(record.args, tuple):
             record.args = tuple(
                 redact_tokens(a) if isinstance(a, str) and "token=" in a.lower() else a

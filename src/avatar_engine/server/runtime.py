@@ -12,7 +12,6 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -109,9 +108,6 @@ class Runtime:
         self.publish_totals = SourceStats()
         """Every WebSocket publish connection's counters summed (drops per reason)."""
         self.publish_totals.key = "publish-ws"
-        self.on_session_deleted: list[Callable[[str], None]] = []
-        """Called with the id of every deleted (or expired) session: per-session state held
-        outside the engine (audio streams, ...) is released there."""
         self._last_used: dict[str, float] = {}
         self._next_sweep = -float("inf")
         self._background: set[asyncio.Task[None]] = set()
@@ -242,8 +238,6 @@ class Runtime:
         self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
         self._last_used.pop(session_id, None)
-        for listener in self.on_session_deleted:
-            listener(session_id)
         if streams is not None and session.rig in self.engine.groups:
             streams.follow_rows()
         if self.cluster is not None:
