@@ -14,7 +14,7 @@ from avatar_engine.audio.features import FeatureStage
 from avatar_engine.audio.resample import resample
 from avatar_engine.kernels.audio_features import PITCH
 from avatar_engine.speech.g2p import UnknownLanguageError
-from avatar_engine.speech.visemes import BILABIAL, SIL, VOWEL_VISEMES
+from avatar_engine.speech.visemes import BILABIAL, SIL, VISEME_INDEX, VOWEL_VISEMES
 from avatar_engine.voice import VoicedSpeech, VoiceOptions, VoiceUnavailableError, load_voice
 from avatar_engine.voice import espeak as espeak_mod
 from avatar_engine.voice.espeak import EspeakVoice, closure_starts
@@ -208,3 +208,11 @@ def test_ipa_readings() -> None:
     assert espeak_mod.reading("ɜː", english=False) == "ɜː"
     assert espeak_mod.reading("ʘ", english=True) == espeak_mod.UNKNOWN_READING
     assert espeak_mod.reading("\u02c8a", english=True) == "\u02c8a"
+
+
+def test_french_y_is_rounded_not_the_english_glide(voice: EspeakVoice) -> None:
+    """IPA ``y`` (French "tu") must not be read as ARPAbet ``Y`` (the glide of "yes")."""
+    assert espeak_mod.reading("y", english=False) == "\u028f"
+    seg = voice.synthesize("Tu as vu la lune.", VoiceOptions(lang="fr")).utterance.segments
+    rounded = [int(v) for v, label in zip(seg.viseme, seg.labels, strict=True) if "\u028f" in label]
+    assert rounded and set(rounded) == {VISEME_INDEX["U"]}

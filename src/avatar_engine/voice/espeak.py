@@ -17,9 +17,10 @@ From events to an utterance (each step reuses the Speech package):
    closed), so the stop takes the silence back (:func:`closure_starts`).
 3. IPA names go through the Speech IPA table as a phoneme list
    (:func:`avatar_engine.speech.external.phoneme_list`). English readings the
-   language-neutral table cannot know are substituted first (:data:`ENGLISH_READINGS`); a
-   symbol the table lacks becomes a neutral vowel (as the audio path does for an unknown
-   label), so a rare phoneme never stops a sentence.
+   language-neutral table cannot know are substituted first (:data:`ENGLISH_READINGS`), as is
+   the one IPA name the list would read as ARPAbet (:data:`IPA_NOT_ARPABET`); a symbol the
+   table lacks becomes a neutral vowel (as the audio path does for an unknown label), so a
+   rare phoneme never stops a sentence.
 4. espeak-ng's IPA names carry no stress marks, so a vowel's emphasis (how far the jaw opens)
    comes from its loudness in the audio, as in the audio lip-sync path.
 
@@ -77,6 +78,12 @@ ENGLISH_READINGS: Final[dict[str, str]] = {"ᵻ": "\u026a", "ɜː": "ɚ"}  # \u0
 vowel of roses and wanted, is a lax I; ``ɜː`` is how espeak-ng prints its NURSE phoneme,
 which in General American is r-coloured (espeak-ng docs/languages/gmw/en.md, "Rhotic
 Vowels"), the vowel CMUdict writes ER."""
+IPA_NOT_ARPABET: Final[dict[str, str]] = {"y": "\u028f"}
+"""IPA names that are also ARPAbet names with another shape. The phoneme list reads a label
+as ARPAbet first, and ARPAbet ``Y`` is the glide of "yes" (spread lips) while IPA ``y`` is
+the rounded vowel of French "tu": it is passed as U+028F, its near neighbour with the same
+rounded viseme in the IPA table, which no ARPAbet name spells. (Every other shared name, such
+as ``p`` or ``w``, has the same shape in both tables.)"""
 UNKNOWN_READING: Final = "ə"
 """What a symbol the IPA table lacks is read as: a neutral vowel, as the audio path reads an
 unknown phone label (the mouth keeps moving; nothing is dropped)."""
@@ -264,6 +271,8 @@ def reading(name: str, english: bool) -> str:
         base = name.lstrip(PRIMARY_STRESS + SECONDARY_STRESS)
         if base in ENGLISH_READINGS:  # keep the stress mark libespeak-ng 1.52 puts in front
             return name[: len(name) - len(base)] + ENGLISH_READINGS[base]
+    if name in IPA_NOT_ARPABET:
+        return IPA_NOT_ARPABET[name]
     try:
         parse_ipa_token(name)
     except TableError:
