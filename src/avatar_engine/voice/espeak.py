@@ -152,7 +152,7 @@ def locate_library() -> Located:
             continue
         return Located(name, None)
     try:
-        import espeakng_loader  # type: ignore[import-not-found, unused-ignore]
+        import espeakng_loader  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError:
         raise VoiceUnavailableError(NAME, INSTALL, "libespeak-ng not found") from None
     return Located(str(espeakng_loader.get_library_path()), str(espeakng_loader.get_data_path()))

@@ -51,8 +51,11 @@ class PiperVoice:
 
     def __init__(self, model: str | Path, config: str | Path | None = None) -> None:
         try:
-            from piper import PiperVoice as _Piper
-            from piper import SynthesisConfig
+            # An optional extra: without it mypy sees no module (hence the ignore).
+            from piper import (  # type: ignore[import-not-found, unused-ignore]
+                PiperVoice as _Piper,
+            )
+            from piper import SynthesisConfig  # type: ignore[import-not-found, unused-ignore]
         except ImportError:
             raise VoiceUnavailableError(NAME, INSTALL, "piper-tts is not installed") from None
         path = Path(model)
