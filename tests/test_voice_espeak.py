@@ -216,3 +216,9 @@ def test_french_y_is_rounded_not_the_english_glide(voice: EspeakVoice) -> None:
     seg = voice.synthesize("Tu as vu la lune.", VoiceOptions(lang="fr")).utterance.segments
     rounded = [int(v) for v, label in zip(seg.viseme, seg.labels, strict=True) if "\u028f" in label]
     assert rounded and set(rounded) == {VISEME_INDEX["U"]}
+
+
+def test_face_lead_before_the_first_sample(speech: VoicedSpeech) -> None:
+    keys = speech.utterance.keys
+    assert 0.0 < speech.lead_s <= 0.15
+    assert speech.lead_s == pytest.approx(-float(keys.times[0]))

@@ -126,6 +126,14 @@ class VoicedSpeech:
         """Length of the audio in seconds."""
         return float(self.samples.shape[0]) / float(self.rate)
 
+    @property
+    def lead_s(self) -> float:
+        """How long before the first sample the face starts moving (the lips anticipate the
+        first sound; at most the co-articulation lead, 0.15 s). Schedule the first sample at
+        least this far after now to show all of it; a later part of the face is never cut."""
+        keys = self.utterance.keys
+        return max(0.0, -float(keys.times[0])) if len(keys) else 0.0
+
 
 @runtime_checkable
 class Voice(Protocol):
