@@ -126,7 +126,7 @@ def test_livelink_egress_round_trips_byte_for_byte_through_our_parser() -> None:
         sink = CollectingSink()
         rx = LiveLinkReceiver(sink, config=config())
         _, port = await rx.start()
-        egress = LiveLinkEgress(LOOPBACK, port, subject="engine", device_id=UUID)
+        egress = LiveLinkEgress(LOOPBACK, port, subject="engine", device_id=UUID, timecode="stream")
         await egress.open()
         sent = []
         for i in range(5):
@@ -547,7 +547,7 @@ def test_session_egress_sends_an_arkit52_session_as_live_link() -> None:
         rx = LiveLinkReceiver(sink, config=config())
         _, port = await rx.start()
         rig = load_rig("arkit52")
-        out = SessionEgress(LiveLinkEgress(LOOPBACK, port, subject="engine"),
+        out = SessionEgress(LiveLinkEgress(LOOPBACK, port, subject="engine", timecode="stream"),
                             rig.morph_names, rig.channel_names)  # fmt: skip
         await out.target.open()
         v = values61(21)

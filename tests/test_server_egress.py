@@ -74,9 +74,14 @@ def test_vmc_egress_is_read_by_python_osc(server: ServerProcess) -> None:
     assert "JawOpen" in names and "EyeBlinkLeft" in names  # Perfect Sync names
 
 
-def test_egress_needs_an_arkit_named_rig(server: ServerProcess) -> None:
+def test_egress_sends_the_default_rig_through_its_arkit_mapping(server: ServerProcess) -> None:
     with httpx.Client(base_url=server.url) as c:
         c.post("/sessions", json={"id": "cc4only"})
-        refused = c.post("/sessions/cc4only/egress", json={"kind": "livelink"})
-        assert refused.status_code == 400 and "arkit52" in refused.json()["detail"]
+        accepted = c.post("/sessions/cc4only/egress", json={"kind": "livelink"})
+        assert accepted.status_code == 201
+        listed = c.get("/sessions/cc4only/egress").json()["egress"]
+        assert listed[0]["arkit_from"] == "inverse_mapping"
+        assert listed[0]["timecode"] == "time_of_day"
         assert c.post("/sessions/cc4only/egress", json={"kind": "osc"}).status_code == 422
+        partial = {"kind": "vmc", "bone_positions": {"Head": [0, 0.1, 0]}}
+        assert c.post("/sessions/cc4only/egress", json=partial).status_code == 422

@@ -422,6 +422,35 @@ class VmcDecoder:
 
 # --- building (egress) -----------------------------------------------------------------------
 
+BonePositions = dict[str, tuple[float, float, float]]
+"""Rest local position (Unity coordinates, metres, relative to the parent bone) per VMC bone."""
+
+EGRESS_BONES: Final[tuple[str, ...]] = ("Head", "LeftEye", "RightEye")
+"""The bones VMC egress sends (the nine rotation channels drive exactly these)."""
+
+HUMANOID_REST_POSITIONS: Final[BonePositions] = {
+    "Head": (0.0, 0.1, 0.0),
+    "LeftEye": (-0.032, 0.065, 0.03),
+    "RightEye": (0.032, 0.065, 0.03),
+}
+"""Default rest local positions, an assumption (the engine's rigs carry no skeleton): an adult
+VRM humanoid's head joint 10 cm above its neck joint, eyes 6.4 cm apart, 6.5 cm above and 3 cm
+in front of the head joint (Unity: the avatar faces +z, +x is its right, +y is up). Receivers
+that synchronise positions show the head and eyes there; pass the receiving avatar's own values
+(its Head, LeftEye and RightEye ``localPosition``) for an exact fit (docs/unreal.md, VMC)."""
+
+
+def check_bone_positions(positions: BonePositions) -> BonePositions:
+    """Exactly the egress bones, each three finite coordinates within 10 m (else ValueError)."""
+    if set(positions) != set(EGRESS_BONES):
+        raise ValueError(f"bone positions need exactly {', '.join(EGRESS_BONES)}")
+    out: BonePositions = {}
+    for bone, xyz in positions.items():
+        if len(xyz) != 3 or not all(math.isfinite(v) and abs(v) <= 10.0 for v in xyz):
+            raise ValueError(f"bone position {bone}: three finite coordinates within 10 m")
+        out[bone] = (float(xyz[0]), float(xyz[1]), float(xyz[2]))
+    return out
+
 
 osc_message_bytes = osc.message_bytes
 osc_bundle_bytes = osc.bundle_bytes
@@ -451,11 +480,15 @@ def build_vmc_frame(
     bundle: bool = True,
     time: float | None = None,
     bones: bool = True,
+    bone_positions: BonePositions | None = None,
 ) -> list[bytes]:
     """The datagrams of one VMC frame: head and eye bones, blend values, then ``Apply``.
 
     Bones come first so a receiver that applies on ``Apply`` (ours does) sees this frame's
-    pose even when the messages travel unbundled.
+    pose even when the messages travel unbundled. Each ``/VMC/Ext/Bone/Pos`` carries the bone's
+    rest local position (``bone_positions``, default :data:`HUMANOID_REST_POSITIONS`) with its
+    rotation: receivers that synchronise bone positions (EVMC4U does by default) would
+    otherwise pull the head onto the neck's pivot and the eyes onto the head's.
 
     With ``bundle=True`` (the default, what VSeeFace and VMC itself send) the result is one
     datagram; with ``bundle=False`` one datagram per message, for receivers that cannot parse
@@ -468,6 +501,7 @@ def build_vmc_frame(
         rot = np.asarray(rotations, dtype=np.float64).reshape(-1)
         if rot.shape[0] != ROTATION_COUNT:
             raise ValueError(f"expected {ROTATION_COUNT} rotations")
+        rest = HUMANOID_REST_POSITIONS if bone_positions is None else bone_positions
         for bone, targets in (
             ("Head", _BONE_CHANNELS["head"]),
             ("LeftEye", _BONE_CHANNELS["lefteye"]),
@@ -475,7 +509,8 @@ def build_vmc_frame(
         ):
             yaw, pitch, roll = (float(rot[i]) * degrees_per_unit for i in targets)
             qx, qy, qz, qw = yaw_pitch_roll_to_quat(yaw, pitch, roll)
-            messages.append(osc_message_bytes(ADDR_BONE_POS, bone, 0.0, 0.0, 0.0, qx, qy, qz, qw))
+            px, py, pz = rest[bone]
+            messages.append(osc_message_bytes(ADDR_BONE_POS, bone, px, py, pz, qx, qy, qz, qw))
     for name, value in vmc_blend_values(arkit, names):
         messages.append(osc_message_bytes(ADDR_BLEND_VAL, name, value))
     messages.append(osc_message_bytes(ADDR_BLEND_APPLY))

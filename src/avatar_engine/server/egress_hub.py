@@ -1,7 +1,8 @@
 """Egress adapters attached to sessions (REST or config): the engine as a capture source.
 
-A session on a rig whose morphs carry the ARKit names (``arkit52``, ``oculus15``) can be
-mirrored to Unreal's Live Link or a VMC receiver. Each tick, every attached target gets the
+A session on any rig that relates to ARKit (ARKit-named morphs, like ``arkit52``, or an
+``arkit52`` mapping, like the default ``cc4-extended``) can be mirrored to Unreal's Live Link
+or a VMC receiver. Each tick, every attached target gets the
 session's composed face; sending never blocks (see :mod:`avatar_engine.transport.egress`).
 """
 
@@ -14,11 +15,11 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from avatar_engine.rigs.arkit import ARKIT_NAMES
+from avatar_engine.formats.vmc import BonePositions, check_bone_positions
 from avatar_engine.rigs.profile import RigProfile
-from avatar_engine.transport.egress import LiveLinkEgress, SessionEgress, VmcEgress
+from avatar_engine.transport.egress import ArkitView, LiveLinkEgress, SessionEgress, VmcEgress
 
 MAX_TARGETS_PER_SESSION = 8
 
@@ -34,6 +35,16 @@ class EgressRequest(BaseModel):
     """Live Link subject name the target sees."""
     names: Literal["perfect_sync", "vrm0", "vrm1"] = "perfect_sync"
     """VMC blendshape names."""
+    timecode: Literal["time_of_day", "stream"] = "time_of_day"
+    """Live Link frame times: local time of day, as a phone sends, or stream time from 0."""
+    bone_positions: BonePositions | None = None
+    """VMC rest local positions of exactly Head, LeftEye, RightEye (metres, Unity axes) of the
+    receiving avatar; default: an assumed adult humanoid (vmc.HUMANOID_REST_POSITIONS)."""
+
+    @field_validator("bone_positions")
+    @classmethod
+    def _all_three_bones(cls, value: BonePositions | None) -> BonePositions | None:
+        return None if value is None else check_bone_positions(value)
 
 
 @dataclass(eq=False)
@@ -42,15 +53,6 @@ class AttachedEgress:
     session: str
     request: EgressRequest
     adapter: SessionEgress
-
-
-def check_rig(rig: RigProfile) -> None:
-    """Egress speaks ARKit: the rig must carry the ARKit names."""
-    if not set(ARKIT_NAMES) & set(rig.morph_names):
-        raise ValueError(
-            f"egress sends ARKit weights; rig {rig.name!r} has no ARKit-named morphs "
-            "(create the session with rig arkit52 or oculus15)"
-        )
 
 
 def parse_egress_url(url: str) -> tuple[str, EgressRequest]:
@@ -71,20 +73,24 @@ class EgressHub:
         self._ids = itertools.count(1)
 
     async def attach(self, session: str, rig: RigProfile, request: EgressRequest) -> AttachedEgress:
-        check_rig(rig)
+        view = ArkitView.for_rig(rig)  # ValueError for a rig unrelated to ARKit
         targets = self.by_session.setdefault(session, {})
         if len(targets) >= MAX_TARGETS_PER_SESSION:
             raise ValueError(f"a session has at most {MAX_TARGETS_PER_SESSION} egress targets")
         target: LiveLinkEgress | VmcEgress
         if request.kind == "livelink":
-            target = LiveLinkEgress(request.host, request.port or 11111, subject=request.subject)
+            target = LiveLinkEgress(
+                request.host, request.port or 11111, subject=request.subject,
+                timecode=request.timecode,
+            )  # fmt: skip
         else:
-            target = VmcEgress(request.host, request.port or 39539, names=request.names)
+            target = VmcEgress(
+                request.host, request.port or 39539, names=request.names,
+                bone_positions=request.bone_positions,
+            )  # fmt: skip
+        adapter = SessionEgress(target, rig.morph_names, rig.channel_names, view=view)
         await target.open()
-        attached = AttachedEgress(
-            f"e{next(self._ids)}", session, request,
-            SessionEgress(target, rig.morph_names, rig.channel_names),
-        )  # fmt: skip
+        attached = AttachedEgress(f"e{next(self._ids)}", session, request, adapter)
         targets[attached.id] = attached
         return attached
 
@@ -113,7 +119,12 @@ class EgressHub:
 
     def describe(self, session: str) -> list[dict[str, Any]]:
         return [
-            {"id": a.id, **a.request.model_dump(), **a.adapter.target.stats()}
+            {
+                "id": a.id,
+                **a.request.model_dump(),
+                **a.adapter.target.stats(),
+                "arkit_from": a.adapter.view.method,
+            }
             for a in self.by_session.get(session, {}).values()
         ]
 
