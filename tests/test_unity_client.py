@@ -262,3 +262,29 @@ def test_face_component_moves_blendshapes_and_the_head(server: ServerProcess, bu
     assert result["state"] == "active"
     assert result["audio_playing"]
     assert any("4 of 175 morphs bound" in line for line in result["log"])
+
+
+def test_voice_plays_through_the_audio_source(server: ServerProcess, build: Path) -> None:
+    exe = compile_cs(
+        build / "FaceRunner.exe",
+        [*PROTOCOL, *CLIENT, *UNITY, STUB / "UnityEngine.cs", STUB / "FaceRunner.cs"],
+    )
+    assert httpx.post(f"{server.url}/sessions", json={"id": "unity-voice"}).status_code == 201
+    proc = subprocess.Popen(
+        ["mono", str(exe), server.url, "unity-voice", "5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        threading.Event().wait(1.5)  # connected, bound, frames flowing
+        said = httpx.post(
+            f"{server.url}/sessions/unity-voice/speak", json={"text": "Hello from Unity."}
+        )
+        assert said.status_code == 202, said.text
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr[-2000:]
+    result = json.loads(stdout.strip().splitlines()[-1])
+    assert result["voice_packets"] >= 20  # PCM16 asked for with audio=pcm, 20 ms each
+    assert result["voice_played"] >= 20  # scheduled on the face's clock and played
+    assert result["audio_nonzero"] > 16000  # OnAudioFilterRead produced sound

@@ -7,7 +7,8 @@
 //
 // The mesh has a few of cc4-extended's morphs spelled the way exporters spell them, and one
 // renamed through a MorphNameMap. After SECONDS it prints one JSON line: every blendshape's
-// weight, the head bone's rotation, the voice samples seen, and the log lines.
+// weight, the head bone's rotation, the voice packets received and played, the non-zero
+// samples OnAudioFilterRead produced, and the log lines.
 using System;
 using System.Collections.Generic;
 using System.Globalization;
@@ -83,6 +84,7 @@ static class FaceRunner
         Console.OutputEncoding = new UTF8Encoding(false);
         Console.WriteLine("{\"weights\":{" + string.Join(",", weights.ToArray()) + "},\"head\":[" + F(r.x) + "," + F(r.y) + "," + F(r.z) + "," + F(r.w) +
                           "],\"state\":" + Q(face.Client.State.ToString().ToLowerInvariant()) + ",\"audio_nonzero\":" + audible + ",\"audio_playing\":" + (audio.isPlaying ? "true" : "false") +
+                          ",\"voice_packets\":" + face.Client.AudioPackets + ",\"voice_played\":" + face.Client.Voice.PacketsPlayed +
                           ",\"log\":[" + string.Join(",", logs.ToArray()) + "]}");
         Call(face, "OnDisable");
         return 0;
