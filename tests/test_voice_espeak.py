@@ -121,6 +121,10 @@ def test_rate_and_pitch_are_per_call(voice: EspeakVoice) -> None:
 def test_languages(voice: EspeakVoice) -> None:
     fr = voice.synthesize("Bonjour tout le monde.", VoiceOptions(lang="fr"))
     assert fr.duration > 0.5 and len(fr.utterance.segments) > 5
+    # Language tags select espeak-ng voices by language, so regional English works too.
+    gb = voice.synthesize("Hello.", VoiceOptions(lang="en_GB")).utterance.segments.labels
+    us = voice.synthesize("Hello.", VoiceOptions(lang="en")).utterance.segments.labels
+    assert "əʊ" in gb and "oʊ" in us
     with pytest.raises(UnknownLanguageError, match="zz"):
         voice.synthesize("Hello.", VoiceOptions(lang="zz"))
     # A failed voice switch leaves the voice usable.
@@ -203,16 +207,18 @@ def test_espeakng_loader_library_speaks() -> None:
 def test_ipa_readings() -> None:
     """English readings apply with or without the stress mark libespeak-ng 1.52 adds; a
     symbol the IPA table lacks is read as a neutral vowel rather than dropped."""
-    assert espeak_mod.reading("ᵻ", english=True) == "\u026a"
-    assert espeak_mod.reading("\u02c8ɜ\u02d0", english=True) == "\u02c8ɚ"
-    assert espeak_mod.reading("ɜː", english=False) == "ɜː"
-    assert espeak_mod.reading("ʘ", english=True) == espeak_mod.UNKNOWN_READING
-    assert espeak_mod.reading("\u02c8a", english=True) == "\u02c8a"
+    us, gb, fr = (espeak_mod.readings_for(v) for v in ("en-us", "en-gb", "fr"))
+    assert espeak_mod.reading("ᵻ", us) == espeak_mod.reading("ᵻ", gb) == "\u026a"
+    assert espeak_mod.reading("\u02c8ɜ\u02d0", us) == "\u02c8ɚ"  # r-coloured in America
+    assert espeak_mod.reading("ɜ\u02d0", gb) == "ɜ\u02d0"
+    assert espeak_mod.reading("ɜ\u02d0", fr) == "ɜ\u02d0"
+    assert espeak_mod.reading("ʘ", us) == espeak_mod.UNKNOWN_READING
+    assert espeak_mod.reading("\u02c8a", us) == "\u02c8a"
 
 
 def test_french_y_is_rounded_not_the_english_glide(voice: EspeakVoice) -> None:
     """IPA ``y`` (French "tu") must not be read as ARPAbet ``Y`` (the glide of "yes")."""
-    assert espeak_mod.reading("y", english=False) == "\u028f"
+    assert espeak_mod.reading("y", espeak_mod.readings_for("fr")) == "\u028f"
     seg = voice.synthesize("Tu as vu la lune.", VoiceOptions(lang="fr")).utterance.segments
     rounded = [int(v) for v, label in zip(seg.viseme, seg.labels, strict=True) if "\u028f" in label]
     assert rounded and set(rounded) == {VISEME_INDEX["U"]}

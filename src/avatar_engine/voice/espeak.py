@@ -17,7 +17,8 @@ From events to an utterance (each step reuses the Speech package):
    closed), so the stop takes the silence back (:func:`closure_starts`).
 3. IPA names go through the Speech IPA table as a phoneme list
    (:func:`avatar_engine.speech.external.phoneme_list`). English readings the
-   language-neutral table cannot know are substituted first (:data:`ENGLISH_READINGS`), as is
+   language-neutral table cannot know are substituted first (:data:`ENGLISH_READINGS`,
+   :data:`AMERICAN_READINGS`), as is
    the one IPA name the list would read as ARPAbet (:data:`IPA_NOT_ARPABET`); a symbol the
    table lacks becomes a neutral vowel (as the audio path does for an unknown label), so a
    rare phoneme never stops a sentence.
@@ -41,7 +42,7 @@ import ctypes
 import ctypes.util
 import itertools
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
@@ -73,11 +74,13 @@ NAME: Final = "espeak"
 INSTALL: Final = "`apt-get install espeak-ng` (Debian/Ubuntu) or `pip install espeakng-loader`"
 LIBRARY_SONAME: Final = "libespeak-ng.so.1"
 
-ENGLISH_READINGS: Final[dict[str, str]] = {"ᵻ": "\u026a", "ɜː": "ɚ"}  # \u026a: lax I
-"""en-us readings the Speech IPA table (language-neutral) cannot know: ``ᵻ``, the reduced
-vowel of roses and wanted, is a lax I; ``ɜː`` is how espeak-ng prints its NURSE phoneme,
-which in General American is r-coloured (espeak-ng docs/languages/gmw/en.md, "Rhotic
-Vowels"), the vowel CMUdict writes ER."""
+ENGLISH_READINGS: Final[dict[str, str]] = {"ᵻ": "\u026a"}  # \u026a: lax I
+"""English readings the Speech IPA table (language-neutral) cannot know: ``ᵻ``, the reduced
+vowel of roses and wanted, is a lax I."""
+AMERICAN_READINGS: Final[dict[str, str]] = {"ɜː": "ɚ"}
+"""en-us only: ``ɜː`` is how espeak-ng prints its NURSE phoneme, which in General American is
+r-coloured (espeak-ng docs/languages/gmw/en.md, "Rhotic Vowels"), the vowel CMUdict writes
+ER. British voices keep the plain vowel."""
 IPA_NOT_ARPABET: Final[dict[str, str]] = {"y": "\u028f"}
 """IPA names that are also ARPAbet names with another shape. The phoneme list reads a label
 as ARPAbet first, and ARPAbet ``Y`` is the glide of "yes" (spread lips) while IPA ``y`` is
@@ -126,6 +129,17 @@ class _Event(ctypes.Structure):
     ]  # fmt: skip
 
 
+class _VoiceSpec(ctypes.Structure):
+    """``espeak_VOICE``: only ``languages`` is set, to ask for a voice by language."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p), ("languages", ctypes.c_char_p),
+        ("identifier", ctypes.c_char_p), ("gender", ctypes.c_ubyte), ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte), ("xx1", ctypes.c_ubyte), ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]  # fmt: skip
+
+
 _Callback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event)
 )
@@ -168,6 +182,7 @@ class _Espeak:
         self.lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
                                                ctypes.c_int]  # fmt: skip
         self.lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self.lib.espeak_SetVoiceByProperties.argtypes = [ctypes.POINTER(_VoiceSpec)]
         self.lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
         self.lib.espeak_Synth.argtypes = [
             ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -200,11 +215,17 @@ class _Espeak:
         return 0  # 0 = go on
 
     def set_voice(self, name: str) -> None:
-        if name != self._voice:
-            if self.lib.espeak_SetVoiceByName(name.encode("ascii")) != _EE_OK:
-                self._voice = None
-                raise UnknownLanguageError(f"espeak-ng has no voice for language {name!r}")
-            self._voice = name
+        """Select a voice by language tag (``en-gb``, ``pt-br``), else by voice name; both
+        failing (EE_NOT_FOUND, never a silent fallback to another language) is
+        :class:`UnknownLanguageError`."""
+        if name == self._voice:
+            return
+        raw = name.encode("ascii")
+        by_language = self.lib.espeak_SetVoiceByProperties(ctypes.byref(_VoiceSpec(languages=raw)))
+        if by_language != _EE_OK and self.lib.espeak_SetVoiceByName(raw) != _EE_OK:
+            self._voice = None
+            raise UnknownLanguageError(f"espeak-ng has no voice for language {name!r}")
+        self._voice = name
 
     def synth(
         self, text: str, voice: str, wpm: int, pitch: int
@@ -265,14 +286,21 @@ def closure_starts(
     return out
 
 
-def reading(name: str, english: bool) -> str:
+def readings_for(voice: str) -> dict[str, str]:
+    """The substitutions for one espeak-ng voice (module docstring, step 3)."""
+    out = dict(IPA_NOT_ARPABET)
+    if is_english(voice.partition("-")[0]):
+        out.update(ENGLISH_READINGS)
+        if voice.startswith(ENGLISH_VOICE):
+            out.update(AMERICAN_READINGS)
+    return out
+
+
+def reading(name: str, readings: Mapping[str, str]) -> str:
     """The label the IPA table is asked about for one espeak-ng phoneme name."""
-    if english:
-        base = name.lstrip(PRIMARY_STRESS + SECONDARY_STRESS)
-        if base in ENGLISH_READINGS:  # keep the stress mark libespeak-ng 1.52 puts in front
-            return name[: len(name) - len(base)] + ENGLISH_READINGS[base]
-    if name in IPA_NOT_ARPABET:
-        return IPA_NOT_ARPABET[name]
+    base = name.lstrip(PRIMARY_STRESS + SECONDARY_STRESS)
+    if base in readings:  # keep the stress mark libespeak-ng 1.52 puts in front
+        return name[: len(name) - len(base)] + readings[base]
     try:
         parse_ipa_token(name)
     except TableError:
@@ -280,13 +308,15 @@ def reading(name: str, english: bool) -> str:
     return name
 
 
-def events_to_segments(events: Sequence[tuple[str, int]], rate: int, *, english: bool) -> Segments:
+def events_to_segments(
+    events: Sequence[tuple[str, int]], rate: int, readings: Mapping[str, str]
+) -> Segments:
     """Phoneme events (IPA name, sample; empty name = pause or end) -> viseme segments."""
     entries: list[dict[str, object]] = []
     ordered = sorted(events, key=lambda e: e[1])
     for (name, s0), (_, s1) in itertools.pairwise(ordered):
         if name.strip() and s1 > s0:
-            entries.append({"p": reading(name, english), "start": s0 / rate, "end": s1 / rate})
+            entries.append({"p": reading(name, readings), "start": s0 / rate, "end": s1 / rate})
     return phoneme_list(entries)
 
 
@@ -346,6 +376,6 @@ class EspeakVoice:
             )
             rate = lib.rate
         events = closure_starts(sorted(events, key=lambda e: e[1]), audio, rate)
-        segments = events_to_segments(events, rate, english=is_english(voice.split("-")[0]))
+        segments = events_to_segments(events, rate, readings_for(voice))
         segments = loudness_emphasis(segments, audio, rate)
         return VoicedSpeech(audio, rate, from_segments(segments, fps=options.fps), text)
