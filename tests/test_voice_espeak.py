@@ -228,3 +228,9 @@ def test_face_lead_before_the_first_sample(speech: VoicedSpeech) -> None:
     keys = speech.utterance.keys
     assert 0.0 < speech.lead_s <= 0.15
     assert speech.lead_s == pytest.approx(-float(keys.times[0]))
+
+
+def test_language_switch_markers_are_no_sound() -> None:
+    events = [("n", 0), ("(en)", 100), ("i", 100), ("(cmn)", 300), ("", 400)]
+    seg = espeak_mod.events_to_segments(events, 1000, espeak_mod.readings_for("cmn"))
+    assert seg.labels == ("n", "i") and float(seg.end[-1]) == pytest.approx(0.4)

@@ -41,6 +41,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import itertools
+import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -87,6 +88,8 @@ as ARPAbet first, and ARPAbet ``Y`` is the glide of "yes" (spread lips) while IP
 the rounded vowel of French "tu": it is passed as U+028F, its near neighbour with the same
 rounded viseme in the IPA table, which no ARPAbet name spells. (Every other shared name, such
 as ``p`` or ``w``, has the same shape in both tables.)"""
+SWITCH_RE: Final = re.compile(r"\([A-Za-z-]+\)")
+"""A language-switch marker, as espeak-ng writes it in its phoneme output (``(en)``)."""
 UNKNOWN_READING: Final = "ə"
 """What a symbol the IPA table lacks is read as: a neutral vowel, as the audio path reads an
 unknown phone label (the mouth keeps moving; nothing is dropped)."""
@@ -311,9 +314,13 @@ def reading(name: str, readings: Mapping[str, str]) -> str:
 def events_to_segments(
     events: Sequence[tuple[str, int]], rate: int, readings: Mapping[str, str]
 ) -> Segments:
-    """Phoneme events (IPA name, sample; empty name = pause or end) -> viseme segments."""
+    """Phoneme events (IPA name, sample; empty name = pause or end) -> viseme segments.
+
+    Language-switch markers (``(en)`` where a Chinese or Japanese voice reads a Latin word
+    with English rules) come as events too; they are no sound, so they are dropped.
+    """
     entries: list[dict[str, object]] = []
-    ordered = sorted(events, key=lambda e: e[1])
+    ordered = sorted((e for e in events if not SWITCH_RE.fullmatch(e[0])), key=lambda e: e[1])
     for (name, s0), (_, s1) in itertools.pairwise(ordered):
         if name.strip() and s1 > s0:
             entries.append({"p": reading(name, readings), "start": s0 / rate, "end": s1 / rate})
