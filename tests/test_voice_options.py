@@ -77,3 +77,13 @@ def test_piper_not_installed_names_the_extra(monkeypatch: pytest.MonkeyPatch) ->
     message = str(info.value)
     assert message.startswith("voice 'piper' needs `pip install 'avatar-engine[piper]'`")
     assert info.value.voice == "piper"
+
+
+def test_say_names_the_missing_voice_package(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from avatar_engine.cli import main
+
+    monkeypatch.setitem(sys.modules, "piper", None)
+    assert main(["say", "Hi.", "--voice", "piper", "--model", "v.onnx", "-o", "x.wav"]) == 2
+    assert "pip install 'avatar-engine[piper]'" in capsys.readouterr().err

@@ -76,3 +76,14 @@ def test_bad_model_paths(tmp_path: Path) -> None:
     model.write_bytes(b"")
     with pytest.raises(ValueError, match="config"):
         load_voice("piper", model=model)
+
+
+def test_say_with_piper(tmp_path: Path) -> None:
+    from avatar_engine.audio.wav import read_wav
+    from avatar_engine.cli import main
+
+    wav = tmp_path / "hi.wav"
+    argv = ["say", "Hello there.", "--voice", "piper", "--model", str(joe.model_path()),
+            "-o", str(wav), "--curves", str(tmp_path / "hi.csv")]  # fmt: skip
+    assert main(argv) == 0
+    assert read_wav(wav).rate == 22050 and (tmp_path / "hi.csv").stat().st_size > 100
