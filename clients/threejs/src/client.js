@@ -17,12 +17,13 @@
 // The session's own state pushed by the server (idle, thinking, ...) comes as 'session' events
 // together with 'speaking' and 'emotion'.
 
-import { Decoder, EventKind, Op, ProtocolError, encodeControl, encodePing, encodePong } from './protocol.js';
+import { AudioCodec, Decoder, EventKind, Op, ProtocolError, encodeControl, encodePing, encodePong, encodeSetAudio } from './protocol.js';
 import { Backoff } from './backoff.js';
 import { JitterBuffer, SampleStatus } from './jitter.js';
 import { LodBudget } from './budget.js';
 import { RigBinding } from './binding.js';
 import { WebRTCTransport, WebSocketTransport, httpUrl, streamUrl } from './transports.js';
+import { SoundState, VoicePlayer, preferredAudio } from './voice.js';
 
 /**
  * Close codes after which reconnecting is pointless: bad token, forbidden, no such session,
@@ -31,6 +32,9 @@ import { WebRTCTransport, WebSocketTransport, httpUrl, streamUrl } from './trans
  * them.
  */
 export const FATAL_CLOSE_CODES = Object.freeze([4401, 4403, 4404, 4410]);
+
+/** The `audio` option's codes on the wire (SUBSCRIBE, SET_AUDIO). */
+const AUDIO_CODES = Object.freeze({ off: AudioCodec.OFF, opus: AudioCodec.OPUS, pcm: AudioCodec.PCM16 });
 
 export const ConnectionState = Object.freeze({
   IDLE: 'idle', CONNECTING: 'connecting', READY: 'ready', ACTIVE: 'active',
@@ -51,6 +55,12 @@ const perfNow = () => (typeof performance !== 'undefined' ? performance.now() : 
  * @property {import('./budget.js').BudgetOptions | false} [budget] LOD budget; false disables it
  * @property {number} [stallMs=1000]          no frame for this long: 'degraded'
  * @property {number} [pingMs=2000]           clock/latency probe interval
+ * @property {'opus'|'pcm'|'off'} [audio]      the voice to ask for; default: 'opus' where WebCodecs'
+ *   AudioDecoder exists, 'pcm' where only WebAudio does, 'off' without WebAudio
+ * @property {number} [volume=1]             voice volume 0..1
+ * @property {boolean} [muted=false]
+ * @property {import('./voice.js').VoiceOptions} [voice] voice scheduling options
+ * @property {() => AudioContext} [createAudioContext] for tests (default: new AudioContext)
  * @property {Record<string, import('./binding.js').RigBones>} [rigs] rig bone data by rig name (skips GET /rigs/{name})
  * @property {Record<string, import('./binding.js').RigBones>} [rigFallback] used when GET /rigs/{name} fails
  * @property {(kind: 'webrtc'|'websocket', params: object) => any} [createTransport] for tests
@@ -66,6 +76,7 @@ export class AvatarStreamClient extends EventTarget {
       transport: 'auto', lod: 0, bits: 8, token: '', iceServers: [], stallMs: 1000, pingMs: 2000,
       rigs: {}, rigFallback: {}, ...options,
     };
+    this.options.audio ??= preferredAudio();
     this.now = this.options.now ?? perfNow;
     this.fetch = this.options.fetch ?? globalThis.fetch?.bind(globalThis);
     this.reconnectBackoff = new Backoff({ initialMs: 500, maxMs: 15000, ...this.options.reconnect });
@@ -89,6 +100,9 @@ export class AvatarStreamClient extends EventTarget {
     this.jitter = null;
     this.binding = null;
     this.out = null;
+    /** @type {VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
+    this.voice = null;
+    this._voiceAvailable = false;
     this._bindTarget = null;
     this._rigCache = new Map();
     this._timers = new Set();
@@ -135,6 +149,7 @@ export class AvatarStreamClient extends EventTarget {
     this.session = session;
     this.reconnectBackoff.reset();
     this.rtcBackoff.reset();
+    this._makeVoice();
     this._every(this.options.pingMs, () => this._ping());
     await this._open();
   }
@@ -147,6 +162,7 @@ export class AvatarStreamClient extends EventTarget {
     const t = this.transport;
     this.transport = null;
     t?.close();
+    this.voice?.reset();
     if (this.state !== ConnectionState.IDLE) this._setState(ConnectionState.DISCONNECTED);
   }
 
@@ -183,6 +199,7 @@ export class AvatarStreamClient extends EventTarget {
     this.stats.sampleStatus = status;
     if (status === SampleStatus.EMPTY) return false;
     if (this.binding) this.binding.apply(this.out);
+    this.voice?.tick(nowMs, this.jitter.offset + this.jitter.delayMs);
     this.stats.applyUs += ((this.now() - t0) * 1000 - this.stats.applyUs) * 0.05;
     this.stats.framesRendered += 1;
     this._window.renders += 1;
@@ -224,6 +241,50 @@ export class AvatarStreamClient extends EventTarget {
     this.transport.send(encodeControl(Op.REQUEST_KEYFRAME, this.hello.sid, this.lod));
   }
 
+  // ------------------------------------------------------------------ voice
+
+  /**
+   * Unlock sound: call from a user gesture (click, key press). Browsers start an AudioContext
+   * 'suspended' until one (the autoplay rule). Resolves with whether sound now plays.
+   * @returns {Promise<boolean>}
+   */
+  async unlockAudio() {
+    return this.voice ? this.voice.unlock() : false;
+  }
+
+  /** 'locked' (a gesture must call unlockAudio()), 'unlocked', or 'unavailable' (audio 'off'). */
+  get soundState() {
+    return this.voice?.soundState ?? SoundState.UNAVAILABLE;
+  }
+
+  /** Voice volume, 0..1. */
+  get volume() { return this.voice?.volume ?? this.options.volume ?? 1; }
+  set volume(v) { this.options.volume = v; if (this.voice) this.voice.volume = v; }
+
+  get muted() { return this.voice?.muted ?? this.options.muted ?? false; }
+  set muted(m) { this.options.muted = m; if (this.voice) this.voice.muted = m; }
+
+  /**
+   * Whether the avatar carries the voice now: the stream has a voice, frames flow and sound is
+   * unlocked. A host app that also plays its agent's audio keeps that muted while this is true
+   * ('voiceavailable' events; 'voicedegraded' when it turns false).
+   */
+  get voiceAvailable() {
+    return this._voiceAvailable;
+  }
+
+  /**
+   * Ask for another voice ('opus', 'pcm' or 'off') on the running stream (SET_AUDIO); it is
+   * also the voice of every reconnect.
+   * @param {'opus'|'pcm'|'off'} audio
+   */
+  setAudio(audio) {
+    if (!['opus', 'pcm', 'off'].includes(audio)) throw new RangeError("audio must be 'opus', 'pcm' or 'off'");
+    this.options.audio = audio;
+    this._makeVoice();
+    if (this.hello && this.transport) this.transport.send(encodeSetAudio(this.hello.sid, AUDIO_CODES[audio]));
+  }
+
   /** Which transport carries the stream now: 'webrtc', 'websocket' or ''. */
   get transportKind() {
     return this.transport?.kind ?? '';
@@ -232,12 +293,12 @@ export class AvatarStreamClient extends EventTarget {
   // ------------------------------------------------------------------ connection
 
   _makeTransport(kind) {
-    const { lod, bits, token, iceServers } = { ...this.options, lod: this.lod };
-    if (this.options.createTransport) return this.options.createTransport(kind, { base: this.base, session: this.session, lod, bits, token });
+    const { lod, bits, token, iceServers, audio } = { ...this.options, lod: this.lod };
+    if (this.options.createTransport) return this.options.createTransport(kind, { base: this.base, session: this.session, lod, bits, token, audio });
     if (kind === 'webrtc') {
-      return new WebRTCTransport(httpUrl(this.base, 'rtc/offer'), { session: this.session, lod, bits, token, iceServers, fetchImpl: this.fetch });
+      return new WebRTCTransport(httpUrl(this.base, 'rtc/offer'), { session: this.session, lod, bits, token, audio, iceServers, fetchImpl: this.fetch });
     }
-    return new WebSocketTransport(streamUrl(this.base, this.session, { lod, bits, token, mode: 'chained' }));
+    return new WebSocketTransport(streamUrl(this.base, this.session, { lod, bits, token, audio, mode: 'chained' }));
   }
 
   _rtcWanted() {
@@ -380,6 +441,7 @@ export class AvatarStreamClient extends EventTarget {
         break;
       case 'stale': this.stats.framesStale += 1; break;
       case 'event': this._onEvent(r); break;
+      case 'audio': if (this.voice && r.sid === this.hello?.sid) this.voice.push(r); break;
       case 'ping': this.transport?.send(encodePong(r.nonce, Math.max(0, Math.round(this.now())))); break;
       case 'pong': this._onPong(r); break;
       case 'error_message': this._emit('error', { reason: `server: ${r.message}`, code: r.code, fatal: false }); break;
@@ -402,6 +464,7 @@ export class AvatarStreamClient extends EventTarget {
       this.decoder.expectLod(hello.sid, this.lod);
       this.transport.send(encodeControl(Op.SET_LOD, hello.sid, this.lod));
     }
+    this._helloVoice(hello);
     this._setState(ConnectionState.READY);
     this._emit('hello', { hello });
     if (!sameShape) this._rebind().catch((err) => this._emit('error', { reason: `bind: ${err.message}`, fatal: false }));
@@ -448,6 +511,8 @@ export class AvatarStreamClient extends EventTarget {
     } else if (r.event === EventKind.EMOTION) {
       this.emotion = r.value;
       this._emit('emotion', { emotion: r.value[0], intensity: r.value[1] });
+    } else if (r.event === EventKind.VOICE_CUT) {
+      this.voice?.cut(r.t, r.value);
     }
   }
 
@@ -526,6 +591,63 @@ export class AvatarStreamClient extends EventTarget {
     this.state = state;
     this.stats.state = state;
     this._emit('state', { state, transport: this.transportKind });
+    this._checkVoiceAvailable();
+  }
+
+  // ------------------------------------------------------------------ voice internals
+
+  /** Make (or drop) the VoicePlayer the `audio` option asks for; its events are re-emitted. */
+  _makeVoice() {
+    if (this.options.audio === 'off') {
+      this.voice?.close();
+      this.voice = null;
+      this._checkVoiceAvailable();
+      return;
+    }
+    if (this.voice) return;
+    const create = this.options.createAudioContext ?? (() => new AudioContext({ latencyHint: 'interactive' }));
+    let context;
+    try {
+      context = create();
+    } catch (err) {
+      this.options.audio = 'off';
+      this._emit('error', { reason: `no sound: ${err?.message ?? err}`, fatal: false });
+      return;
+    }
+    const voice = new VoicePlayer(context, { volume: this.options.volume ?? 1, muted: this.options.muted ?? false, ...this.options.voice });
+    for (const type of ['voicestart', 'voicestop', 'voicecut', 'sound']) {
+      voice.addEventListener(type, (e) => {
+        this._emit(type, /** @type {CustomEvent} */ (e).detail);
+        if (type === 'sound') this._checkVoiceAvailable();
+      });
+    }
+    this.voice = voice;
+    this._emit('sound', { state: voice.soundState, volume: voice.volume, muted: voice.muted });
+  }
+
+  /** A hello names the stream's voice: configure the player, or ask for PCM if it cannot play Opus. */
+  _helloVoice(hello) {
+    if (!this.voice) return;
+    if (!hello.audio) { this.voice.reset(); this._checkVoiceAvailable(); return; }
+    this.voice.reset();
+    if (!this.voice.configure(hello.audio, hello.audioRate) && this.transport) {
+      this.options.audio = 'pcm';
+      this.transport.send(encodeSetAudio(hello.sid, AudioCodec.PCM16));
+    }
+    this._checkVoiceAvailable();
+  }
+
+  _checkVoiceAvailable() {
+    const v = this.voice;
+    let reason = '';
+    if (!v || !this.hello?.audio) reason = 'no-voice';
+    else if (v.soundState !== SoundState.UNLOCKED) reason = 'locked';
+    else if (this.state !== ConnectionState.ACTIVE) reason = this.state;
+    const available = reason === '';
+    if (available === this._voiceAvailable) return;
+    this._voiceAvailable = available;
+    this._emit('voiceavailable', { available, reason });
+    if (!available) this._emit('voicedegraded', { reason });
   }
 
   _emit(type, detail) {

@@ -7,3 +7,4 @@ export { Backoff } from './backoff.js';
 export { WebRTCTransport, WebSocketTransport, httpUrl, streamUrl } from './transports.js';
 export * as protocol from './protocol.js';
 export { Decoder, ProtocolError } from './protocol.js';
+export { VoicePlayer, SoundState, preferredAudio } from './voice.js';

@@ -12,13 +12,14 @@
 const now = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
 
 /** Turn `http://host:port` (or ws://, or a relative base) into the stream URL of a session. */
-export function streamUrl(base, session, { lod = 0, mode = 'chained', bits = 8, token = '' } = {}) {
+export function streamUrl(base, session, { lod = 0, mode = 'chained', bits = 8, token = '', audio = '' } = {}) {
   const u = new URL(`sessions/${encodeURIComponent(session)}/stream`, base.endsWith('/') ? base : `${base}/`);
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
   u.searchParams.set('lod', String(lod));
   u.searchParams.set('mode', mode);
   u.searchParams.set('bits', String(bits));
+  if (audio) u.searchParams.set('audio', audio); // opus | pcm | off (the server's default: opus)
   if (token) u.searchParams.set('token', token);
   return u.toString();
 }
@@ -94,14 +95,14 @@ export class WebSocketTransport extends BaseTransport {
 export class WebRTCTransport extends BaseTransport {
   /**
    * @param {string} offerUrl the server's POST /rtc/offer URL
-   * @param {{session: string, lod?: number, bits?: number, token?: string,
+   * @param {{session: string, lod?: number, bits?: number, token?: string, audio?: string,
    *   iceServers?: RTCIceServer[], timeoutMs?: number, fetchImpl?: typeof fetch}} params
    */
-  constructor(offerUrl, { session, lod = 0, bits = 8, token = '', iceServers = [], timeoutMs = 6000, fetchImpl = globalThis.fetch?.bind(globalThis) }) {
+  constructor(offerUrl, { session, lod = 0, bits = 8, token = '', audio = '', iceServers = [], timeoutMs = 6000, fetchImpl = globalThis.fetch?.bind(globalThis) }) {
     super();
     this.kind = 'webrtc';
     this.offerUrl = offerUrl;
-    Object.assign(this, { session, lod, bits, token, iceServers, timeoutMs, fetchImpl });
+    Object.assign(this, { session, lod, bits, token, audio, iceServers, timeoutMs, fetchImpl });
     this.pc = null;
     this.frames = null;
     this.control = null;
@@ -134,7 +135,7 @@ export class WebRTCTransport extends BaseTransport {
       const res = await this.fetchImpl(this.offerUrl, {
         method: 'POST',
         headers,
-        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type, session: this.session, lod: this.lod }),
+        body: JSON.stringify({ sdp: pc.localDescription.sdp, type: pc.localDescription.type, session: this.session, lod: this.lod, ...(this.audio ? { audio: this.audio } : {}) }),
       });
       if (!res.ok) {
         let detail = '';

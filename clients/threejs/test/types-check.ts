@@ -16,3 +16,8 @@ const status: 'empty' | 'hold' | 'interpolate' | 'extrapolate' = jb.sample(10, o
 const next: number | null = new LodBudget(0).update(1000, { fps: 60, kbps: 10 });
 const ping: Uint8Array = protocol.encodePing(1, 2);
 console.log(binding?.boneNames, status, next, ping, client.stats.latencyMs);
+client.addEventListener('voicedegraded', (e) => console.log(e.detail.reason));
+client.addEventListener('voiceavailable', (e) => { const muteAgent: boolean = e.detail.available; console.log(muteAgent); });
+client.volume = 0.5;
+const unlocked: Promise<boolean> = client.unlockAudio();
+console.log(unlocked, client.soundState === 'locked', client.voice?.stats.concealedMs);

@@ -296,9 +296,73 @@ export interface ClientOptions {
   pingMs?: number;
   rigs?: Record<string, RigBones>;
   rigFallback?: Record<string, RigBones>;
-  createTransport?: (kind: 'webrtc' | 'websocket', params: { base: string; session: string; lod: number; bits: number; token: string }) => Transport;
+  createTransport?: (kind: 'webrtc' | 'websocket', params: { base: string; session: string; lod: number; bits: number; token: string; audio: AudioChoice }) => Transport;
   now?: () => number;
   fetch?: typeof fetch;
+  /** The voice to ask for; default preferredAudio(): 'opus' with WebCodecs, 'pcm' with only WebAudio, 'off' without. */
+  audio?: AudioChoice;
+  /** Voice volume 0..1 (default 1). */
+  volume?: number;
+  muted?: boolean;
+  voice?: VoiceOptions;
+  createAudioContext?: () => AudioContext;
+}
+
+export type AudioChoice = 'opus' | 'pcm' | 'off';
+export type SoundStateValue = 'locked' | 'unlocked' | 'unavailable';
+export declare const SoundState: Readonly<{ LOCKED: 'locked'; UNLOCKED: 'unlocked'; UNAVAILABLE: 'unavailable' }>;
+/** The voice this environment can play: 'opus' (WebCodecs), 'pcm' (WebAudio only) or 'off'. */
+export declare function preferredAudio(scope?: object): AudioChoice;
+
+export interface VoiceOptions {
+  /** Schedule packets this far ahead of their time (default 200 ms). */
+  horizonMs?: number;
+  /** Back-to-back drift allowed before a run re-anchors on the clock (default 15 ms). */
+  toleranceMs?: number;
+  /** Packets held (default 100, 2 s). */
+  maxQueue?: number;
+  jumpMs?: number;
+  hangoverMs?: number;
+  volume?: number;
+  muted?: boolean;
+  AudioDecoderImpl?: unknown;
+  EncodedAudioChunkImpl?: unknown;
+  now?: () => number;
+}
+
+export interface VoiceStats {
+  packets: number; bytes: number; scheduled: number; late: number; overflow: number; lost: number;
+  concealedMs: number; reanchors: number; cuts: number; decodeErrors: number; errorMs: number; maxErrorMs: number;
+}
+
+export interface VoiceEventMap {
+  voicestart: CustomEvent<{ t: number }>;
+  voicestop: CustomEvent<{ t: number; reason: 'end' | 'cut' | 'reset' }>;
+  voicecut: CustomEvent<{ t: number; nextSeq: number }>;
+  sound: CustomEvent<{ state: SoundStateValue; volume: number; muted: boolean }>;
+}
+
+/** Plays AUDIO messages through WebAudio on the jitter buffer's playout clock. */
+export declare class VoicePlayer extends EventTarget {
+  constructor(context: AudioContext, options?: VoiceOptions);
+  readonly context: AudioContext;
+  /** The gain node everything plays through (tap it to record what is heard). */
+  readonly output: GainNode;
+  readonly soundState: SoundStateValue;
+  readonly playing: boolean;
+  readonly stats: VoiceStats;
+  volume: number;
+  muted: boolean;
+  unlock(): Promise<boolean>;
+  configure(codec: 'opus' | 'pcm16' | null, rate: number): boolean;
+  push(audio: AudioResult): void;
+  cut(t: number, nextSeq: number): void;
+  /** `mapMs`: local ms minus stream ms at which the face shows a frame. */
+  tick(nowMs: number, mapMs: number): void;
+  reset(): void;
+  close(): void;
+  addEventListener<K extends keyof VoiceEventMap>(type: K, listener: (ev: VoiceEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
+  addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
 }
 
 export interface ClientStats {
@@ -338,6 +402,14 @@ export interface AvatarStreamEventMap {
   bound: CustomEvent<{ binding: RigBinding }>;
   stats: CustomEvent<ClientStats>;
   error: CustomEvent<{ reason: string; fatal: boolean; code?: number }>;
+  voicestart: VoiceEventMap['voicestart'];
+  voicestop: VoiceEventMap['voicestop'];
+  voicecut: VoiceEventMap['voicecut'];
+  sound: VoiceEventMap['sound'];
+  /** Whether the avatar carries the voice (stream has one, frames flow, sound unlocked). */
+  voiceavailable: CustomEvent<{ available: boolean; reason: string }>;
+  /** The avatar stopped carrying the voice: a host app unmutes its own agent audio. */
+  voicedegraded: CustomEvent<{ reason: string }>;
 }
 
 export declare class AvatarStreamClient extends EventTarget {
@@ -369,6 +441,16 @@ export declare class AvatarStreamClient extends EventTarget {
   update(nowMs?: number): boolean;
   setLod(lod: number, options?: { user?: boolean }): void;
   requestKeyframe(): void;
+  /** The voice player (null with audio 'off'). */
+  readonly voice: VoicePlayer | null;
+  readonly soundState: SoundStateValue;
+  readonly voiceAvailable: boolean;
+  volume: number;
+  muted: boolean;
+  /** Call from a user gesture: resumes the AudioContext (the autoplay rule). */
+  unlockAudio(): Promise<boolean>;
+  /** SET_AUDIO on the running stream; also the voice of every reconnect. */
+  setAudio(audio: AudioChoice): void;
   addEventListener<K extends keyof AvatarStreamEventMap>(type: K, listener: (ev: AvatarStreamEventMap[K]) => void, options?: boolean | AddEventListenerOptions): void;
   addEventListener(type: string, listener: EventListenerOrEventListenerObject | null, options?: boolean | AddEventListenerOptions): void;
   removeEventListener<K extends keyof AvatarStreamEventMap>(type: K, listener: (ev: AvatarStreamEventMap[K]) => void, options?: boolean | EventListenerOptions): void;
