@@ -10,10 +10,12 @@
 //   lod=0..3  token=JWT  server=http://host:port (default: this page's origin)
 //   preview=Name:0.8,Other:1   no server: pose the model with these morphs (for checking a model)
 //   budget=off        keep the chosen LOD (no automatic LOD budget)
+//   audio=opus|pcm|off the voice (default: opus where WebCodecs decodes it, else pcm)
 //
 // window.avatarDemo exposes the client and a few hooks the browser tests use: holdWhen()
 // (freeze the pose once a condition on the morph values holds), regions() (screen boxes of the
-// mouth and eyes) and measure() (decode + apply cost per frame on recorded traffic).
+// mouth and eyes) and measure() (decode + apply cost per frame on recorded traffic); onFrame,
+// if set, is called after every rendered frame's update (the voice sync test samples there).
 
 import * as THREE from 'three';
 import { GLTFLoader } from 'three/examples/jsm/loaders/GLTFLoader.js';
@@ -116,6 +118,7 @@ async function api(path, body) {
 const client = new AvatarStreamClient({
   transport, lod: Number(params.get('lod') || 0), token, rigFallback: BUNDLED_RIGS,
   ...(params.get('budget') === 'off' ? { budget: false } : {}),
+  ...(['opus', 'pcm', 'off'].includes(params.get('audio')) ? { audio: params.get('audio') } : {}),
 });
 const live = $('live');
 const announce = (text) => { if (live.textContent !== text) live.textContent = text; };
@@ -136,6 +139,7 @@ $('controls').addEventListener('submit', async (e) => {
   e.preventDefault();
   const text = $('say').value.trim();
   if (!text || !session) return;
+  client.unlockAudio().catch(() => {}); // pressing Enter or Speak is a gesture: sound may start
   try {
     await api(`sessions/${encodeURIComponent(session)}/speak`, { text });
     $('say').select();
@@ -155,6 +159,26 @@ $('force-ws').addEventListener('change', (e) => {
   history.replaceState(null, '', u);
   if (session) client.connect(server, session, { transport }).catch(() => {});
 });
+
+// Sound: browsers keep it off until a gesture (the autoplay rule), so the page says so and
+// offers a button; speaking from the text box unlocks it too.
+function showSound() {
+  const state = client.soundState;
+  $('sound-unlock').hidden = state !== 'locked';
+  const mute = $('mute');
+  mute.textContent = client.muted ? 'Unmute voice' : 'Mute voice';
+  mute.setAttribute('aria-pressed', String(client.muted));
+  mute.setAttribute('aria-label', `${client.muted ? 'Unmute' : 'Mute'} the avatar's voice (Alt+M)`);
+  mute.disabled = state === 'unavailable';
+  $('volume').disabled = state === 'unavailable';
+  $('sound-state').textContent = { locked: 'sound is off until you click', unlocked: client.muted ? 'muted' : 'sound on', unavailable: client.options.audio === 'off' ? 'voice off' : 'no sound in this browser' }[state];
+}
+client.addEventListener('sound', showSound);
+client.addEventListener('voicestart', () => { $('st-voice').textContent = 'speaking'; });
+client.addEventListener('voicestop', (e) => { $('st-voice').textContent = e.detail.reason === 'cut' ? 'cut' : 'idle'; });
+$('sound-unlock').addEventListener('click', () => client.unlockAudio().then((ok) => announce(ok ? 'sound on' : 'sound is still off')));
+$('mute').addEventListener('click', () => { client.muted = !client.muted; showSound(); });
+$('volume').addEventListener('input', (e) => { client.volume = Number(e.target.value) / 100; });
 
 // The LOD budget steps down on a slow machine (fewer morphs, lower fps): say so, and offer to
 // keep full detail (the budget off, back to the level the user chose).
@@ -187,6 +211,7 @@ document.addEventListener('keydown', (e) => {
   if (!e.altKey) return;
   if (e.code === 'KeyV') { e.preventDefault(); toggleAvatar(); }
   else if (e.code === 'KeyQ') { e.preventDefault(); client.setLod((client.lod + 1) % 4); }
+  else if (e.code === 'KeyM') { e.preventDefault(); client.muted = !client.muted; showSound(); }
 });
 
 // ------------------------------------------------------------------ overlay
@@ -363,9 +388,12 @@ window.avatarDemo = {
   named, holdWhen, regions, measure,
   resume() { frozen = false; },
   cancelHold() { hold = null; },
+  /** @type {((t: number) => void) | null} */
+  onFrame: null,
 };
 renderer.setAnimationLoop((t) => {
   if (!frozen) client.update(t);
+  window.avatarDemo.onFrame?.(t);
   if (hold && !frozen) {
     const v = named();
     if (hold.test(v)) {
