@@ -158,11 +158,11 @@ class Located:
 
 def locate_library() -> Located:
     """Debian's library, any other the system loader knows, then ``espeakng-loader``'s."""
-    candidates = [LIBRARY_SONAME]
-    found = ctypes.util.find_library("espeak-ng")
-    if found:
-        candidates.append(found)
-    for name in candidates:
+    for candidate in (LIBRARY_SONAME, None):
+        # The system loader is asked only if needed: find_library runs ldconfig.
+        name = candidate or ctypes.util.find_library("espeak-ng")
+        if not name:
+            continue
         try:
             ctypes.CDLL(name)
         except OSError:
