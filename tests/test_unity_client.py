@@ -108,6 +108,32 @@ def test_unity_components_compile_against_the_unity_api(build: Path) -> None:
     assert package.get("dependencies", {}) == {}
 
 
+def test_every_package_asset_has_a_meta_file_with_a_unique_guid() -> None:
+    """Packages installed from git are immutable: Unity ignores an asset without its .meta."""
+
+    def hidden(p: Path) -> bool:  # Samples~ and other ~ folders are not imported
+        return any(part.endswith("~") for part in p.relative_to(PACKAGE).parts)
+
+    assets = [p for p in PACKAGE.rglob("*") if p.suffix != ".meta" and not hidden(p)]
+    guids: dict[str, Path] = {}
+    for asset in assets:
+        meta = asset.with_name(asset.name + ".meta")
+        assert meta.exists(), (
+            f"{asset.relative_to(PACKAGE)} has no .meta (copy a sibling's, new guid)"
+        )
+        text = meta.read_text()
+        guid = next(line.split()[1] for line in text.splitlines() if line.startswith("guid:"))
+        assert len(guid) == 32 and guid not in guids, (
+            f"{meta}: guid {guid} repeats {guids.get(guid)}"
+        )
+        guids[guid] = meta
+        if asset.suffix == ".cs":
+            assert "MonoImporter:" in text
+        if asset.is_dir():
+            assert "folderAsset: yes" in text
+    assert len(guids) >= 18
+
+
 # ------------------------------------------------------------------ against a real server
 
 
