@@ -148,10 +148,10 @@ def install(app: FastAPI) -> None:
     async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
         headers = dict(exc.headers or {})
         status, detail = exc.status_code, str(exc.detail)
-        if status in (404, 405) and "Allow" not in headers:
+        if status in (404, 405):
             # The bundled client's static mount at / answers every path the API routes did
-            # not take with the wrong method (404, or 405 without Allow); when an API route
-            # has this path, the answer is 405 with the methods it allows.
+            # not take with the wrong method (404, or 405 allowing GET, HEAD); when an API
+            # route has this path, the answer is 405 with the methods that route allows.
             allowed = _allowed_methods(app, dict(request.scope))
             if allowed:
                 status, detail = 405, "Method Not Allowed"

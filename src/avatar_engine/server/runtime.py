@@ -204,8 +204,8 @@ class Runtime:
     def session_for(
         self, principal: Principal, session_id: str, scope: Scope | None = None
     ) -> Session:
-        """The session, if this principal's tenant owns it, and the use of it counts as
-        activity (idle expiry).
+        """The session, if this principal's tenant owns it; with the ``publish`` scope (an
+        input) the call counts as activity for idle expiry.
 
         A session belongs to its tenant: another tenant gets 404 whatever its token's
         ``sessions`` list names. With ``scope``, the principal must also hold that scope for
@@ -216,7 +216,8 @@ class Runtime:
         session = self.engine.get(session_id)
         if session.tenant != principal.tenant:
             raise SessionNotFoundError(session_id)
-        self._last_used[session_id] = self.now()
+        if scope == "publish":
+            self._last_used[session_id] = self.now()
         return session
 
     def delete_session(self, principal: Principal, session_id: str) -> None:
@@ -545,7 +546,8 @@ class Runtime:
             )
 
     def expire_idle(self, t: float) -> list[str]:
-        """Delete sessions idle (no subscriber, no input) for ``session_idle_timeout_s``.
+        """Delete sessions idle (no subscriber, no egress, no input) for
+        ``session_idle_timeout_s``.
 
         Runs once a second from the tick; returns the ids it deleted. Sessions owned by
         another node (cluster mode) are that node's to expire.
@@ -556,7 +558,9 @@ class Runtime:
         idle = [
             sid
             for sid, used in self._last_used.items()
-            if t - used >= timeout and sid not in self.subscribers
+            if t - used >= timeout
+            and sid not in self.subscribers
+            and sid not in self.egress.by_session  # mirrored to a game engine: in use
         ]
         for sid in idle:
             session = self.engine.sessions.get(sid)
