@@ -167,12 +167,15 @@ namespace AvatarEngine.Client
         }
 
         /// <summary>The face at the current render time: morphs then channels (rig order) in output,
-        /// which needs Hello.MorphNames.Length + Hello.ChannelNames.Length floats.</summary>
+        /// which needs Hello.MorphNames.Length + Hello.ChannelNames.Length floats. Empty (output
+        /// untouched) before the first frame, or when a new hello changed the size and the caller
+        /// has not rebound yet.</summary>
         public SampleStatus Sample(float[] output)
         {
             lock (sync)
             {
-                return jitter == null ? SampleStatus.Empty : jitter.Sample(clock(), output);
+                if (jitter == null || output.Length < jitter.Width) return SampleStatus.Empty;
+                return jitter.Sample(clock(), output);
             }
         }
 
