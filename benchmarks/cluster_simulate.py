@@ -78,7 +78,7 @@ def _sim(url: str, livelink_port: int, args: argparse.Namespace, subscribers: in
     ns = argparse.Namespace(
         url=url, sessions=args.sessions, subscribers=subscribers, transport="ws",
         publish="livelink", livelink_port=livelink_port, duration=args.duration, lod=0,
-        workers=args.workers, json=True, subscribe_url=subscribe_urls,
+        workers=args.workers, json=True, subscribe_url=subscribe_urls, stalled=0, connect_s=2.0,
     )  # fmt: skip
     return run_simulation(ns)
 

@@ -12,6 +12,11 @@ monotonic clock (shared by every process):
 
 It also samples the server's CPU time and RSS from ``/proc`` (same machine). Loops are bounded
 by ``--duration``; traffic goes only to the URL given (loopback by default).
+
+WebSocket viewers and Live Link publishers are the lean ones of :mod:`avatar_engine.client.lean`
+(raw sockets, one ``epoll`` loop per process, header-only parsing, prebuilt packets), and every
+load process reports its own CPU, so the report shows whether the generator or the server was
+the limit. WebRTC viewers are aiortc peers (one asyncio task each).
 """
 
 from __future__ import annotations
@@ -22,9 +27,8 @@ import json
 import math
 import multiprocessing as mp
 import os
-import socket
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,124 +36,60 @@ import httpx
 import numpy as np
 import websockets
 
-from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.messages import (
-    Frame,
-    Hello,
-    NeedKeyframe,
-    encode_capture,
-    encode_control,
-    encode_publish_hello,
+from avatar_engine.client.lean import (
+    FlipDetector,
+    LiveLinkPublisher,
+    jaw_at,
+    run_viewers,
+    tick_latencies,
 )
-from avatar_engine.codec.wire import ControlOp
-from avatar_engine.formats.livelink import build_packet
-from avatar_engine.rigs.arkit import ARKIT_NAMES
-
-FLIP_S = 0.25
-LOW, HIGH = 0.1, 0.8
-JAW = ARKIT_NAMES.index("jawOpen")
-BROW = ARKIT_NAMES.index("browInnerUp")
-
-
-def jaw_at(t: float, t0: float) -> float:
-    return HIGH if int((t - t0) / FLIP_S) % 2 else LOW
-
-
-class FlipDetector:
-    """Publish-to-receive latency: the first frame after a scheduled jaw flip that has moved
-    towards the new value (by ``MOVED``), minus the flip time. Smoothing in the animate step
-    does not count as delay: the response has started once the jaw moves."""
-
-    MOVED = 0.02
-
-    __slots__ = ("_base", "_detected", "_last_jaw", "_last_k", "t0")
-
-    def __init__(self, t0: float) -> None:
-        self.t0 = t0
-        self._last_k = -1
-        self._detected = -1
-        self._last_jaw: float | None = None
-        self._base = 0.0
-
-    def observe(self, jaw: float, now: float) -> float | None:
-        k = int((now - self.t0) / FLIP_S)
-        if k != self._last_k:
-            self._base = jaw if self._last_jaw is None else self._last_jaw
-            self._last_k = k
-        self._last_jaw = jaw
-        target = HIGH if k % 2 else LOW
-        direction = 1.0 if target > self._base else -1.0
-        if k > self._detected and (jaw - self._base) * direction >= self.MOVED and k > 0:
-            self._detected = k
-            return (now - (self.t0 + k * FLIP_S)) * 1e3
-        return None
+from avatar_engine.codec.messages import encode_capture, encode_publish_hello
 
 
 @dataclass
-class WorkerResult:
+class NodeResult:
+    """What the viewers of one node saw (merged over the load processes)."""
+
     frames: int = 0
     bytes: int = 0
+    audio: int = 0
     gaps: int = 0
+    viewers_with_gaps: int = 0
     connected: int = 0
     failed: int = 0
-    tick_to_receive_ms: list[float] = field(default_factory=list)
+    closed: int = 0
+    tick_to_receive_ms: list[np.ndarray] = field(default_factory=list)  # type: ignore[type-arg]
     publish_to_receive_ms: list[float] = field(default_factory=list)
 
+    COUNTS = ("frames", "bytes", "audio", "gaps", "viewers_with_gaps", "connected", "failed",
+              "closed")  # fmt: skip
 
-def _percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
+    def add(self, r: dict[str, Any]) -> None:
+        for name in self.COUNTS:
+            setattr(self, name, getattr(self, name) + int(r.get(name, 0)))
+        self.tick_to_receive_ms.append(tick_latencies([r]))
+        self.publish_to_receive_ms += r["publish_to_receive_ms"]
+
+    def ticks(self) -> np.ndarray:  # type: ignore[type-arg]
+        return np.concatenate(self.tick_to_receive_ms) if self.tick_to_receive_ms else np.zeros(0)
+
+
+def _percentiles(values: Any) -> dict[str, float]:
+    arr = np.asarray(values, np.float64)
+    if not arr.size:
         return {}
-    arr = np.asarray(values)
     return {f"p{p}": round(float(np.percentile(arr, p)), 3) for p in (50, 90, 99)} | {
         "max": round(float(arr.max()), 3)
     }
 
 
-async def _ws_subscriber(url: str, end: float, t0: float, server_t0: float, out: WorkerResult,
-                         jaw_index: list[int]) -> None:  # fmt: skip
-    decoder = Decoder()
-    hello: Hello | None = None
-    last_seq: int | None = None
-    flips = FlipDetector(t0)
-    try:
-        async with websockets.connect(url, max_size=1 << 20) as ws:
-            out.connected += 1
-            while (remaining := end - time.monotonic()) > 0:
-                try:
-                    data = await asyncio.wait_for(ws.recv(), remaining)
-                except TimeoutError:
-                    break
-                now = time.monotonic()
-                assert isinstance(data, bytes)
-                message = decoder.feed(data)
-                if isinstance(message, Hello):
-                    hello = message
-                    if not jaw_index:
-                        jaw_index.append(hello.schema.morph_names.index("Jaw_Open"))
-                elif isinstance(message, NeedKeyframe):
-                    await ws.send(
-                        encode_control(ControlOp.REQUEST_KEYFRAME, message.sid, message.lod)
-                    )
-                elif isinstance(message, Frame) and hello is not None:
-                    out.frames += 1
-                    out.bytes += len(data)
-                    if last_seq is not None and (message.seq - last_seq) % 65536 > 1:
-                        out.gaps += (message.seq - last_seq) % 65536 - 1
-                    last_seq = message.seq
-                    out.tick_to_receive_ms.append((now - (server_t0 + message.t_ms / 1e3)) * 1e3)
-                    jaw = float(decoder.stream(message.sid).morphs[jaw_index[0]])
-                    if (latency := flips.observe(jaw, now)) is not None:
-                        out.publish_to_receive_ms.append(latency)
-    except (OSError, websockets.WebSocketException):
-        out.failed += 1
-
-
-async def _rtc_subscriber(base: str, session: str, end: float, t0: float, server_t0: float,
-                          out: WorkerResult) -> None:  # fmt: skip
+async def _rtc_subscriber(base: str, session: str, end: float, window: tuple[float, float],
+                          server_t0: float, out: dict[str, Any], t0: float) -> None:  # fmt: skip
     from avatar_engine.client.subscriber import DecodedFrame, subscribe_rtc
 
     last_seq: int | None = None
     flips = FlipDetector(t0)
+    gaps = 0
     try:
         agen = subscribe_rtc(base, session, names=True)
         connected = False
@@ -159,74 +99,63 @@ async def _rtc_subscriber(base: str, session: str, end: float, t0: float, server
             except (TimeoutError, StopAsyncIteration):
                 break
             if not connected:
-                out.connected += 1
+                out["connected"] += 1
                 connected = True
-            if not isinstance(item, DecodedFrame):
+            if not isinstance(item, DecodedFrame) or not window[0] <= item.received < window[1]:
                 continue
-            out.frames += 1
-            out.bytes += item.size
-            if last_seq is not None and (item.seq - last_seq) % 65536 > 1:
-                out.gaps += (item.seq - last_seq) % 65536 - 1
+            out["frames"] += 1
+            out["bytes"] += item.size
+            if last_seq is not None and (missed := (item.seq - last_seq) % 65536 - 1) > 0:
+                out["viewers_with_gaps"] += gaps == 0
+                gaps += missed
+                out["gaps"] += missed
             last_seq = item.seq
-            out.tick_to_receive_ms.append((item.received - (server_t0 + item.t_ms / 1e3)) * 1e3)
+            out["ticks"].append((item.received - (server_t0 + item.t_ms / 1e3)) * 1e3)
             jaw = item.morphs.get("Jaw_Open", 0.0)
             if (latency := flips.observe(jaw, item.received)) is not None:
-                out.publish_to_receive_ms.append(latency)
+                out["publish_to_receive_ms"].append(latency)
         await agen.aclose()
     except Exception:
-        out.failed += 1
+        out["failed"] += 1
 
 
-def _worker(args: dict[str, Any], pairs: list[tuple[str, str]], queue: mp.Queue) -> None:  # type: ignore[type-arg]
-    """Subscribe to each (session, node URL) pair; results are reported per node URL."""
+def _rtc_worker(spec: dict[str, Any], window: tuple[float, float]) -> dict[str, Any]:
+    """One process of aiortc viewers (WebRTC has no lean twin: DTLS and SCTP need aiortc);
+    they connect during the ``--connect-s`` before the window."""
+    out: dict[str, Any] = {name: 0 for name in NodeResult.COUNTS}
+    out |= {"ticks": [], "publish_to_receive_ms": []}
+    spec = spec | {"start": window[0], "end": window[1]}
 
-    async def run() -> dict[str, WorkerResult]:
-        results: dict[str, WorkerResult] = {}
-        end = args["start"] + args["duration"]
-        jaw_index: list[int] = []
-        tasks = []
-        for session, base in pairs:
-            out = results.setdefault(base, WorkerResult())
-            ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
-            if args["transport"] == "webrtc":
-                coro = _rtc_subscriber(base, session, end, args["t0"], args["server_t0"], out)
-            else:
-                url = f"{ws_base}/sessions/{session}/stream?lod={args['lod']}"
-                coro = _ws_subscriber(url, end, args["t0"], args["server_t0"], out, jaw_index)
-            tasks.append(asyncio.create_task(coro))
-        await asyncio.gather(*tasks)
-        return results
+    async def run() -> None:
+        await asyncio.gather(*(
+            _rtc_subscriber(spec["base"], session, spec["end"], window, spec["server_t0"], out,
+                            spec["t0"])
+            for session in spec["sessions"]
+        ))  # fmt: skip
 
-    queue.put({url: asdict(r) for url, r in asyncio.run(run()).items()})
+    cpu0, wall0 = time.process_time(), time.monotonic()
+    asyncio.run(run())
+    out["tick_to_receive_ms"] = np.asarray(out.pop("ticks"), np.float32).tobytes()
+    out["cpu_s"] = time.process_time() - cpu0  # includes the peers' setup
+    out["wall_s"] = time.monotonic() - wall0
+    return out
 
 
-async def _publish_livelink(
-    host: str, port: int, subjects: list[str], t0: float, end: float
-) -> int:
-    """One UDP socket per subject, like one phone per face (receivers rate-limit per sender)."""
-    socks = []
-    for _ in subjects:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sock.setblocking(False)
-        socks.append(sock)
-    values = np.zeros(61, np.float32)
-    sent = 0
-    frame = 0
-    while time.monotonic() < end:
-        now = time.monotonic()
-        values[JAW] = jaw_at(now, t0)
-        values[BROW] = 0.5 + 0.4 * math.sin(2 * math.pi * (now - t0))  # always moving
-        for sock, subject in zip(socks, subjects, strict=True):
-            try:
-                sock.sendto(build_packet("sim", subject, values, frame_number=frame), (host, port))
-                sent += 1
-            except BlockingIOError:
-                pass
-        frame += 1
-        await asyncio.sleep(max(0.0, t0 + frame / 60 - time.monotonic()))
-    for sock in socks:
-        sock.close()
-    return sent
+def _load_process(kind: str, spec: dict[str, Any], ready: Any, shared: Any, queue: Any) -> None:
+    """A viewer process: connects, says it is ready, then measures the window the coordinator
+    sets in ``shared`` (start, end; zeros until known)."""
+
+    def window_of() -> tuple[float, float] | None:
+        return (shared[0], shared[1]) if shared[1] > 0 else None
+
+    if kind == "ws":
+        result = run_viewers(spec, on_ready=lambda: ready.put(1), window_of=window_of)
+    else:
+        ready.put(1)
+        while (window := window_of()) is None:
+            time.sleep(0.05)
+        result = _rtc_worker(spec, window)
+    queue.put((spec["base"], result))
 
 
 async def _publish_ws(ws_base: str, sessions: list[str], t0: float, end: float) -> int:
@@ -251,7 +180,7 @@ async def _publish_ws(ws_base: str, sessions: list[str], t0: float, end: float) 
     return sent
 
 
-def _proc_sample(pid: int) -> tuple[float, float]:
+def proc_sample(pid: int) -> tuple[float, float]:
     """(CPU seconds, RSS MiB) of a local process, from /proc."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
@@ -265,6 +194,37 @@ def _proc_sample(pid: int) -> tuple[float, float]:
         return math.nan, math.nan
 
 
+def _viewer_specs(args: argparse.Namespace, sessions: list[str], sub_urls: list[str],
+                  common: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
+    """Viewers round-robin over sessions and nodes, each node's viewers split over its share of
+    the load processes. The first viewer of each session on a node is a probe (full decode,
+    publish-to-receive); the first ``--stalled`` viewers never read."""
+    per_node: dict[str, list[list[Any]]] = {u: [] for u in sub_urls}
+    probed: set[tuple[str, str]] = set()
+    for i in range(args.subscribers):
+        session, base = sessions[i % len(sessions)], sub_urls[i % len(sub_urls)]
+        stall = i < args.stalled
+        probe = not stall and (session, base) not in probed
+        if probe:
+            probed.add((session, base))
+        path = f"/sessions/{session}/stream?lod={args.lod}"
+        per_node[base].append([path, probe, stall, session])
+    specs = []
+    share = max(1, args.workers // len(sub_urls))
+    for base, viewers in per_node.items():
+        parts = max(1, min(share, len(viewers)))
+        for w in range(parts):
+            mine = viewers[w::parts]
+            if not mine:
+                continue
+            split = urlsplit(base)
+            specs.append(common | {
+                "base": base, "host": split.hostname or "127.0.0.1", "port": split.port or 80,
+                "paths": [v[:3] for v in mine], "sessions": [v[3] for v in mine],
+            })  # fmt: skip
+    return specs
+
+
 def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
     base = args.url.rstrip("/")
     host = urlsplit(base).hostname or "127.0.0.1"
@@ -275,91 +235,109 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
         for s in sessions:
             client.delete(f"/sessions/{s}")
             client.post("/sessions", json={"id": s}).raise_for_status()
-    t0 = time.monotonic()
-    start = t0 + 1.0  # subscribers connect during the first second
-    end = start + args.duration
     # Subscribers go round-robin to --subscribe-url nodes (cluster mode), else to --url.
     sub_urls = [u.rstrip("/") for u in (args.subscribe_url or [base])]
-    pairs = [(sessions[i % len(sessions)], sub_urls[i % len(sub_urls)])
-             for i in range(args.subscribers)]  # fmt: skip
     node_pids = {url: int(httpx.get(url + "/stats", timeout=10).json()["pid"])
                  for url in dict.fromkeys([base, *sub_urls])}  # fmt: skip
-    workers = max(1, min(args.workers, args.subscribers))
-    queue: mp.Queue = mp.get_context("spawn").Queue()  # type: ignore[type-arg]
-    common = {"url": base, "transport": args.transport, "lod": args.lod, "t0": t0,
-              "server_t0": server_t0, "start": start, "duration": args.duration}  # fmt: skip
+    t0 = time.monotonic()
+    common = {"t0": t0, "server_t0": server_t0, "limit_s": args.connect_s + args.duration + 90}
+    specs = _viewer_specs(args, sessions, sub_urls, common)
     ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(common, pairs[w::workers], queue), daemon=True)
-        for w in range(workers)
-    ]
+    queue, ready, shared = ctx.Queue(), ctx.Queue(), ctx.Array("d", 2)
+    procs = [ctx.Process(target=_load_process, args=(args.transport, spec, ready, shared, queue),
+                         daemon=True) for spec in specs]  # fmt: skip
     for p in procs:
         p.start()
-    cpu0, rss0 = _proc_sample(pid)
-    node_cpu0 = {url: _proc_sample(p) for url, p in node_pids.items()}
+    publisher = LiveLinkPublisher(host, args.livelink_port, sessions, t0)
+    waiting = len(procs)
+    give_up = time.monotonic() + 60 + args.subscribers / 50  # handshakes under load
+    while waiting and time.monotonic() < give_up:  # viewers connect while capture flows
+        if args.publish == "livelink":
+            publisher.run(time.monotonic() + 0.1)
+        else:
+            time.sleep(0.1)
+        while waiting and not ready.empty():
+            ready.get()
+            waiting -= 1
+    start = time.monotonic() + (args.connect_s if args.transport == "webrtc" else 0.5)
+    end = start + args.duration
+    shared[0], shared[1] = start, end
+    if args.publish == "livelink":
+        publisher.run(start)
+    time.sleep(max(0.0, start - time.monotonic()))
+    sent0, pub_cpu0, pub_wall0 = publisher.sent, publisher.cpu_s, publisher.wall_s
+    cpu0, rss0 = proc_sample(pid)
+    node_cpu0 = {url: proc_sample(p) for url, p in node_pids.items()}
     wall0 = time.monotonic()
     if args.publish == "livelink":
-        sent = asyncio.run(_publish_livelink(host, args.livelink_port, sessions, t0, end))
+        publisher.run(end)
+        pub = {"sent": publisher.sent - sent0, "cpu_s": publisher.cpu_s - pub_cpu0,
+               "wall_s": publisher.wall_s - pub_wall0}  # fmt: skip
     elif args.publish == "ws":
         ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
+        cpu_p = time.process_time()
         sent = asyncio.run(_publish_ws(ws_base, sessions, t0, end))
+        pub = {"sent": sent, "cpu_s": time.process_time() - cpu_p,
+               "wall_s": time.monotonic() - wall0}  # fmt: skip
     else:
+        pub = {}
         time.sleep(max(0.0, end - time.monotonic()))
-        sent = 0
-    cpu1, rss1 = _proc_sample(pid)
-    node_cpu1 = {url: _proc_sample(p) for url, p in node_pids.items()}
+    publisher.close()
+    cpu1, rss1 = proc_sample(pid)
+    node_cpu1 = {url: proc_sample(p) for url, p in node_pids.items()}
     wall1 = time.monotonic()
-    per_worker = [queue.get(timeout=args.duration + 60) for _ in procs]
+    by_url: dict[str, NodeResult] = {u: NodeResult() for u in sub_urls}
+    load_cpu = []
+    for _ in procs:
+        url, result = queue.get(timeout=args.connect_s + 120)
+        by_url[url].add(result)
+        load_cpu.append(round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1))
     for proc in procs:
         proc.join(timeout=10)
-    by_url: dict[str, WorkerResult] = {}
-    for worker in per_worker:
-        for url, r in worker.items():
-            into = by_url.setdefault(url, WorkerResult())
-            for name in ("frames", "bytes", "gaps", "connected", "failed"):
-                setattr(into, name, getattr(into, name) + r[name])
-            into.tick_to_receive_ms += r["tick_to_receive_ms"]
-            into.publish_to_receive_ms += r["publish_to_receive_ms"]
-    results = [asdict(r) for r in by_url.values()]
-    total = WorkerResult()
-    for r in results:
-        total.frames += r["frames"]
-        total.bytes += r["bytes"]
-        total.gaps += r["gaps"]
-        total.connected += r["connected"]
-        total.failed += r["failed"]
-        total.tick_to_receive_ms += r["tick_to_receive_ms"]
-        total.publish_to_receive_ms += r["publish_to_receive_ms"]
+    total = NodeResult()
+    for r in by_url.values():
+        for name in NodeResult.COUNTS:
+            setattr(total, name, getattr(total, name) + getattr(r, name))
+        total.tick_to_receive_ms.append(r.ticks())
+        total.publish_to_receive_ms += r.publish_to_receive_ms
     server_stats = httpx.get(base + "/stats", timeout=10).json()
+    healthy = max(1, args.subscribers - args.stalled)
     return {
         "sessions": args.sessions,
         "subscribers": args.subscribers,
+        "stalled": args.stalled,
         "connected": total.connected,
         "failed": total.failed,
+        "closed_by_server": total.closed,
         "transport": args.transport,
         "publish": args.publish,
         "duration_s": args.duration,
-        "published": sent,
+        "published": int(pub.get("sent", 0)),
         "frames_received": total.frames,
         "frames_per_s": round(total.frames / args.duration, 1),
-        "frames_per_subscriber_per_s": round(
-            total.frames / args.duration / max(1, args.subscribers), 2
-        ),
+        "frames_per_subscriber_per_s": round(total.frames / args.duration / healthy, 2),
+        "audio_messages": total.audio,
         "gaps": total.gaps,
+        "subscribers_with_gaps": total.viewers_with_gaps,
         "server_skipped": server_stats["frames"]["skipped"],
         "bytes_per_frame": round(total.bytes / max(1, total.frames), 1),
-        "tick_to_receive_ms": _percentiles(total.tick_to_receive_ms),
+        "tick_to_receive_ms": _percentiles(total.ticks()),
         "publish_to_receive_ms": _percentiles(total.publish_to_receive_ms),
         "server_cpu_percent": round(100 * (cpu1 - cpu0) / max(1e-9, wall1 - wall0), 1),
+        "server_cpu_us_per_frame": round(1e6 * (cpu1 - cpu0) / max(1, total.frames), 2),
         "server_rss_mib": {"start": round(rss0, 1), "end": round(rss1, 1)},
         "server_tick": server_stats["tick"],
+        "load_cpu_percent": {"viewer_processes": load_cpu,
+                             "publisher": round(100 * pub.get("cpu_s", 0.0)
+                                                / max(1e-9, pub.get("wall_s", 1.0)), 1)},
+        "load_average": [round(x, 2) for x in os.getloadavg()],
         **({"nodes": _node_report(by_url, node_cpu0, node_cpu1, wall1 - wall0, args)}
            if args.subscribe_url else {}),
     }  # fmt: skip
 
 
 def _node_report(
-    by_url: dict[str, WorkerResult],
+    by_url: dict[str, NodeResult],
     cpu0: dict[str, tuple[float, float]],
     cpu1: dict[str, tuple[float, float]],
     wall: float,
@@ -368,12 +346,12 @@ def _node_report(
     """Per node (cluster mode): its subscribers' latency and frames, and its CPU and RSS."""
     report: dict[str, dict[str, Any]] = {}
     for url in cpu0:
-        r = by_url.get(url, WorkerResult())
+        r = by_url.get(url, NodeResult())
         report[url] = {
             "subscribers": r.connected,
             "frames_per_s": round(r.frames / args.duration, 1),
             "gaps": r.gaps,
-            "tick_to_receive_ms": _percentiles(r.tick_to_receive_ms),
+            "tick_to_receive_ms": _percentiles(r.ticks()),
             "publish_to_receive_ms": _percentiles(r.publish_to_receive_ms),
             "cpu_percent": round(100 * (cpu1[url][0] - cpu0[url][0]) / max(1e-9, wall), 1),
             "rss_mib": round(cpu1[url][1], 1),
@@ -382,6 +360,9 @@ def _node_report(
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
+    if not 0 <= args.stalled <= args.subscribers:
+        print("avatar-engine: error: --stalled must be within 0..--subscribers")
+        return 2
     try:
         report = run_simulation(args)
     except httpx.HTTPError as exc:
@@ -406,11 +387,15 @@ def add_simulate_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument("--sessions", type=int, default=10)
     p.add_argument("--subscribers", type=int, default=100, help="total, spread over sessions")
+    p.add_argument("--stalled", type=int, default=0,
+                   help="of the subscribers, how many connect and then never read")  # fmt: skip
     p.add_argument("--transport", choices=["ws", "webrtc"], default="ws")
     p.add_argument("--publish", choices=["livelink", "ws", "none"], default="livelink")
     p.add_argument("--livelink-port", type=int, default=11111)
     p.add_argument("--duration", type=float, default=10.0, help="seconds of measurement")
+    p.add_argument("--connect-s", type=float, default=2.0,
+                   help="seconds for viewers to connect before the measurement")  # fmt: skip
     p.add_argument("--lod", type=int, choices=range(4), default=0)
-    p.add_argument("--workers", type=int, default=2, help="subscriber processes")
+    p.add_argument("--workers", type=int, default=2, help="viewer processes")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_cmd_simulate)

@@ -1,0 +1,485 @@
+"""The lean load generator: many WebSocket viewers per process and a Live Link publisher whose
+own cost stays well below the server's, so a load test measures the server.
+
+A viewer here is a raw non-blocking socket that did the RFC 6455 handshake itself. Per
+received chunk it parses the WebSocket frame header and, per stream message, only the msgpack
+fields needed for sequence gaps and latency (type, sid, lod, seq, and ``t`` or ``back``/``dt``);
+the frame body is never decoded. One ``epoll`` loop serves every viewer of a process; callers
+spread viewers over processes (:func:`run_viewers` is the body of one). A few *probe* viewers
+also run the full :class:`~avatar_engine.codec.decoder.Decoder` to see the jaw flip of the
+published capture (publish-to-receive latency); everything else is counted, not decoded.
+
+Each process reports its own CPU time over the measured window, so a reader can check the
+generator was not the limit. The Live Link publisher sends prebuilt packets (one ``sendto`` per
+packet, one socket per subject as one phone per face). Loops are bounded by an end time;
+traffic goes only to the host given (loopback in every command of this project).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+import select
+import socket
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Frame, Hello, NeedKeyframe, encode_control
+from avatar_engine.codec.wire import ControlOp, MsgType
+from avatar_engine.formats.livelink import VALUE_COUNT, build_packet
+from avatar_engine.rigs.arkit import ARKIT_NAMES
+
+FLIP_S = 0.25
+"""The published jaw flips between :data:`LOW` and :data:`HIGH` every 250 ms."""
+LOW, HIGH = 0.1, 0.8
+JAW = ARKIT_NAMES.index("jawOpen")
+BROW = ARKIT_NAMES.index("browInnerUp")
+FPS = 60
+CYCLE = FPS
+"""Frames in one publisher cycle (1 s: the brow's sine period, four jaw flips)."""
+_WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_RECV = 1 << 16
+_HANDSHAKE_BATCH = 100
+"""Connections opened at once (well inside the server's listen backlog)."""
+_HANDSHAKE_S = 30.0
+"""How long one batch of handshakes may take before the rest are counted as failed."""
+_OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x2, 0x8, 0x9, 0xA
+_HANDSHAKING, _OPEN, _CLOSED = 0, 1, 2
+_HELLO, _KEYFRAME, _DELTA, _AUDIO = (int(t) for t in (MsgType.HELLO, MsgType.KEYFRAME,
+                                                        MsgType.DELTA, MsgType.AUDIO))  # fmt: skip
+
+
+def jaw_at(t: float, t0: float) -> float:
+    """The jaw value published at time ``t`` of a run that started at ``t0``."""
+    return HIGH if int((t - t0) / FLIP_S) % 2 else LOW
+
+
+class FlipDetector:
+    """Publish-to-receive latency: the first frame after a scheduled jaw flip that has moved
+    towards the new value (by ``MOVED``), minus the flip time. Smoothing in the animate step
+    does not count as delay: the response has started once the jaw moves."""
+
+    MOVED = 0.02
+
+    __slots__ = ("_base", "_detected", "_last_jaw", "_last_k", "t0")
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self._last_k = -1
+        self._detected = -1
+        self._last_jaw: float | None = None
+        self._base = 0.0
+
+    def observe(self, jaw: float, now: float) -> float | None:
+        k = int((now - self.t0) / FLIP_S)
+        if k != self._last_k:
+            self._base = jaw if self._last_jaw is None else self._last_jaw
+            self._last_k = k
+        self._last_jaw = jaw
+        target = HIGH if k % 2 else LOW
+        direction = 1.0 if target > self._base else -1.0
+        if k > self._detected and (jaw - self._base) * direction >= self.MOVED and k > 0:
+            self._detected = k
+            return (now - (self.t0 + k * FLIP_S)) * 1e3
+        return None
+
+
+def client_frame(opcode: int, payload: bytes) -> bytes:
+    """One masked client-to-server WebSocket frame (RFC 6455 5.3: clients always mask)."""
+    key = os.urandom(4)
+    n = len(payload)
+    head = bytes((0x80 | opcode,))
+    if n < 126:
+        head += bytes((0x80 | n,))
+    elif n < 1 << 16:
+        head += bytes((0x80 | 126,)) + n.to_bytes(2, "big")
+    else:
+        head += bytes((0x80 | 127,)) + n.to_bytes(8, "big")
+    masked = bytes(b ^ key[i & 3] for i, b in enumerate(payload))
+    return head + key + masked
+
+
+def _read_uint(b: bytes | bytearray, i: int) -> tuple[int, int]:
+    """A msgpack unsigned integer at ``b[i]``: (value, next index)."""
+    c = b[i]
+    if c < 0x80:
+        return c, i + 1
+    if c == 0xCC:
+        return b[i + 1], i + 2
+    if c == 0xCD:
+        return (b[i + 1] << 8) | b[i + 2], i + 3
+    if c == 0xCE:
+        return int.from_bytes(b[i + 1 : i + 5], "big"), i + 5
+    if c == 0xCF:
+        return int.from_bytes(b[i + 1 : i + 9], "big"), i + 9
+    raise ValueError(f"not a msgpack unsigned integer: 0x{c:02x}")
+
+
+@dataclass
+class ViewerTotals:
+    """What the viewers of one process saw in the measured window (merged by the caller)."""
+
+    frames: int = 0
+    bytes: int = 0
+    audio: int = 0
+    gaps: int = 0
+    viewers_with_gaps: int = 0
+    connected: int = 0
+    failed: int = 0
+    closed: int = 0
+    tick_to_receive_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
+    publish_to_receive_ms: list[float] = field(default_factory=list)
+
+
+class _Viewer:
+    """One raw WebSocket viewer: handshake, frame headers, the few fields it counts."""
+
+    __slots__ = (
+        "buf",
+        "decoder",
+        "flips",
+        "gaps",
+        "jaw_index",
+        "key",
+        "key_seq",
+        "key_t",
+        "last_seq",
+        "last_t",
+        "sock",
+        "stall",
+        "state",
+        "totals",
+    )
+
+    def __init__(self, sock: socket.socket, key: bytes, totals: ViewerTotals, *, probe: bool,
+                 t0: float, stall: bool) -> None:  # fmt: skip
+        self.sock = sock
+        self.key = key
+        self.totals = totals
+        self.buf = b""
+        self.state = _HANDSHAKING
+        self.last_seq = -1
+        self.last_t = -1
+        self.key_seq = -1
+        self.key_t = -1
+        self.gaps = 0
+        self.stall = stall
+        self.decoder = Decoder() if probe else None
+        self.flips = FlipDetector(t0) if probe else None
+        self.jaw_index = -1
+
+    def handshake_done(self) -> bool | None:
+        """Read the handshake response: True when open, False when refused, None for more."""
+        data = self.sock.recv(_RECV)
+        if not data:
+            return False
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return None
+        head, self.buf = self.buf[:end], self.buf[end + 4 :]
+        accept = base64.b64encode(hashlib.sha1(self.key + _WS_GUID).digest())
+        if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+            return False
+        self.state = _OPEN
+        return True
+
+    def on_data(self, now: float, window: tuple[float, float, float]) -> None:
+        """Parse every complete WebSocket frame received; count what the window covers."""
+        try:
+            data = self.sock.recv(_RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.state = _CLOSED
+            self.totals.closed += 1
+            return
+        buf = self.buf + data if self.buf else data
+        n = len(buf)
+        pos = 0
+        while n - pos >= 2:
+            length = buf[pos + 1] & 0x7F
+            head = 2
+            if length == 126:
+                if n - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif length == 127:
+                if n - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                head = 10
+            start = pos + head
+            if n - start < length:
+                break
+            opcode = buf[pos] & 0x0F
+            if opcode == _OP_BINARY:
+                self._message(buf, start, length, now, window)
+            elif opcode == _OP_PING:
+                self.sock.send(client_frame(_OP_PONG, buf[start : start + length]))
+            elif opcode == _OP_CLOSE:
+                self.state = _CLOSED
+                self.totals.closed += 1
+                return
+            pos = start + length
+        self.buf = buf[pos:] if pos < n else b""
+
+    def _message(self, b: bytes, i: int, size: int, now: float,
+                 window: tuple[float, float, float]) -> None:  # fmt: skip
+        kind = b[i + 1]
+        if kind not in (_KEYFRAME, _DELTA):
+            if kind == _AUDIO and window[0] <= now < window[1]:
+                self.totals.audio += 1
+            elif kind == _HELLO and self.decoder is not None:
+                self._probe(b[i : i + size], now, window)
+            return
+        _sid, j = _read_uint(b, i + 2)
+        _lod, j = _read_uint(b, j)
+        seq, j = _read_uint(b, j)
+        if kind == _KEYFRAME:
+            t, _ = _read_uint(b, j)
+            self.key_seq, self.key_t = seq, t
+        else:
+            back, j = _read_uint(b, j)
+            dt, _ = _read_uint(b, j)
+            if back == 1 and self.last_seq == (seq - 1) & 0xFFFF:
+                t = self.last_t + dt
+            elif self.key_seq == (seq - back) & 0xFFFF:
+                t = self.key_t + dt
+            else:
+                t = -1  # reference lost: the server sends a keyframe next
+        counted = window[0] <= now < window[1]
+        if counted:
+            totals = self.totals
+            totals.frames += 1
+            totals.bytes += size
+            if self.last_seq >= 0 and (missed := ((seq - self.last_seq) & 0xFFFF) - 1) > 0:
+                if self.gaps == 0:
+                    totals.viewers_with_gaps += 1
+                self.gaps += missed
+                totals.gaps += missed
+            if t >= 0:
+                totals.tick_to_receive_ms.append((now - window[2]) * 1e3 - t)
+        self.last_seq, self.last_t = seq, t
+        if self.decoder is not None:
+            self._probe(b[i : i + size], now, window)
+
+    def _probe(self, message: bytes, now: float, window: tuple[float, float, float]) -> None:
+        """Full decode (probe viewers only): the jaw value, for publish-to-receive."""
+        assert self.decoder is not None and self.flips is not None
+        decoded = self.decoder.feed(message)
+        if isinstance(decoded, Hello):
+            self.jaw_index = decoded.schema.morph_names.index("Jaw_Open")
+        elif isinstance(decoded, NeedKeyframe):
+            control = encode_control(ControlOp.REQUEST_KEYFRAME, decoded.sid, decoded.lod)
+            self.sock.send(client_frame(_OP_BINARY, control))
+        elif isinstance(decoded, Frame) and self.jaw_index >= 0:
+            jaw = float(self.decoder.stream(decoded.sid).morphs[self.jaw_index])
+            latency = self.flips.observe(jaw, now)
+            if latency is not None and window[0] <= now < window[1]:
+                self.totals.publish_to_receive_ms.append(latency)
+
+
+def _upgrade_request(host: str, port: int, path: str) -> tuple[bytes, bytes]:
+    key = base64.b64encode(os.urandom(16))
+    request = (
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + b"Sec-WebSocket-Key: "
+        + key
+        + b"\r\n\r\n"
+    )
+    return request, key
+
+
+def _open_viewers(host: str, port: int, paths: list[tuple[str, bool, bool]], t0: float,
+                  totals: ViewerTotals, ep: select.epoll,
+                  ) -> dict[int, _Viewer]:  # fmt: skip
+    """Connect and hand-shake every viewer, a batch at a time; returns the open ones by fd."""
+    viewers: dict[int, _Viewer] = {}
+    for first in range(0, len(paths), _HANDSHAKE_BATCH):
+        pending: dict[int, _Viewer] = {}
+        for path, probe, stall in paths[first : first + _HANDSHAKE_BATCH]:
+            try:
+                sock = socket.create_connection((host, port), timeout=10)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                request, key = _upgrade_request(host, port, path)
+                sock.sendall(request)
+                sock.setblocking(False)
+            except OSError:
+                totals.failed += 1
+                continue
+            viewer = _Viewer(sock, key, totals, probe=probe, t0=t0, stall=stall)
+            pending[sock.fileno()] = viewer
+            ep.register(sock.fileno(), select.EPOLLIN)
+        deadline = time.monotonic() + _HANDSHAKE_S
+        while pending and time.monotonic() < deadline:
+            for fd, _ in ep.poll(0.5):
+                viewer = pending.pop(fd, None) or viewers.get(fd)
+                if viewer is None:
+                    continue
+                if viewer.state == _OPEN:
+                    viewer.on_data(time.monotonic(), (math.inf, math.inf, 0.0))
+                    continue
+                try:
+                    done = viewer.handshake_done()
+                except OSError:
+                    done = False
+                if done is None:
+                    pending[fd] = viewer
+                elif done:
+                    totals.connected += 1
+                    viewers[fd] = viewer
+                    if viewer.stall:
+                        ep.unregister(fd)  # never read again: the server must cope
+                else:
+                    totals.failed += 1
+                    ep.unregister(fd)
+                    viewer.sock.close()
+        for fd, viewer in pending.items():
+            totals.failed += 1
+            ep.unregister(fd)
+            viewer.sock.close()
+    return viewers
+
+
+def run_viewers(
+    spec: dict[str, Any],
+    on_ready: Callable[[], None] | None = None,
+    window_of: Callable[[], tuple[float, float] | None] | None = None,
+) -> dict[str, Any]:
+    """The body of one viewer process. ``spec``: host, port, paths (list of [path, probe,
+    stall]), t0 (publisher schedule), server_t0 (the server's monotonic start), and either
+    start and end (the measured window on this machine's monotonic clock) or ``window_of``,
+    asked until it returns the window (a coordinator sets it once every process called
+    ``on_ready``, after connecting all its viewers; until then frames are read, not counted).
+    ``spec["limit_s"]`` bounds the wait for a window.
+
+    Returns the totals, the latencies (tick-to-receive as float32 bytes) and this process's CPU
+    seconds and wall seconds over the measured window.
+    """
+    totals = ViewerTotals()
+    ep = select.epoll()
+    viewers = _open_viewers(spec["host"], spec["port"], [tuple(p) for p in spec["paths"]],
+                            spec["t0"], totals, ep)  # fmt: skip
+    if on_ready is not None:
+        on_ready()
+    server_t0 = float(spec["server_t0"])
+    if window_of is None:
+        window = (float(spec["start"]), float(spec["end"]), server_t0)
+    else:
+        window = (math.inf, time.monotonic() + float(spec.get("limit_s", 120.0)), server_t0)
+    live = {fd: v for fd, v in viewers.items() if not v.stall}
+    cpu0 = wall0 = math.nan
+    try:
+        while (now := time.monotonic()) < window[1]:
+            if window_of is not None and (known := window_of()) is not None:
+                window, window_of = (known[0], known[1], server_t0), None
+            if math.isnan(cpu0) and now >= window[0]:
+                cpu0, wall0 = time.process_time(), now
+            for fd, _ in ep.poll(max(0.0, min(0.1, window[1] - now))):
+                viewer = live.get(fd)
+                if viewer is None:
+                    continue
+                viewer.on_data(time.monotonic(), window)
+                if viewer.state == _CLOSED:
+                    ep.unregister(fd)
+                    del live[fd]
+        cpu1, wall1 = time.process_time(), time.monotonic()
+    finally:
+        for viewer in viewers.values():
+            viewer.sock.close()
+        ep.close()
+    if math.isnan(cpu0):
+        cpu0, wall0 = cpu1, wall1
+    return {
+        "frames": totals.frames,
+        "bytes": totals.bytes,
+        "audio": totals.audio,
+        "gaps": totals.gaps,
+        "viewers_with_gaps": totals.viewers_with_gaps,
+        "connected": totals.connected,
+        "failed": totals.failed,
+        "closed": totals.closed,
+        "tick_to_receive_ms": totals.tick_to_receive_ms.tobytes(),
+        "publish_to_receive_ms": totals.publish_to_receive_ms,
+        "cpu_s": cpu1 - cpu0,
+        "wall_s": wall1 - wall0,
+    }
+
+
+def livelink_packets(subject: str, device: str = "sim") -> list[bytes]:
+    """One cycle of prebuilt Live Link packets for a subject: frame ``k`` of the run is
+    ``packets[k % CYCLE]`` (jaw flipping every 250 ms, brow always moving)."""
+    values = np.zeros(VALUE_COUNT, np.float32)
+    packets = []
+    for k in range(CYCLE):
+        values[JAW] = HIGH if (k * 4 // CYCLE) % 2 else LOW
+        values[BROW] = 0.5 + 0.4 * math.sin(2 * math.pi * k / CYCLE)
+        packets.append(build_packet(device, subject, values, frame_number=k))
+    return packets
+
+
+class LiveLinkPublisher:
+    """Every subject's frame ``k`` at ``t0 + k / 60``: prebuilt packets, one ``sendto`` each,
+    one socket per subject. :meth:`run` sends until a time and may be called again; the
+    counters cover every call (CPU and wall only while sending)."""
+
+    def __init__(self, host: str, port: int, subjects: list[str], t0: float) -> None:
+        self._address = (host, port)
+        self._t0 = t0
+        self._socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in subjects]
+        for sock in self._socks:
+            sock.setblocking(False)
+        self._pairs = list(zip(self._socks, [livelink_packets(s) for s in subjects], strict=True))
+        self._k = 0
+        self.sent = 0
+        self.late_ticks = 0
+        """Ticks the schedule skipped because this process was late (none at healthy load)."""
+        self.cpu_s = 0.0
+        self.wall_s = 0.0
+
+    def run(self, until: float) -> None:
+        cpu0, wall0 = time.process_time(), time.monotonic()
+        t0, pairs, address = self._t0, self._pairs, self._address
+        k = max(self._k, math.ceil((wall0 - t0) * FPS))
+        while (due := t0 + k / FPS) < until:
+            wait = due - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            phase = k % CYCLE
+            for sock, packets in pairs:
+                try:
+                    sock.sendto(packets[phase], address)
+                    self.sent += 1
+                except BlockingIOError:
+                    pass
+            behind = max(0, math.floor((time.monotonic() - t0) * FPS) - k)
+            self.late_ticks += behind
+            k += 1 + behind
+        self._k = k
+        self.cpu_s += time.process_time() - cpu0
+        self.wall_s += time.monotonic() - wall0
+
+    def close(self) -> None:
+        for sock in self._socks:
+            sock.close()
+
+
+def tick_latencies(results: list[dict[str, Any]]) -> np.ndarray:  # type: ignore[type-arg]
+    """Every viewer process's tick-to-receive latencies (ms) as one float64 array."""
+    parts = [np.frombuffer(r["tick_to_receive_ms"], np.float32) for r in results]
+    return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)
