@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Frame, Hello, NeedKeyframe, encode_control
@@ -328,9 +329,10 @@ def _open_viewers(host: str, port: int, paths: list[tuple[str, bool, bool]], t0:
         deadline = time.monotonic() + _HANDSHAKE_S
         while pending and time.monotonic() < deadline:
             for fd, _ in ep.poll(0.5):
-                viewer = pending.pop(fd, None) or viewers.get(fd)
-                if viewer is None:
+                found = pending.pop(fd, None) or viewers.get(fd)
+                if found is None:
                     continue
+                viewer = found
                 if viewer.state == _OPEN:
                     viewer.on_data(time.monotonic(), (math.inf, math.inf, 0.0))
                     continue
@@ -479,7 +481,7 @@ class LiveLinkPublisher:
             sock.close()
 
 
-def tick_latencies(results: list[dict[str, Any]]) -> np.ndarray:  # type: ignore[type-arg]
+def tick_latencies(results: list[dict[str, Any]]) -> npt.NDArray[np.float64]:
     """Every viewer process's tick-to-receive latencies (ms) as one float64 array."""
     parts = [np.frombuffer(r["tick_to_receive_ms"], np.float32) for r in results]
     return np.concatenate(parts).astype(np.float64) if parts else np.zeros(0)

@@ -34,6 +34,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
+import numpy.typing as npt
 import websockets
 
 from avatar_engine.client.lean import (
@@ -58,7 +59,7 @@ class NodeResult:
     connected: int = 0
     failed: int = 0
     closed: int = 0
-    tick_to_receive_ms: list[np.ndarray] = field(default_factory=list)  # type: ignore[type-arg]
+    tick_to_receive_ms: list[npt.NDArray[np.float64]] = field(default_factory=list)
     publish_to_receive_ms: list[float] = field(default_factory=list)
 
     COUNTS = ("frames", "bytes", "audio", "gaps", "viewers_with_gaps", "connected", "failed",
@@ -70,7 +71,7 @@ class NodeResult:
         self.tick_to_receive_ms.append(tick_latencies([r]))
         self.publish_to_receive_ms += r["publish_to_receive_ms"]
 
-    def ticks(self) -> np.ndarray:  # type: ignore[type-arg]
+    def ticks(self) -> npt.NDArray[np.float64]:
         return np.concatenate(self.tick_to_receive_ms) if self.tick_to_receive_ms else np.zeros(0)
 
 
