@@ -103,6 +103,8 @@ export class AvatarStreamClient extends EventTarget {
     /** @type {VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
     this.voice = null;
     this._voiceAvailable = false;
+    /** How late messages arrive after the fastest path (decaying max, ms): the voice's cushion. */
+    this._lateMs = 0;
     this._bindTarget = null;
     this._rigCache = new Map();
     this._timers = new Set();
@@ -199,7 +201,7 @@ export class AvatarStreamClient extends EventTarget {
     this.stats.sampleStatus = status;
     if (status === SampleStatus.EMPTY) return false;
     if (this.binding) this.binding.apply(this.out);
-    this.voice?.tick(nowMs, this.jitter.offset + this.jitter.delayMs);
+    this._tickVoice(nowMs);
     this.stats.applyUs += ((this.now() - t0) * 1000 - this.stats.applyUs) * 0.05;
     this.stats.framesRendered += 1;
     this._window.renders += 1;
@@ -441,7 +443,12 @@ export class AvatarStreamClient extends EventTarget {
         break;
       case 'stale': this.stats.framesStale += 1; break;
       case 'event': this._onEvent(r); break;
-      case 'audio': if (this.voice && r.sid === this.hello?.sid) this.voice.push(r); break;
+      case 'audio':
+        if (!this.voice || r.sid !== this.hello?.sid) break;
+        this.voice.push(r);
+        if (this.jitter) this._noteLate(arrival - r.t - this.jitter.offset);
+        this._tickVoice(arrival); // schedule now: a page that renders slowly still plays on time
+        break;
       case 'ping': this.transport?.send(encodePong(r.nonce, Math.max(0, Math.round(this.now())))); break;
       case 'pong': this._onPong(r); break;
       case 'error_message': this._emit('error', { reason: `server: ${r.message}`, code: r.code, fatal: false }); break;
@@ -486,6 +493,7 @@ export class AvatarStreamClient extends EventTarget {
     }
     this._lastSeq = r.seq;
     this.jitter.push(r.t, st.morphs, st.channels, arrival);
+    this._noteLate(arrival - r.t - this.jitter.offset);
     this.stats.decodeUs += ((this.now() - t0) * 1000 - this.stats.decodeUs) * 0.05;
     this.stats.framesReceived += 1;
     if (!Number.isNaN(this.clockOffset)) {
@@ -614,7 +622,7 @@ export class AvatarStreamClient extends EventTarget {
       this._emit('error', { reason: `no sound: ${err?.message ?? err}`, fatal: false });
       return;
     }
-    const voice = new VoicePlayer(context, { volume: this.options.volume ?? 1, muted: this.options.muted ?? false, ...this.options.voice });
+    const voice = new VoicePlayer(context, { volume: this.options.volume ?? 1, muted: this.options.muted ?? false, now: this.now, ...this.options.voice });
     for (const type of ['voicestart', 'voicestop', 'voicecut', 'sound']) {
       voice.addEventListener(type, (e) => {
         this._emit(type, /** @type {CustomEvent} */ (e).detail);
@@ -635,6 +643,30 @@ export class AvatarStreamClient extends EventTarget {
       this.transport.send(encodeSetAudio(hello.sid, AudioCodec.PCM16));
     }
     this._checkVoiceAvailable();
+  }
+
+  /**
+   * Track how much later than the fastest path messages arrive. The face can extrapolate
+   * over a late frame; sound cannot, so with a voice the playout delay covers this spread.
+   * A decaying max (half-life about 6 s at 110 messages/s), capped at 250 ms.
+   */
+  _noteLate(ms) {
+    this._lateMs = Math.max(Math.min(ms, 250), this._lateMs * 0.999);
+  }
+
+  /**
+   * Schedule the voice on the jitter buffer's clock, and keep the face late enough for its
+   * voice: the audio output latency (sound scheduled now is heard that much later) plus the
+   * arrival spread. Without a voice (or while sound is locked) the face keeps its one frame.
+   */
+  _tickVoice(nowMs) {
+    const v = this.voice;
+    const j = this.jitter;
+    if (!v || !j) return;
+    const voiced = v.codec && v.soundState === SoundState.UNLOCKED && !Number.isNaN(v.latencyMs);
+    const minDelay = voiced ? v.latencyMs + this._lateMs : 0;
+    if (Math.abs(minDelay - j.minDelayMs) > 5) j.setMinDelay(Math.round(minDelay));
+    v.tick(nowMs, j.offset + j.delayMs);
   }
 
   _checkVoiceAvailable() {

@@ -54,6 +54,7 @@ export class JitterBuffer {
     this.relax = relax;
     this._fixedDelay = delayMs;
     this._fixedExtra = maxExtrapolationMs;
+    this.minDelayMs = 0;
     this.setFrameInterval(frameIntervalMs);
     this.reset();
   }
@@ -61,8 +62,17 @@ export class JitterBuffer {
   /** Follow the stream's frame rate (call when the LOD changes). */
   setFrameInterval(ms) {
     this.frameIntervalMs = ms;
-    this.delayMs = this._fixedDelay ?? ms;
+    this.delayMs = Math.max(this._fixedDelay ?? ms, this.minDelayMs);
     this.maxExtrapolationMs = this._fixedExtra ?? Math.min(ms, 50);
+  }
+
+  /**
+   * Never show frames sooner than `ms` after their fastest arrival: a voice played with the
+   * face needs its audio output latency here (sound scheduled now is heard that much later).
+   */
+  setMinDelay(ms) {
+    this.minDelayMs = ms;
+    this.setFrameInterval(this.frameIntervalMs);
   }
 
   /** Forget every frame and the clock offset (a new stream, or a server restart). */

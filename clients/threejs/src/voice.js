@@ -9,8 +9,9 @@
 // (or currentTime and outputLatency/baseLatency where that is missing) says which context time
 // reaches the speaker at which performance.now(), so
 //   when = (local + ctxMinusPerf) / 1000        (seconds on the context clock)
-// Both `map` and `ctxMinusPerf` are smoothed: they follow slow drift (the jitter offset
-// relaxing, the sound card's clock) a little per tick and jump only when far off (a new stream).
+// Both are smoothed: `ctxMinusPerf` a little per tick (it jumps only when far off); `map` is
+// taken as it is between utterances and followed with a 0.5 s time constant while one plays
+// (the jitter offset relaxing, a changed playout delay), so slow drift is followed.
 //
 // Schedule. Packets of one utterance are contiguous (packet seq+1 starts where seq ends):
 // they are scheduled back to back, sample-exact, as long as that position stays within
@@ -48,11 +49,14 @@ export function preferredAudio(scope = globalThis) {
 
 /**
  * @typedef {object} VoiceOptions
- * @property {number} [horizonMs=200]    schedule packets this far ahead of their time
+ * @property {number} [horizonMs=500]    schedule packets this far ahead of their time (the server
+ *   sends them about 250 ms ahead; scheduled ones can still be stopped by a cut)
  * @property {number} [toleranceMs=15]   back-to-back drift allowed before a run re-anchors
  * @property {number} [maxQueue=100]     packets held (100 x 20 ms = 2 s; the server sends <= 1 s ahead)
  * @property {number} [jumpMs=60]        clock mappings further off than this jump instead of slewing
  * @property {number} [hangoverMs=150]   silence after the last packet before 'voicestop'
+ * @property {number} [marginMs=25]      added to the measured output latency (an audio callback,
+ *   decoding, a late tick): the playout delay a face needs to be heard with its voice
  * @property {number} [volume=1]
  * @property {boolean} [muted=false]
  * @property {any} [AudioDecoderImpl]    WebCodecs' AudioDecoder (tests inject a fake)
@@ -69,7 +73,7 @@ export class VoicePlayer extends EventTarget {
   constructor(context, options = {}) {
     super();
     this.context = context;
-    this.options = { horizonMs: 200, toleranceMs: 15, maxQueue: 100, jumpMs: 60, hangoverMs: 150, ...options };
+    this.options = { horizonMs: 500, toleranceMs: 15, maxQueue: 100, jumpMs: 60, hangoverMs: 150, marginMs: 25, ...options };
     this.now = this.options.now ?? perfNow;
     this.AudioDecoderImpl = 'AudioDecoderImpl' in options ? options.AudioDecoderImpl : globalThis.AudioDecoder;
     this.EncodedAudioChunkImpl = 'EncodedAudioChunkImpl' in options ? options.EncodedAudioChunkImpl : globalThis.EncodedAudioChunk;
@@ -89,12 +93,14 @@ export class VoicePlayer extends EventTarget {
     this.sources = [];
     this.map = NaN;            // local ms - stream ms, smoothed
     this.ctxMinusPerf = NaN;   // context ms - performance ms (of what is heard), smoothed
+    this.pipeMs = NaN;         // currentTime ahead of what is heard (output + base latency), smoothed
     this.runEndT = NaN;        // stream ms where the last scheduled packet ends
     this.runEnd = NaN;         // context s where it ends
     this._lastSeq = -1;
     this._cutSeq = -1;         // after VOICE_CUT: packets older than this are dropped
     this._playing = false;
     this._playEndLocal = -Infinity;
+    this._lastTick = 0;
     /** @type {{local: number, t: number} | null} */
     this._pendingStart = null;
     this._runSeq = -1;         // seq of the last scheduled packet
@@ -131,6 +137,16 @@ export class VoicePlayer extends EventTarget {
     this._muted = Boolean(m);
     this._applyGain();
     this._emitSound();
+  }
+
+  /**
+   * How long after now sound scheduled now is heard at the earliest (the context's output
+   * latency as measured, plus `marginMs`); NaN until the context runs. The face must be shown
+   * at least this late for its voice to keep up (the client sets it as the jitter buffer's
+   * minimum delay).
+   */
+  get latencyMs() {
+    return this.pipeMs + this.options.marginMs;
   }
 
   /** Whether the voice is playing now (between 'voicestart' and 'voicestop'). */
@@ -232,9 +248,13 @@ export class VoicePlayer extends EventTarget {
    */
   tick(nowMs, mapMs) {
     if (Number.isNaN(mapMs)) return;
-    const { jumpMs } = this.options;
-    if (Number.isNaN(this.map) || Math.abs(mapMs - this.map) > jumpMs) this.map = mapMs;
-    else this.map += (mapMs - this.map) * 0.05;
+    // Between utterances the mapping is taken as it is (a run re-anchors anyway); while one
+    // plays it follows with a 0.5 s time constant, so arrival jitter does not shake the run.
+    const idle = nowMs >= this._playEndLocal;
+    const dt = Math.max(0, nowMs - this._lastTick);
+    this._lastTick = nowMs;
+    if (idle || Number.isNaN(this.map) || Math.abs(mapMs - this.map) > this.options.jumpMs) this.map = mapMs;
+    else this.map += (mapMs - this.map) * (1 - Math.exp(-dt / 500));
     if (!this._syncContextClock(nowMs)) {
       this._dropPast(nowMs);
       return;
@@ -301,6 +321,16 @@ export class VoicePlayer extends EventTarget {
     } finally {
       data.close?.();
     }
+    this._kick();
+  }
+
+  /** Schedule what a decoder output made ready, on the mapping of the last tick. */
+  _kick() {
+    if (Number.isNaN(this.map)) return;
+    const now = this.now();
+    if (!this._syncContextClock(now)) return;
+    this._schedule(now);
+    this._trackPlaying(now);
   }
 
   _closeDecoder() {
@@ -325,6 +355,8 @@ export class VoicePlayer extends EventTarget {
     else d = ctx.currentTime * 1000 - nowMs - ((ctx.outputLatency || 0) + (ctx.baseLatency || 0)) * 1000;
     if (Number.isNaN(this.ctxMinusPerf) || Math.abs(d - this.ctxMinusPerf) > this.options.jumpMs) this.ctxMinusPerf = d;
     else this.ctxMinusPerf += (d - this.ctxMinusPerf) * 0.05;
+    const pipe = ctx.currentTime * 1000 - this.now() - this.ctxMinusPerf;
+    this.pipeMs = Number.isNaN(this.pipeMs) ? pipe : this.pipeMs + (pipe - this.pipeMs) * 0.05;
     return true;
   }
 

@@ -138,7 +138,8 @@ test('a lost packet leaves 20 ms of silence and keeps the schedule; a new uttera
 test('no drift over 60 s of speech with jitter, 5% loss, reordering and a fast sound card', () => {
   // The context clock runs 300 ppm fast against performance.now (18 ms over 60 s); the jitter
   // buffer's mapping wanders +-4 ms; 5% of the packets are lost, some arrive late and reordered.
-  const { ctx, voice } = player({ ppm: 300 }, { toleranceMs: 15 });
+  // (horizon 100 ms: packets reordered by up to 280 ms still find their place)
+  const { ctx, voice } = player({ ppm: 300 }, { toleranceMs: 15, horizonMs: 100 });
   voice.configure('pcm16', 16000);
   let seed = 7;
   const rand = () => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return seed / 0x7fffffff; };
@@ -313,7 +314,8 @@ function voiceClient(options) {
 }
 
 test('the client asks for its voice, plays AUDIO on the frames clock and obeys VOICE_CUT', async (t) => {
-  const { client, made, contexts } = voiceClient({ audio: 'opus' });
+  let clock = 0;
+  const { client, made, contexts } = voiceClient({ audio: 'opus', now: () => clock });
   t.after(() => client.disconnect());
   const seen = [];
   for (const type of ['voicecut', 'voiceavailable', 'voicedegraded', 'sound']) client.addEventListener(type, (e) => seen.push([type, e.detail]));
@@ -321,16 +323,23 @@ test('the client asks for its voice, plays AUDIO on the frames clock and obeys V
   assert.equal(made[0].params.audio, 'opus');
   assert.equal(client.soundState, 'unlocked');
   const steps = audioVector.steps.slice(1, 11); // stream 7: hello (opus), frames, audio, a cut, audio
-  steps.forEach((s, i) => made[0].onmessage(hex(s.hex), 1000 + i));
+  steps.forEach((s, i) => { clock = 1000 + i; contexts[0].perf = clock; made[0].onmessage(hex(s.hex), clock); });
   await settle();
   assert.ok(seen.some(([e, d]) => e === 'voiceavailable' && d.available));
   assert.equal(client.voice.codec, 'opus');
   assert.equal(client.voice.stats.packets, 6, 'seq 0, 1, 2, 4, then the cut, then 5, 6');
-  assert.deepEqual(client.voice.queue.map((p) => p.seq), [5, 6], 'the cut dropped 0..4');
+  // all arrived in one burst: the cut came before 0..4 were decoded, so only 5 and 6 play
+  const started = contexts[0].started;
+  assert.equal(started.length, 2);
+  assert.ok(started.every((x) => Number.isNaN(x.stopAt)), 'the next utterance plays');
+  near(started[1].when - started[0].when, 0.02, 1e-9, 'back to back');
+  near(started[0].when, contexts[0].heardAt(400 + client.voice.map), 1e-9, 'on the frames clock');
   assert.equal(client.voice.stats.cuts, 1);
   assert.ok(seen.some(([e, d]) => e === 'voicecut' && d.t === 90 && d.nextSeq === 5));
-  client.update(1000 + 300);
-  assert.ok(contexts[0].started.length >= 1, 'the next utterance is scheduled');
+  clock = 1300;
+  contexts[0].perf = clock;
+  client.update(clock);
+  assert.ok(client.jitter.delayMs >= 20 + 25, 'the face waits for the output latency and a margin');
   client.muted = true;
   assert.equal(client.voice.output.gain.value, 0);
   client.disconnect();
@@ -353,4 +362,18 @@ test('an Opus hello without WebCodecs gets a SET_AUDIO pcm16; audio off makes no
   assert.equal(MsgType.AUDIO, 10);
   client.disconnect();
   off.client.disconnect();
+});
+
+test('the jitter buffer keeps a minimum delay for the voice across frame-rate changes', async () => {
+  const { JitterBuffer } = await import('../src/jitter.js');
+  const jb = new JitterBuffer(1, { frameIntervalMs: 1000 / 60 });
+  jb.setMinDelay(70);
+  assert.equal(jb.delayMs, 70);
+  jb.setFrameInterval(100); // LOD 3, 10 fps: one interval is longer than the voice needs
+  assert.equal(jb.delayMs, 100);
+  jb.setFrameInterval(1000 / 60);
+  assert.equal(jb.delayMs, 70);
+  jb.push(0, [0], [], 1000);
+  jb.push(100, [1], [], 1100);
+  assert.equal(jb.renderTime(1120), 50, 'shown 70 ms after the fastest arrival');
 });
