@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from live_capture import LiveLinkPhone, python_frames, wait_for_session
 from server_process import ServerProcess
 from test_codec_vectors import NAMES, VECTORS, load, same
-from test_unity_client import LiveLinkPhone, python_frames, wait_for_session
 
 ROOT = Path(__file__).resolve().parents[1]
 UNREAL_FLAGS = ["-fno-exceptions", "-fno-rtti"]

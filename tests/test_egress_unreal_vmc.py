@@ -30,8 +30,8 @@ from avatar_engine.transport.egress import (
     device_id_for,
     seconds_of_day,
 )
+from live_capture import LiveLinkPhone, wait_for_session
 from server_process import ServerProcess
-from test_unity_client import LiveLinkPhone, wait_for_session
 
 ROOT = Path(__file__).resolve().parents[1]
 JAW = ARKIT_NAMES.index("jawOpen")
