@@ -72,6 +72,9 @@ namespace AvatarEngine.Unity
         /// <summary>The connection (null while disabled). Its Voice feeds AvatarVoice.</summary>
         public AvatarStreamClient Client { get; private set; }
 
+        /// <summary>The connection's state as of this frame's Update.</summary>
+        public ConnectionState Connection { get; private set; }
+
         /// <summary>The session's state pushed by the server (idle, thinking, ...).</summary>
         public string SessionState { get; private set; }
 
@@ -116,6 +119,7 @@ namespace AvatarEngine.Unity
         void Update()
         {
             if (Client == null) return;
+            Connection = Client.State;  // reading it also turns Active into Degraded after a stall
             ClientEvent ev;
             while (Client.TryDequeue(out ev))
             {
