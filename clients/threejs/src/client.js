@@ -103,7 +103,7 @@ export class AvatarStreamClient extends EventTarget {
     /** @type {VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
     this.voice = null;
     this._voiceAvailable = false;
-    /** How late messages arrive after the fastest path (decaying max, ms): the voice's cushion. */
+    /** How late audio arrives after the frames' fastest path (decaying max, ms): the voice's cushion. */
     this._lateMs = 0;
     this._bindTarget = null;
     this._rigCache = new Map();
@@ -493,7 +493,6 @@ export class AvatarStreamClient extends EventTarget {
     }
     this._lastSeq = r.seq;
     this.jitter.push(r.t, st.morphs, st.channels, arrival);
-    this._noteLate(arrival - r.t - this.jitter.offset);
     this.stats.decodeUs += ((this.now() - t0) * 1000 - this.stats.decodeUs) * 0.05;
     this.stats.framesReceived += 1;
     if (!Number.isNaN(this.clockOffset)) {
@@ -646,12 +645,14 @@ export class AvatarStreamClient extends EventTarget {
   }
 
   /**
-   * Track how much later than the fastest path messages arrive. The face can extrapolate
-   * over a late frame; sound cannot, so with a voice the playout delay covers this spread.
-   * A decaying max (half-life about 6 s at 110 messages/s), capped at 250 ms.
+   * Track how much later than the frames' fastest path audio arrives. The server sends audio
+   * ahead of its time, but the first packets of an utterance can come late (they are due the
+   * moment they are made); the face can extrapolate over a late frame, sound cannot, so the
+   * playout delay covers them. A decaying max (half-life about 20 s of speech), capped at
+   * 400 ms.
    */
   _noteLate(ms) {
-    this._lateMs = Math.max(Math.min(ms, 250), this._lateMs * 0.999);
+    this._lateMs = Math.max(Math.min(ms, 400), this._lateMs * 0.9993);
   }
 
   /**

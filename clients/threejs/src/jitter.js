@@ -24,6 +24,9 @@
 // interval (not smeared over the whole gap).
 
 /** Result of {@link JitterBuffer#sample}. */
+/** The ring never grows past this many frames (about 2 s at 60 fps). */
+const MAX_CAPACITY = 128;
+
 export const SampleStatus = Object.freeze({
   EMPTY: 'empty',
   HOLD: 'hold',
@@ -64,6 +67,25 @@ export class JitterBuffer {
     this.frameIntervalMs = ms;
     this.delayMs = Math.max(this._fixedDelay ?? ms, this.minDelayMs);
     this.maxExtrapolationMs = this._fixedExtra ?? Math.min(ms, 50);
+    // The ring must reach back past the render time (a long voice delay at 60 fps).
+    this._grow(Math.min(MAX_CAPACITY, Math.ceil(this.delayMs / ms) + 2));
+  }
+
+  /** Enlarge the ring to `n` slots, keeping the frames held (oldest first). */
+  _grow(n) {
+    if (n <= this.capacity) return;
+    const { width, count } = this;
+    const times = new Float64Array(n);
+    const values = new Float32Array(n * width);
+    for (let i = 0; i < count; i++) {
+      const k = (this.head - count + 1 + i + this.capacity) % this.capacity;
+      times[i] = this.times[k];
+      values.set(this.values.subarray(k * width, k * width + width), i * width);
+    }
+    this.times = times;
+    this.values = values;
+    this.capacity = n;
+    if (count) this.head = count - 1;
   }
 
   /**

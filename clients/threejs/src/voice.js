@@ -105,7 +105,7 @@ export class VoicePlayer extends EventTarget {
     this._pendingStart = null;
     this._runSeq = -1;         // seq of the last scheduled packet
     this._soundState = '';
-    this.stats = { packets: 0, bytes: 0, scheduled: 0, late: 0, overflow: 0, lost: 0, concealedMs: 0, reanchors: 0, cuts: 0, decodeErrors: 0, errorMs: 0, maxErrorMs: 0 };
+    this.stats = { packets: 0, bytes: 0, scheduled: 0, late: 0, stale: 0, overflow: 0, lost: 0, concealedMs: 0, reanchors: 0, cuts: 0, decodeErrors: 0, errorMs: 0, maxErrorMs: 0 };
     context.addEventListener?.('statechange', () => this._soundChanged());
     this._soundChanged();
   }
@@ -296,7 +296,7 @@ export class VoicePlayer extends EventTarget {
     while (i > 0 && q[i - 1].t > p.t) i--;
     if (i > 0 && q[i - 1].t === p.t) return false; // duplicate
     if (!Number.isNaN(this.runEndT) && p.t + p.ms <= this.runEndT - 1) {
-      this.stats.late += 1; // its place in the schedule has passed
+      this.stats.stale += 1; // reordered or repeated: its place in the schedule has passed
       return false;
     }
     q.splice(i, 0, p);

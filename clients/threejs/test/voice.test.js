@@ -77,7 +77,7 @@ const MAP = 117.5; // local ms - stream ms (the jitter buffer's offset + delay)
 
 function player(ctxOptions = {}, options = {}) {
   const ctx = new FakeAudioContext(ctxOptions);
-  const voice = new VoicePlayer(ctx, { AudioDecoderImpl: FakeAudioDecoder, EncodedAudioChunkImpl: FakeChunk, ...options });
+  const voice = new VoicePlayer(ctx, { AudioDecoderImpl: FakeAudioDecoder, EncodedAudioChunkImpl: FakeChunk, now: () => ctx.perf, ...options });
   const events = [];
   for (const type of ['voicestart', 'voicestop', 'voicecut', 'sound']) voice.addEventListener(type, (e) => events.push([type, e.detail]));
   return { ctx, voice, events };

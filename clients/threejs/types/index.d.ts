@@ -331,7 +331,7 @@ export interface VoiceOptions {
 }
 
 export interface VoiceStats {
-  packets: number; bytes: number; scheduled: number; late: number; overflow: number; lost: number;
+  packets: number; bytes: number; scheduled: number; late: number; stale: number; overflow: number; lost: number;
   concealedMs: number; reanchors: number; cuts: number; decodeErrors: number; errorMs: number; maxErrorMs: number;
 }
 
