@@ -15,19 +15,30 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import numpy.typing as npt
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from avatar_engine.formats.vmc import BonePositions, check_bone_positions
+from avatar_engine.formats.vmc import EGRESS_BONES, BonePositions, check_bone_positions
 from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.server.inputs import RequestBody
 from avatar_engine.transport.egress import ArkitView, LiveLinkEgress, SessionEgress, VmcEgress
 
 MAX_TARGETS_PER_SESSION = 8
 
 
-class EgressRequest(BaseModel):
+def _bone_schema(schema: dict[str, Any]) -> None:
+    """The JSON schema of ``bone_positions`` says what :func:`check_bone_positions` checks:
+    exactly the egress bones, three coordinates each within 10 m."""
+    for variant in schema.get("anyOf", [schema]):
+        if variant.get("type") == "object":
+            variant["required"] = list(EGRESS_BONES)
+            variant["propertyNames"] = {"enum": list(EGRESS_BONES)}
+            for item in variant.get("additionalProperties", {}).get("prefixItems", []):
+                item.update(minimum=-10.0, maximum=10.0)
+
+
+class EgressRequest(RequestBody):
     """Body of ``POST /sessions/{id}/egress``."""
 
-    model_config = ConfigDict(extra="forbid")
     kind: Literal["livelink", "vmc"]
     host: Annotated[str, Field(min_length=1, max_length=253)] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
@@ -37,7 +48,7 @@ class EgressRequest(BaseModel):
     """VMC blendshape names."""
     timecode: Literal["time_of_day", "stream"] = "time_of_day"
     """Live Link frame times: local time of day, as a phone sends, or stream time from 0."""
-    bone_positions: BonePositions | None = None
+    bone_positions: Annotated[BonePositions | None, Field(json_schema_extra=_bone_schema)] = None
     """VMC rest local positions of exactly Head, LeftEye, RightEye (metres, Unity axes) of the
     receiving avatar; default: an assumed adult humanoid (vmc.HUMANOID_REST_POSITIONS)."""
 

@@ -71,6 +71,7 @@ ERROR_STATUS: Final[tuple[tuple[type[Exception], int, str], ...]] = (
     (BankFullError, 413, "too_large"),
     (ValidationError, 422, "invalid_request"),
     (ValueError, 400, "bad_request"),
+    (OSError, 400, "unreachable"),  # a target a request names (egress host) cannot be opened
 )
 """Errors a request can cause -> status and code; the most specific class wins (by MRO)."""
 

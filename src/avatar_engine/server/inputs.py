@@ -12,7 +12,6 @@ from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-from pydantic.fields import FieldInfo
 
 from avatar_engine.animation.emotion import EMOTION_NAMES
 from avatar_engine.server.limits import (
@@ -35,25 +34,26 @@ Unit = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class RequestBody(BaseModel):
-    """Base of every JSON request body: unknown keys are refused, and so is ``true`` or
-    ``false`` where the schema says number (pydantic would read them as 1 and 0, which the
-    OpenAPI document does not allow; a generated client must be able to trust it)."""
+    """Base of every JSON request body: unknown keys are refused, and JSON types are kept
+    apart as the OpenAPI document states them: ``true``/``false`` where a number goes and
+    ``0``/``1`` or ``"yes"`` where a boolean goes are refused (pydantic's lax mode would
+    convert them; a generated client must be able to trust the document)."""
 
     model_config = ConfigDict(extra="forbid")
 
     @model_validator(mode="before")
     @classmethod
-    def _no_booleans_for_numbers(cls, data: Any) -> Any:
+    def _json_types_as_declared(cls, data: Any) -> Any:
         if isinstance(data, dict):
             for name, info in cls.model_fields.items():
-                if name in data and _has_bool(data[name]) and not _takes_bool(info):
+                if name not in data:
+                    continue
+                value, kind = data[name], str(info.annotation)
+                if kind in ("bool", "<class 'bool'>") and not isinstance(value, bool):
+                    raise ValueError(f"{name}: expected true or false")
+                if _has_bool(value) and "bool" not in kind and "Any" not in kind:
                     raise ValueError(f"{name}: true/false where a number or text is expected")
         return data
-
-
-def _takes_bool(info: FieldInfo) -> bool:
-    text = str(info.annotation)
-    return "bool" in text or "Any" in text
 
 
 def _has_bool(value: Any) -> bool:
