@@ -13,7 +13,7 @@ from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, RigProfileError, builtin_rig_names, load_rig
 from avatar_engine.rigs.schema import Region
 
-BUILTIN = ("cc4-extended", "cc4-standard", "arkit52", "oculus15", "vrm1")
+BUILTIN = ("cc4-extended", "cc4-standard", "arkit52", "oculus15", "vrm1", "ict-arkit")
 VISEMES = ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")
 """The engine's canonical viseme vocabulary: Oculus/OVR LipSync's 15, in OVR index order."""
 EMOTIONS = (

@@ -659,7 +659,7 @@ def build_parts(model: Model) -> list[Part]:
 
     gt = np.arange(*PARTS["gums_tongue"])
     tongue = np.isin(gt, tongue_vertices(model))
-    g_col = np.where(tongue[:, None], srgb(150, 66, 70), srgb(186, 96, 100))
+    g_col = np.where(tongue[:, None], srgb(128, 52, 58), srgb(176, 88, 94))
     g_col = g_col * mouth_shade(n[gt])[:, None]
     gums = subset(model, deltas, "GumsTongue", "mouth", ["gums_tongue"], rgba(g_col))
     t_pos = n[slice(*PARTS["teeth"])]
@@ -715,7 +715,7 @@ def build_parts(model: Model) -> list[Part]:
 
 def mouth_shade(p: F64) -> F64:
     """Less light reaches the back of the mouth: a baked occlusion by depth (z)."""
-    out: F64 = 0.3 + 0.7 * smoothstep(5.0, 10.6, p[:, 2] / CM) ** 1.5
+    out: F64 = 0.2 + 0.8 * smoothstep(5.0, 11.2, p[:, 2] / CM) ** 2
     return out
 
 
