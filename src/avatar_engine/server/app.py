@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
+import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import Depends, FastAPI, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ConfigDict, Field
 from starlette.websockets import WebSocketDisconnect, WebSocketState
@@ -201,6 +203,8 @@ def create_app(runtime: Runtime) -> FastAPI:
         version=__version__,
         summary="Real-time facial animation: sessions, inputs and morph streams.",
         lifespan=lifespan,
+        docs_url=None,  # served by _mount_api_docs from local files (works offline)
+        redoc_url=None,  # ReDoc only loads from a CDN
     )
     auth_statuses = {401, 403} if runtime.auth.enabled else set()
     body_statuses = {400, 413, 422} | auth_statuses  # BodyGate, then validation
@@ -519,6 +523,7 @@ def create_app(runtime: Runtime) -> FastAPI:
             writer.cancel()
             runtime.unsubscribe(sub)
 
+    _mount_api_docs(app)
     _mount_client(app)
     _declare_rig_names(app, available_rig_names(runtime.options.rig_dir))
     return app
@@ -538,6 +543,27 @@ def _declare_rig_names(app: FastAPI, names: list[str]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _mount_api_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the files the ``swagger-ui-bundle-v2`` package ships (under
+    ``/docs/assets``), so the API page works offline; FastAPI's own loads them from a CDN."""
+    app.mount(
+        "/docs/assets",
+        StaticFiles(directory=Path(str(swagger_ui_bundle.swagger_ui_path))),
+        name="docs-assets",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs(request: Request) -> HTMLResponse:
+        root = f"{request.scope.get('root_path', '')}"
+        return get_swagger_ui_html(
+            openapi_url=f"{root}{app.openapi_url}",
+            title=f"{app.title} API",
+            swagger_js_url=f"{root}/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}/docs/assets/swagger-ui.css",
+            swagger_favicon_url=f"{root}/docs/assets/favicon-32x32.png",
+        )
 
 
 def _mount_client(app: FastAPI) -> None:
