@@ -41,6 +41,9 @@ MAX_PUBLISHERS: Final = 16
 _A = {n: i for i, n in enumerate(ARKIT_NAMES)}
 _R = {n: i for i, n in enumerate(ROTATION_NAMES)}
 
+_FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
+"""Named values beyond this would become infinity in the float32 frame (a fuzzer found it)."""
+
 
 @dataclass(slots=True)
 class PublishFrame:
@@ -178,8 +181,8 @@ class PublishDecoder:
                 if slot is None:
                     unknown += 1
                     continue
-                if not np.isfinite(value):
-                    raise PublishDropError("non_finite", f"{name} is not finite")
+                if not (np.isfinite(value) and abs(value) <= _FLOAT32_MAX):
+                    raise PublishDropError("non_finite", f"{name} is not a finite float32")
                 updates.append((slot, value))
             for (is_rotation, index), value in updates:  # all-or-nothing: validated first
                 if is_rotation:
