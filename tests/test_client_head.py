@@ -1,9 +1,11 @@
-"""The bundled head (src/avatar_engine/web/head.glb) and its generator, tools/make_head.py."""
+"""The bundled heads and their generators: head.glb (tools/make_head.py, CC4 names) and
+ict-head.glb (tools/make_ict_head.py, from the ICT Face Model, ARKit names)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -77,3 +79,65 @@ def test_the_script_regenerates_the_committed_file(make_head: ModuleType) -> Non
         for name, delta in targets.items():
             np.testing.assert_allclose(committed[mesh][name], delta, atol=1e-5, err_msg=name)
     assert per_mesh["Face"], "the face carries morph targets"
+
+
+# ------------------------------------------------------------------ the ICT head (the default)
+
+ICT_GLB = ROOT / "src" / "avatar_engine" / "web" / "ict-head.glb"
+
+
+def _make_ict_head() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "make_ict_head", ROOT / "tools" / "make_ict_head.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["make_ict_head"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def make_ict_head() -> ModuleType:
+    return _make_ict_head()
+
+
+def test_ict_head_has_all_52_arkit_morphs_sparse_and_small(make_ict_head: ModuleType) -> None:
+    from avatar_engine.rigs.arkit import ARKIT_NAMES
+
+    data = ICT_GLB.read_bytes()
+    assert len(data) < 6 * 1024 * 1024
+    targets = make_ict_head.read_targets(data)
+    have = {name for per_mesh in targets.values() for name in per_mesh}
+    assert have == set(ARKIT_NAMES)
+    for mesh, per_name in targets.items():
+        for name, delta in per_name.items():
+            assert float(np.abs(delta).max()) > 2e-5, f"{mesh}/{name} barely moves"
+    # the tongue comes out only on tongueOut, which only the mouth's inside has
+    assert "tongueOut" in targets["GumsTongue"] and "tongueOut" not in targets["Face"]
+    gltf, _ = make_ict_head.read_glb(data)
+    for acc_index in (t["POSITION"] for m in gltf["meshes"] for p in m["primitives"]
+                      for t in p.get("targets", [])):  # fmt: skip
+        acc = gltf["accessors"][acc_index]
+        assert "bufferView" not in acc and acc["componentType"] == 5122 and acc["normalized"]
+    assert "KHR_mesh_quantization" in gltf["extensionsRequired"]
+
+
+def test_ict_head_nodes_match_the_rig(make_ict_head: ModuleType) -> None:
+    gltf, _ = make_ict_head.read_glb(ICT_GLB.read_bytes())
+    nodes = {n["name"] for n in gltf["nodes"]}
+    rig = json.loads((ROOT / "src/avatar_engine/rigs/data/arkit52.json").read_text())
+    assert {c["bone"] for c in rig["channels"]} <= nodes
+    extras = gltf["scenes"][0]["extras"]
+    assert extras["regions"]["node"] in nodes and "frame" in extras
+    licence = (ROOT / "src/avatar_engine/web/ICT-FaceKit-LICENSE.txt").read_text()
+    assert "MIT License" in licence and "USC Institute for Creative Technologies" in licence
+
+
+@pytest.mark.skipif(
+    not os.environ.get("AVATAR_ENGINE_ICT_DIR"),
+    reason="set AVATAR_ENGINE_ICT_DIR to the unpacked ICT Face Model Light to rebuild the head",
+)
+def test_the_ict_script_regenerates_the_committed_file(make_ict_head: ModuleType) -> None:
+    fresh = make_ict_head.build(Path(os.environ["AVATAR_ENGINE_ICT_DIR"]))
+    assert fresh == ICT_GLB.read_bytes()
