@@ -666,7 +666,9 @@ export class AvatarStreamClient extends EventTarget {
     if (!v || !j) return;
     const voiced = v.codec && v.soundState === SoundState.UNLOCKED && !Number.isNaN(v.latencyMs);
     const minDelay = voiced ? v.latencyMs + this._lateMs : 0;
-    if (Math.abs(minDelay - j.minDelayMs) > 5) j.setMinDelay(Math.round(minDelay));
+    // Longer at once (the voice needs it now); shorter only between utterances, so a voice
+    // that plays is never pulled away from its face.
+    if (minDelay > j.minDelayMs + 5 || (minDelay < j.minDelayMs - 5 && !v.playing)) j.setMinDelay(Math.round(minDelay));
     v.tick(nowMs, j.offset + j.delayMs);
   }
 

@@ -1,0 +1,204 @@
+"""The avatar's voice in a real browser: heard, in sync with the face, cut, muted, locked.
+
+Debian's Chromium (``/usr/bin/chromium``, headless, never a downloaded browser) loads the demo
+page from a real ``avatar-engine serve``; ``--autoplay-policy=no-user-gesture-required`` lets
+sound start without a click (one test launches without it to check the lock). What the page
+plays and shows is recorded by tests/voice_probe.py (an AudioWorklet tap on the voice's output,
+the jaw morph weight set on the mesh at each rendered frame) and compared with the stream
+itself. The figures are printed; benchmarks/voice_sync.py measures longer runs.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import voice_probe as vp
+from server_process import ServerProcess
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+WEB = Path(str(resources.files("avatar_engine") / "web"))
+CHROMIUM = os.environ.get("AVATAR_ENGINE_CHROMIUM", "/usr/bin/chromium")
+
+pytestmark = [
+    pytest.mark.skipif(
+        not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
+        reason="Debian chromium is not installed (apt-get install chromium)",
+    ),
+    pytest.mark.skipif(
+        not (WEB / "index.html").exists() or not (WEB / "app.js").exists(),
+        reason="web client not built (cd clients/threejs && npm ci && npm run build)",
+    ),
+    pytest.mark.skipif(
+        shutil.which("espeak-ng") is None,
+        reason="the built-in voice needs espeak-ng (Debian: apt-get install espeak-ng)",
+    ),
+    pytest.mark.timeout(300),
+]
+
+
+def _exe() -> str:
+    return CHROMIUM if Path(CHROMIUM).exists() else str(shutil.which("chromium"))
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    srv = ServerProcess().wait_ready()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_exe(), args=vp.CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def audible_between(pg: Any, t0: float, t1: float) -> int:
+    """Render quanta louder than -50 dBFS heard between two performance.now() times."""
+    page = vp.PageRecord.from_page(pg.evaluate("voiceProbe"))
+    heard = page.heard_ms()
+    return int(((page.blocks[:, 1] > vp.AUDIBLE) & (heard > t0) & (heard < t1)).sum())
+
+
+def test_ten_sentences_are_heard_with_the_mouth_in_sync(
+    browser: Any, server: ServerProcess
+) -> None:
+    pg = vp.open_demo(browser, server.url)
+    try:
+        assert pg.evaluate("avatarDemo.client.hello.audio") == "opus"  # WebCodecs decodes it
+        run = vp.speak_all(pg, server.ws_url, vp.SENTENCES[:10])
+        s = vp.summary(run.results)
+        print("\nsentence  played  stream  audio-lag  face-lag  sync-error  corr  to-audible")
+        for i, r in enumerate(run.results):
+            print(
+                f"{i:8d} {r.played_ms:7.1f} {r.stream_ms:7.1f} {r.audio_lag_ms:10.1f}"
+                f" {r.face_lag_ms:9.1f} {r.sync_error_ms:11.1f} {r.corr:5.2f} {r.latency_ms:10.0f}"
+            )
+        print({k: round(v, 1) for k, v in s.items()})
+        print("voice stats:", run.end["voice"], "face delay ms:", run.end["delayMs"])
+        # the voice is heard, and the mouth opens when it is loud
+        assert all(r.heard for r in run.results)
+        assert sum(r.mouth_moves > 0.02 for r in run.results) >= 8
+        assert np.median([r.corr for r in run.results]) > 0.3
+        # what the client adds to the voice/face offset is within the target band
+        assert abs(s["sync_error_median_ms"]) <= 20
+        assert s["sync_error_p95_abs_ms"] <= 45
+        # nothing the server sent was dropped by the page's scheduling
+        voice = run.end["voice"]
+        assert voice["late"] <= 0.02 * voice["packets"]
+        assert not pg.errors
+    finally:
+        pg.context.close()
+
+
+def test_barge_in_cuts_the_voice(browser: Any, server: ServerProcess) -> None:
+    pg = vp.open_demo(browser, server.url)
+    try:
+        long_text = " ".join(vp.SENTENCES[:4])
+        pg.evaluate(vp.SPEAK_JS, [long_text])
+        pg.wait_for_function("avatarDemo.client.voice.playing", timeout=15000)
+        pg.wait_for_timeout(700)
+        session = pg.evaluate("new URL(location.href).searchParams.get('session')")
+        cut = pg.evaluate(
+            """async (session) => {
+              const c = avatarDemo.client;
+              const cut = new Promise((r) => c.addEventListener('voicecut', (e) => r(e.detail)));
+              await fetch(`sessions/${session}/speak`, {
+                method: 'POST', headers: { 'content-type': 'application/json' },
+                body: JSON.stringify({ text: 'Stop.', interrupt: true }) });
+              const d = await cut;
+              return { ...d, at: performance.now() };
+            }""",
+            session,
+        )
+        assert cut["nextSeq"] >= 0
+        pg.wait_for_timeout(3000)
+        # the rest of the long text is not heard: at most the short 'Stop.' after the cut
+        loud_ms = audible_between(pg, cut["at"] + 400, cut["at"] + 3000) * 128 / 48000 * 1000
+        assert loud_ms < 900, f"{loud_ms:.0f} ms of voice after the cut"
+        assert pg.evaluate("avatarDemo.client.voice.stats.cuts") >= 1
+        assert not pg.errors
+    finally:
+        pg.context.close()
+
+
+def test_mute_and_volume(browser: Any, server: ServerProcess) -> None:
+    pg = vp.open_demo(browser, server.url)
+    try:
+        pg.get_by_role("button", name="Mute the avatar's voice (Alt+M)").click()
+        assert pg.evaluate("avatarDemo.client.muted")
+        assert pg.locator("#mute").inner_text() == "Unmute voice"
+        t0 = pg.evaluate("performance.now()")
+        r = pg.evaluate(vp.SPEAK_JS, [vp.SENTENCES[0]])
+        pg.wait_for_timeout(r["body"]["duration_ms"] + 500)
+        assert audible_between(pg, t0, t0 + 60000) == 0, "muted, yet heard"
+        pg.locator("#mute").click()
+        pg.locator("#volume").fill("50")
+        assert pg.evaluate("avatarDemo.client.volume") == 0.5
+        t0 = pg.evaluate("performance.now()")
+        r = pg.evaluate(vp.SPEAK_JS, [vp.SENTENCES[1]])
+        pg.wait_for_timeout(r["body"]["duration_ms"] + 500)
+        assert audible_between(pg, t0, t0 + 60000) > 100
+    finally:
+        pg.context.close()
+
+
+def test_pcm_when_the_browser_cannot_decode_opus(browser: Any, server: ServerProcess) -> None:
+    """Without WebCodecs' AudioDecoder the client asks for PCM16, and the voice is heard."""
+    context = browser.new_context(viewport=vp.VIEWPORT)
+    context.add_init_script("delete window.AudioDecoder; delete window.EncodedAudioChunk;")
+    pg = context.new_page()
+    try:
+        pg.goto(f"{server.url}/?budget=off")
+        pg.wait_for_function(
+            "window.avatarDemo && avatarDemo.ready && avatarDemo.client.hello?.audio === 'pcm16'",
+            timeout=30000,
+        )
+        assert pg.evaluate("avatarDemo.client.options.audio") == "pcm"
+        pg.evaluate(vp.PROBE_JS)
+        t0 = pg.evaluate("performance.now()")
+        r = pg.evaluate(vp.SPEAK_JS, [vp.SENTENCES[2]])
+        pg.wait_for_timeout(r["body"]["duration_ms"] + 500)
+        assert audible_between(pg, t0, t0 + 60000) > 100
+    finally:
+        context.close()
+
+
+def test_sound_is_locked_until_a_click(server: ServerProcess) -> None:
+    """The browser's autoplay rule: without a gesture the page says sound is off and offers a
+    button; clicking it unlocks sound."""
+    args = [a for a in vp.CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
+    args.append("--autoplay-policy=document-user-activation-required")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=_exe(), args=args)
+        try:
+            pg = b.new_page(viewport=vp.VIEWPORT)
+            pg.goto(f"{server.url}/?budget=off")
+            pg.wait_for_function("window.avatarDemo && avatarDemo.client.voice", timeout=30000)
+            assert pg.evaluate("avatarDemo.client.soundState") == "locked"
+            button = pg.get_by_role(
+                "button", name="Click to enable sound (the browser keeps it off until you click)"
+            )
+            assert button.is_visible()
+            assert pg.locator("#sound-state").inner_text() == "sound is off until you click"
+            button.click()
+            pg.wait_for_function("avatarDemo.client.soundState === 'unlocked'", timeout=5000)
+            assert not button.is_visible()
+            assert pg.locator("#sound-state").inner_text() == "sound on"
+        finally:
+            b.close()
