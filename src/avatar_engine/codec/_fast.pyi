@@ -1,45 +1,14 @@
 import numpy as np
 import numpy.typing as npt
 
-class TickKernel:
-    """The BatchEncoder state arrays bound once; call it once per tick."""
+from avatar_engine.codec.encoder import BatchEncoder, QuantTables, TickBuffers
 
-    def __init__(
-        self,
-        active: npt.NDArray[np.uint8],
-        row: npt.NDArray[np.int32],
-        sid: npt.NDArray[np.int64],
-        lod: npt.NDArray[np.int32],
-        mode: npt.NDArray[np.int32],
-        bits: npt.NDArray[np.int32],
-        keyframe_ms: npt.NDArray[np.int64],
-        dead_band: npt.NDArray[np.float64],
-        hold: npt.NDArray[np.int32],
-        seq: npt.NDArray[np.int32],
-        kf_seq: npt.NDArray[np.int32],
-        last_t: npt.NDArray[np.int64],
-        kf_t: npt.NDArray[np.int64],
-        next_due: npt.NDArray[np.float64],
-        has_kf: npt.NDArray[np.uint8],
-        started: npt.NDArray[np.uint8],
-        force: npt.NDArray[np.uint8],
-        held: npt.NDArray[np.int32],
-        kf: npt.NDArray[np.int32],
-        still: npt.NDArray[np.uint8],
-        tab_off: npt.NDArray[np.int32],
-        tab_n: npt.NDArray[np.int32],
-        tab_nm: npt.NDArray[np.int32],
-        q_index: npt.NDArray[np.int32],
-        q_lo: npt.NDArray[np.float64],
-        q_scale: npt.NDArray[np.float64],
-        q_cmin: npt.NDArray[np.int32],
-        q_cmax: npt.NDArray[np.int32],
-        period: npt.NDArray[np.float64],
-        out: bytearray,
-        max_msg: int,
-        offsets: npt.NDArray[np.int64],
-        kinds: npt.NDArray[np.uint8],
-    ) -> None: ...
+class TickKernel:
+    """The BatchEncoder state arrays bound once, by name; call it once per tick."""
+
+    def __init__(self, streams: BatchEncoder, tables: QuantTables, out: TickBuffers) -> None:
+        """``streams``: a BatchEncoder's stream arrays, ``tables``: its QuantTables, ``out``:
+        its TickBuffers (read by attribute name; dtypes and layouts checked here)."""
     def __call__(
         self,
         t: int,

@@ -143,12 +143,13 @@ cdef Py_ssize_t put_body(
 
 
 cdef class TickKernel:
-    """The state arrays of a BatchEncoder, bound once as typed views.
+    """The state arrays of a BatchEncoder, bound once (by name) as typed views.
 
     Binding 33 arrays costs microseconds per call; binding them once makes a tick's fixed
     cost one call with three arguments. The views share memory with the encoder's numpy
     arrays, so stream-table edits made in Python are seen by the next call. The kernel,
     ``_encode``, reads them from ``self`` (C struct fields, so also inside ``nogil``).
+    Each field is read from its struct by name, so no argument order is a contract.
     """
     cdef const uint8_t[::1] active
     cdef const int32_t[::1] row
@@ -184,75 +185,42 @@ cdef class TickKernel:
     cdef int64_t[::1] offsets
     cdef uint8_t[::1] kinds
 
-    def __init__(
-        self,
-        const uint8_t[::1] active,
-        const int32_t[::1] row,
-        const int64_t[::1] sid,
-        const int32_t[::1] lod,
-        const int32_t[::1] mode,
-        const int32_t[::1] bits,
-        const int64_t[::1] keyframe_ms,
-        const double[::1] dead_band,
-        const int32_t[::1] hold,
-        int32_t[::1] seq,
-        int32_t[::1] kf_seq,
-        int64_t[::1] last_t,
-        int64_t[::1] kf_t,
-        double[::1] next_due,
-        uint8_t[::1] has_kf,
-        uint8_t[::1] started,
-        uint8_t[::1] force,
-        int32_t[:, ::1] held,
-        int32_t[:, ::1] kf,
-        uint8_t[:, ::1] still,
-        const int32_t[::1] tab_off,
-        const int32_t[::1] tab_n,
-        const int32_t[::1] tab_nm,
-        const int32_t[::1] q_index,
-        const double[::1] q_lo,
-        const double[::1] q_scale,
-        const int32_t[::1] q_cmin,
-        const int32_t[::1] q_cmax,
-        const double[::1] period,
-        unsigned char[::1] out,
-        Py_ssize_t max_msg,
-        int64_t[::1] offsets,
-        uint8_t[::1] kinds,
-    ):
-        self.active = active
-        self.row = row
-        self.sid = sid
-        self.lod = lod
-        self.mode = mode
-        self.bits = bits
-        self.keyframe_ms = keyframe_ms
-        self.dead_band = dead_band
-        self.hold = hold
-        self.seq = seq
-        self.kf_seq = kf_seq
-        self.last_t = last_t
-        self.kf_t = kf_t
-        self.next_due = next_due
-        self.has_kf = has_kf
-        self.started = started
-        self.force = force
-        self.held = held
-        self.kf = kf
-        self.still = still
-        self.tab_off = tab_off
-        self.tab_n = tab_n
-        self.tab_nm = tab_nm
-        self.q_index = q_index
-        self.q_lo = q_lo
-        self.q_scale = q_scale
-        self.q_cmin = q_cmin
-        self.q_cmax = q_cmax
-        self.period = period
-        self.out = out
-        self.max_msg = max_msg
-        self.offsets = offsets
-        self.kinds = kinds
+    def __init__(self, streams, tables, out):
+        """``streams``: the per-stream arrays (a BatchEncoder); ``tables``: its QuantTables;
+        ``out``: its TickBuffers. A dtype or layout mismatch raises here, not per tick."""
+        self.active = streams.active
+        self.row = streams.row
+        self.sid = streams.sid
+        self.lod = streams.lod
+        self.mode = streams.mode
+        self.bits = streams.bits
+        self.keyframe_ms = streams.keyframe_ms
+        self.dead_band = streams.dead_band
+        self.hold = streams.hold
+        self.seq = streams.seq
+        self.kf_seq = streams.kf_seq
+        self.last_t = streams.last_t
+        self.kf_t = streams.kf_t
+        self.next_due = streams.next_due
+        self.has_kf = streams.has_kf
+        self.started = streams.started
+        self.force = streams.force
+        self.held = streams.held
+        self.kf = streams.kf
+        self.still = streams.still
+        self.tab_off = tables.tab_off
+        self.tab_n = tables.tab_n
+        self.tab_nm = tables.tab_nm
+        self.q_index = tables.q_index
+        self.q_lo = tables.q_lo
+        self.q_scale = tables.q_scale
+        self.q_cmin = tables.q_cmin
+        self.q_cmax = tables.q_cmax
+        self.period = tables.period
+        self.out = out.buffer
+        self.max_msg = out.max_msg
+        self.offsets = out.offsets
+        self.kinds = out.kinds
 
     def __call__(self, int64_t t, const float[:, ::1] morphs, const float[:, ::1] channels):
         """Encode every active, due stream at time ``t`` into the bound output buffer."""

@@ -62,6 +62,51 @@ class EncodedTick:
         return self.buffer[int(self.offsets[k]) : int(self.offsets[k + 1])]
 
 
+@dataclass(frozen=True, slots=True)
+class QuantTables:
+    """The quantization tables of every (level, bits) pair, flattened for the kernel.
+
+    Table ``lv * 2 + (bits == 16)`` is entries ``tab_off[i] : tab_off[i] + tab_n[i]`` of the
+    ``q_*`` arrays; ``period`` is each level's frame period in ms.
+    """
+
+    tab_off: npt.NDArray[np.int32]
+    tab_n: npt.NDArray[np.int32]
+    tab_nm: npt.NDArray[np.int32]
+    q_index: npt.NDArray[np.int32]
+    q_lo: npt.NDArray[np.float64]
+    q_scale: npt.NDArray[np.float64]
+    q_cmin: npt.NDArray[np.int32]
+    q_cmax: npt.NDArray[np.int32]
+    period: npt.NDArray[np.float64]
+
+    @classmethod
+    def for_schema(cls, schema: StreamSchema) -> QuantTables:
+        tabs = [schema.quant_table(lv, b) for lv in range(LOD_LEVELS) for b in (8, 16)]
+        return cls(
+            tab_off=np.cumsum([0] + [len(t.index) for t in tabs[:-1]]).astype(np.int32),
+            tab_n=np.array([len(t.index) for t in tabs], np.int32),
+            tab_nm=np.array([t.n_morphs for t in tabs], np.int32),
+            q_index=np.concatenate([t.index for t in tabs]).astype(np.int32),
+            q_lo=np.concatenate([t.lo for t in tabs]),
+            q_scale=np.concatenate([t.scale for t in tabs]),
+            q_cmin=np.concatenate([t.cmin for t in tabs]).astype(np.int32),
+            q_cmax=np.concatenate([t.cmax for t in tabs]).astype(np.int32),
+            period=np.array([1000.0 / lv.fps for lv in schema.lods], np.float64),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TickBuffers:
+    """Where a tick's messages go: stream ``k`` at ``buffer[offsets[k]:offsets[k + 1]]``."""
+
+    buffer: bytearray
+    max_msg: int
+    """Bytes reserved per stream: the largest message a stream can produce."""
+    offsets: npt.NDArray[np.int64]
+    kinds: npt.NDArray[np.uint8]
+
+
 class BatchEncoder:
     """Encoder state for up to ``capacity`` streams of one rig (one :class:`StreamSchema`)."""
 
@@ -96,34 +141,16 @@ class BatchEncoder:
         self.held = np.zeros((k, n), np.int32)
         self.kf = np.zeros((k, n), np.int32)
         self.still = np.zeros((k, n), np.uint8)
-        # Quantization tables of all (level, bits) pairs, flattened for the kernel.
-        tabs = [schema.quant_table(lv, b) for lv in range(LOD_LEVELS) for b in (8, 16)]
-        self._tab_off = np.cumsum([0] + [len(t.index) for t in tabs[:-1]]).astype(np.int32)
-        self._tab_n = np.array([len(t.index) for t in tabs], np.int32)
-        self._tab_nm = np.array([t.n_morphs for t in tabs], np.int32)
-        self._q_index = np.concatenate([t.index for t in tabs]).astype(np.int32)
-        self._q_lo = np.concatenate([t.lo for t in tabs])
-        self._q_scale = np.concatenate([t.scale for t in tabs])
-        self._q_cmin = np.concatenate([t.cmin for t in tabs]).astype(np.int32)
-        self._q_cmax = np.concatenate([t.cmax for t in tabs]).astype(np.int32)
-        self._period = np.array([1000.0 / lv.fps for lv in schema.lods], np.float64)
-        self._max_msg = _HEADER_MAX + body_capacity(n, 16)
-        self._buffer = bytearray(self._max_msg * k)
-        self._offsets = np.zeros(k + 1, np.int64)
-        self._kinds = np.zeros(k, np.uint8)
+        self._tables = QuantTables.for_schema(schema)
+        max_msg = _HEADER_MAX + body_capacity(n, 16)
+        self._out = TickBuffers(
+            bytearray(max_msg * k), max_msg, np.zeros(k + 1, np.int64), np.zeros(k, np.uint8)
+        )
         self._max_row = -1
         self._groups: dict[tuple[int, int, StreamParams], int] = {}
         self._refs = np.zeros(k, np.int64)
         if self.use_fast:
-            self._kernel = _fast.TickKernel(
-                self.active, self.row, self.sid, self.lod, self.mode, self.bits,
-                self.keyframe_ms, self.dead_band, self.hold,
-                self.seq, self.kf_seq, self.last_t, self.kf_t, self.next_due,
-                self.has_kf, self.started, self.force, self.held, self.kf, self.still,
-                self._tab_off, self._tab_n, self._tab_nm, self._q_index, self._q_lo,
-                self._q_scale, self._q_cmin, self._q_cmax, self._period,
-                self._buffer, self._max_msg, self._offsets, self._kinds,
-            )  # fmt: skip
+            self._kernel = _fast.TickKernel(self, self._tables, self._out)
 
     def _rows_changed(self) -> None:
         active = self.row[self.active == 1]
@@ -210,7 +237,7 @@ class BatchEncoder:
         its input's arrival never exceeds its level's rate."""
         if not slots.size:
             return
-        period = self._period[self.lod[slots]]
+        period = self._tables.period[self.lod[slots]]
         ready = (self.started[slots] == 1) & (t_ms - self.last_t[slots] >= 0.75 * period)
         due = slots[ready]
         self.next_due[due] = np.minimum(self.next_due[due], float(t_ms))
@@ -221,7 +248,7 @@ class BatchEncoder:
         input needs (it would then wait most of a period)."""
         if not slots.size:
             return
-        period = self._period[self.lod[slots]]
+        period = self._tables.period[self.lod[slots]]
         self.next_due[slots] = np.maximum(self.next_due[slots], t_ms + 1.5 * period)
 
     def force_keyframe(self, k: int) -> None:
@@ -268,17 +295,18 @@ class BatchEncoder:
         if self.use_fast:
             self._kernel(int(t_ms), morphs, channels)
         else:
+            out = self._out
             pos = 0
             for k in range(self.capacity):
-                self._offsets[k] = pos
-                self._kinds[k] = NONE
+                out.offsets[k] = pos
+                out.kinds[k] = NONE
                 if self.active[k]:
                     kind, data = _encode_stream(self, k, int(t_ms), morphs, channels)
-                    self._kinds[k] = kind
-                    self._buffer[pos : pos + len(data)] = data
+                    out.kinds[k] = kind
+                    out.buffer[pos : pos + len(data)] = data
                     pos += len(data)
-            self._offsets[self.capacity] = pos
-        return EncodedTick(memoryview(self._buffer), self._offsets, self._kinds)
+            out.offsets[self.capacity] = pos
+        return EncodedTick(memoryview(self._out.buffer), self._out.offsets, self._out.kinds)
 
     def _keyframe_bytes(self, k: int, codes: npt.NDArray[np.int32], seq: int, t: int) -> bytes:
         lv = int(self.lod[k])
@@ -297,7 +325,7 @@ def _encode_stream(
     """The reference algorithm for one stream and one tick (docs/protocol.md, "Encoder")."""
     lv = int(enc.lod[k])
     bits = int(enc.bits[k])
-    period = float(enc._period[lv])
+    period = float(enc._tables.period[lv])
     # 1. Rate: a level sends at its fps; a late tick is not made up for with a burst.
     if enc.started[k] and t < enc.next_due[k] - period / 4:
         return NONE, b""
