@@ -150,7 +150,7 @@ def _segments(decoder: Any, first: int = 0) -> list[TimedPhone]:
     """Current segmentation of a decoder as merged timed phones; the utterance's frame 0 is
     frame ``first`` of the stream."""
     out: list[TimedPhone] = []
-    for seg in decoder.seg():
+    for seg in decoder.seg() or ():  # None when an utterance ended without a hypothesis
         name = str(seg.word)
         phone = SILENCE if name in _FILLERS or name.startswith("+") else name.upper()
         start = frame_time(first + seg.start_frame)

@@ -109,6 +109,11 @@ class LiveClock:
         """The sender finished a response: the next chunk starts a new segment."""
         self._open = False
 
+    @property
+    def open(self) -> bool:
+        """A response is being received (its next chunk continues the segment)."""
+        return self._open
+
     def played_ms(self, now_ms: int) -> int:
         """How much of the current segment has played by ``now_ms`` (for a truncate)."""
         if self.segment < 0:
@@ -119,14 +124,30 @@ class LiveClock:
 
 class LiveFace:
     """The streaming lip-sync of one live voice: CPU work, so run it off the event loop; one
-    caller at a time, in the order the chunks were placed."""
+    caller at a time, in the order the chunks were placed.
+
+    Building a lip-sync stream (its phone recogniser) takes 0.1-0.3 s, longer than the delay
+    budget: a segment that had to build one would show its first frames late. So the next
+    segment's stream is built ahead (:meth:`prepare`: when the input opens and after each
+    segment ends), warm with what the last one learned of the voice.
+    """
 
     def __init__(self, rate: int, delay_ms: int) -> None:
         self.rate = rate
         self.params = StreamParams(delay_s=delay_ms / 1000)
         self._stream: LipSyncStream | None = None
+        self._spare: LipSyncStream | None = None
         self._segment = -1
         self._anchor_ms = 0
+
+    def prepare(self) -> None:
+        """Build the next segment's stream now, so that segment starts without the wait."""
+        if self._spare is None:
+            self._spare = LipSyncStream(self.rate, self._params())
+
+    def _params(self) -> StreamParams:
+        voice = None if self._stream is None else self._stream.voice()
+        return _with_voice(self.params, voice)
 
     def run(self, piece: Piece, samples: I16) -> FaceFrames:
         """The face frames this chunk decides (and, at a new segment, the previous one's
@@ -134,11 +155,11 @@ class LiveFace:
         parts: list[FaceFrames] = []
         if piece.segment != self._segment:
             parts.append(self.finish())
-            voice = None if self._stream is None else self._stream.voice()
-            self._stream = LipSyncStream(self.rate, _with_voice(self.params, voice))
+            spare, self._spare = self._spare, None
+            self._stream = spare or LipSyncStream(self.rate, self._params())
             self._segment, self._anchor_ms = piece.segment, piece.anchor_ms
         assert self._stream is not None
-        parts.append(self._stamp(self._stream.push(samples)))
+        parts.append(self._stamp(self._stream.push(samples.astype(np.float32) / 32768.0)))
         return _join(parts)
 
     def finish(self) -> FaceFrames:

@@ -198,8 +198,8 @@ class VoiceTrack:
     def due(self, codec: AudioCodec, upto_ms: int, now_ms: int) -> list[Packet]:
         """Packets of ``codec`` up to ``upto_ms`` (and at most one more), each cut once.
 
-        A codec asked for the first time starts at the first packet boundary at or after
-        ``now_ms`` (never a packet that is already late)."""
+        A codec asked for the first time starts with the packet playing at ``now_ms``
+        (never one that has finished playing)."""
         cur = self._cursors.get(codec)
         if cur is None:
             cur = self._cursors[codec] = _Cursor(self._packetizer_for(codec))
@@ -228,7 +228,7 @@ class VoiceTrack:
             if run.closed and run.end_ms <= now_ms:
                 cur.done_id = run.id  # played already: nothing of it is still due
                 continue
-            k = max(0, math.ceil((now_ms - run.t0) / PACKET_MS))
+            k = max(0, math.floor((now_ms - run.t0) / PACKET_MS))  # the packet playing now
             cur.run, cur.k = run, k
             cur.pos = round(k * run.rate * PACKET_MS / 1000)
             return run

@@ -27,8 +27,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
 from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.wire import DeltaMode, ProtocolError
+from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionNotFoundError
+from avatar_engine.engine.live_voice import DEFAULT_DELAY_MS
 from avatar_engine.engine.sessions import SESSION_ID_PATTERN, Session
 from avatar_engine.ingest.websocket import AsgiConnection, serve_publish
 from avatar_engine.rigs.profile import (
@@ -40,6 +41,18 @@ from avatar_engine.rigs.profile import (
 from avatar_engine.server import errors
 from avatar_engine.server.audio_input import AudioChunk, AudioInput
 from avatar_engine.server.auth import AuthError, Principal, bearer_token
+from avatar_engine.server.close_codes import (
+    CLOSE_BAD_REQUEST,
+    CLOSE_CONFLICT,
+    CLOSE_FORBIDDEN,
+    CLOSE_INVALID,
+    CLOSE_NOT_FOUND,
+    CLOSE_QUOTA,
+    CLOSE_SESSION_GONE,
+    CLOSE_TOO_BIG,
+    CLOSE_UNAUTHORIZED,
+    CLOSE_UNSUPPORTED,
+)
 from avatar_engine.server.egress_hub import EgressRequest
 from avatar_engine.server.errors import error_response as _error
 from avatar_engine.server.errors import responses
@@ -56,22 +69,17 @@ from avatar_engine.server.metrics import metrics_text
 from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.server.voice_bridge import (
+    DEFAULT_BRIDGE_RATE,
+    LiveInputBusyError,
+    run_bridge,
+)
+from avatar_engine.server.voice_speak import Voices, speak_request
 from avatar_engine.speech.lipsync import from_text
 from avatar_engine.transport.outbox import CLOSE_NOT_READING, OutboxOverflowError
 from avatar_engine.transport.webrtc import WebRtcGateway
 
 log = logging.getLogger("avatar_engine.server")
-
-# WebSocket close codes (RFC 6455 and the 4000-4999 application range, docs/server.md).
-CLOSE_UNSUPPORTED = 1003
-CLOSE_INVALID = 1007
-CLOSE_TOO_BIG = 1009
-CLOSE_BAD_REQUEST = 4400
-CLOSE_UNAUTHORIZED = 4401
-CLOSE_FORBIDDEN = 4403
-CLOSE_NOT_FOUND = 4404
-CLOSE_SESSION_GONE = 4410
-CLOSE_QUOTA = 4429
 
 
 def _close_for(exc: Exception) -> tuple[int, str]:
@@ -82,6 +90,8 @@ def _close_for(exc: Exception) -> tuple[int, str]:
         return CLOSE_NOT_FOUND, str(exc)[:120]
     if isinstance(exc, QuotaExceededError):
         return CLOSE_QUOTA, exc.reason[:120]
+    if isinstance(exc, LiveInputBusyError):
+        return CLOSE_CONFLICT, str(exc)[:120]
     return CLOSE_BAD_REQUEST, str(exc)[:120]
 
 
@@ -95,6 +105,8 @@ class RtcOffer(RequestBody):
     lod: Annotated[int, Field(ge=0, le=3)] = 0
     bits: Literal[8, 16] | None = None
     """Quantization of this stream (default: the server's ``quant_bits``)."""
+    audio: Literal["opus", "pcm", "pcm16", "off"] = "opus"
+    """The avatar's voice on this stream (protocol v1.1; sent on the ``control`` channel)."""
 
 
 class SessionCreate(RequestBody):
@@ -215,6 +227,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         runtime.cluster.install(app)
     gateway = WebRtcGateway(runtime, runtime.options.ice_servers)
     audio_input = AudioInput(runtime)
+    voices = Voices(runtime.options.piper_model)
     app.state.webrtc = gateway
     if runtime.options.cors_origins:
         app.add_middleware(
@@ -314,8 +327,9 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def rtc_offer(body: RtcOffer, caller: Caller) -> dict[str, str]:
         """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
         answer = await gateway.answer(
-            caller, body.session, body.lod, body.sdp, body.type, body.bits
-        )
+            caller, body.session, body.lod, body.sdp, body.type, body.bits,
+            AudioCodec.from_name(body.audio),
+        )  # fmt: skip
         return {"sdp": answer.sdp, "type": answer.type}
 
     def _owned(caller: Principal, session_id: str) -> Session:
@@ -330,23 +344,12 @@ def create_app(runtime: Runtime) -> FastAPI:
         responses=responses(on_input),
     )
     async def speak(session_id: str, body: SpeakRequest, caller: Caller) -> dict[str, object]:
-        """Say text, or play TTS timings, on a session (returns when scheduled).
+        """Say text aloud (the voice: espeak-ng by default) or play TTS timings, with their
+        audio when ``audio`` carries it; returns when scheduled (docs/server.md, "Voice").
 
-        Timings are parsed and co-articulated in a worker thread (they may be long), after
-        their length is checked against the utterance limit (413 beyond it)."""
-        session = _owned(caller, session_id)
-        now = runtime.now()
-        if body.text is not None:
-            text = body.text if body.text.endswith((" ", "\n")) else body.text + " "
-            runtime.engine.push_text(
-                session_id, text, now, options=body.stream_options(), interrupt=body.interrupt
-            )
-        else:
-            utterance = await asyncio.to_thread(body.utterance, float(session.fps))
-            now = runtime.now()
-            runtime.engine.play(session_id, utterance, now + body.delay_ms / 1000, now)
-        runtime.kick()
-        return {"session": session_id, "scheduled": True}
+        Synthesis, alignment and timings run in a worker thread (timings are checked against
+        the utterance limit first: 413 beyond it)."""
+        return await speak_request(runtime, voices, _owned(caller, session_id), body)
 
     @app.post(
         "/sessions/{session_id}/text",
@@ -357,6 +360,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def text(session_id: str, body: TextDelta, caller: Caller) -> dict[str, object]:
         """Streamed text deltas; words are spoken as soon as they are complete."""
         _owned(caller, session_id)
+        if body.interrupt:  # barge-in silences the voice too
+            runtime.voice.cut(session_id, runtime.t_ms())
         delta = body.delta + (
             " " if body.final and body.delta and not body.delta[-1].isspace() else ""
         )
@@ -393,7 +398,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         body = await request.body()
         if request.headers.get("content-type", "").startswith("application/json"):
             chunk = AudioChunk.model_validate_json(body)
-            frames = audio_input.chunk(session_id, chunk)
+            frames = await audio_input.chunk(session_id, chunk)
             return {"session": session_id, "frames": frames, "final": chunk.final}
         seconds = await audio_input.wav(session_id, body, text, delay_ms)
         return {"session": session_id, "duration_s": round(seconds, 3)}
@@ -498,13 +503,14 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     @app.websocket("/sessions/{session_id}/stream")
     async def stream(ws: WebSocket, session_id: str, token: str | None = None) -> None:
-        """Query ``lod`` (0..3), ``mode`` (chained, keyframe), ``bits`` (8, 16); a bad value
-        is accepted, then closed with 4400 and the reason (docs/server.md, close codes)."""
+        """Query ``lod`` (0..3), ``mode`` (chained, keyframe), ``bits`` (8, 16), ``audio``
+        (opus, pcm, off; default opus); a bad value is accepted, then closed with 4400 and
+        the reason (docs/server.md, close codes)."""
         await ws.accept()
         try:
             caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
             query = _ws_params(ws, lod=("0", "1", "2", "3"), mode=("chained", "keyframe"),
-                               bits=("8", "16"))  # fmt: skip
+                               bits=("8", "16"), audio=("opus", "pcm", "pcm16", "off"))  # fmt: skip
             sub = runtime.subscribe(
                 caller,
                 session_id,
@@ -512,6 +518,7 @@ def create_app(runtime: Runtime) -> FastAPI:
                 mode=DeltaMode.KEYFRAME if query.get("mode") == "keyframe" else DeltaMode.CHAINED,
                 bits=int(query.get("bits", runtime.options.quant_bits)),
                 transport="websocket",
+                audio=AudioCodec.from_name(query.get("audio", "opus")),
             )
         except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
             await ws.close(*_close_for(exc))
@@ -522,6 +529,30 @@ def create_app(runtime: Runtime) -> FastAPI:
         finally:
             writer.cancel()
             runtime.unsubscribe(sub)
+
+    @app.websocket("/sessions/{session_id}/voice")
+    async def voice(ws: WebSocket, session_id: str, token: str | None = None) -> None:
+        """The realtime voice-agent bridge: PCM16 binary frames or JSON audio deltas in (query
+        ``rate``, default 24000, and ``delay_ms``, default 200); face and voice out to the
+        session's viewers, together (docs/server.md, "Voice bridge")."""
+        await ws.accept()
+        try:
+            caller = runtime.auth.authenticate(bearer_token(ws.headers.get("authorization"), token))
+            session = runtime.session_for(caller, session_id, "publish")
+            rate = _int_param(ws, "rate", DEFAULT_BRIDGE_RATE)
+            delay_ms = _int_param(ws, "delay_ms", DEFAULT_DELAY_MS, 0, 1000)
+            live = runtime.live.open(session.id, rate, delay_ms, "voice bridge")
+        except (AuthError, SessionNotFoundError, QuotaExceededError, ValueError) as exc:
+            await ws.close(*_close_for(exc))
+            return
+        try:
+            outcome = await run_bridge(ws, live)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            return
+        finally:
+            runtime.live.close(live)  # what was accepted plays on, face and voice
+        if ws.application_state is WebSocketState.CONNECTED:
+            await ws.close(outcome.close_code, outcome.close_reason)
 
     _mount_api_docs(app)
     _mount_client(app)
@@ -543,6 +574,16 @@ def _declare_rig_names(app: FastAPI, names: list[str]) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _int_param(ws: WebSocket, name: str, default: int, lo: int = 0, hi: int = 1 << 31) -> int:
+    """An integer query parameter of a WebSocket (ValueError: closed with 4400 and why)."""
+    raw = ws.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise ValueError(f"{name} must be an integer in {lo}..{hi}, not {raw[:20]!r}")
+    return int(raw)
 
 
 def _mount_api_docs(app: FastAPI) -> None:

@@ -80,6 +80,9 @@ class ServerOptions:
     ``vmc://HOST:PORT/SESSION`` (the session's rig must carry ARKit names)."""
     ice_servers: tuple[str, ...] = ()
     """STUN/TURN URLs for WebRTC (none by default: loopback needs none)."""
+    piper_model: str | None = None
+    """A Piper voice model (``.onnx``, its ``.onnx.json`` beside it) for ``/speak``'s
+    ``"voice": "piper"`` (needs ``pip install 'avatar-engine[piper]'``; docs/voice.md)."""
     max_message_bytes: int = 1 << 20
     """Largest HTTP body or WebSocket message accepted."""
     redis_url: str | None = None

@@ -41,6 +41,7 @@ _FLAGS: dict[str, dict[str, Any]] = {
     "jwt_audience": {},
     "cors_origins": {},
     "ice_servers": {},
+    "piper_model": {},
     "egress": {},
     "keyframe_interval_ms": {"type": int},
     "quant_bits": {"type": int, "choices": [8, 16]},

@@ -55,6 +55,8 @@ I16 = npt.NDArray[np.int16]
 SPLICE_AHEAD_MS: Final = 2000
 """Face frames enter the speech curves at most this far ahead of the clock (200 keys at
 100 frames/s; the curves hold 1,024 per session)."""
+DECIDE_AHEAD_MS: Final = 500
+"""A chunk's face is decided this long before it is needed, not when the chunk arrives."""
 MAX_LIVE_INPUTS: Final = 256
 """Live voices (bridges and streamed ``/audio`` utterances) open at once, per process."""
 DEFAULT_BRIDGE_RATE: Final = 24_000
@@ -77,24 +79,32 @@ class LiveInput:
     """One live voice into one session (see the module docstring)."""
 
     def __init__(self, runtime: Runtime, session_id: str, rate: int, delay_ms: int,
-                 owner: str) -> None:  # fmt: skip
+                 owner: str, *, yields: bool = False) -> None:  # fmt: skip
         self.runtime = runtime
         self.session_id = session_id
         self.rate = rate
         self.delay_ms = delay_ms
         self.owner = owner
+        self.yields = yields
+        """An idle input of this kind (REST chunks between utterances) gives way to a new one."""
         self.clock = LiveClock(rate, delay_ms)
         self._face = LiveFace(rate, delay_ms)
-        self._work: deque[tuple[int, Piece | None, I16 | None]] = deque()
+        self._work: deque[tuple[int, str, Piece | None, I16 | None]] = deque()
+        """(generation, "audio" | "finish" | "prepare", piece, samples)"""
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
         self._held: deque[FaceFrames] = deque()
         self._generation = 0
         self._closing = False
+        self._hurry = False
         self._task: asyncio.Task[None] | None = None
         self.frames = 0
         """Face frames decided so far (10 ms each)."""
+        self.face_errors = 0
+        """Chunks whose lip-sync failed (logged; their audio still plays)."""
+        self.reported = 0
+        """Frames already reported to a REST sender (``POST /audio`` answers with the new)."""
         self.samples = 0
 
     # -- input (event loop; cheap) -------------------------------------------------------
@@ -115,8 +125,12 @@ class LiveInput:
         runtime.voice.wake(self.session_id)
         runtime.kick()
         self.samples += samples.shape[0]
-        self._submit(piece, samples)
+        self._submit("audio", piece, samples)
         return piece
+
+    def prepare(self) -> None:
+        """Build the lip-sync for the first chunk ahead of it (see :meth:`ready`)."""
+        self._submit("prepare")
 
     def done(self) -> None:
         """The sender finished this response: flush the face's tail, close the audio run."""
@@ -124,7 +138,7 @@ class LiveInput:
         track = self.runtime.voice.tracks.get(self.session_id)
         if track is not None:
             track.end_run()
-        self._submit(None, None)
+        self._submit("finish")
 
     def cancel(self) -> int:
         """Barge-in: cut the voice and the face now; returns the ms of the current response
@@ -136,6 +150,7 @@ class LiveInput:
         self._work.clear()
         self._held.clear()
         self._face = LiveFace(self.rate, self.delay_ms)  # the old one may be busy in a thread
+        self._submit("prepare")
         self.clock.end()
         runtime.voice.cut(self.session_id, now_ms)
         with contextlib.suppress(SessionNotFoundError):
@@ -143,8 +158,8 @@ class LiveInput:
         runtime.kick()
         return played
 
-    def _submit(self, piece: Piece | None, samples: I16 | None) -> None:
-        self._work.append((self._generation, piece, samples))
+    def _submit(self, kind: str, piece: Piece | None = None, samples: I16 | None = None) -> None:
+        self._work.append((self._generation, kind, piece, samples))
         self._idle.clear()
         self._ready.set()
         if self._task is None:
@@ -157,32 +172,63 @@ class LiveInput:
     async def _run(self) -> None:
         try:
             while True:
-                if not self._work:
-                    self._idle.set()
-                    if self._closing and not self._held:
-                        return
+                early = self._early_s()
+                if not self._work or early > 0:
+                    if not self._work:
+                        self._idle.set()
+                        if self._closing and not self._held:
+                            return
                     self._ready.clear()
                     timeout = SPLICE_AHEAD_MS / 4000 if self._held else None
+                    if early > 0:
+                        timeout = early if timeout is None else min(timeout, early)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._ready.wait(), timeout)
                     self._splice_due()
                     continue
-                generation, piece, samples = self._work.popleft()
-                face = self._face
-                if piece is not None and samples is not None:
-                    frames = await asyncio.to_thread(face.run, piece, samples)
-                else:
-                    frames = await asyncio.to_thread(face.finish)
-                if generation != self._generation:
-                    continue  # cut while it ran
-                if len(frames):
-                    self._held.append(frames)
-                    self.frames += len(frames)
-                self._splice_due()
+                await self._step(*self._work.popleft())
         except SessionNotFoundError:
             return
         finally:
+            self._task = None  # a later chunk starts a new worker
             self._idle.set()
+
+    def _early_s(self) -> float:
+        """Seconds until the next chunk's lip-sync is due: :data:`DECIDE_AHEAD_MS` before its
+        face is needed. A realtime agent sends faster than real time; deciding its face as it
+        plays spreads the work (a burst of recognition would hold the GIL and delay every
+        session's tick) and leaves nothing to throw away on a cut."""
+        if self._hurry or not self._work:
+            return 0.0
+        piece = self._work[0][2]
+        if piece is None:
+            return 0.0
+        due_ms = piece.t_ms - self.delay_ms - DECIDE_AHEAD_MS
+        return max(0.0, (due_ms - self.runtime.t_ms()) / 1000.0)
+
+    async def _step(self, generation: int, kind: str, piece: Piece | None,
+                    samples: I16 | None) -> None:  # fmt: skip
+        face = self._face
+        try:
+            if kind == "prepare":
+                await asyncio.to_thread(face.prepare)
+                return
+            if piece is not None and samples is not None:
+                frames = await asyncio.to_thread(face.run, piece, samples)
+            else:
+                frames = await asyncio.to_thread(face.finish)
+                self._submit("prepare")  # the next response starts without the wait
+        except (ValueError, RuntimeError, TypeError) as exc:  # the voice goes on, faceless
+            self.face_errors += 1
+            log.warning("live voice: the face failed", extra={"session": self.session_id,
+                                                               "reason": repr(exc)})  # fmt: skip
+            return
+        if generation != self._generation:
+            return  # cut while it ran
+        if len(frames):
+            self._held.append(frames)
+            self.frames += len(frames)
+        self._splice_due()
 
     def _splice_due(self) -> None:
         """Hand the speech curves the held frames that play within ``SPLICE_AHEAD_MS``."""
@@ -204,9 +250,19 @@ class LiveInput:
         if spliced:
             runtime.kick()
 
+    @property
+    def idle(self) -> bool:
+        """No response is being received (before the first chunk, after done or a cut)."""
+        return not self.clock.open
+
     async def drain(self) -> None:
-        """Wait until the worker has decided the face of everything submitted so far."""
-        await self._idle.wait()
+        """Decide the face of everything submitted so far, now (not as it plays)."""
+        self._hurry = True
+        self._ready.set()
+        try:
+            await self._idle.wait()
+        finally:
+            self._hurry = False
 
     def close(self) -> None:
         """No more input: the worker finishes what it holds (nothing accepted is lost)."""
@@ -230,20 +286,29 @@ class LiveInputs:
         self.runtime = runtime
         self.inputs: dict[str, LiveInput] = {}
 
-    def open(self, session_id: str, rate: int, delay_ms: int, owner: str) -> LiveInput:
-        """A new live voice; raises :class:`LiveInputBusyError` if the session has one."""
-        current = self.inputs.get(session_id)
-        if current is not None:
-            raise LiveInputBusyError(
-                f"session {session_id!r} already has a live voice ({current.owner}); one at a time"
-            )
-        if len(self.inputs) >= MAX_LIVE_INPUTS:
-            raise QuotaExceededError(f"at most {MAX_LIVE_INPUTS} live voices at once")
+    def open(self, session_id: str, rate: int, delay_ms: int, owner: str, *,
+             yields: bool = False) -> LiveInput:  # fmt: skip
+        """A new live voice; raises :class:`LiveInputBusyError` if the session has one that
+        does not give way, QuotaExceededError beyond :data:`MAX_LIVE_INPUTS` (idle inputs
+        that give way are closed first, oldest first)."""
         if rate not in STREAM_RATES:
             shown = ", ".join(str(r) for r in STREAM_RATES)
             raise ValueError(f"rate {rate} Hz is not supported; use one of {shown}")
-        live = self.inputs[session_id] = LiveInput(self.runtime, session_id, rate, delay_ms,
-                                                   owner)  # fmt: skip
+        current = self.inputs.get(session_id)
+        if current is not None:
+            if not (current.yields and current.idle):
+                raise LiveInputBusyError(
+                    f"session {session_id!r} already has a live voice ({current.owner}); "
+                    "one at a time"
+                )
+            self.close(current)
+        if len(self.inputs) >= MAX_LIVE_INPUTS:
+            idle = next((v for v in self.inputs.values() if v.yields and v.idle), None)
+            if idle is None:
+                raise QuotaExceededError(f"at most {MAX_LIVE_INPUTS} live voices at once")
+            self.close(idle)
+        live = LiveInput(self.runtime, session_id, rate, delay_ms, owner, yields=yields)
+        self.inputs[session_id] = live
         return live
 
     def get(self, session_id: str) -> LiveInput | None:
@@ -282,7 +347,7 @@ class BridgeOutcome:
     cancels: int = 0
 
 
-class BridgeError(Exception):
+class BridgeError(ValueError):
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code
@@ -324,6 +389,8 @@ async def run_bridge(ws: BridgeSocket, live: LiveInput) -> BridgeOutcome:
     """
     runtime = live.runtime
     out = BridgeOutcome()
+    live.prepare()
+    await live.drain()  # "ready" means the first delta's face will not wait for a build
     await ws.send_text(json.dumps({"type": "voice.ready", "rate": live.rate,
                                    "delay_ms": live.delay_ms}))  # fmt: skip
     try:

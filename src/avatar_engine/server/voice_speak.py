@@ -88,7 +88,7 @@ def _wav_samples(b64: str) -> tuple[np.ndarray, int]:
     return samples, pcm.rate
 
 
-async def speak(
+async def speak_request(
     runtime: Runtime, voices: Voices, session: Session, body: SpeakRequest
 ) -> dict[str, object]:
     """Schedule a ``/speak`` request (returns the response body); raises ValueError and the
@@ -134,14 +134,32 @@ def _schedule(
     voice: str,
     how: str,
 ) -> dict[str, object]:
-    """Face and audio at one stream time (after what is queued, unless ``interrupt``)."""
+    placed = schedule_voiced(runtime, session, samples, rate, utterance,
+                             delay_ms=body.delay_ms, interrupt=body.interrupt)  # fmt: skip
+    return {"session": session.id, "scheduled": True, "voice": voice, "face": how, **placed}
+
+
+def schedule_voiced(
+    runtime: Runtime,
+    session: Session,
+    samples: np.ndarray,
+    rate: int,
+    utterance: Utterance,
+    *,
+    delay_ms: int = 0,
+    interrupt: bool = False,
+) -> dict[str, int]:
+    """Face and audio at one stream time: ``delay_ms`` from now, or after the audio already
+    queued (unless ``interrupt`` cuts it first). Returns ``start_ms`` (stream time) and
+    ``duration_ms``; raises :class:`VoiceQueueFullError` or the face's capacity error before
+    anything is queued."""
     now = runtime.now()
     now_ms = runtime.t_ms(now)
-    if body.interrupt:
+    if interrupt:
         runtime.voice.cut(session.id, now_ms)
         runtime.engine.interrupt(session.id, now)
     track = runtime.voice.track(session.id)
-    start_ms = now_ms + body.delay_ms
+    start_ms = now_ms + delay_ms
     if not track.empty:
         start_ms = max(start_ms, math.ceil(track.end_ms))
     duration_ms = 1000.0 * samples.shape[0] / rate
@@ -157,14 +175,7 @@ def _schedule(
     if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
         session.set_state(SessionState.READY, now)
     runtime.kick()
-    return {
-        "session": session.id,
-        "scheduled": True,
-        "voice": voice,
-        "face": how,
-        "start_ms": start_ms,
-        "duration_ms": round(duration_ms),
-    }
+    return {"start_ms": start_ms, "duration_ms": round(duration_ms)}
 
 
 async def _face_only(runtime: Runtime, session: Session, body: SpeakRequest) -> dict[str, object]:

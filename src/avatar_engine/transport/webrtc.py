@@ -2,8 +2,11 @@
 
 The client's offer carries two data channels: ``frames`` (``ordered=False, maxRetransmits=0``)
 and ``control`` (reliable, ordered). The server subscribes the peer with keyframe-relative
-deltas, so a lost frame costs one frame and never corrupts the next. Hello, events and pongs
-go on ``control``; when the SCTP buffer backs up, the outbox skips frames instead of queueing.
+deltas, so a lost frame costs one frame and never corrupts the next. Hello, events, pongs and
+the voice (AUDIO packets, protocol v1.1) go on ``control``; when the SCTP buffer backs up, the
+outbox skips frames instead of queueing. The voice is reliable and ordered because a lost
+packet is an audible gap (a lost frame is interpolated over) and a VOICE_CUT must come after
+the packets it cuts; at 24 kbps it never competes with the frames for the link.
 
 ICE servers come from the options; none by default, because on loopback none is needed and
 aiortc would otherwise reach for a public STUN server.
@@ -21,7 +24,7 @@ from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSession
 from aiortc.rtcdatachannel import RTCDataChannel
 
 from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.wire import DeltaMode, ProtocolError
+from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.server.auth import Principal
 from avatar_engine.server.streams import Subscriber
 
@@ -41,6 +44,7 @@ class Peer:
     lod: int
     principal: Principal
     bits: int | None = None
+    audio: AudioCodec = AudioCodec.OPUS
     channels: dict[str, RTCDataChannel] = field(default_factory=dict)
     subscriber: Subscriber | None = None
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -66,6 +70,7 @@ class WebRtcGateway:
         sdp: str,
         kind: str,
         bits: int | None = None,
+        audio: AudioCodec = AudioCodec.OPUS,
     ) -> RTCSessionDescription:
         """Check access, then answer the offer; streaming starts when the channels open."""
         principal.require("subscribe", session_id)
@@ -78,7 +83,7 @@ class WebRtcGateway:
         if kind != "offer":
             raise ValueError(f"type must be 'offer', not {kind!r}")
         pc = RTCPeerConnection(configuration=self._configuration())
-        peer = Peer(pc, session_id, lod, principal, bits)
+        peer = Peer(pc, session_id, lod, principal, bits, audio)
         self.peers.add(peer)
 
         @pc.on("datachannel")
@@ -112,6 +117,7 @@ class WebRtcGateway:
                 mode=DeltaMode.KEYFRAME,
                 bits=peer.bits or self.runtime.options.quant_bits,
                 transport="webrtc",
+                audio=peer.audio,
             )
         except Exception as exc:
             log.info("webrtc subscribe refused", extra={"reason": str(exc)})
