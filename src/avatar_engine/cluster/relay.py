@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from avatar_engine.cluster.keys import KIND_CONTROL, KIND_DELTA, KIND_KEYFRAME
+from avatar_engine.server.fanout import offer_to_all
 from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport.outbox import Outbox, OutboxOverflowError
 
@@ -84,16 +85,9 @@ class RemoteGroup:
         payload = data[1:]
         need = False
         if kind == KIND_KEYFRAME:
-            for sub in self.subs:
-                sub.outbox.offer_frame(payload, keyframe=True)
-        elif kind == KIND_DELTA:
-            for sub in self.subs:
-                outbox = sub.outbox
-                if outbox.awaiting_keyframe:
-                    need = True
-                    continue
-                outbox.offer_frame(payload, keyframe=False)
-                need = need or outbox.awaiting_keyframe
+            offer_to_all(self.subs, payload, keyframe=True)
+        elif kind == KIND_DELTA:  # the local groups' path: framed once, written at the floor
+            need = offer_to_all(self.subs, payload, keyframe=False, hold=True)
         elif kind == KIND_CONTROL:
             for sub in list(self.subs):
                 # An overflowing outbox closes itself; its socket's writer ends the subscription.

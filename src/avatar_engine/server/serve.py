@@ -17,6 +17,7 @@ import uvicorn
 
 from avatar_engine.server.app import create_app
 from avatar_engine.server.config import ConfigError, ServerOptions, load_options, option_docs
+from avatar_engine.server.fanout import StreamProtocol
 from avatar_engine.server.limits import MAX_URL_BYTES
 from avatar_engine.server.logging_setup import configure_logging
 from avatar_engine.server.runtime import Runtime
@@ -132,7 +133,7 @@ async def run_server(options: ServerOptions) -> None:
         app,
         host=options.host,
         port=options.port,
-        ws="websockets-sansio",
+        ws=StreamProtocol,  # websockets-sansio, plus frames at the socket floor (fanout.py)
         ws_max_size=options.max_message_bytes,
         h11_max_incomplete_event_size=MAX_URL_BYTES,
         log_config=None,

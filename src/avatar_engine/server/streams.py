@@ -19,6 +19,7 @@ from avatar_engine.codec.messages import StreamParams, encode_hello
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.server.fanout import DirectLink, current_link, offer_to_all
 from avatar_engine.transport.outbox import Outbox
 
 INITIAL_SLOTS = 64
@@ -43,9 +44,12 @@ class Subscriber:
     connected_t: float
     group: StreamGroup | None = None
     outbox: Outbox = field(init=False)
+    direct: DirectLink | None = field(init=False)
+    """A WebSocket viewer's socket, for frames written at the floor (``server/fanout.py``)."""
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(on_resync=self._lost_a_frame)
+        self.direct = current_link() if self.transport == "websocket" else None
 
     def _lost_a_frame(self) -> None:
         if self.group is not None:
@@ -152,9 +156,7 @@ class RigStreams:
             if group is None:
                 continue
             message = bytes(tick.message(slot))  # the buffer is reused by the next call
-            keyframe = int(tick.kinds[slot]) == 1
-            for sub in group.subscribers:
-                sub.outbox.offer_frame(message, keyframe=keyframe)
+            offer_to_all(group.subscribers, message, keyframe=int(tick.kinds[slot]) == 1)
             sent += len(message) * len(group.subscribers)
         while self._needs_resync:  # only groups where someone lost a frame
             self._resync(self._needs_resync.pop())

@@ -119,6 +119,16 @@ class Outbox:
         self._frame = message
         self._wake.set()
 
+    def take_direct(self) -> bool:
+        """May this tick's frame bypass the outbox (written straight to the socket by
+        :func:`avatar_engine.server.fanout.offer_to_all`)? Only when nothing waits here, so
+        every ordering the writer keeps still holds; counted as offered and sent."""
+        if self._control or self._frame is not None or self.awaiting_keyframe or self.closed:
+            return False
+        self.frames_offered += 1
+        self.frames_sent += 1
+        return True
+
     def _need_keyframe(self) -> None:
         if not self.awaiting_keyframe:
             self.awaiting_keyframe = True

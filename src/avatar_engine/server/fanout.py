@@ -1,0 +1,145 @@
+"""Fan-out at the socket floor: a group's frame framed once, written to every viewer's socket in
+one pass, with no task wake-up and no ASGI call per viewer per frame.
+
+Server-to-client WebSocket frames are unmasked (RFC 6455 5.1), so one frame's bytes serve every
+viewer of a (session, LOD, mode, bits) group. :class:`StreamProtocol` is uvicorn's websockets
+sans-I/O protocol with three changes for ``/sessions/{id}/stream`` connections only:
+
+- it does not negotiate permessage-deflate (frames of a few dozen quantized bytes gain nothing
+  from it, and a compressed frame differs per connection, so it could not be shared);
+- it hands the ASGI app a :class:`DirectLink` to its transport, through a context variable the
+  connection's ASGI task inherits (the app and the runtime need no new argument: a
+  :class:`~avatar_engine.server.streams.Subscriber` made for a WebSocket stream picks it up);
+- it counts ASGI sends in flight, so a direct write never overtakes a message the app's writer
+  task is still sending.
+
+:func:`offer_to_all` writes the framed bytes straight to a viewer's transport when nothing is
+waiting for that viewer (no control, voice or frame in its outbox, no keyframe awaited, an
+empty transport buffer, no ASGI send in flight); otherwise the frame goes to the viewer's
+outbox as before (latest wins, private keyframe after a loss), and its writer task sends it.
+So a viewer that keeps up costs one ``transport.write`` per frame, and every promise of the
+outbox (ordering, the stalled-viewer bound, the counters) still holds: a direct write is
+counted as offered and sent. Handshake, query parameters, JWT scopes and close codes stay in
+the ASGI app unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+if TYPE_CHECKING:
+    from websockets.http11 import Request
+
+    from avatar_engine.server.streams import Subscriber
+    from avatar_engine.transport.outbox import Outbox
+
+STREAM_PATH = re.compile(r"^/sessions/[^/]+/stream$")
+"""The URL whose connections get a direct link (viewers' streams; publish and voice do not)."""
+
+_LINK: ContextVar[DirectLink | None] = ContextVar("avatar_engine_direct_link", default=None)
+
+
+def frame_header(size: int) -> bytes:
+    """Header of one unmasked, final, binary server frame of ``size`` bytes (RFC 6455 5.2)."""
+    if size < 126:
+        return bytes((0x82, size))
+    if size < 1 << 16:
+        return struct.pack("!BBH", 0x82, 126, size)
+    return struct.pack("!BBQ", 0x82, 127, size)
+
+
+class DirectLink:
+    """One stream connection's transport, for frames that bypass the ASGI send."""
+
+    __slots__ = ("_protocol", "asgi_sending", "open", "transport")
+
+    def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
+        self._protocol = protocol
+        self.transport = protocol.transport
+        self.open = True
+        """False once the connection is lost (set by the protocol)."""
+        self.asgi_sending = 0
+        """ASGI sends of this connection in flight (awaiting a paused transport)."""
+
+    def try_write(self, wire: bytes, outbox: Outbox) -> bool:
+        """Write one framed message now if nothing is waiting ahead of it; False leaves it to
+        the outbox. ``outbox.take_direct()`` counts it as offered and sent."""
+        if (
+            self.open
+            and not self.asgi_sending
+            and not self._protocol.close_sent
+            and not self.transport.get_write_buffer_size()
+            and outbox.take_direct()
+        ):
+            self.transport.write(wire)
+            return True
+        return False
+
+
+def current_link() -> DirectLink | None:
+    """The direct link of the stream connection whose ASGI task is running, if any."""
+    return _LINK.get()
+
+
+def offer_to_all(
+    subscribers: Iterable[Subscriber], message: bytes, *, keyframe: bool, hold: bool = False
+) -> bool:
+    """One group's frame to all its viewers in one pass: framed once, written directly to every
+    viewer that is keeping up, offered to the outbox of every other.
+
+    ``hold`` (relayed groups): a delta is not offered to a viewer waiting for a keyframe, and
+    not counted as its skip. Returns True when a viewer is waiting for a keyframe after this.
+    """
+    wire = frame_header(len(message)) + message
+    need = False
+    for sub in subscribers:
+        link = sub.direct
+        if link is not None and link.try_write(wire, sub.outbox):
+            continue
+        outbox = sub.outbox
+        if hold and not keyframe and outbox.awaiting_keyframe:
+            need = True
+            continue
+        outbox.offer_frame(message, keyframe=keyframe)
+        need = need or outbox.awaiting_keyframe
+    return need
+
+
+class StreamProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's websockets sans-I/O protocol, plus a :class:`DirectLink` for stream URLs."""
+
+    link: DirectLink | None = None
+
+    def handle_connect(self, event: Request) -> None:
+        if not STREAM_PATH.match(event.path.partition("?")[0]):
+            super().handle_connect(event)
+            return
+        self.conn.available_extensions = []  # no per-connection compression: shared bytes
+        self.link = DirectLink(self)
+        token = _LINK.set(self.link)  # copied into the ASGI task created below
+        try:
+            super().handle_connect(event)
+        finally:
+            _LINK.reset(token)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.link is not None:
+            self.link.open = False
+        super().connection_lost(exc)
+
+    async def send(self, message: Any) -> None:
+        link = self.link
+        if link is None:
+            await super().send(message)
+            return
+        link.asgi_sending += 1
+        try:
+            await super().send(message)
+        finally:
+            link.asgi_sending -= 1
