@@ -13,6 +13,8 @@ from avatar_engine.kernels.compose import (
     MAX,
     MULTIPLY,
     OVERRIDE,
+    ComposeInputs,
+    ComposeState,
     ComposeTables,
     NumpyCompose,
     NumpyScatter,
@@ -58,11 +60,15 @@ def _compose(
     p = np.zeros((s, t.n), np.float32) if prev is None else prev.copy()
     primed = np.full(s, 0 if prev is None else 1, np.uint8)
     em = np.ones((s, t.n), np.float32) if emask is None else emask
-    make_compose(t, backend)(  # type: ignore[arg-type]
-        np.ascontiguousarray(layers, np.float32), np.ascontiguousarray(weight, np.float32),
-        np.ascontiguousarray(mode, np.int8), em, np.full(s, couple, np.float32),
-        np.full((s, t.n_regions), vmax, np.float32), dt, p, primed, out,
-    )  # fmt: skip
+    inputs = ComposeInputs(
+        layers=np.ascontiguousarray(layers, np.float32),
+        weight=np.ascontiguousarray(weight, np.float32),
+        mode=np.ascontiguousarray(mode, np.int8),
+        emask=em,
+        couple=np.full(s, couple, np.float32),
+        vmax=np.full((s, t.n_regions), vmax, np.float32),
+    )
+    make_compose(t, backend)(ComposeState(p, primed), dt, inputs, out)  # type: ignore[arg-type]
     return out
 
 
@@ -132,11 +138,16 @@ def test_only_active_rows_of_layer_planes_are_read(backend: str) -> None:
     weight = np.ones((2, 2, 1), np.float32)
     modes = np.zeros((2, 2), np.int8)
     out = np.zeros((2, 3), np.float32)
-    make_compose(t, backend)(  # type: ignore[arg-type]
-        layers, weight, modes, np.ones((2, 3), np.float32), np.zeros(2, np.float32),
-        np.full((2, 1), np.inf, np.float32), 1 / 60, np.zeros((2, 3), np.float32),
-        np.zeros(2, np.uint8), out,
-    )  # fmt: skip
+    inputs = ComposeInputs(
+        layers=layers,
+        weight=weight,
+        mode=modes,
+        emask=np.ones((2, 3), np.float32),
+        couple=np.zeros(2, np.float32),
+        vmax=np.full((2, 1), np.inf, np.float32),
+    )
+    state = ComposeState(prev=np.zeros((2, 3), np.float32), primed=np.zeros(2, np.uint8))
+    make_compose(t, backend)(state, 1 / 60, inputs, out)  # type: ignore[arg-type]
     np.testing.assert_allclose(out, 0.4)
 
 
@@ -161,23 +172,23 @@ def test_parity(backend: str, s: int, n: int, n_layers: int, seed: int) -> None:
         vcol=np.where(g.uniform(size=n) < 0.3, g.uniform(0.5, 30, n), np.inf).astype(np.float32),
     )
     cap = s + int(g.integers(0, 3))
-    args = (
-        g.uniform(-1, 2, (n_layers, cap, n)).astype(np.float32),
-        np.where(
+    inputs = ComposeInputs(
+        layers=g.uniform(-1, 2, (n_layers, cap, n)).astype(np.float32),
+        weight=np.where(
             g.uniform(size=(s, n_layers, r)) < 0.2, 0, g.uniform(0, 1.2, (s, n_layers, r))
         ).astype(np.float32),
-        g.integers(0, 4, (s, n_layers)).astype(np.int8),
-        g.uniform(0, 1, (s, n)).astype(np.float32),
-        np.where(g.uniform(size=s) < 0.5, 0, g.uniform(0, 1, s)).astype(np.float32),
-        g.uniform(0.5, 30, (s, r)).astype(np.float32),
-        float(g.uniform(1 / 240, 0.1)),
+        mode=g.integers(0, 4, (s, n_layers)).astype(np.int8),
+        emask=g.uniform(0, 1, (s, n)).astype(np.float32),
+        couple=np.where(g.uniform(size=s) < 0.5, 0, g.uniform(0, 1, s)).astype(np.float32),
+        vmax=g.uniform(0.5, 30, (s, r)).astype(np.float32),
     )
+    dt = float(g.uniform(1 / 240, 0.1))
     prev0 = g.uniform(-0.5, 1.5, (s, n)).astype(np.float32)
     primed0 = (g.uniform(size=s) < 0.6).astype(np.uint8)
     results = []
     for fn in (NumpyCompose(t), make_compose(t, backend)):  # type: ignore[arg-type]
         prev, primed, out = prev0.copy(), primed0.copy(), np.zeros((s, n), np.float32)
-        fn(*args, prev, primed, out)
+        fn(ComposeState(prev, primed), dt, inputs, out)
         results.append((out, prev, primed))
     for a, b in zip(*results, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)

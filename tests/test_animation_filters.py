@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from avatar_engine.kernels.backends import available_backends
 from avatar_engine.kernels.filters import (
     OneEuroFilter,
+    OneEuroState,
     one_euro_kernel,
     one_euro_numpy,
     settle_omega,
@@ -44,7 +45,8 @@ def _run_one_euro(fn: object, st_: dict[str, np.ndarray], in_place: bool) -> tup
     x = st_["x"].copy()
     xhat, dxhat, primed = st_["xhat"].copy(), st_["dxhat"].copy(), st_["primed"].copy()
     out = x if in_place else np.zeros_like(x)
-    fn(x, out, xhat, dxhat, primed, st_["dt"], st_["region"], st_["mc"], st_["beta"], st_["dc"])  # type: ignore[operator]
+    state = OneEuroState(st_["region"], xhat, dxhat, primed, st_["mc"], st_["beta"], st_["dc"])
+    fn(state, st_["dt"], x, out)  # type: ignore[operator]
     return out, xhat, dxhat, primed
 
 
@@ -70,12 +72,12 @@ def test_one_euro_primes_and_holds(backend: str) -> None:
     xhat = np.zeros_like(x)
     dxhat = np.zeros_like(x)
     primed = np.zeros(1, np.uint8)
-    args = (np.zeros(2, np.int8), np.ones((1, 1), np.float32), np.zeros((1, 1), np.float32),
-            np.ones((1, 1), np.float32))  # fmt: skip
-    fn(x, out, xhat, dxhat, primed, np.full(1, 1 / 60, np.float32), *args)
+    state = OneEuroState(np.zeros(2, np.int8), xhat, dxhat, primed, np.ones((1, 1), np.float32),
+                         np.zeros((1, 1), np.float32), np.ones((1, 1), np.float32))  # fmt: skip
+    fn(state, np.full(1, 1 / 60, np.float32), x, out)
     np.testing.assert_array_equal(out, x)  # first sample passes through
     assert primed[0] == 1
-    fn(np.ones_like(x), out, xhat, dxhat, primed, np.zeros(1, np.float32), *args)
+    fn(state, np.zeros(1, np.float32), np.ones_like(x), out)
     np.testing.assert_array_equal(out, x)  # dt = 0: no sample, held estimate
 
 
@@ -91,11 +93,16 @@ def test_one_euro_matches_paper_formula() -> None:
     out = np.zeros((1, 1), np.float32)
     xhat = np.full((1, 1), prev, np.float32)
     dxhat = np.full((1, 1), dprev, np.float32)
-    one_euro_numpy(
-        np.full((1, 1), x, np.float32), out, xhat, dxhat, np.ones(1, np.uint8),
-        np.full(1, dt, np.float32), np.zeros(1, np.int8), np.full((1, 1), fc_min, np.float32),
-        np.full((1, 1), beta, np.float32), np.full((1, 1), dcut, np.float32),
-    )  # fmt: skip
+    state = OneEuroState(
+        region=np.zeros(1, np.int8),
+        xhat=xhat,
+        dxhat=dxhat,
+        primed=np.ones(1, np.uint8),
+        min_cutoff=np.full((1, 1), fc_min, np.float32),
+        beta=np.full((1, 1), beta, np.float32),
+        d_cutoff=np.full((1, 1), dcut, np.float32),
+    )
+    one_euro_numpy(state, np.full(1, dt, np.float32), np.full((1, 1), x, np.float32), out)
     assert out[0, 0] == pytest.approx(expect, rel=1e-6)
     assert dxhat[0, 0] == pytest.approx(dxh, rel=1e-6)
 

@@ -189,7 +189,7 @@ def _life_buffers(n: int, seed: int) -> list[np.ndarray]:
 def test_life_kernel_parity(backend: str, n: int, seed: int, dt: float) -> None:
     ref = _life_buffers(n, seed)
     got = [a.copy() for a in ref]
-    make_life(CONSTS, "numpy")(10.0, dt, *ref)
-    make_life(CONSTS, backend)(10.0, dt, *got)  # type: ignore[arg-type]
+    make_life(CONSTS, "numpy")(LifeBuffers(*ref), 10.0, dt)
+    make_life(CONSTS, backend)(LifeBuffers(*got), 10.0, dt)  # type: ignore[arg-type]
     for name, a, b in zip(LifeBuffers._fields, ref, got, strict=True):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6, err_msg=name)

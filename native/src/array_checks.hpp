@@ -25,6 +25,42 @@ inline std::size_t require_matrix(const F32Array& a, std::size_t cols, const cha
     return static_cast<std::size_t>(a.shape(0));
 }
 
+// Kernel state is passed as one struct (a Python NamedTuple or dataclass) whose arrays the
+// binding reads by name, so no argument order is a contract between Python and C++. The
+// array must already have the dtype and layout (no silent copy: a kernel writing into a copy
+// would lose its output), `rows` x `width` elements, and be writeable if the kernel writes it.
+enum class Access { kRead, kWrite };
+
+// The array field `name` of a state or inputs struct, with exactly the dtype and layout of
+// `Array` (a py::array_t<T, c_style>); shape checks are the caller's.
+template <typename Array>
+Array strict(const py::handle& state, const char* name) {
+    const py::object obj = state.attr(name);
+    if (!Array::check_(obj)) {
+        using T = typename Array::value_type;
+        throw py::type_error(std::string(name) + ": expected a C-contiguous " +
+                             py::str(py::dtype::of<T>()).cast<std::string>() + " array");
+    }
+    return py::reinterpret_borrow<Array>(obj);
+}
+
+template <typename T>
+T* field(const py::handle& state, const char* name, std::size_t rows, std::size_t width,
+         Access access) {
+    const auto a = strict<py::array_t<T, py::array::c_style>>(state, name);
+    if (static_cast<std::size_t>(a.size()) != rows * width ||
+        (a.ndim() > 1 && static_cast<std::size_t>(a.shape(0)) != rows)) {
+        throw py::value_error(std::string(name) + ": expected " + std::to_string(rows) +
+                              " rows of " + std::to_string(width));
+    }
+    if (access == Access::kWrite && !a.writeable()) {
+        throw py::value_error(std::string(name) + ": array is read-only");
+    }
+    // The state struct holds a reference to the array for the whole call, so the pointer
+    // outlives `a`.
+    return const_cast<T*>(a.data());
+}
+
 template <typename T>
 std::vector<T> to_vector(const py::array_t<T, py::array::c_style | py::array::forcecast>& a) {
     return std::vector<T>(a.data(), a.data() + a.size());

@@ -19,19 +19,25 @@ using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
 using I8Array = py::array_t<std::int8_t, py::array::c_style>;
 using U8Array = py::array_t<std::uint8_t, py::array::c_style>;
 
-ComposeTables make_tables(std::size_t n_regions, const Input<std::int8_t>& region,
-                          const Input<float>& lower, const Input<float>& upper,
-                          const Input<std::int32_t>& exclusive,
-                          const Input<std::int32_t>& couple, const Input<float>& vcol) {
+// Copies a table field (read by name) into a vector; tables are bound once, so a dtype
+// conversion here is harmless.
+template <typename T>
+std::vector<T> table(const py::object& tables, const char* name) {
+    return to_vector(tables.attr(name).cast<Input<T>>());
+}
+
+ComposeTables make_tables(const py::object& tables) {
+    const auto n_regions = tables.attr("n_regions").cast<std::size_t>();
+    const auto region = tables.attr("region").cast<Input<std::int8_t>>();
     ComposeTables t;
     t.n = static_cast<std::size_t>(region.size());
     t.n_regions = n_regions;
     t.region = to_vector(region);
-    t.lower = to_vector(lower);
-    t.upper = to_vector(upper);
-    t.exclusive = to_vector(exclusive);
-    t.couple = to_vector(couple);
-    t.vcol = to_vector(vcol);
+    t.lower = table<float>(tables, "lower");
+    t.upper = table<float>(tables, "upper");
+    t.exclusive = table<std::int32_t>(tables, "exclusive");
+    t.couple = table<std::int32_t>(tables, "couple");
+    t.vcol = table<float>(tables, "vcap");  // vcol, or inf where the table gives none
     // The kernel trusts these invariants; check them once here instead of per call.
     if (t.lower.size() != t.n || t.upper.size() != t.n || t.vcol.size() != t.n ||
         t.exclusive.size() % 2 != 0 ||
@@ -52,9 +58,16 @@ ComposeTables make_tables(std::size_t n_regions, const Input<std::int8_t>& regio
     return t;
 }
 
-void call(const ComposeTables& t, const F32Array& layers, const F32Array& weight,
-          const I8Array& mode, const F32Array& emask, const F32Array& couple,
-          const F32Array& vmax, double dt, F32Array& prev, U8Array& primed, F32Array& out) {
+void call(const ComposeTables& t, const py::object& state, double dt, const py::object& inputs,
+          F32Array& out) {
+    const auto layers = strict<F32Array>(inputs, "layers");
+    const auto weight = strict<F32Array>(inputs, "weight");
+    const auto mode = strict<I8Array>(inputs, "mode");
+    const auto emask = strict<F32Array>(inputs, "emask");
+    const auto couple = strict<F32Array>(inputs, "couple");
+    const auto vmax = strict<F32Array>(inputs, "vmax");
+    auto prev = strict<F32Array>(state, "prev");
+    auto primed = strict<U8Array>(state, "primed");
     if (layers.ndim() != 3 || static_cast<std::size_t>(layers.shape(2)) != t.n)
         throw py::value_error("layers: expected a float32 array of shape (L, S, " +
                               std::to_string(t.n) + ")");
@@ -97,14 +110,15 @@ void call(const ComposeTables& t, const F32Array& layers, const F32Array& weight
     compose(t, a, scratch.data());
 }
 
-ScatterTables make_scatter(std::size_t n_in, std::size_t n_out, const Input<std::int32_t>& rows,
-                           const Input<std::int32_t>& cols, const Input<float>& weights) {
+ScatterTables make_scatter(const py::object& tables) {
+    const auto n_in = tables.attr("n_in").cast<std::size_t>();
+    const auto n_out = tables.attr("n_out").cast<std::size_t>();
     ScatterTables t;
     t.n_in = n_in;
     t.n_out = n_out;
-    t.rows = to_vector(rows);
-    t.cols = to_vector(cols);
-    t.weights = to_vector(weights);
+    t.rows = table<std::int32_t>(tables, "rows");
+    t.cols = table<std::int32_t>(tables, "cols");
+    t.weights = table<float>(tables, "weights");
     if (t.rows.size() != t.weights.size() || t.cols.size() != t.weights.size())
         throw py::value_error("ScatterPlan: rows, cols and weights differ in length");
     for (std::size_t k = 0; k < t.weights.size(); ++k) {
@@ -131,26 +145,23 @@ void scatter_call(const ScatterTables& t, const F32Array& in, F32Array& out) {
 
 void register_compose(py::module_& m) {
     py::class_<ScatterTables>(m, "ScatterPlan",
-                              "A small sparse map applied by scatter; call with (in, out).")
-        .def(py::init(&make_scatter), py::arg("n_in"), py::arg("n_out"), py::arg("rows"),
-             py::arg("cols"), py::arg("weights"))
+                              "A small sparse map (a ScatterTables, read by name) applied by "
+                              "scatter; call with (in, out).")
+        .def(py::init(&make_scatter), py::arg("tables"))
         .def_readonly("n_in", &ScatterTables::n_in)
         .def_readonly("n_out", &ScatterTables::n_out)
         .def("__call__", &scatter_call, py::arg("in").noconvert(), py::arg("out").noconvert(),
              "out[s] = 0, then out[s, rows[k]] += weights[k] * in[s, cols[k]] for every k.");
     py::class_<ComposeTables>(m, "ComposePlan",
-                              "Compositor tables copied once into C++; call per tick.")
-        .def(py::init(&make_tables), py::arg("n_regions"), py::arg("region"), py::arg("lower"),
-             py::arg("upper"), py::arg("exclusive"), py::arg("couple"), py::arg("vcol"))
+                              "Compositor tables (a ComposeTables, read by name) copied once "
+                              "into C++; call per tick with (state, dt, inputs, out).")
+        .def(py::init(&make_tables), py::arg("tables"))
         .def_readonly("n", &ComposeTables::n)
         .def_readonly("n_regions", &ComposeTables::n_regions)
-        .def("__call__", &call, py::arg("layers").noconvert(), py::arg("weight").noconvert(),
-             py::arg("mode").noconvert(), py::arg("emask").noconvert(),
-             py::arg("couple").noconvert(), py::arg("vmax").noconvert(), py::arg("dt"),
-             py::arg("prev").noconvert(), py::arg("primed").noconvert(),
+        .def("__call__", &call, py::arg("state"), py::arg("dt"), py::arg("inputs"),
              py::arg("out").noconvert(),
              "Blend the first out.shape[0] rows of each layer into `out`, apply the constraints, "
-             "update `prev`/`primed`.");
+             "update the state's `prev`/`primed` (ComposeState, ComposeInputs: read by name).");
 }
 
 }  // namespace avatar_engine::bindings

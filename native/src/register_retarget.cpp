@@ -15,22 +15,26 @@ namespace {
 template <typename T>
 using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
 
-RetargetTables make_tables(std::size_t n_inputs, const Input<std::int32_t>& indptr,
-                           const Input<std::int32_t>& indices, const Input<float>& weights,
-                           const Input<float>& gain, const Input<float>& offset,
-                           const Input<float>& lower, const Input<float>& upper,
-                           const Input<std::int32_t>& exclusive) {
+template <typename T>
+std::vector<T> table(const py::object& arrays, const char* name) {
+    return to_vector(arrays.attr(name).cast<Input<T>>());
+}
+
+// `arrays` is a RetargetArrays (avatar_engine/kernels/retarget.py), read by field name.
+RetargetTables make_tables(const py::object& arrays) {
+    const auto n_inputs = arrays.attr("n_inputs").cast<std::size_t>();
+    const auto gain = arrays.attr("gain").cast<Input<float>>();
     RetargetTables t;
     t.n_inputs = n_inputs;
     t.n_outputs = static_cast<std::size_t>(gain.size());
-    t.indptr = to_vector(indptr);
-    t.indices = to_vector(indices);
-    t.weights = to_vector(weights);
+    t.indptr = table<std::int32_t>(arrays, "indptr");
+    t.indices = table<std::int32_t>(arrays, "indices");
+    t.weights = table<float>(arrays, "weights");
     t.gain = to_vector(gain);
-    t.offset = to_vector(offset);
-    t.lower = to_vector(lower);
-    t.upper = to_vector(upper);
-    t.exclusive = to_vector(exclusive);
+    t.offset = table<float>(arrays, "offset");
+    t.lower = table<float>(arrays, "lower");
+    t.upper = table<float>(arrays, "upper");
+    t.exclusive = table<std::int32_t>(arrays, "exclusive");
     // The kernel trusts these invariants; check them once here instead of per call.
     const auto m = t.n_outputs;
     if (t.indptr.size() != m + 1 || t.offset.size() != m || t.lower.size() != m ||
@@ -57,10 +61,9 @@ RetargetTables make_tables(std::size_t n_inputs, const Input<std::int32_t>& indp
 
 void register_retarget(py::module_& m) {
     py::class_<RetargetTables>(m, "RetargetPlan",
-                               "Retarget tables copied once into C++; call with (in, out).")
-        .def(py::init(&make_tables), py::arg("n_inputs"), py::arg("indptr"), py::arg("indices"),
-             py::arg("weights"), py::arg("gain"), py::arg("offset"), py::arg("lower"),
-             py::arg("upper"), py::arg("exclusive"))
+                               "Retarget tables (a RetargetArrays, read by name) copied once "
+                               "into C++; call with (in, out).")
+        .def(py::init(&make_tables), py::arg("arrays"))
         .def_readonly("n_inputs", &RetargetTables::n_inputs)
         .def_readonly("n_outputs", &RetargetTables::n_outputs)
         .def(

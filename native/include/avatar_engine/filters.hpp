@@ -41,11 +41,27 @@ inline double one_euro_alpha(double cutoff, double dt) noexcept {
 }
 }  // namespace detail
 
-// Filters `sessions` rows of `x` into `out` (which may alias `x`) and updates the state.
-inline void one_euro(const float* x, float* out, float* xhat, float* dxhat,
-                     std::uint8_t* primed, const float* dt, const std::int8_t* region,
-                     const float* min_cutoff, const float* beta, const float* d_cutoff,
-                     std::size_t sessions, std::size_t n, std::size_t n_regions) noexcept {
+// A One Euro filter's state (the layout above): `sessions` rows of `n` columns, `n_regions`
+// parameter regions.
+struct OneEuroState {
+    float* xhat;
+    float* dxhat;
+    std::uint8_t* primed;
+    const std::int8_t* region;
+    const float* min_cutoff;
+    const float* beta;
+    const float* d_cutoff;
+    std::size_t sessions, n, n_regions;
+};
+
+// Filters the state's rows of `x` into `out` (which may alias `x`) and updates the state.
+inline void one_euro(const OneEuroState& st, const float* dt, const float* x,
+                     float* out) noexcept {
+    float* xhat = st.xhat;
+    float* dxhat = st.dxhat;
+    std::uint8_t* primed = st.primed;
+    const std::int8_t* region = st.region;
+    const std::size_t sessions = st.sessions, n = st.n, n_regions = st.n_regions;
     for (std::size_t s = 0; s < sessions; ++s) {
         const float* xs = x + s * n;
         float* os = out + s * n;
@@ -65,9 +81,9 @@ inline void one_euro(const float* x, float* out, float* xhat, float* dxhat,
             primed[s] = 1;
             continue;
         }
-        const float* mc = min_cutoff + s * n_regions;
-        const float* bt = beta + s * n_regions;
-        const float* dc = d_cutoff + s * n_regions;
+        const float* mc = st.min_cutoff + s * n_regions;
+        const float* bt = st.beta + s * n_regions;
+        const float* dc = st.d_cutoff + s * n_regions;
         const double rate = 1.0 / step;  // one division per row, not per element
         double ad_region[kMaxRegions];   // alpha(d_cutoff) depends on the region only
         for (std::size_t r = 0; r < n_regions && r < kMaxRegions; ++r)

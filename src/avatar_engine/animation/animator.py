@@ -58,7 +58,14 @@ from avatar_engine.animation.layers import (
 from avatar_engine.animation.params import LifeParams
 from avatar_engine.animation.procedural import PROC_ARKIT, ProceduralLife
 from avatar_engine.kernels.backends import BackendName, resolve_backend
-from avatar_engine.kernels.compose import ComposeTables, ScatterTables, make_compose, make_scatter
+from avatar_engine.kernels.compose import (
+    ComposeInputs,
+    ComposeState,
+    ComposeTables,
+    ScatterTables,
+    make_compose,
+    make_scatter,
+)
 from avatar_engine.kernels.filters import OneEuroFilter, spring_kernel
 from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, RigProfileError
@@ -537,27 +544,29 @@ class Animator:
         w = self.layer_config.effective(n, speak_env, cap_gate, think, self.weights)
         mode = self.layer_config.mode[:n]
         self._compose_m(
-            self.layers_m,
-            w,
-            mode,
-            self.manual_mask_m[:n],
-            self.couple[:n],
-            self.vmax[:n],
+            ComposeState(prev=self.prev_m[:n], primed=self.primed_m[:n]),
             dt,
-            self.prev_m[:n],
-            self.primed_m[:n],
+            ComposeInputs(
+                layers=self.layers_m,
+                weight=w,
+                mode=mode,
+                emask=self.manual_mask_m[:n],
+                couple=self.couple[:n],
+                vmax=self.vmax[:n],
+            ),
             self.out_m[:n],
         )
         self._compose_c(
-            self.layers_c,
-            w,
-            mode,
-            self.manual_mask_c[:n],
-            self.couple[:n],
-            self.vmax[:n],
+            ComposeState(prev=self.prev_c[:n], primed=self.primed_c[:n]),
             dt,
-            self.prev_c[:n],
-            self.primed_c[:n],
+            ComposeInputs(
+                layers=self.layers_c,
+                weight=w,
+                mode=mode,
+                emask=self.manual_mask_c[:n],
+                couple=self.couple[:n],
+                vmax=self.vmax[:n],
+            ),
             self.out_c[:n],
         )
         fresh[...] = False

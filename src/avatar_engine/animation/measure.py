@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName
-from avatar_engine.kernels.filters import one_euro_kernel
+from avatar_engine.kernels.filters import OneEuroState, one_euro_kernel
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -92,18 +92,20 @@ def one_euro_offline(
     a = np.ascontiguousarray(np.asarray(x, np.float32).T)  # (N, T): columns as sessions
     n, frames = a.shape
     fn = one_euro_kernel(backend)
-    xhat = np.zeros((n, 1), np.float32)
-    dxhat = np.zeros((n, 1), np.float32)
-    primed = np.zeros(n, np.uint8)
+    state = OneEuroState(
+        region=np.zeros(1, np.int8),
+        xhat=np.zeros((n, 1), np.float32),
+        dxhat=np.zeros((n, 1), np.float32),
+        primed=np.zeros(n, np.uint8),
+        min_cutoff=np.full((n, 1), min_cutoff, np.float32),
+        beta=np.full((n, 1), beta, np.float32),
+        d_cutoff=np.full((n, 1), d_cutoff, np.float32),
+    )
     dt = np.full(n, 1.0 / fps, np.float32)
-    region = np.zeros(1, np.int8)
-    mc = np.full((n, 1), min_cutoff, np.float32)
-    bt = np.full((n, 1), beta, np.float32)
-    dc = np.full((n, 1), d_cutoff, np.float32)
     out = np.empty((frames, n), np.float32)
     col = np.empty((n, 1), np.float32)
     for i in range(frames):
-        fn(np.ascontiguousarray(a[:, i : i + 1]), col, xhat, dxhat, primed, dt, region, mc, bt, dc)
+        fn(state, dt, np.ascontiguousarray(a[:, i : i + 1]), col)
         out[i] = col[:, 0]
     return out
 

@@ -31,7 +31,7 @@ from avatar_engine.animation import rng
 from avatar_engine.animation.params import LifeParams
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.filters import settle_omega
-from avatar_engine.kernels.life import LifeConsts, make_life
+from avatar_engine.kernels.life import LifeBuffers, LifeConsts, make_life
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -197,14 +197,38 @@ class ProceduralLife:
         self._gaze_events(t, n, speaking)
         self._stress_events(n, stress)
         self._tick(
-            t, dt, self.blink_t0[:n], self.blink_close[:n], self.blink_open[:n],
-            self.blink_value[:n], self.breath_phase[:n], self.breath_cycle[:n], self.breath[:n],
-            self.breath_wrapped[:n], speaking[:n], thinking[:n], self.look[:n],
-            self.fixation[:n], self.micro[:n], self.avert[:n], self.gaze_goal[:n],
-            self.gaze[:n], self.gaze_vel[:n], self.gaze_omega[:n], self.head_freq[:n],
-            self.head_phase[:n], self.head_goal[:n], self.head[:n], self.head_vel[:n],
-            self.head_omega[:n], self.brow[:n], channels[:n], self.features[:n],
-        )  # fmt: skip
+            LifeBuffers(
+                blink_t0=self.blink_t0[:n],
+                blink_close=self.blink_close[:n],
+                blink_open=self.blink_open[:n],
+                blink_value=self.blink_value[:n],
+                breath_phase=self.breath_phase[:n],
+                breath_cycle=self.breath_cycle[:n],
+                breath=self.breath[:n],
+                wrapped=self.breath_wrapped[:n],
+                speaking=speaking[:n],
+                thinking=thinking[:n],
+                look=self.look[:n],
+                fixation=self.fixation[:n],
+                micro=self.micro[:n],
+                avert=self.avert[:n],
+                gaze_goal=self.gaze_goal[:n],
+                gaze=self.gaze[:n],
+                gaze_vel=self.gaze_vel[:n],
+                gaze_omega=self.gaze_omega[:n],
+                head_freq=self.head_freq[:n],
+                head_phase=self.head_phase[:n],
+                head_goal=self.head_goal[:n],
+                head=self.head[:n],
+                head_vel=self.head_vel[:n],
+                head_omega=self.head_omega[:n],
+                brow=self.brow[:n],
+                channels=channels[:n],
+                features=self.features[:n],
+            ),
+            t,
+            dt,
+        )
         wrapped = np.flatnonzero(self.breath_wrapped[:n])
         if wrapped.size:  # a new breath: its own length, so the rhythm is not a metronome
             u = rng.uniforms(self.keys, self.counters, wrapped, rng.STREAM_BREATH, 1)[:, 0]

@@ -6,29 +6,21 @@ float32 constraints, so the backends agree with the numpy reference to float32 r
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def compose(
-    layers: np.ndarray,
-    weight: np.ndarray,
-    mode: np.ndarray,
-    emask: np.ndarray,
-    couple: np.ndarray,
-    vmax: np.ndarray,
-    dt: float,
-    prev: np.ndarray,
-    primed: np.ndarray,
-    out: np.ndarray,
-    region: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    exclusive: np.ndarray,
-    pairs: np.ndarray,
-    vcol: np.ndarray,
-) -> None:
+def compose(tables: Any, state: Any, dt: float, inputs: Any, out: np.ndarray) -> None:
+    """``tables``: ComposeTables (vcol an array), ``state``: ComposeState, ``inputs``:
+    ComposeInputs; NamedTuples read by field name."""
+    layers, weight, mode = inputs.layers, inputs.weight, inputs.mode
+    emask, couple, vmax = inputs.emask, inputs.couple, inputs.vmax
+    prev, primed = state.prev, state.primed
+    region, lower, upper = tables.region, tables.lower, tables.upper
+    exclusive, pairs, vcol = tables.exclusive, tables.couple, tables.vcol
     n_layers = layers.shape[0]
     sessions, n = out.shape
     acc = np.zeros(n, np.float64)
@@ -108,9 +100,9 @@ def compose(
 
 
 @numba.njit(cache=True, nogil=True)
-def scatter_map(
-    x: np.ndarray, out: np.ndarray, rows: np.ndarray, cols: np.ndarray, weights: np.ndarray
-) -> None:
+def scatter_map(tables: Any, x: np.ndarray, out: np.ndarray) -> None:
+    """``tables``: a ScatterTables (NamedTuple, read by field name)."""
+    rows, cols, weights = tables.rows, tables.cols, tables.weights
     sessions = out.shape[0]
     for s in range(sessions):
         out[s, :] = 0.0

@@ -7,6 +7,7 @@ float32 state), so the numpy reference, numba and C++ agree to float32 rounding.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -15,18 +16,10 @@ _TWO_PI = 2.0 * math.pi
 
 
 @numba.njit(cache=True, nogil=True)
-def one_euro(
-    x: np.ndarray,
-    out: np.ndarray,
-    xhat: np.ndarray,
-    dxhat: np.ndarray,
-    primed: np.ndarray,
-    dt: np.ndarray,
-    region: np.ndarray,
-    min_cutoff: np.ndarray,
-    beta: np.ndarray,
-    d_cutoff: np.ndarray,
-) -> None:
+def one_euro(state: Any, dt: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """``state``: a OneEuroState (NamedTuple, read by field name)."""
+    xhat, dxhat, primed, region = state.xhat, state.dxhat, state.primed, state.region
+    min_cutoff, beta, d_cutoff = state.min_cutoff, state.beta, state.d_cutoff
     sessions, n = x.shape
     for s in range(sessions):
         step = np.float64(dt[s])

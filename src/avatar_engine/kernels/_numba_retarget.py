@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def retarget(
-    weights: np.ndarray,
-    out: np.ndarray,
-    indptr: np.ndarray,
-    indices: np.ndarray,
-    mapw: np.ndarray,
-    gain: np.ndarray,
-    offset: np.ndarray,
-    lower: np.ndarray,
-    upper: np.ndarray,
-    exclusive: np.ndarray,
-) -> int:
+def retarget(tables: Any, weights: np.ndarray, out: np.ndarray) -> int:
+    """``tables``: a RetargetArrays (NamedTuple, read by field name)."""
+    indptr, indices, mapw = tables.indptr, tables.indices, tables.weights
+    gain, offset, lower, upper = tables.gain, tables.offset, tables.lower, tables.upper
+    exclusive = tables.exclusive
     sessions, n_in = weights.shape
     for s in range(sessions):
         for j in range(n_in):

@@ -33,8 +33,7 @@ Layer values must be finite (the retarget stage rejects non-finite capture).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -58,9 +57,12 @@ MODES: Final[dict[str, int]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class ComposeTables:
-    """Static per-column data of one frame block (the rig's morphs, or the rotation channels)."""
+class ComposeTables(NamedTuple):
+    """Static per-column data of one frame block (the rig's morphs, or the rotation channels).
+
+    Bound once per backend (copied into C++ by ``ComposePlan``, passed to numba as one typed
+    argument); every backend reads it by field name.
+    """
 
     n_regions: int
     region: I8
@@ -84,20 +86,35 @@ class ComposeTables:
         return int(self.region.size)
 
 
+class ComposeState(NamedTuple):
+    """The per-session rows the compositor carries from tick to tick (first ``S`` rows)."""
+
+    prev: F32
+    """``(S, N)`` the last output, for the velocity limit."""
+    primed: U8
+    """``(S,)`` 1 once ``prev`` holds an output."""
+
+
+class ComposeInputs(NamedTuple):
+    """One tick's inputs; ``S`` (the session count) is ``out.shape[0]``."""
+
+    layers: F32
+    """``(L, Sc, N)`` layer planes, ``Sc >= S`` (only the first ``S`` rows are read)."""
+    weight: F32
+    """``(S, L, R)`` effective weight per session, layer and region."""
+    mode: I8
+    """``(S, L)`` blend mode codes."""
+    emask: F32
+    """``(S, N)`` per-column weight of the last (manual) layer."""
+    couple: F32
+    """``(S,)`` left/right coupling factor."""
+    vmax: F32
+    """``(S, R)`` region speed limits (units/s)."""
+
+
 class ComposeFn(Protocol):
     def __call__(
-        self,
-        layers: F32,
-        weight: F32,
-        mode: I8,
-        emask: F32,
-        couple: F32,
-        vmax: F32,
-        dt: float,
-        prev: F32,
-        primed: U8,
-        out: F32,
-        /,
+        self, state: ComposeState, dt: float, inputs: ComposeInputs, out: F32, /
     ) -> None: ...
 
 
@@ -111,21 +128,11 @@ class NumpyCompose:
         cols = tables.couple.reshape(-1)
         self._couple_disjoint = np.unique(cols).size == cols.size
 
-    def __call__(
-        self,
-        layers: F32,
-        weight: F32,
-        mode: I8,
-        emask: F32,
-        couple: F32,
-        vmax: F32,
-        dt: float,
-        prev: F32,
-        primed: U8,
-        out: F32,
-        /,
-    ) -> None:
+    def __call__(self, state: ComposeState, dt: float, inputs: ComposeInputs, out: F32, /) -> None:
         t = self._t
+        layers, weight, mode = inputs.layers, inputs.weight, inputs.mode
+        emask, couple, vmax = inputs.emask, inputs.couple, inputs.vmax
+        prev, primed = state.prev, state.primed
         n_layers = layers.shape[0]
         sessions = out.shape[0]
         acc = np.zeros((sessions, t.n), np.float64)
@@ -184,39 +191,17 @@ class NumbaCompose:
     def __init__(self, tables: ComposeTables) -> None:
         from avatar_engine.kernels import _numba_compose
 
-        self._t = tables
+        self._t = tables._replace(vcol=tables.vcap)  # numba needs the array, never None
         self._kernel = _numba_compose.compose
-        self._vcap = tables.vcap
 
-    def __call__(
-        self,
-        layers: F32,
-        weight: F32,
-        mode: I8,
-        emask: F32,
-        couple: F32,
-        vmax: F32,
-        dt: float,
-        prev: F32,
-        primed: U8,
-        out: F32,
-        /,
-    ) -> None:
-        t = self._t
-        self._kernel(
-            layers, weight, mode, emask, couple, vmax, float(dt), prev, primed, out,
-            t.region, t.lower, t.upper, t.exclusive, t.couple, self._vcap,
-        )  # fmt: skip
+    def __call__(self, state: ComposeState, dt: float, inputs: ComposeInputs, out: F32, /) -> None:
+        self._kernel(self._t, state, float(dt), inputs, out)
 
 
 def make_compose(tables: ComposeTables, backend: BackendName) -> ComposeFn:
     """Compile the compositor for one frame block and one backend."""
     if backend == "native":
-        core = require_native()
-        plan: ComposeFn = core.ComposePlan(
-            tables.n_regions, tables.region, tables.lower, tables.upper,
-            tables.exclusive.reshape(-1), tables.couple.reshape(-1), tables.vcap,
-        )  # fmt: skip
+        plan: ComposeFn = require_native().ComposePlan(tables)
         return plan
     if backend == "numba":
         return NumbaCompose(tables)
@@ -227,8 +212,7 @@ class ScatterFn(Protocol):
     def __call__(self, x: F32, out: F32, /) -> None: ...
 
 
-@dataclass(frozen=True, slots=True)
-class ScatterTables:
+class ScatterTables(NamedTuple):
     """A small sparse ``n_in -> n_out`` map as ordered (row, col, weight) non-zeros.
 
     Semantics: ``out[s, m] = sum_k weights[k] * x[s, cols[k]]`` over the non-zeros with
@@ -282,17 +266,13 @@ class NumbaScatter:
         self._kernel = _numba_compose.scatter_map
 
     def __call__(self, x: F32, out: F32, /) -> None:
-        t = self._t
-        self._kernel(x, out, t.rows, t.cols, t.weights)
+        self._kernel(self._t, x, out)
 
 
 def make_scatter(tables: ScatterTables, backend: BackendName) -> ScatterFn:
     """Compile a scatter map for one backend."""
     if backend == "native":
-        core = require_native()
-        plan: ScatterFn = core.ScatterPlan(
-            tables.n_in, tables.n_out, tables.rows, tables.cols, tables.weights
-        )
+        plan: ScatterFn = require_native().ScatterPlan(tables)
         return plan
     if backend == "numba":
         return NumbaScatter(tables)

@@ -28,7 +28,7 @@ It settles to within 2 % of a step in ``5.83 / omega`` seconds (``settle_omega``
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -48,21 +48,28 @@ def settle_omega(seconds: float) -> float:
     return SETTLE_2PCT / max(float(seconds), 1e-6)
 
 
+class OneEuroState(NamedTuple):
+    """A One Euro filter's state struct: per-session rows (the first ``S`` of each) and the
+    column regions. Every backend reads it by field name."""
+
+    region: I8
+    """``(N,)`` region code per column."""
+    xhat: F32
+    """``(S, N)`` the filtered estimate."""
+    dxhat: F32
+    """``(S, N)`` the filtered derivative."""
+    primed: U8
+    """``(S,)`` 1 once a row has had its first sample."""
+    min_cutoff: F32
+    """``(S, R)`` Hz."""
+    beta: F32
+    """``(S, R)`` 1/unit."""
+    d_cutoff: F32
+    """``(S, R)`` Hz."""
+
+
 class OneEuroFn(Protocol):
-    def __call__(
-        self,
-        x: F32,
-        out: F32,
-        xhat: F32,
-        dxhat: F32,
-        primed: U8,
-        dt: F32,
-        region: I8,
-        min_cutoff: F32,
-        beta: F32,
-        d_cutoff: F32,
-        /,
-    ) -> None: ...
+    def __call__(self, state: OneEuroState, dt: F32, x: F32, out: F32, /) -> None: ...
 
 
 class SpringFn(Protocol):
@@ -74,20 +81,10 @@ def _alpha(cutoff: npt.NDArray[np.float64], dt: npt.NDArray[np.float64]) -> npt.
     return r / (r + 1.0)
 
 
-def one_euro_numpy(
-    x: F32,
-    out: F32,
-    xhat: F32,
-    dxhat: F32,
-    primed: U8,
-    dt: F32,
-    region: I8,
-    min_cutoff: F32,
-    beta: F32,
-    d_cutoff: F32,
-    /,
-) -> None:
+def one_euro_numpy(state: OneEuroState, dt: F32, x: F32, out: F32, /) -> None:
     """The reference One Euro step (see the module docstring); ``out`` may alias ``x``."""
+    xhat, dxhat, primed, region = state.xhat, state.dxhat, state.primed, state.region
+    min_cutoff, beta, d_cutoff = state.min_cutoff, state.beta, state.d_cutoff
     step = dt.astype(np.float64)
     live = step > 0.0
     fresh = live & (primed == 0)
@@ -200,10 +197,16 @@ class OneEuroFilter:
     def run(self, x: F32, dt: F32, out: F32, rows: int | None = None) -> None:
         """Filter the first ``rows`` sessions of ``x`` into ``out`` (may be ``x`` itself)."""
         n = x.shape[0] if rows is None else rows
-        self._fn(
-            x[:n], out[:n], self.xhat[:n], self.dxhat[:n], self.primed[:n], dt[:n], self.region,
-            self.min_cutoff[:n], self.beta[:n], self.d_cutoff[:n],
-        )  # fmt: skip
+        state = OneEuroState(
+            region=self.region,
+            xhat=self.xhat[:n],
+            dxhat=self.dxhat[:n],
+            primed=self.primed[:n],
+            min_cutoff=self.min_cutoff[:n],
+            beta=self.beta[:n],
+            d_cutoff=self.d_cutoff[:n],
+        )
+        self._fn(state, dt[:n], x[:n], out[:n])
 
     def reset(self, row: int) -> None:
         """Forget a session's history: its next sample passes through unfiltered."""

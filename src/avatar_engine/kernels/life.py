@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import astuple, dataclass
 from typing import NamedTuple, Protocol, cast
 
 import numpy as np
@@ -44,9 +43,11 @@ F64 = npt.NDArray[np.float64]
 U8 = npt.NDArray[np.uint8]
 
 
-@dataclass(frozen=True, slots=True)
-class LifeConsts:
-    """The scalar parameters the kernel needs (from :class:`LifeParams`), fixed per animator."""
+class LifeConsts(NamedTuple):
+    """The scalar parameters the kernel needs (from :class:`LifeParams`), fixed per animator.
+
+    A NamedTuple so numba takes it as one typed argument; every backend reads it by name.
+    """
 
     blink_amplitude: float
     inhale_fraction: float
@@ -62,7 +63,11 @@ class LifeConsts:
 
 
 class LifeBuffers(NamedTuple):
-    """The per-session rows one tick reads and writes (first ``n`` rows of each array)."""
+    """The per-session rows one tick reads and writes (the kernel's state struct).
+
+    Every backend binds these by name (numpy and numba as attributes, C++ through
+    ``getattr``), so their order is no contract. All arrays have the same ``n`` rows.
+    """
 
     blink_t0: F64
     blink_close: F64
@@ -94,10 +99,10 @@ class LifeBuffers(NamedTuple):
 
 
 class LifeFn(Protocol):
-    def __call__(self, t: float, dt: float, *buffers: npt.NDArray[np.generic]) -> None: ...
+    def __call__(self, state: LifeBuffers, t: float, dt: float, /) -> None: ...
 
 
-def life_numpy(c: LifeConsts, t: float, dt: float, b: LifeBuffers) -> None:
+def life_numpy(c: LifeConsts, b: LifeBuffers, t: float, dt: float) -> None:
     """The reference tick (see the module docstring)."""
     # lid
     t0 = b.blink_t0
@@ -162,23 +167,21 @@ def life_numpy(c: LifeConsts, t: float, dt: float, b: LifeBuffers) -> None:
 
 
 def make_life(consts: LifeConsts, backend: BackendName) -> LifeFn:
-    """Compile the life tick for one backend; call as ``fn(t, dt, *buffers)``."""
+    """Compile the life tick for one backend; call as ``fn(state, t, dt)``."""
     if backend == "native":
-        core = require_native()
-        plan: LifeFn = core.LifePlan(*astuple(consts))
+        plan: LifeFn = require_native().LifePlan(consts)
         return plan
     if backend == "numba":
         from avatar_engine.kernels import _numba_life
 
-        args = astuple(consts)
-        jit = cast(Callable[..., None], _numba_life.life_step)
+        jit = cast(Callable[[LifeConsts, LifeBuffers, float, float], None], _numba_life.life_step)
 
-        def numba_fn(t: float, dt: float, *buffers: npt.NDArray[np.generic]) -> None:
-            jit(*args, t, dt, *buffers)
+        def numba_fn(state: LifeBuffers, t: float, dt: float, /) -> None:
+            jit(consts, state, t, dt)
 
         return numba_fn
 
-    def numpy_fn(t: float, dt: float, *buffers: npt.NDArray[np.generic]) -> None:
-        life_numpy(consts, t, dt, LifeBuffers(*buffers))  # type: ignore[arg-type]
+    def numpy_fn(state: LifeBuffers, t: float, dt: float, /) -> None:
+        life_numpy(consts, state, t, dt)
 
     return numpy_fn

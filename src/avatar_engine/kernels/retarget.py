@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -58,6 +58,36 @@ class RetargetTables:
             lower=rig.lower,
             upper=rig.upper,
             exclusive=rig.exclusive,
+        )
+
+
+class RetargetArrays(NamedTuple):
+    """:class:`RetargetTables` as flat arrays: the struct numba and ``RetargetPlan`` bind by
+    field name (the sparse map in CSR form, ``exclusive`` as ``(P, 2)`` pairs)."""
+
+    n_inputs: int
+    indptr: npt.NDArray[np.int32]
+    indices: npt.NDArray[np.int32]
+    weights: F32
+    gain: F32
+    offset: F32
+    lower: F32
+    upper: F32
+    exclusive: npt.NDArray[np.int32]
+
+    @classmethod
+    def of(cls, tables: RetargetTables) -> RetargetArrays:
+        m = tables.mapping
+        return cls(
+            n_inputs=m.n_inputs,
+            indptr=m.indptr,
+            indices=m.indices,
+            weights=m.weights,
+            gain=tables.gain,
+            offset=tables.offset,
+            lower=tables.lower,
+            upper=tables.upper,
+            exclusive=tables.exclusive.reshape(-1, 2),
         )
 
 
@@ -115,24 +145,15 @@ class NumbaRetarget:
 
         self._t = tables
         self._kernel = _numba_retarget.retarget
-        m = tables.mapping
-        self._args = (
-            m.indptr, m.indices, m.weights, tables.gain, tables.offset, tables.lower,
-            tables.upper, tables.exclusive,
-        )  # fmt: skip
+        self._arrays = RetargetArrays.of(tables)
 
     def __call__(self, weights: F32, out: F32, /) -> int:
         _check(weights, out, self._t.mapping.n_inputs, self._t.mapping.n_outputs)
-        return int(self._kernel(weights, out, *self._args))
+        return int(self._kernel(self._arrays, weights, out))
 
 
 def _native_kernel(tables: RetargetTables) -> RetargetKernel:
-    core = require_native()
-    m = tables.mapping
-    plan: RetargetKernel = core.RetargetPlan(
-        m.n_inputs, m.indptr, m.indices, m.weights, tables.gain, tables.offset, tables.lower,
-        tables.upper, tables.exclusive.reshape(-1),
-    )  # fmt: skip
+    plan: RetargetKernel = require_native().RetargetPlan(RetargetArrays.of(tables))
     return plan
 
 
