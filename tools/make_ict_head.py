@@ -86,7 +86,10 @@ ARKIT52 = ARKIT_NAMES  # Apple/Live Link order; tongueOut is last
 
 HEAD_PIVOT = np.array([0.0, -6.0, -1.5]) * CM  # about the top of the neck (atlas)
 NECK_ROOT = np.array([0.0, -17.0, -1.0]) * CM
-MIN_DELTA = 2.0e-5  # metres: target deltas below this are dropped (and quantize to ~0)
+# A target goes on a mesh only if it moves some vertex of it this far (metres): the model's
+# shapes carry sub-0.1 mm noise far from where they act, and every target on a mesh costs
+# every vertex of it a texture fetch per frame in three.js, whatever its weight.
+MESH_TARGET_MIN = 1.5e-4
 Q = 32767.0  # int16 normalised: 1.0 m = 32767
 
 
@@ -291,7 +294,7 @@ def subset(
     targets = {}
     for arkit, d in deltas.items():
         dd = d[idx]
-        if np.abs(dd).max() >= MIN_DELTA:
+        if np.abs(dd).max() >= MESH_TARGET_MIN:
             targets[arkit] = dd
     return Part(name, material, pos, local, color, joints, w, None, targets)
 
@@ -763,8 +766,8 @@ MATERIALS = {
     "wet": (0.08, "BLEND", False),
     "shadow": (1.0, "BLEND", False),
     "lashes": (0.7, "BLEND", True),
-    "cap": (0.95, "OPAQUE", True),
-    "cloth": (0.92, "OPAQUE", True),
+    "cap": (0.95, "OPAQUE", False),
+    "cloth": (0.92, "OPAQUE", False),
 }
 
 

@@ -249,7 +249,9 @@ function preview(root, spec) {
 }
 
 async function start() {
+  const t0 = performance.now();
   avatar = await loadModel(modelUrl);
+  window.avatarDemo.timing.modelMs = performance.now() - t0;
   window.avatarDemo.avatar = avatar;
   if (params.has('preview')) {
     preview(avatar, params.get('preview'));
@@ -390,6 +392,8 @@ window.avatarDemo = {
   cancelHold() { hold = null; },
   /** @type {((t: number) => void) | null} */
   onFrame: null,
+  /** ms since navigation: the model loaded (modelMs, its own time) and the first frame drawn with it */
+  timing: { modelMs: NaN, firstFaceMs: NaN },
 };
 renderer.setAnimationLoop((t) => {
   if (!frozen) client.update(t);
@@ -405,6 +409,7 @@ renderer.setAnimationLoop((t) => {
   }
   controls.update();
   if (!canvas.hidden) renderer.render(scene, camera);
+  if (avatar && !canvas.hidden && Number.isNaN(window.avatarDemo.timing.firstFaceMs)) window.avatarDemo.timing.firstFaceMs = performance.now();
 });
 start().catch((err) => {
   window.avatarDemo.error = String(err?.message ?? err);
