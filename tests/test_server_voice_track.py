@@ -227,3 +227,29 @@ def test_live_face_frames_share_the_audio_anchor() -> None:
     assert t[0] == 1200.0  # frame 0 at the anchor, where sample 0 plays
     assert np.allclose(np.diff(t), 10.0)  # 10 ms frames, gapless
     assert t.shape[0] == pytest.approx(samples.shape[0] / rate * 100, abs=2)
+
+
+def test_a_long_voiced_utterance_feeds_the_face_as_it_plays() -> None:
+    """40 s of speech is far more than the speech curves hold at once (1,024 keys, 17 s at
+    60 fps): its face enters them as it plays, and the voice covers it all."""
+    from avatar_engine.server.voice_speak import schedule_voiced
+    from avatar_engine.voice import VoiceOptions, load_voice
+
+    rt, clock = runtime()
+    text = " ".join(["The quick brown fox jumps over the lazy dog."] * 14)
+    voiced = load_voice("espeak").synthesize(text, VoiceOptions(fps=60))
+    assert voiced.duration > 30 and len(voiced.utterance.keys) > 1024
+    sub = subscribe(rt, AudioCodec.PCM16)
+    placed = schedule_voiced(rt, rt.engine.get("s"), voiced.samples, voiced.rate,
+                             voiced.utterance)  # fmt: skip
+    group = rt.engine.groups[rt.engine.get("s").rig]
+    bank = group.speech.sessions.bank
+    most, packets = 0, 0
+    for _ in range(int(voiced.duration * 20) + 40):
+        clock.t += 0.05
+        rt.tick(clock.t)
+        most = max(most, int(bank.counts.max()))
+        packets += sum(1 for m in take(sub) if m[1] == 10)  # AUDIO: msgpack fixarray, type 10
+    assert most <= 400  # two seconds ahead, never the whole utterance
+    assert packets * 20 == pytest.approx(placed["duration_ms"], abs=40)
+    assert not rt.engine.get("s").speaking  # it finished

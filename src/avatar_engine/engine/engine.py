@@ -234,13 +234,10 @@ class Engine:
         _, group, row = self._where(session_id)
         group.speech.interrupt(row, t)
 
-    def play(
-        self, session_id: str, utterance: Utterance, start: float, t: float, *, queue: bool = False
-    ) -> None:
-        """Play timed speech (TTS timings, recognised audio) whose time 0 is ``start``;
-        ``queue`` keeps what is being said until then (a voice's next sentence)."""
+    def play(self, session_id: str, utterance: Utterance, start: float, t: float) -> None:
+        """Play timed speech (TTS timings, recognised audio) whose time 0 is ``start``."""
         _, group, row = self._where(session_id)
-        group.speech.play(row, utterance, start, t, queue=queue)
+        group.speech.play(row, utterance, start, t)
 
     def play_frames(self, session_id: str, times: np.ndarray, channels: F32, t: float) -> None:
         """Splice already-sampled speech channel frames (streamed audio) at ``times``."""

@@ -102,23 +102,15 @@ class SpeechStage:
             self.sessions.interrupt(slot, now)
             self._utterance_end[slot] = min(self._utterance_end[slot], now)
 
-    def play(
-        self, row: int, utterance: Utterance, start: float, now: float, *, queue: bool = False
-    ) -> None:
-        """Play timed keyframes (external timings, audio) with their time 0 at ``start``.
-
-        By default what the row was saying stops now; with ``queue`` an utterance that starts
-        after it (a voice's next sentence, queued behind the audio still playing) keeps it.
-        """
+    def play(self, row: int, utterance: Utterance, start: float, now: float) -> None:
+        """Play timed keyframes (external timings, audio) with their time 0 at ``start``."""
         slot = self._slot(row)
         keys = utterance.keys
         if not len(keys):
             return
-        if not (queue and slot not in self.sessions.speaking):  # a text stream always yields
-            self.sessions.interrupt(slot, now)
+        self.sessions.interrupt(slot, now)
         self.sessions.bank.splice(slot, keys.times + start, keys.values, keep_after=now)
-        end = float(keys.times[-1]) + start
-        self._utterance_end[slot] = max(self._utterance_end[slot], end) if queue else end
+        self._utterance_end[slot] = float(keys.times[-1]) + start
 
     def play_frames(
         self, row: int, times: npt.NDArray[np.float64], channels: F32, now: float

@@ -101,7 +101,7 @@ class Runtime:
         self._sids: dict[tuple[str, DeltaMode, int], int] = {}
         self._next_sid = itertools.count(1)
         self.egress = EgressHub()
-        self.voice = VoiceOut()
+        self.voice = VoiceOut(self._splice_face)
         """Sessions' voices and who hears them (docs/voice.md, "Server")."""
         self.live = LiveInputs(self)
         """Live voices in: the voice-agent bridge and streamed ``/audio`` chunks."""
@@ -404,6 +404,12 @@ class Runtime:
                 streams.drop_if_empty(group)
 
     # -- inputs ----------------------------------------------------------------------------
+
+    def _splice_face(
+        self, session_id: str, t_ms: npt.NDArray[np.float64], channels: npt.NDArray[np.float32]
+    ) -> None:
+        """A voice's face frames (stream ms) into the session's speech curves."""
+        self.engine.play_frames(session_id, self.t0 + t_ms / 1000.0, channels, self.now())
 
     def push_capture(
         self,

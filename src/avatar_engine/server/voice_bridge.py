@@ -7,11 +7,11 @@ streaming lip-sync on the same chunks in a thread (:class:`~avatar_engine.engine
 LiveFace`) and splices the face frames it decides at the same stream times. Audio and face
 therefore play together, ``delay_ms`` (the lip-sync delay) after the audio arrived.
 
-Face frames are spliced into the session's speech curves at most :data:`SPLICE_AHEAD_MS`
-ahead of the clock (a realtime agent sends faster than real time; the speech curves hold a
-bounded number of keys), the rest wait in the worker. A cancel cuts both at once: VOICE_CUT to
-viewers, the queued audio dropped, the face eased to idle (``Engine.interrupt``), and the
-worker's pending and in-flight results discarded.
+A realtime agent sends faster than real time: each chunk's face is decided
+:data:`DECIDE_AHEAD_MS` before it is needed, not on arrival, and enters the speech curves
+through :meth:`~avatar_engine.server.voice_out.VoiceOut.feed_face`. A cancel cuts both at
+once: VOICE_CUT to viewers, the queued audio and face dropped, the face eased to idle
+(``Engine.interrupt``), and the worker's pending and in-flight results discarded.
 
 The WebSocket bridge (:func:`run_bridge`) speaks a realtime speech API's shapes (binary PCM16,
 or JSON audio deltas, done and cancel); docs/server.md and docs/voice.md describe it.
@@ -34,7 +34,7 @@ import numpy.typing as npt
 
 from avatar_engine.audio.wav import STREAM_RATES
 from avatar_engine.engine.engine import SessionNotFoundError
-from avatar_engine.engine.live_voice import FaceFrames, LiveClock, LiveFace, Piece
+from avatar_engine.engine.live_voice import LiveClock, LiveFace, Piece
 from avatar_engine.engine.voice_track import VoiceQueueFullError
 from avatar_engine.server.close_codes import (
     CLOSE_BAD_REQUEST,
@@ -52,9 +52,6 @@ log = logging.getLogger("avatar_engine.voice")
 
 I16 = npt.NDArray[np.int16]
 
-SPLICE_AHEAD_MS: Final = 2000
-"""Face frames enter the speech curves at most this far ahead of the clock (200 keys at
-100 frames/s; the curves hold 1,024 per session)."""
 DECIDE_AHEAD_MS: Final = 500
 """A chunk's face is decided this long before it is needed, not when the chunk arrives."""
 MAX_LIVE_INPUTS: Final = 256
@@ -94,7 +91,6 @@ class LiveInput:
         self._ready = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
-        self._held: deque[FaceFrames] = deque()
         self._generation = 0
         self._closing = False
         self._hurry = False
@@ -148,7 +144,6 @@ class LiveInput:
         played = self.clock.played_ms(now_ms)
         self._generation += 1
         self._work.clear()
-        self._held.clear()
         self._face = LiveFace(self.rate, self.delay_ms)  # the old one may be busy in a thread
         self._submit("prepare")
         self.clock.end()
@@ -176,15 +171,11 @@ class LiveInput:
                 if not self._work or early > 0:
                     if not self._work:
                         self._idle.set()
-                        if self._closing and not self._held:
+                        if self._closing:
                             return
                     self._ready.clear()
-                    timeout = SPLICE_AHEAD_MS / 4000 if self._held else None
-                    if early > 0:
-                        timeout = early if timeout is None else min(timeout, early)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._ready.wait(), timeout)
-                    self._splice_due()
+                        await asyncio.wait_for(self._ready.wait(), early or None)
                     continue
                 await self._step(*self._work.popleft())
         except SessionNotFoundError:
@@ -225,30 +216,8 @@ class LiveInput:
             return
         if generation != self._generation:
             return  # cut while it ran
-        if len(frames):
-            self._held.append(frames)
-            self.frames += len(frames)
-        self._splice_due()
-
-    def _splice_due(self) -> None:
-        """Hand the speech curves the held frames that play within ``SPLICE_AHEAD_MS``."""
-        runtime = self.runtime
-        horizon = runtime.t_ms() + SPLICE_AHEAD_MS
-        spliced = False
-        while self._held:
-            frames = self._held[0]
-            n = int(np.searchsorted(frames.t_ms, horizon, side="right"))
-            if n == 0:
-                break
-            times = runtime.t0 + frames.t_ms[:n] / 1000.0
-            runtime.engine.play_frames(self.session_id, times, frames.channels[:n], runtime.now())
-            spliced = True
-            if n == len(frames):
-                self._held.popleft()
-            else:
-                self._held[0] = FaceFrames(frames.t_ms[n:], frames.channels[n:])
-        if spliced:
-            runtime.kick()
+        self.frames += len(frames)
+        self.runtime.voice.feed_face(self.session_id, frames)
 
     @property
     def idle(self) -> bool:
@@ -274,7 +243,6 @@ class LiveInput:
         """The session is gone: drop everything."""
         self._generation += 1
         self._work.clear()
-        self._held.clear()
         if self._task is not None:
             self._task.cancel()
 

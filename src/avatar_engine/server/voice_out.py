@@ -8,17 +8,28 @@ per (stream id, codec) and the same bytes are put in every listener's outbox, on
 ordered path (WebSocket, or WebRTC's ``control`` channel), ahead of the tick's frame. A
 barge-in (:meth:`VoiceOut.cut`) drops the queue and sends each listener a VOICE_CUT naming
 its codec's next sequence number.
+
+The face that goes with a voice waits here too (:meth:`VoiceOut.feed_face`): its frames enter
+the session's speech curves at most :data:`SPLICE_AHEAD_MS` ahead of the clock. The curves
+hold a bounded number of keys per session (1,024: about 17 s at 60 frames/s), while a voice
+may queue a minute of speech; fed as it plays, any length that fits the voice queue fits.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections import defaultdict
+from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
+import numpy.typing as npt
+
 from avatar_engine.codec.messages import encode_audio, encode_voice_cut
 from avatar_engine.codec.wire import AudioCodec
+from avatar_engine.engine.engine import SessionNotFoundError
+from avatar_engine.engine.live_voice import FaceFrames
 from avatar_engine.engine.voice_track import LEAD_MS, Packet, VoiceTrack
 from avatar_engine.server.streams import Subscriber
 from avatar_engine.transport.outbox import OutboxOverflowError
@@ -28,6 +39,12 @@ GroupKey = tuple[int, AudioCodec]
 
 MAX_TRACKS: Final = 100_000
 """Sessions with a voice at once (a track costs nothing until audio is queued)."""
+SPLICE_AHEAD_MS: Final = 2000
+"""Face frames enter the speech curves at most this far ahead of the clock (120 keys at
+60 frames/s, 200 at the streaming lip-sync's 100)."""
+
+Splice = Callable[[str, npt.NDArray[np.float64], npt.NDArray[np.float32]], None]
+"""Put face frames (stream ms, speech channels) into a session's speech curves."""
 
 
 @dataclass
@@ -42,7 +59,10 @@ class VoiceCounters:
 class VoiceOut:
     """Voice tracks per session and their listeners per (stream id, codec)."""
 
-    def __init__(self) -> None:
+    def __init__(self, splice: Splice) -> None:
+        self._splice = splice
+        self._faces: dict[str, deque[FaceFrames]] = {}
+        """Face frames waiting to enter the speech curves, per session, in time order."""
         self.tracks: dict[str, VoiceTrack] = {}
         self._groups: dict[str, dict[GroupKey, set[Subscriber]]] = {}
         self._codec: dict[Subscriber, AudioCodec] = {}
@@ -113,6 +133,7 @@ class VoiceOut:
         """Drop the session's queued voice; listeners get VOICE_CUT at ``now_ms``.
 
         Returns whether anything was queued or listening (a cut of silence is harmless)."""
+        self._faces.pop(session_id, None)
         track = self.tracks.get(session_id)
         if track is None:
             return False
@@ -128,6 +149,7 @@ class VoiceOut:
         return had_audio
 
     def drop_session(self, session_id: str) -> None:
+        self._faces.pop(session_id, None)
         self.tracks.pop(session_id, None)
         self.degraded.pop(session_id, None)
         self._busy.discard(session_id)
@@ -137,8 +159,51 @@ class VoiceOut:
 
     # -- the tick ------------------------------------------------------------------------
 
+    # -- the face that goes with it -------------------------------------------------------
+
+    def feed_face(self, session_id: str, frames: FaceFrames) -> None:
+        """Face frames for the session (ascending stream times), spliced as they come due.
+
+        Frames that start before what is already waiting take over from their first time
+        (a next utterance's anticipation overlapping the last one's tail)."""
+        if not len(frames):
+            return
+        waiting = self._faces.setdefault(session_id, deque())
+        start = float(frames.t_ms[0])
+        while waiting and float(waiting[-1].t_ms[-1]) >= start:
+            last = waiting.pop()
+            keep = int(np.searchsorted(last.t_ms, start, side="left"))
+            if keep:
+                waiting.append(FaceFrames(last.t_ms[:keep], last.channels[:keep]))
+                break
+        waiting.append(frames)
+
+    def _splice_due(self, now_ms: int) -> None:
+        horizon = now_ms + SPLICE_AHEAD_MS
+        for session_id in list(self._faces):
+            waiting = self._faces[session_id]
+            while waiting:
+                frames = waiting[0]
+                n = int(np.searchsorted(frames.t_ms, horizon, side="right"))
+                if n == 0:
+                    break
+                try:
+                    self._splice(session_id, frames.t_ms[:n], frames.channels[:n])
+                except SessionNotFoundError:
+                    waiting.clear()
+                    break
+                if n == len(frames):
+                    waiting.popleft()
+                else:
+                    waiting[0] = FaceFrames(frames.t_ms[n:], frames.channels[n:])
+            if not waiting:
+                del self._faces[session_id]
+
     def tick(self, now_ms: int) -> int:
-        """Send every due packet of every speaking session; returns the bytes put out."""
+        """Send every due packet of every speaking session, and splice the face frames that
+        come due; returns the bytes put out."""
+        if self._faces:
+            self._splice_due(now_ms)
         if not self._busy:
             return 0
         sent = 0
@@ -174,6 +239,7 @@ class VoiceOut:
     def stats(self) -> dict[str, int]:
         return {
             "speaking_sessions": len(self._busy),
+            "faces_waiting": len(self._faces),
             "listeners": len(self._codec),
             "packets": self.counters.packets,
             "bytes_out": self.counters.messages_bytes,

@@ -10,8 +10,9 @@ Three ways a request gets a voice:
 
 Placement: the utterance starts ``delay_ms`` after the request, or when the audio already
 queued for the session ends (sentences posted one after another play one after another),
-unless ``interrupt`` cuts what is queued first. The face is scheduled with
-``Engine.play(..., queue=True)`` at the same stream time as the audio's first sample.
+unless ``interrupt`` cuts what is queued first. The face's keys go to
+:meth:`~avatar_engine.server.voice_out.VoiceOut.feed_face` at the same stream times as the
+audio, so its first key and the audio's first sample share ``t``.
 
 When the default voice cannot run here (no libespeak-ng), the face still speaks the text
 (the text path), and the degradation is visible: the session's state goes to ``degraded``
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Final
 import numpy as np
 
 from avatar_engine.audio.wav import parse_wav
+from avatar_engine.engine.live_voice import FaceFrames
 from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.engine.voice_track import MAX_QUEUED_MS, VoiceQueueFullError
 from avatar_engine.server.inputs import SpeakRequest
@@ -151,8 +153,7 @@ def schedule_voiced(
 ) -> dict[str, int]:
     """Face and audio at one stream time: ``delay_ms`` from now, or after the audio already
     queued (unless ``interrupt`` cuts it first). Returns ``start_ms`` (stream time) and
-    ``duration_ms``; raises :class:`VoiceQueueFullError` or the face's capacity error before
-    anything is queued."""
+    ``duration_ms``; raises :class:`VoiceQueueFullError` before anything is queued."""
     now = runtime.now()
     now_ms = runtime.t_ms(now)
     if interrupt:
@@ -168,9 +169,9 @@ def schedule_voiced(
             f"voice queue full: at most {MAX_QUEUED_MS / 1000:g} s of audio may wait ahead of "
             f"playback; this would end {(start_ms + duration_ms - now_ms) / 1000:.1f} s ahead"
         )
-    # The face first: a face the speech curves cannot hold is refused before any audio queues.
-    runtime.engine.play(session.id, utterance, runtime.t0 + start_ms / 1000, now, queue=True)
     track.queue(samples, rate, start_ms, now_ms)
+    keys = utterance.keys
+    runtime.voice.feed_face(session.id, FaceFrames(start_ms + keys.times * 1000.0, keys.values))
     runtime.voice.wake(session.id)
     if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
         session.set_state(SessionState.READY, now)
