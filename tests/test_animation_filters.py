@@ -13,6 +13,7 @@ from avatar_engine.kernels.backends import available_backends
 from avatar_engine.kernels.filters import (
     OneEuroFilter,
     OneEuroState,
+    SpringState,
     one_euro_kernel,
     one_euro_numpy,
     settle_omega,
@@ -131,7 +132,7 @@ def test_spring_settles_without_overshoot(backend: str) -> None:
     omega = np.full(2, settle_omega(0.5), np.float32)
     trace = []
     for _ in range(120):  # 2 s at 60 fps
-        fn(pos, vel, target, omega, 1 / 60)
+        fn(SpringState(pos, vel, omega), 1 / 60, target)
         trace.append(pos[0, 0])
     assert max(trace) <= 1.0 + 1e-6  # critically damped: never overshoots from rest
     assert abs(trace[29] - 1.0) < 0.025  # within ~2 % at the settle time (0.5 s)
@@ -152,8 +153,8 @@ def test_spring_parity(backend: str, s: int, n: int, seed: int, dt: float) -> No
     target = g.uniform(-2, 2, (s, n)).astype(np.float32)
     omega = g.uniform(0.1, 150, s).astype(np.float32)
     p1, v1 = pos.copy(), vel.copy()
-    spring_numpy(p1, v1, target, omega, dt)
+    spring_numpy(SpringState(p1, v1, omega), dt, target)
     p2, v2 = pos.copy(), vel.copy()
-    spring_kernel(backend)(p2, v2, target, omega, dt)  # type: ignore[arg-type]
+    spring_kernel(backend)(SpringState(p2, v2, omega), dt, target)  # type: ignore[arg-type]
     np.testing.assert_allclose(p2, p1, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(v2, v1, rtol=1e-5, atol=1e-4)

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avatar_engine.kernels.backends import available_backends
-from avatar_engine.kernels.sampling import BankFullError, CurveBank, CurveSampler
+from avatar_engine.kernels.sampling import BankFullError, CurveBank, CurveKeys, CurveSampler
 
 BACKENDS = available_backends()
 
@@ -37,8 +37,8 @@ def test_backends_match_reference(backend: str, data: tuple[np.ndarray, ...]) ->
     times, values, counts, t = data
     ref = np.full((values.shape[0], values.shape[2]), np.nan, np.float32)
     out = np.full_like(ref, np.nan)
-    CurveSampler("numpy").run(times, values, counts, t, ref)
-    CurveSampler(backend).run(times, values, counts, t, out)
+    CurveSampler("numpy").run(CurveKeys(times, values, counts), t, ref)
+    CurveSampler(backend).run(CurveKeys(times, values, counts), t, out)
     np.testing.assert_allclose(out, ref, rtol=0, atol=2e-6)
 
 
@@ -49,7 +49,7 @@ def test_reference_semantics() -> None:
     out = np.empty((2, 1), np.float32)
     sampler = CurveSampler("numpy")
     for t, want in ((-1.0, 0.0), (0.5, 0.5), (1.5, 2.0), (9.0, 3.0)):
-        sampler.run(times, values, counts, np.array([t, t]), out)
+        sampler.run(CurveKeys(times, values, counts), np.array([t, t]), out)
         assert out[0, 0] == pytest.approx(want)
         assert out[1, 0] == 0.0  # an empty row is neutral
 
@@ -60,14 +60,19 @@ def test_bad_buffers_are_rejected(backend: str) -> None:
     times = np.zeros((2, 3))
     values = np.zeros((2, 3, 4), np.float32)
     counts = np.zeros(2, np.int32)
+    keys = CurveKeys(times, values, counts)
     with pytest.raises(ValueError):
-        s.run(times, values, counts, np.zeros(2), np.zeros((2, 5), np.float32))
+        s.run(keys, np.zeros(2), np.zeros((2, 5), np.float32))
     with pytest.raises(TypeError):
-        s.run(times, values, counts, np.zeros(2), np.zeros((2, 4), np.float64))  # type: ignore[arg-type]
+        s.run(keys, np.zeros(2), np.zeros((2, 4), np.float64))  # type: ignore[arg-type]
     with pytest.raises(ValueError):
-        s.run(times, values, np.array([0, 9], np.int32), np.zeros(2), np.zeros((2, 4), np.float32))
+        s.run(
+            keys._replace(counts=np.array([0, 9], np.int32)),
+            np.zeros(2),
+            np.zeros((2, 4), np.float32),
+        )
     with pytest.raises(ValueError):
-        s.run(times, values, counts, np.array([0.0, np.nan]), np.zeros((2, 4), np.float32))
+        s.run(keys, np.array([0.0, np.nan]), np.zeros((2, 4), np.float32))
 
 
 def test_bank_splice_keeps_past_and_bounds_memory() -> None:

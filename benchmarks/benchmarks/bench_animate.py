@@ -22,7 +22,7 @@ import numpy as np
 from avatar_engine.animation import Animator
 from avatar_engine.kernels.backends import available_backends
 from avatar_engine.kernels.retarget import Retargeter
-from avatar_engine.kernels.sampling import CurveSampler
+from avatar_engine.kernels.sampling import CurveKeys, CurveSampler
 from avatar_engine.rigs.profile import load_rig
 
 SESSIONS = (1, 64, 1024)
@@ -66,6 +66,7 @@ class AnimateStep:
         )
         self.values = g.uniform(0.0, 1.0, (sessions, KEYS, len(names))).astype(np.float32)
         self.counts = np.full(sessions, KEYS, np.int32)
+        self.keys = CurveKeys(self.times, self.values, self.counts)
         self.visemes = np.zeros((sessions, len(names)), np.float32)
         self.speech_map = Retargeter(rig, source="visemes", source_names=names, backend=backend)
         self.tvec = np.zeros(sessions, np.float64)
@@ -83,7 +84,7 @@ class AnimateStep:
         t = self.tick / FPS
         a = self.anim
         self.tvec.fill(t % 20.0)
-        self.sampler.run(self.times, self.values, self.counts, self.tvec, self.visemes)
+        self.sampler.run(self.keys, self.tvec, self.visemes)
         self.speech_map.run(self.visemes, a.speech_morphs[: self.n])
         if self.n_capture:
             a.capture_morphs[: self.n_capture] = self.capture[self.tick % CAPTURE_FRAMES]

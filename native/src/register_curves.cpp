@@ -16,8 +16,10 @@ using F64Array = py::array_t<double, py::array::c_style>;
 void register_curves(py::module_& m) {
     m.def(
         "sample_curves",
-        [](const F64Array& times, const F32Array& values, const I32Array& counts, const F64Array& t,
-           F32Array& out) {
+        [](const py::object& keys, const F64Array& t, F32Array& out) {
+            const auto times = strict<F64Array>(keys, "times");
+            const auto values = strict<F32Array>(keys, "values");
+            const auto counts = strict<I32Array>(keys, "counts");
             if (values.ndim() != 3 || times.ndim() != 2 || times.shape(0) != values.shape(0) ||
                 times.shape(1) != values.shape(1)) {
                 throw py::value_error("times must be (S, K) and values (S, K, C)");
@@ -44,13 +46,13 @@ void register_curves(py::module_& m) {
             const double* now = t.data();
             float* dst = out.mutable_data();
             // Safe without the GIL: only raw buffers of arrays kept alive by the caller's
-            // references are read or written, and no Python object is touched.
+            // references (and the keys struct) are read or written; no Python object is touched.
             py::gil_scoped_release release;
             sample_curves(tp, vp, n, now, sessions, capacity, channels, dst);
         },
-        py::arg("times").noconvert(), py::arg("values").noconvert(), py::arg("counts").noconvert(),
-        py::arg("t").noconvert(), py::arg("out").noconvert(),
-        "Sample each session's keyframes at its own time into out (S, C); see curves.hpp.");
+        py::arg("keys"), py::arg("t").noconvert(), py::arg("out").noconvert(),
+        "Sample each session's keyframes (a CurveKeys, read by name) at its own time into out "
+        "(S, C); see curves.hpp.");
 }
 
 }  // namespace avatar_engine::bindings

@@ -64,23 +64,21 @@ void one_euro_py(const py::object& state, const F32Array& dt, const F32Array& x,
     one_euro(st, pdt, px, po);
 }
 
-void spring_py(F32Array& pos, F32Array& vel, const F32Array& target, const F32Array& omega,
-               double dt) {
-    if (pos.ndim() != 2) throw py::value_error("pos: expected a float32 array of shape (S, N)");
-    const auto sessions = static_cast<std::size_t>(pos.shape(0));
-    const auto n = static_cast<std::size_t>(pos.shape(1));
-    if (require_matrix(vel, n, "vel") != sessions || require_matrix(target, n, "target") != sessions)
-        throw py::value_error("vel/target: must have the shape of pos");
-    require_writeable(pos, "pos");
-    require_writeable(vel, "vel");
-    require_size(omega, sessions, "omega");
-    float* pp = pos.mutable_data();
-    float* pv = vel.mutable_data();
+void spring_py(const py::object& state, double dt, const F32Array& target) {
+    if (target.ndim() != 2) throw py::value_error("target: expected a float32 array (S, N)");
+    const auto sessions = static_cast<std::size_t>(target.shape(0));
+    const auto n = static_cast<std::size_t>(target.shape(1));
+    SpringState st{};
+    st.pos = field<float>(state, "pos", sessions, n, Access::kWrite);
+    st.vel = field<float>(state, "vel", sessions, n, Access::kWrite);
+    st.omega = field<float>(state, "omega", sessions, 1, Access::kRead);
+    st.sessions = sessions;
+    st.n = n;
     const float* pt = target.data();
-    const float* pw = omega.data();
-    // Safe without the GIL: only raw buffers of arrays the caller keeps alive are touched.
+    // Safe without the GIL: only raw buffers of arrays the caller (and the state struct) keep
+    // alive are touched.
     py::gil_scoped_release release;
-    spring_step(pp, pv, pt, pw, dt, sessions, n);
+    spring_step(st, dt, pt);
 }
 
 }  // namespace
@@ -90,9 +88,10 @@ void register_filters(py::module_& m) {
           py::arg("x").noconvert(), py::arg("out").noconvert(),
           "One Euro filter over S x N rows, in place on the state (a OneEuroState, read by "
           "name); `out` may alias `x`.");
-    m.def("spring_step", &spring_py, py::arg("pos").noconvert(), py::arg("vel").noconvert(),
-          py::arg("target").noconvert(), py::arg("omega").noconvert(), py::arg("dt"),
-          "Advance S x N critically damped springs by dt seconds, in place.");
+    m.def("spring_step", &spring_py, py::arg("state"), py::arg("dt"),
+          py::arg("target").noconvert(),
+          "Advance S x N critically damped springs (a SpringState, read by name) by dt "
+          "seconds towards `target`, in place.");
 }
 
 }  // namespace avatar_engine::bindings

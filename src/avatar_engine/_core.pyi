@@ -4,9 +4,10 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.compose import ComposeInputs, ComposeState, ComposeTables, ScatterTables
-from avatar_engine.kernels.filters import OneEuroState
+from avatar_engine.kernels.filters import OneEuroState, SpringState
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts
 from avatar_engine.kernels.retarget import RetargetArrays
+from avatar_engine.kernels.sampling import CurveKeys
 
 class RetargetPlan:
     n_inputs: int
@@ -17,12 +18,7 @@ class RetargetPlan:
     ) -> int: ...
 
 def sample_curves(
-    times: npt.NDArray[np.float64],
-    values: npt.NDArray[np.float32],
-    counts: npt.NDArray[np.int32],
-    t: npt.NDArray[np.float64],
-    out: npt.NDArray[np.float32],
-    /,
+    keys: CurveKeys, t: npt.NDArray[np.float64], out: npt.NDArray[np.float32], /
 ) -> None: ...
 
 class AudioFeaturePlan:
@@ -42,14 +38,7 @@ def one_euro(
     out: npt.NDArray[np.float32],
     /,
 ) -> None: ...
-def spring_step(
-    pos: npt.NDArray[np.float32],
-    vel: npt.NDArray[np.float32],
-    target: npt.NDArray[np.float32],
-    omega: npt.NDArray[np.float32],
-    dt: float,
-    /,
-) -> None: ...
+def spring_step(state: SpringState, dt: float, target: npt.NDArray[np.float32], /) -> None: ...
 
 class ComposePlan:
     n: int

@@ -105,9 +105,20 @@ inline void one_euro(const OneEuroState& st, const float* dt, const float* x,
     }
 }
 
-// Advances `sessions` rows of critically damped springs by dt seconds, in place.
-inline void spring_step(float* pos, float* vel, const float* target, const float* omega,
-                        double dt, std::size_t sessions, std::size_t n) noexcept {
+// Critically damped springs (the layout above): `sessions` rows of `n` columns.
+struct SpringState {
+    float* pos;
+    float* vel;
+    const float* omega;
+    std::size_t sessions, n;
+};
+
+// Advances the state's springs by dt seconds towards `target`, in place.
+inline void spring_step(const SpringState& st, double dt, const float* target) noexcept {
+    float* pos = st.pos;
+    float* vel = st.vel;
+    const float* omega = st.omega;
+    const std::size_t sessions = st.sessions, n = st.n;
     for (std::size_t s = 0; s < sessions; ++s) {
         const double w = omega[s];
         const double e = std::exp(-w * dt);

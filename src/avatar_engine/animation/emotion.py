@@ -22,7 +22,7 @@ from typing import Final, Literal
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.filters import SpringFn, settle_omega
+from avatar_engine.kernels.filters import SpringFn, SpringState, settle_omega
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -171,7 +171,7 @@ class EmotionState:
         goal = np.where(decaying[:, None], base, target)
         cur = self.current[rows]
         vel = self.velocity[rows]
-        spring(cur, vel, goal, self.omega[rows], dt)
+        spring(SpringState(cur, vel, self.omega[rows]), dt, goal)
         cubic = self.easing[rows] == EASING_CUBIC
         if cubic.any():
             u_in = np.clip((t - start) / self.duration[rows], 0.0, 1.0)[:, None]

@@ -54,9 +54,9 @@ def one_euro(state: Any, dt: np.ndarray, x: np.ndarray, out: np.ndarray) -> None
 
 
 @numba.njit(cache=True, nogil=True)
-def spring_step(
-    pos: np.ndarray, vel: np.ndarray, target: np.ndarray, omega: np.ndarray, dt: float
-) -> None:
+def spring_step(state: Any, dt: float, target: np.ndarray) -> None:
+    """``state``: a SpringState (NamedTuple, read by field name)."""
+    pos, vel, omega = state.pos, state.vel, state.omega
     sessions, n = pos.shape
     for s in range(sessions):
         w = np.float64(omega[s])

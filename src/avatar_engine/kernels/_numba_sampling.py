@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numba
 import numpy as np
 
 
 @numba.njit(cache=True, nogil=True)
-def sample_curves(
-    times: np.ndarray,
-    values: np.ndarray,
-    counts: np.ndarray,
-    t: np.ndarray,
-    out: np.ndarray,
-) -> None:
+def sample_curves(keys: Any, t: np.ndarray, out: np.ndarray) -> None:
+    """``keys``: a CurveKeys (NamedTuple, read by field name)."""
+    times, values, counts = keys.times, keys.values, keys.counts
     rows = values.shape[0]
     chans = values.shape[2]
     for s in range(rows):

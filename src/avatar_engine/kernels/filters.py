@@ -72,8 +72,19 @@ class OneEuroFn(Protocol):
     def __call__(self, state: OneEuroState, dt: F32, x: F32, out: F32, /) -> None: ...
 
 
+class SpringState(NamedTuple):
+    """Springs of ``S`` rows x ``N`` columns, advanced in place; read by field name."""
+
+    pos: F32
+    """``(S, N)``"""
+    vel: F32
+    """``(S, N)``"""
+    omega: F32
+    """``(S,)`` rate per row (1/s; :func:`settle_omega`)."""
+
+
 class SpringFn(Protocol):
-    def __call__(self, pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> None: ...
+    def __call__(self, state: SpringState, dt: float, target: F32, /) -> None: ...
 
 
 def _alpha(cutoff: npt.NDArray[np.float64], dt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
@@ -117,9 +128,10 @@ def one_euro_numpy(state: OneEuroState, dt: F32, x: F32, out: F32, /) -> None:
         out[rows] = y
 
 
-def spring_numpy(pos: F32, vel: F32, target: F32, omega: F32, dt: float, /) -> None:
+def spring_numpy(state: SpringState, dt: float, target: F32, /) -> None:
     """The reference spring step (see the module docstring), in place on ``pos`` and ``vel``."""
-    w = omega.astype(np.float64)[:, None]
+    pos, vel = state.pos, state.vel
+    w = state.omega.astype(np.float64)[:, None]
     e = np.exp(-w * dt)
     tgt = target.astype(np.float64)
     y = pos.astype(np.float64) - tgt

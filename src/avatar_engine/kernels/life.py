@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native
-from avatar_engine.kernels.filters import spring_numpy
+from avatar_engine.kernels.filters import SpringState, spring_numpy
 
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
@@ -138,7 +138,7 @@ def life_numpy(c: LifeConsts, b: LifeBuffers, t: float, dt: float) -> None:
     # gaze
     aim = b.look + b.fixation + b.thinking[:, None] * b.avert  # float32
     b.gaze_goal[...] = aim + b.micro
-    spring_numpy(b.gaze, b.gaze_vel, b.gaze_goal, b.gaze_omega, dt)
+    spring_numpy(SpringState(b.gaze, b.gaze_vel, b.gaze_omega), dt, b.gaze_goal)
     # head
     waves = np.sin((2.0 * math.pi) * b.head_freq * t + b.head_phase)  # (n, 6)
     amp = np.array([c.amp_yaw, c.amp_pitch, c.amp_roll])
@@ -147,7 +147,7 @@ def life_numpy(c: LifeConsts, b: LifeBuffers, t: float, dt: float) -> None:
     idle[:, :2] += c.follow * aim.astype(np.float64)
     idle[:, 1] += c.breath_head_pitch * br
     b.head_goal[...] = idle
-    spring_numpy(b.head, b.head_vel, b.head_goal, b.head_omega, dt)
+    spring_numpy(SpringState(b.head, b.head_vel, b.head_omega), dt, b.head_goal)
     b.brow[...] = b.brow.astype(np.float64) * math.exp(-dt / c.brow_decay)
     # outputs
     eye = b.gaze - b.head[:, :2]

@@ -24,7 +24,7 @@ Times must be finite; :meth:`CurveSampler.run` rejects a non-finite ``t`` before
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -36,11 +36,21 @@ F64 = npt.NDArray[np.float64]
 I32 = npt.NDArray[np.int32]
 
 
+class CurveKeys(NamedTuple):
+    """The keyframe rows a sampler reads (the layout above): the kernel's state struct, read
+    by field name in every backend."""
+
+    times: F64
+    values: F32
+    counts: I32
+
+
 class SampleKernel(Protocol):
-    def __call__(self, times: F64, values: F32, counts: I32, t: F64, out: F32, /) -> None: ...
+    def __call__(self, keys: CurveKeys, t: F64, out: F32, /) -> None: ...
 
 
-def _check(times: F64, values: F32, counts: I32, t: F64, out: F32) -> None:
+def _check(keys: CurveKeys, t: F64, out: F32) -> None:
+    times, values, counts = keys.times, keys.values, keys.counts
     if times.dtype != np.float64 or t.dtype != np.float64:
         raise TypeError("times and t must be float64 arrays")
     if values.dtype != np.float32 or out.dtype != np.float32:
@@ -61,8 +71,9 @@ def _check(times: F64, values: F32, counts: I32, t: F64, out: F32) -> None:
         raise ValueError(f"counts must lie in [0, {cap}]")
 
 
-def numpy_sample(times: F64, values: F32, counts: I32, t: F64, out: F32, /) -> None:
+def numpy_sample(keys: CurveKeys, t: F64, out: F32, /) -> None:
     """The reference: vectorised over sessions (no per-session Python loop)."""
+    times, values, counts = keys.times, keys.values, keys.counts
     rows, cap, _ = values.shape
     if rows == 0:
         return
@@ -93,8 +104,8 @@ class NumbaSample:
 
         self._kernel = _numba_sampling.sample_curves
 
-    def __call__(self, times: F64, values: F32, counts: I32, t: F64, out: F32, /) -> None:
-        self._kernel(times, values, counts, t, out)
+    def __call__(self, keys: CurveKeys, t: F64, out: F32, /) -> None:
+        self._kernel(keys, t, out)
 
 
 def make_sample_kernel(backend: BackendName) -> SampleKernel:
@@ -116,11 +127,11 @@ class CurveSampler:
         self.backend: BackendName = resolve_backend(backend)
         self._kernel = make_sample_kernel(self.backend)
 
-    def run(self, times: F64, values: F32, counts: I32, t: F64, out: F32) -> None:
-        _check(times, values, counts, t, out)
+    def run(self, keys: CurveKeys, t: F64, out: F32) -> None:
+        _check(keys, t, out)
         if not np.isfinite(t).all():
             raise ValueError("sample times must be finite")
-        self._kernel(times, values, counts, t, out)
+        self._kernel(keys, t, out)
 
 
 class BankFullError(RuntimeError):
@@ -216,10 +227,12 @@ class CurveBank:
         """One row at one time (event-driven edits; the tick path uses :meth:`sample`)."""
         out = np.empty((1, self.channels), dtype=np.float32)
         sl = slice(row, row + 1)
-        numpy_sample(self.times[sl], self.values[sl], self.counts[sl], np.array([t]), out)
+        numpy_sample(
+            CurveKeys(self.times[sl], self.values[sl], self.counts[sl]), np.array([t]), out
+        )
         row_values: F32 = out[0]
         return row_values
 
     def sample(self, t: F64, out: F32) -> None:
         """Sample every row at its own time ``t[s]`` into ``out`` (S, C)."""
-        self._sampler.run(self.times, self.values, self.counts, t, out)
+        self._sampler.run(CurveKeys(self.times, self.values, self.counts), t, out)
