@@ -17,8 +17,9 @@ _TWO_PI = 2.0 * math.pi
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _spring(pos: np.ndarray, vel: np.ndarray, goal: np.ndarray, s: int, w: float,
-            dt: float) -> None:  # fmt: skip
+def _spring(
+    pos: np.ndarray, vel: np.ndarray, goal: np.ndarray, s: int, w: float, dt: float
+) -> None:
     e = math.exp(-w * dt)
     for c in range(pos.shape[1]):
         tgt = np.float64(goal[s, c])
