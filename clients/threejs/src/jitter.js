@@ -16,7 +16,9 @@
 //   values: [m.. c..][m.. c..][m.. c..]
 //
 // Past the newest frame the values are extrapolated along the last segment for at most
-// `maxExtrapolationMs`, then held.
+// `maxExtrapolationMs`, then held. A morph weight is not extrapolated out of [0, 1] when both
+// frames are inside it: a blink reopening fast would otherwise get a negative weight for a
+// few frames, which opens the eye wider than at rest (a stare).
 //
 // Gaps. A chained stream sends nothing while the face is still (docs/protocol.md 6.4), so two
 // frames far apart mean "held, then changed": across a gap longer than 1.5 intervals the older
@@ -104,6 +106,7 @@ export class JitterBuffer {
     this.offset = NaN;   // local - server ms; NaN until the first frame
     this.pushed = 0;
     this.dropped = 0;    // frames refused as older than the newest
+    this.morphCount = 0; // leading values that are morph weights (the rest: channels)
   }
 
   /** Newest frame's server time, or NaN. */
@@ -133,6 +136,7 @@ export class JitterBuffer {
     this.times[this.head] = t;
     const base = this.head * this.width;
     const nm = morphs.length;
+    this.morphCount = nm;
     const v = this.values;
     for (let i = 0; i < nm; i++) v[base + i] = morphs[i];
     for (let i = 0, n = Math.min(channels.length, this.width - nm); i < n; i++) v[base + nm + i] = channels[i];
@@ -173,7 +177,17 @@ export class JitterBuffer {
         return SampleStatus.HOLD;
       }
       const f = ahead / span;
-      for (let i = 0; i < width; i++) out[i] = values[a + i] + (values[a + i] - values[b + i]) * f;
+      const nm = this.morphCount;
+      for (let i = 0; i < width; i++) {
+        const va = values[a + i];
+        const vb = values[b + i];
+        let x = va + (va - vb) * f;
+        if (i < nm) {
+          if (x < 0 && va >= 0 && vb >= 0) x = 0;
+          else if (x > 1 && va <= 1 && vb <= 1) x = 1;
+        }
+        out[i] = x;
+      }
       return SampleStatus.EXTRAPOLATE;
     }
     // Walk back from the newest to the segment [k0, k1] that holds rt.

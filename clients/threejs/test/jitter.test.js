@@ -55,6 +55,20 @@ test('extrapolation is capped, then values hold', () => {
   close(out[0], 1.08);
 });
 
+test('extrapolation keeps a morph weight inside [0, 1] (a fast blink does not become a stare)', () => {
+  const jb = new JitterBuffer(2, { frameIntervalMs: 20, maxExtrapolationMs: 50 });
+  jb.push(1000, [0.9], [0.9], 1000); // the lid reopening fast; a channel moving as fast
+  jb.push(1020, [0.3], [0.3], 1020);
+  const out = new Float32Array(2);
+  assert.equal(jb.sample(1070, out), SampleStatus.EXTRAPOLATE); // 30 ms past the newest
+  assert.equal(out[0], 0); // not 0.3 - 0.6 * 1.5 = -0.6
+  close(out[1], -0.6); // rotations may cross zero
+  jb.push(1040, [0.7], [0.7], 1040);
+  jb.push(1060, [1.0], [1.0], 1060);
+  jb.sample(1110, out);
+  assert.equal(out[0], 1);
+});
+
 test('out-of-order and duplicate frames are refused and counted', () => {
   const jb = new JitterBuffer(1, { frameIntervalMs: 10 });
   assert.ok(jb.push(100, [1], [], 100));
@@ -126,8 +140,8 @@ test('across a gap (a still face sends nothing) the old value holds until one in
 test('extrapolation after a gap uses at most one interval of slope', () => {
   const jb = new JitterBuffer(1, { frameIntervalMs: 20 });
   jb.push(1000, [0], [], 1000);
-  jb.push(1500, [1], [], 1500);
+  jb.push(1500, [0.5], [], 1500);
   const out = new Float32Array(1);
   jb.sample(1530, out); // render 1510: 10 ms past, slope taken over the last 20 ms
-  close(out[0], 1.5);
+  close(out[0], 0.75);
 });
