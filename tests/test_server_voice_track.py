@@ -206,6 +206,7 @@ def test_live_clock_anchors_at_arrival_plus_delay_and_reanchors_after_an_underru
     assert (second.segment, second.t_ms) == (0, 1300.0)
     late = clock.place(2400, now_ms=1500)  # its place (1400) has passed: a new segment
     assert late.new_segment and late.anchor_ms == 1700
+    assert clock.played_ms(1750) == 200 + 50  # the response: both earlier chunks, and 50 ms
     clock.end()
     after = clock.place(2400, now_ms=1600, not_before_ms=1800.0)  # behind queued audio
     assert after.anchor_ms == 1800

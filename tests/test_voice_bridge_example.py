@@ -78,7 +78,7 @@ def test_the_example_streams_voice_and_face_to_a_viewer(server: ServerProcess) -
     assert report["deltas"] > 10 and "cut" not in report
     audio = [r for r in seen if isinstance(r, Audio)]
     assert len(audio) * 20 >= 1500  # most of the 2.6 s recording (the viewer joined late)
-    assert max(v for k, v in (r for r in seen if isinstance(r, tuple))) > 0.3  # mouth moved
+    assert max(v for k, v in (r for r in seen if isinstance(r, tuple))) > 0.1  # mouth moved
 
 
 def test_cancel_after_cuts_the_voice_for_the_viewer(server: ServerProcess) -> None:

@@ -80,6 +80,8 @@ class LiveClock:
         self.anchor_ms = 0
         self.samples = 0
         """Samples placed in the current segment."""
+        self._earlier_ms = 0.0
+        """Audio of the current response in segments before this one (all played)."""
         self._open = False
 
     def place(self, n: int, now_ms: int, not_before_ms: float = -math.inf) -> Piece:
@@ -99,6 +101,8 @@ class LiveClock:
                 "ahead of playback; send audio closer to real time"
             )
         if new:
+            # an underrun's segment continues the response; after end() a new one begins
+            self._earlier_ms = self._earlier_ms + self._segment_ms() if self._open else 0.0
             self.segment += 1
             self.anchor_ms, self.samples, self._open = int(start), 0, True
         piece = Piece(self.segment, self.anchor_ms, start, new)
@@ -114,12 +118,16 @@ class LiveClock:
         """A response is being received (its next chunk continues the segment)."""
         return self._open
 
+    def _segment_ms(self) -> float:
+        return 1000.0 * self.samples / self.rate
+
     def played_ms(self, now_ms: int) -> int:
-        """How much of the current segment has played by ``now_ms`` (for a truncate)."""
+        """How much of the current response has played by ``now_ms`` (for the agent's
+        truncate): its earlier segments, and the current one up to ``now_ms``."""
         if self.segment < 0:
             return 0
-        total = 1000.0 * self.samples / self.rate
-        return int(min(total, max(0.0, now_ms - self.anchor_ms)))
+        current = min(self._segment_ms(), max(0.0, now_ms - self.anchor_ms))
+        return int(self._earlier_ms + current)
 
 
 class LiveFace:
