@@ -9,7 +9,9 @@ socket callback, so millions of inputs take minutes, not hours):
 * ``publish-ws``: :func:`serve_publish` (the ``/sessions/{id}/publish`` loop) over an
   in-memory connection, reopened whenever it closes;
 * ``stream-control``: what ``/sessions/{id}/stream`` does with a client message (size limit,
-  :class:`Decoder`, :meth:`Runtime.on_client_message`) on a real runtime and subscriber.
+  :class:`Decoder`, :meth:`Runtime.on_client_message`) on a real runtime and subscriber;
+* ``voice-bridge``: the message parsing of ``/sessions/{id}/voice`` (size limit, binary PCM16,
+  JSON events, base64 audio deltas), up to the audio handed to lip-sync (not run here).
 
 Inputs are mutations of valid messages (bit flips, truncation, splices, inserted and
 duplicated slices, length fields set to extremes), random bytes, and some valid messages.
@@ -28,6 +30,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import logging
 import random
 import struct
@@ -63,6 +67,14 @@ from avatar_engine.server.auth import ANONYMOUS
 from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.limits import MAX_CONTROL_BYTES
 from avatar_engine.server.runtime import Runtime
+from avatar_engine.server.voice_bridge import (
+    AUDIO_DELTAS,
+    MAX_BRIDGE_MESSAGE,
+    BridgeError,
+    _delta_samples,
+    _parse_json,
+    pcm16,
+)
 from avatar_engine.transport.outbox import OutboxOverflowError
 
 F32 = np.ndarray
@@ -309,10 +321,46 @@ async def _fuzz_stream_control(n: int, seed: int) -> dict[str, Any]:
     return {"inputs": n, "outcomes": dict(outcomes), "crashes": crashes}
 
 
+def fuzz_voice_bridge(n: int, seed: int) -> dict[str, Any]:
+    pcm = np.arange(480, dtype="<i2").tobytes()
+    delta = base64.b64encode(pcm).decode()
+    seeds = [pcm, *(json.dumps(m).encode() for m in (
+        {"type": "response.output_audio.delta", "delta": delta},
+        {"type": "response.audio.delta", "delta": delta, "rate": 24000},
+        {"type": "response.audio.done"}, {"type": "response.cancel"},
+        {"type": "session.updated", "session": {"id": "x"}},
+    ))]  # fmt: skip
+    rng = random.Random(seed)
+    source = mutations(seeds, rng, 4096)
+    outcomes: Counter[str] = Counter()
+    for i in range(n):
+        data = next(source)
+        try:
+            if len(data) > MAX_BRIDGE_MESSAGE:
+                outcomes["close_too_big"] += 1
+                continue
+            if i % 2:  # binary frame: PCM16
+                pcm16(data)
+                outcomes["audio"] += 1
+                continue
+            kind, parsed = _parse_json(data.decode("utf-8", "replace"))  # a text frame
+            if kind in AUDIO_DELTAS:
+                _delta_samples(parsed, 24000)
+                outcomes["audio"] += 1
+            else:
+                outcomes["event"] += 1
+        except BridgeError as exc:
+            outcomes[f"close_{exc.code}"] += 1
+        except Exception:
+            outcomes["crash"] += 1
+    return {"inputs": n, "outcomes": dict(outcomes), "crashes": outcomes["crash"]}
+
+
 RUNNERS: dict[str, Callable[[int, int], dict[str, Any]]] = {
     **{kind: (lambda n, s, k=kind: fuzz_udp(k, n, s)) for kind in _RECEIVERS},  # type: ignore[misc]
     "publish-ws": lambda n, s: asyncio.run(_fuzz_publish_ws(n, s)),
     "stream-control": lambda n, s: asyncio.run(_fuzz_stream_control(n, s)),
+    "voice-bridge": fuzz_voice_bridge,
 }
 
 
