@@ -59,13 +59,18 @@ def server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
+def playwright() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_exe(), args=vp.CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: Any) -> Iterator[Any]:
+    b = playwright.chromium.launch(executable_path=_exe(), args=vp.CHROMIUM_ARGS)
+    try:
+        yield b
+    finally:
+        b.close()
 
 
 def audible_between(pg: Any, t0: float, t1: float) -> int:
@@ -107,7 +112,7 @@ def test_ten_sentences_are_heard_with_the_mouth_in_sync(
 
 
 def test_barge_in_cuts_the_voice(browser: Any, server: ServerProcess) -> None:
-    pg = vp.open_demo(browser, server.url)
+    pg = vp.open_demo(browser, server.url, "&transport=websocket")
     try:
         long_text = " ".join(vp.SENTENCES[:4])
         pg.evaluate(vp.SPEAK_JS, [long_text])
@@ -138,7 +143,7 @@ def test_barge_in_cuts_the_voice(browser: Any, server: ServerProcess) -> None:
 
 
 def test_mute_and_volume(browser: Any, server: ServerProcess) -> None:
-    pg = vp.open_demo(browser, server.url)
+    pg = vp.open_demo(browser, server.url, "&transport=websocket")
     try:
         pg.get_by_role("button", name="Mute the avatar's voice (Alt+M)").click()
         assert pg.evaluate("avatarDemo.client.muted")
@@ -164,7 +169,11 @@ def test_pcm_when_the_browser_cannot_decode_opus(browser: Any, server: ServerPro
     context.add_init_script("delete window.AudioDecoder; delete window.EncodedAudioChunk;")
     pg = context.new_page()
     try:
-        pg.goto(f"{server.url}/?budget=off")
+        pg.goto(
+            f"{server.url}/?budget=off&transport=websocket",
+            wait_until="domcontentloaded",
+            timeout=60000,
+        )
         pg.wait_for_function(
             "window.avatarDemo && avatarDemo.ready && avatarDemo.client.hello?.audio === 'pcm16'",
             timeout=30000,
@@ -179,26 +188,47 @@ def test_pcm_when_the_browser_cannot_decode_opus(browser: Any, server: ServerPro
         context.close()
 
 
-def test_sound_is_locked_until_a_click(server: ServerProcess) -> None:
+# Headless Chromium plays sound without a gesture whatever --autoplay-policy says, so the rule
+# is put back in the page: contexts start suspended and resume() needs a user activation.
+AUTOPLAY_RULE_JS = """
+(() => {
+  const Native = window.AudioContext;
+  window.AudioContext = class extends Native {
+    constructor(options) { super(options); this.suspend(); }
+    resume() {
+      if (!navigator.userActivation.isActive) {
+        return Promise.reject(new DOMException('needs a user gesture', 'NotAllowedError'));
+      }
+      return super.resume();
+    }
+  };
+})();
+"""
+
+
+def test_sound_is_locked_until_a_click(browser: Any, server: ServerProcess) -> None:
     """The browser's autoplay rule: without a gesture the page says sound is off and offers a
     button; clicking it unlocks sound."""
-    args = [a for a in vp.CHROMIUM_ARGS if not a.startswith("--autoplay-policy")]
-    args.append("--autoplay-policy=document-user-activation-required")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=_exe(), args=args)
-        try:
-            pg = b.new_page(viewport=vp.VIEWPORT)
-            pg.goto(f"{server.url}/?budget=off")
-            pg.wait_for_function("window.avatarDemo && avatarDemo.client.voice", timeout=30000)
-            assert pg.evaluate("avatarDemo.client.soundState") == "locked"
-            button = pg.get_by_role(
-                "button", name="Click to enable sound (the browser keeps it off until you click)"
-            )
-            assert button.is_visible()
-            assert pg.locator("#sound-state").inner_text() == "sound is off until you click"
-            button.click()
-            pg.wait_for_function("avatarDemo.client.soundState === 'unlocked'", timeout=5000)
-            assert not button.is_visible()
-            assert pg.locator("#sound-state").inner_text() == "sound on"
-        finally:
-            b.close()
+    context = browser.new_context(viewport=vp.VIEWPORT)
+    context.add_init_script(AUTOPLAY_RULE_JS)
+    pg = context.new_page()
+    try:
+        pg.goto(
+            f"{server.url}/?budget=off&transport=websocket",
+            wait_until="domcontentloaded",
+            timeout=60000,
+        )
+        pg.wait_for_function("window.avatarDemo && avatarDemo.client.voice", timeout=60000)
+        pg.wait_for_function("avatarDemo.client.soundState === 'locked'", timeout=5000)
+        assert not pg.evaluate("avatarDemo.client.voiceAvailable")
+        button = pg.get_by_role(
+            "button", name="Click to enable sound (the browser keeps it off until you click)"
+        )
+        assert button.is_visible()
+        assert pg.locator("#sound-state").inner_text() == "sound is off until you click"
+        button.click()
+        pg.wait_for_function("avatarDemo.client.soundState === 'unlocked'", timeout=5000)
+        assert not button.is_visible()
+        assert pg.locator("#sound-state").inner_text() == "sound on"
+    finally:
+        context.close()

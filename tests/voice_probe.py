@@ -419,12 +419,19 @@ def open_demo(browser: Any, url: str, query: str = "", lossy: bool = False) -> A
     errors: list[str] = []
     pg.on("pageerror", lambda exc: errors.append(str(exc)))
     pg.errors = errors
-    pg.goto(f"{url}/?budget=off{query}")
-    pg.wait_for_function(
-        "window.avatarDemo && avatarDemo.ready && avatarDemo.client.state === 'active'"
-        " && avatarDemo.client.binding !== null && avatarDemo.client.voice !== null",
-        timeout=30000,
-    )
+    pg.goto(f"{url}/?budget=off{query}", wait_until="domcontentloaded", timeout=60000)
+    try:
+        pg.wait_for_function(
+            "window.avatarDemo && avatarDemo.ready && avatarDemo.client.state === 'active'"
+            " && avatarDemo.client.binding !== null && avatarDemo.client.voice !== null",
+            timeout=60000,
+        )
+    except Exception as exc:
+        state = pg.evaluate(
+            "window.avatarDemo && {ready: avatarDemo.ready, error: avatarDemo.error,"
+            " state: avatarDemo.client.state, transport: avatarDemo.client.transportKind}"
+        )
+        raise AssertionError(f"the page did not stream: {state}, errors {errors}") from exc
     pg.evaluate(PROBE_JS)
     pg.wait_for_function("voiceProbe.frames.length > 60", timeout=30000)
     return pg

@@ -120,7 +120,9 @@ export class VoicePlayer extends EventTarget {
 
   /** Resume the context: call it from a user gesture (click, key) to satisfy the autoplay rule. */
   async unlock() {
-    if (this.context.state !== 'running' && this.context.state !== 'closed') await this.context.resume();
+    try {
+      if (this.context.state !== 'running' && this.context.state !== 'closed') await this.context.resume();
+    } catch { /* not allowed without a gesture: still locked */ }
     this._soundChanged();
     return this.soundState === SoundState.UNLOCKED;
   }
