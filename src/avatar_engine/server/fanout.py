@@ -10,8 +10,8 @@ sans-I/O protocol with three changes for ``/sessions/{id}/stream`` connections o
 - it hands the ASGI app a :class:`DirectLink` to its transport, through a context variable the
   connection's ASGI task inherits (the app and the runtime need no new argument: a
   :class:`~avatar_engine.server.streams.Subscriber` made for a WebSocket stream picks it up);
-- it counts ASGI sends in flight, so a direct write never overtakes a message the app's writer
-  task is still sending.
+- it counts ASGI sends in flight and pauses as soon as its transport holds unsent bytes, so a
+  direct write never overtakes a message the app's writer task is still sending.
 
 :func:`offer_to_all` writes the framed bytes straight to a viewer's transport when nothing is
 waiting for that viewer (no control, voice or frame in its outbox, no keyframe awaited, an
@@ -25,6 +25,7 @@ the ASGI app unchanged.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Iterable
@@ -57,27 +58,41 @@ def frame_header(size: int) -> bytes:
 class DirectLink:
     """One stream connection's transport, for frames that bypass the ASGI send."""
 
-    __slots__ = ("_protocol", "asgi_sending", "open", "transport")
+    __slots__ = ("_fd", "_protocol", "asgi_sending", "open", "paused", "transport")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
         self.transport = protocol.transport
+        self._fd: int = self.transport.get_extra_info("socket").fileno()
         self.open = True
-        """False once the connection is lost (set by the protocol)."""
+        """False once the connection is lost (set by the protocol before its socket closes,
+        so the descriptor written to is always this connection's)."""
+        self.paused = False
+        """The transport holds unsent bytes (set by the protocol: its high-water mark is 0)."""
         self.asgi_sending = 0
         """ASGI sends of this connection in flight (awaiting a paused transport)."""
 
     def try_write(self, wire: bytes, outbox: Outbox) -> bool:
         """Write one framed message now if nothing is waiting ahead of it; False leaves it to
-        the outbox. ``outbox.take_direct()`` counts it as offered and sent."""
+        the outbox. ``outbox.take_direct()`` counts it as offered and sent.
+
+        The transport's buffer is empty here (not paused), so writing to the socket itself
+        keeps the byte order; whatever the kernel does not take goes to the transport, which
+        then pauses this link until it has sent it.
+        """
         if (
             self.open
+            and not self.paused
             and not self.asgi_sending
             and not self._protocol.close_sent
-            and not self.transport.get_write_buffer_size()
             and outbox.take_direct()
         ):
-            self.transport.write(wire)
+            try:
+                sent = os.write(self._fd, wire)
+            except OSError:  # full, or broken: the transport's own write finishes or reports
+                sent = 0
+            if sent < len(wire):
+                self.transport.write(wire[sent:])
             return True
         return False
 
@@ -117,16 +132,34 @@ class StreamProtocol(WebSocketsSansIOProtocol):
     link: DirectLink | None = None
 
     def handle_connect(self, event: Request) -> None:
-        if not STREAM_PATH.match(event.path.partition("?")[0]):
+        if self.scheme != "ws" or not STREAM_PATH.match(event.path.partition("?")[0]):
             super().handle_connect(event)
             return
         self.conn.available_extensions = []  # no per-connection compression: shared bytes
-        self.link = DirectLink(self)
-        token = _LINK.set(self.link)  # copied into the ASGI task created below
+        token = _LINK.set(self.open_link())  # copied into the ASGI task created below
         try:
             super().handle_connect(event)
         finally:
             _LINK.reset(token)
+
+    def open_link(self) -> DirectLink:
+        """The direct link of this connection. The transport pauses (holding the app's ASGI
+        sends and direct writes) as soon as anything waits in user space: a viewer that does
+        not keep up then gets the latest frame from its outbox instead of a queue of stale
+        ones (uvicorn's default high-water mark is 64 KiB: seconds of frames)."""
+        self.link = DirectLink(self)
+        self.transport.set_write_buffer_limits(high=0)
+        return self.link
+
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        if self.link is not None:
+            self.link.paused = True
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        if self.link is not None:
+            self.link.paused = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.link is not None:

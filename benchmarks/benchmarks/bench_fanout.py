@@ -1,0 +1,90 @@
+"""asv: fan-out of one group's frame to N WebSocket viewers, beside the socket floor.
+
+Run with ``asv run --config benchmarks/asv.conf.json`` (or ``-E existing``);
+``python benchmarks/fanout_floor.py`` measures the same against a real server under load.
+
+Both cases write an 18-byte frame to N loopback TCP sockets and then drain the receiving ends
+(the same draining cost in both, so the difference is the fan-out's own overhead):
+
+- ``floor``: a plain ``socket.send()`` loop over the server-side sockets;
+- ``offer_to_all``: :func:`avatar_engine.server.fanout.offer_to_all` over N subscribers whose
+  direct links are uvicorn transports of the real :class:`StreamProtocol` (framing once,
+  checking each outbox, ``transport.write``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from typing import Any, ClassVar
+
+import uvicorn
+from uvicorn.server import ServerState
+
+from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.server.fanout import StreamProtocol, frame_header, offer_to_all
+from avatar_engine.server.streams import StreamKey, Subscriber
+
+MESSAGE = bytes(16)
+KEY = StreamKey("s", 0, DeltaMode.CHAINED, 8)
+
+
+async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called: no handshake
+    raise RuntimeError("unused")
+
+
+class FanOut:
+    """Time to hand one frame to N viewers (and drain them)."""
+
+    params = ([100, 1000], ["floor", "offer_to_all"])
+    param_names: ClassVar[list[str]] = ["viewers", "path"]
+
+    def setup(self, viewers: int, path: str) -> None:
+        self.loop = asyncio.new_event_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(viewers)
+        self.readers: list[socket.socket] = []
+        server_side: list[socket.socket] = []
+        for _ in range(viewers):
+            client = socket.create_connection(listener.getsockname())
+            conn, _ = listener.accept()
+            client.setblocking(False)
+            conn.setblocking(False)
+            self.readers.append(client)
+            server_side.append(conn)
+        listener.close()
+        self.socks = server_side
+        self.wire = frame_header(len(MESSAGE)) + MESSAGE
+        self.subs: list[Subscriber] = []
+        if path == "offer_to_all":
+            config = uvicorn.Config(_app)
+            state = ServerState()
+            for conn in server_side:
+                protocol = StreamProtocol(config, state, {}, _loop=self.loop)
+                self.loop.run_until_complete(
+                    self.loop.connect_accepted_socket(lambda p=protocol: p, conn)
+                )
+                sub = Subscriber("s", "t", "websocket", KEY, 1, 0.0)
+                sub.direct = protocol.open_link()
+                self.subs.append(sub)
+
+    def teardown(self, viewers: int, path: str) -> None:
+        for s in self.readers + self.socks:
+            s.close()
+        self.loop.close()
+
+    def _drain(self) -> None:
+        for r in self.readers:
+            with contextlib.suppress(BlockingIOError):
+                r.recv(65536)
+
+    def time_fan_out(self, viewers: int, path: str) -> None:
+        if path == "floor":
+            wire = self.wire
+            for s in self.socks:
+                s.send(wire)
+        else:
+            offer_to_all(self.subs, MESSAGE, keyframe=False)
+        self._drain()

@@ -1,0 +1,278 @@
+"""Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
+
+    .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
+        [--only floor,server,stall,capture,webrtc] [--json]
+
+For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
+processes, :mod:`avatar_engine.client.lean`):
+
+- **floor**: a process that accepts N WebSocket connections and, 60 times a second, writes one
+  pre-framed ~18-byte message per group to every socket with a plain ``socket.send()`` loop:
+  its CPU per delivered frame is the floor the kernel sets for Python;
+- **server**: a real ``avatar-engine serve`` (its CPU from ``/proc/<pid>/stat`` over the
+  window) with one prebuilt Live Link publisher per session, the same N viewers: CPU per
+  delivered frame, the ratio to the floor, viewers per core at 60 fps, delivered frames per
+  viewer per second, p99 tick-to-receive, gaps (skipped frames seen by viewers);
+
+then **stall**: N = the largest count again with one viewer that never reads (the others' p99
+beside the healthy run, the server's RSS growth); **capture**: 100 publishing sessions with
+one viewer each (publish-to-receive p50/p99); **webrtc**: ``--webrtc`` aiortc viewers (if
+asked). Every load process reports its own CPU; the load average is printed with each row.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from avatar_engine.client.lean import run_viewers, tick_latencies
+from avatar_engine.client.simulate import proc_sample, run_simulation
+from avatar_engine.server.fanout import frame_header
+from server_process import ServerProcess
+
+FPS = 60
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+BODY = bytes(9)
+"""A delta body of the size the real server sends for a moving face at LOD 0 (~16 B messages)."""
+
+
+def _handshake(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            raise ConnectionError("closed during the handshake")
+        data += chunk
+    key = next(line.split(b":", 1)[1].strip() for line in data.split(b"\r\n")
+               if line.lower().startswith(b"sec-websocket-key:"))  # fmt: skip
+    accept = base64.b64encode(hashlib.sha1(key + WS_GUID).digest())
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
+
+
+def _floor_server(listener: socket.socket, n: int, groups: int, t0: float, shared: Any,
+                  queue: Any) -> None:  # fmt: skip
+    """Accept n viewers, then send each group's framed message to its sockets 60 times a second
+    with one socket.send() per socket; report CPU over the window the coordinator sets."""
+    socks: list[list[socket.socket]] = [[] for _ in range(groups)]
+    for i in range(n):
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _handshake(conn)
+        conn.setblocking(False)
+        socks[i % groups].append(conn)
+    last_t = [-1] * groups
+    seq = [0] * groups
+    k = math.ceil((time.monotonic() - t0) * FPS)  # the 60 Hz schedule, from now on
+    sends = errors = 0
+    cpu0 = cpu1 = math.nan
+    while True:
+        start, end = shared[0], shared[1]
+        now = time.monotonic()
+        if end > 0 and now >= end:
+            break
+        if end > 0 and now >= start and math.isnan(cpu0):
+            cpu0, sends = time.process_time(), 0
+        t_ms = int((now - t0) * 1000)
+        for g in range(groups):
+            if last_t[g] < 0:
+                message = msgpack.packb([1, g, 0, seq[g], t_ms, BODY])
+            else:
+                message = msgpack.packb([2, g, 0, seq[g], 1, t_ms - last_t[g], BODY])
+            wire = frame_header(len(message)) + message
+            for s in socks[g]:
+                try:
+                    s.send(wire)
+                    sends += 1
+                except OSError:
+                    errors += 1
+            last_t[g], seq[g] = t_ms, (seq[g] + 1) & 0xFFFF
+        k = max(k + 1, math.floor((time.monotonic() - t0) * FPS))  # late: skip, never burst
+        time.sleep(max(0.0, t0 + k / FPS - time.monotonic()))
+    cpu1 = time.process_time()
+    queue.put({"cpu_s": cpu1 - cpu0, "sends": sends, "errors": errors})
+    for group in socks:
+        for s in group:
+            s.close()
+
+
+def floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4096)
+    port = listener.getsockname()[1]
+    t0 = time.monotonic()
+    shared, queue, ready, results = ctx.Array("d", 2), ctx.Queue(), ctx.Queue(), ctx.Queue()
+    server = ctx.Process(target=_floor_server, args=(listener, n, args.sessions, t0, shared, queue))
+    server.start()
+    specs = _specs(n, port, t0, args, [f"/floor/{i % args.sessions}" for i in range(n)])
+    viewers = [ctx.Process(target=_viewer_process, args=(s, ready, shared, results))
+               for s in specs]  # fmt: skip
+    for p in viewers:
+        p.start()
+    for _ in viewers:
+        ready.get(timeout=120)
+    start = time.monotonic() + 0.5
+    shared[0], shared[1] = start, start + args.duration
+    got = [results.get(timeout=args.duration + 120) for _ in viewers]
+    sent = queue.get(timeout=30)
+    for p in [server, *viewers]:
+        p.join(timeout=10)
+    listener.close()
+    frames = sum(r["frames"] for r in got)
+    ticks = tick_latencies(got)
+    return {
+        "viewers": n,
+        "frames_per_viewer_per_s": round(frames / args.duration / n, 2),
+        "cpu_us_per_frame": round(1e6 * sent["cpu_s"] / max(1, frames), 2),
+        "cpu_us_per_send": round(1e6 * sent["cpu_s"] / max(1, sent["sends"]), 2),
+        "p99_ms": round(float(_pct(ticks, 99)), 2),
+        "gaps": sum(r["gaps"] for r in got),
+        "load_cpu_percent": [round(100 * r["cpu_s"] / max(1e-9, r["wall_s"]), 1) for r in got],
+        "load_average": round(os.getloadavg()[0], 2),
+    }
+
+
+def _pct(values: Any, p: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, p)) if len(values) else math.nan
+
+
+def _specs(n: int, port: int, t0: float, args: argparse.Namespace,
+           paths: list[str]) -> list[dict[str, Any]]:  # fmt: skip
+    parts = max(1, args.workers)
+    return [
+        {"host": "127.0.0.1", "port": port, "t0": t0, "server_t0": t0,
+         "limit_s": args.duration + 120, "paths": [[p, False, False] for p in paths[w::parts]]}
+        for w in range(parts)
+    ]  # fmt: skip
+
+
+def _viewer_process(spec: dict[str, Any], ready: Any, shared: Any, results: Any) -> None:
+    def window_of() -> tuple[float, float] | None:
+        return (shared[0], shared[1]) if shared[1] > 0 else None
+
+    results.put(run_viewers(spec, on_ready=lambda: ready.put(1), window_of=window_of))
+
+
+def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[str, Any]:
+    ns = argparse.Namespace(
+        url=server.url, subscribe_url=None, sessions=args.sessions, subscribers=100, stalled=0,
+        transport="ws", publish="livelink", livelink_port=server.livelink_port,
+        duration=args.duration, connect_s=2.0, lod=0, workers=args.workers, json=True,
+    )  # fmt: skip
+    for key, value in over.items():
+        setattr(ns, key, value)
+    rss0 = proc_sample(server.proc.pid)[1]
+    report = run_simulation(ns)
+    report["rss_growth_mib"] = round(proc_sample(server.proc.pid)[1] - rss0, 1)
+    return report
+
+
+def _server_row(n: int, r: dict[str, Any], floor_us: float | None) -> dict[str, Any]:
+    us = r["server_cpu_us_per_frame"]
+    return {
+        "viewers": n,
+        "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
+        "cpu_us_per_frame": us,
+        "ratio_to_floor": round(us / floor_us, 2) if floor_us else None,
+        "viewers_per_core_at_60fps": int(1e6 / (us * FPS)) if us > 0 else None,
+        "p50_ms": r["tick_to_receive_ms"].get("p50"),
+        "p99_ms": r["tick_to_receive_ms"].get("p99"),
+        "gaps": r["gaps"],
+        "viewers_with_gaps": r["subscribers_with_gaps"],
+        "server_skipped": r["server_skipped"],
+        "server_cpu_percent": r["server_cpu_percent"],
+        "rss_growth_mib": r["rss_growth_mib"],
+        "load_cpu_percent": r["load_cpu_percent"],
+        "load_average": r["load_average"][0],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--viewers", type=int, nargs="+", default=[500, 1000, 2000])
+    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--webrtc", type=int, default=100, help="WebRTC viewers (webrtc case)")
+    parser.add_argument(
+        "--only",
+        default="floor,server,stall,capture",
+        help="comma-separated cases: floor, server, stall, capture, webrtc",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    cases = set(args.only.split(","))
+    out: dict[str, Any] = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+    def show(name: str, row: dict[str, Any]) -> None:
+        out.setdefault(name, []).append(row)
+        if not args.json:
+            print(f"{name:>8}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+
+    floors: dict[int, float] = {}
+    for n in args.viewers:
+        if "floor" in cases:
+            row = floor(n, args)
+            floors[n] = row["cpu_us_per_frame"]
+            show("floor", row)
+        if "server" in cases:
+            server = ServerProcess().wait_ready(60)
+            try:
+                show("server", _server_row(n, _sim(server, args, subscribers=n), floors.get(n)))
+            finally:
+                server.stop()
+    if "stall" in cases:
+        n = max(args.viewers)
+        server = ServerProcess().wait_ready(60)
+        try:
+            healthy = _sim(server, args, subscribers=n)
+            show("healthy", _server_row(n, healthy, floors.get(n)))
+            stalled = _sim(server, args, subscribers=n + 1, stalled=1)
+            show("stalled", _server_row(n, stalled, floors.get(n)))
+        finally:
+            server.stop()
+    if "capture" in cases:
+        server = ServerProcess().wait_ready(60)
+        try:
+            r = _sim(server, args, sessions=100, subscribers=100)
+            show("capture", {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
+                             "tick_to_receive_ms": r["tick_to_receive_ms"],
+                             "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
+                             "server_cpu_percent": r["server_cpu_percent"],
+                             "load_cpu_percent": r["load_cpu_percent"],
+                             "load_average": r["load_average"][0]})  # fmt: skip
+        finally:
+            server.stop()
+    if "webrtc" in cases:
+        server = ServerProcess().wait_ready(60)
+        try:
+            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc", connect_s=15.0)
+            show("webrtc", _server_row(args.webrtc, r, None) | {"connected": r["connected"]})
+        finally:
+            server.stop()
+    if args.json:
+        print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

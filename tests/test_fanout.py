@@ -1,0 +1,212 @@
+"""Fan-out at the socket floor (issue 16): frames framed once and written straight to the
+stream sockets, the outbox still in charge whenever anything waits, and the lean load
+generator that measures it, against a real ``avatar-engine serve``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+from uvicorn.server import ServerState
+from websockets.frames import Frame as WsFrame
+from websockets.frames import Opcode
+
+from avatar_engine.client.lean import LiveLinkPublisher, run_viewers, tick_latencies
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Frame, Hello, NeedKeyframe
+from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.server.fanout import STREAM_PATH, StreamProtocol, frame_header, offer_to_all
+from avatar_engine.server.streams import StreamKey, Subscriber
+from avatar_engine.transport.outbox import Outbox
+from server_process import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    proc = ServerProcess().wait_ready()
+    yield proc
+    proc.stop()
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536])
+def test_one_header_frames_a_message_as_websockets_does(size: int) -> None:
+    payload = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    expected = WsFrame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
+    assert frame_header(size) + payload == expected
+
+
+def test_only_stream_urls_get_a_direct_link() -> None:
+    assert STREAM_PATH.match("/sessions/abc/stream")
+    for path in ("/sessions/abc/publish", "/sessions/abc/voice", "/sessions/a/b/stream", "/"):
+        assert not STREAM_PATH.match(path)
+
+
+def test_a_frame_bypasses_the_outbox_only_when_nothing_waits_there() -> None:
+    outbox = Outbox()
+    assert outbox.take_direct()
+    assert (outbox.frames_offered, outbox.frames_sent) == (1, 1)  # counted like any frame
+    outbox.put_control(b"hello")
+    assert not outbox.take_direct()  # the hello goes first, through the writer
+    outbox = Outbox()
+    outbox.offer_frame(b"k", keyframe=True)
+    assert not outbox.take_direct()  # a pending frame: latest wins in the outbox
+    outbox = Outbox()
+    outbox.awaiting_keyframe = True
+    assert not outbox.take_direct()  # after a loss only a keyframe may follow
+    outbox = Outbox()
+    outbox.close()
+    assert not outbox.take_direct()
+    assert outbox.frames_sent == 0
+
+
+def test_websockets_viewer_decodes_every_frame_and_deflate_is_not_negotiated(
+    server: ServerProcess,
+) -> None:
+    assert httpx.post(server.url + "/sessions", json={"id": "fan1"}).status_code == 201
+    publisher = LiveLinkPublisher("127.0.0.1", server.livelink_port, ["fan1"], time.monotonic())
+
+    async def scenario() -> tuple[list[object], list[str], int]:
+        decoder = Decoder()
+        seen: list[object] = []
+        # The websockets client offers permessage-deflate; stream frames are shared bytes.
+        async with websockets.connect(f"{server.ws_url}/sessions/fan1/stream?lod=1") as ws:
+            extensions = [type(e).__name__ for e in ws.protocol.extensions]
+            deadline = time.monotonic() + 15
+            while sum(isinstance(m, Frame) for m in seen) < 60 and time.monotonic() < deadline:
+                publisher.run(time.monotonic() + 0.02)
+                try:
+                    data = await asyncio.wait_for(ws.recv(), 0.02)
+                except TimeoutError:
+                    continue
+                assert isinstance(data, bytes)
+                seen.append(decoder.feed(data))
+            async with httpx.AsyncClient() as client:  # while connected: /stats sums live ones
+                sent = (await client.get(server.url + "/stats")).json()["frames"]["sent"]
+        return seen, extensions, sent
+
+    seen, extensions, sent = asyncio.run(scenario())
+    publisher.close()
+    assert extensions == []
+    assert isinstance(seen[0], Hello)  # the hello (an ASGI send) before any direct frame
+    frames = [m for m in seen if isinstance(m, Frame)]
+    assert len(frames) >= 60 and all(f.lod == 1 for f in frames)
+    assert not any(isinstance(m, NeedKeyframe) for m in seen)  # every delta applied
+    assert sent >= 60  # direct writes are counted as sent
+
+
+def test_a_viewer_that_stops_reading_falls_back_to_the_outbox_and_others_stream_on(
+    server: ServerProcess,
+) -> None:
+    assert httpx.post(server.url + "/sessions", json={"id": "fan2"}).status_code == 201
+    path = "/sessions/fan2/stream?mode=keyframe"  # keyframe-relative deltas: bigger frames
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )  # and never reads again
+    stats0 = httpx.get(server.url + "/stats").json()
+    t0 = time.monotonic()
+    publisher = LiveLinkPublisher("127.0.0.1", server.livelink_port, ["fan2"], t0)
+    sending = threading.Thread(target=publisher.run, args=(t0 + 10.0,))
+    sending.start()
+    spec = {"host": "127.0.0.1", "port": server.port, "t0": t0, "start": t0 + 1.0,
+            "end": t0 + 9.0, "server_t0": stats0["clock"]["monotonic_t0"],
+            "paths": [[path, True, False], [path, False, False]]}  # fmt: skip
+    result = run_viewers(spec)
+    sending.join()
+    publisher.close()
+    stats = httpx.get(server.url + "/stats").json()
+    stalled.close()
+    assert result["connected"] == 2 and result["failed"] == 0 and result["closed"] == 0
+    assert result["frames"] > 2 * 60  # both readers kept streaming
+    assert result["publish_to_receive_ms"]  # the probe decoded every frame it needed
+    assert len(tick_latencies([result])) > 0
+    assert stats["tick"]["errors"] == 0 and stats["subscribers"] >= 1  # the stalled one stays
+
+
+def test_a_socket_that_stops_draining_pauses_its_link_and_the_outbox_keeps_the_latest() -> None:
+    """The real protocol class on a real loopback socket whose peer never reads."""
+    message = bytes(200)
+
+    async def scenario() -> tuple[Subscriber, StreamProtocol, bool]:
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(listener.getsockname())
+        conn, _ = listener.accept()
+        listener.close()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn.setblocking(False)
+        protocol = StreamProtocol(uvicorn.Config(_unused_app), ServerState(), {}, _loop=loop)
+        await loop.connect_accepted_socket(lambda: protocol, conn)
+        sub = Subscriber("s", "t", "websocket", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
+        sub.direct = protocol.open_link()
+        for i in range(2000):
+            offer_to_all([sub], message, keyframe=i % 100 == 0)
+        paused = sub.direct.paused
+        peer.setblocking(False)
+        deadline = time.monotonic() + 10
+        while sub.direct.paused and time.monotonic() < deadline:  # the peer reads again
+            with contextlib.suppress(BlockingIOError):
+                peer.recv(1 << 20)
+            await asyncio.sleep(0.005)
+        peer.close()
+        return sub, protocol, paused
+
+    sub, protocol, paused = asyncio.run(scenario())
+    outbox = sub.outbox
+    assert paused  # the kernel buffers filled: nothing more was written directly
+    assert outbox.frames_skipped > 1000  # latest wins in the outbox from then on
+    assert outbox.frames_offered == 2000
+    assert outbox.frames_sent + outbox.frames_skipped + 1 >= 2000  # one frame still pending
+    assert sub.direct is not None and not sub.direct.paused  # drained: direct writes resume
+    assert protocol.transport.get_write_buffer_size() == 0
+
+
+async def _unused_app(scope: object, receive: object, send: object) -> None:
+    raise AssertionError("no ASGI call is made in this test")
+
+
+def test_lean_viewers_count_frames_and_see_the_published_flips(server: ServerProcess) -> None:
+    """Two processes at once as simulate runs them: the lean publisher here, viewers in
+    ``avatar-engine simulate`` (which also checks their counts add up)."""
+    out = subprocess.run(
+        [sys.executable, "-m", "avatar_engine.cli", "simulate", "--url", server.url,
+         "--livelink-port", str(server.livelink_port), "--sessions", "2", "--subscribers", "6",
+         "--stalled", "1", "--duration", "3", "--workers", "1", "--json"],
+        capture_output=True, text=True, timeout=180, check=True,
+    )  # fmt: skip
+    report = json.loads(out.stdout)
+    assert report["connected"] == 6 and report["failed"] == 0
+    assert report["frames_received"] > 0 and report["bytes_per_frame"] > 2
+    assert report["publish_to_receive_ms"]["p50"] > 0  # the probes saw the jaw flip
+    assert report["tick_to_receive_ms"]["p50"] > 0
+    assert len(report["load_cpu_percent"]["viewer_processes"]) == 1
+
+
+def test_simulate_refuses_more_stalled_than_subscribers() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "avatar_engine.cli", "simulate", "--url", "http://127.0.0.1:9",
+         "--subscribers", "2", "--stalled", "3"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines() == [
+        "avatar-engine: error: --stalled must be within 0..--subscribers"
+    ]
