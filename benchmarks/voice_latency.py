@@ -10,14 +10,17 @@ machine's monotonic clock:
 
 * **speak**: from sending ``POST /speak`` (a short sentence, espeak-ng) to the arrival of the
   first AUDIO message, and to the arrival of the message carrying the first audible sample;
-* **bridge**: from sending the first ``response.output_audio.delta`` (tests/data/audio/
-  fox-espeak.wav at real time, 40 ms deltas) to the arrival of the first AUDIO message, and
-  of the first frame whose mouth opening (``V_Open``) passes 0.05. The bridge delays voice
-  and face alike by its lip-sync delay (``delay_ms``, 200 by default) and sends audio
-  ``LEAD_MS`` ahead of its time, so the audio's arrival is about ``delay - lead`` after the
-  delta and a client plays it ``delay`` after it (its jitter buffer adds its own delay).
-  The stream times are printed too: first audio ``t`` minus the stream time of the first
-  delta's arrival is the delay the server stamped.
+* **bridge**: tests/data/audio/fox-espeak.wav streamed at real time in 40 ms deltas. From
+  sending the first delta to the arrival of the first AUDIO message; from sending the delta
+  that holds the first audible sample to the arrival of the AUDIO message that holds it
+  (``bridge_first_sound``) and of the first frame whose mouth opening (``V_Open``) passes
+  0.05 (``bridge_first_mouth``). The bridge stamps voice and face alike ``delay_ms`` (200 by
+  default) after the audio arrived and sends the voice up to 250 ms ahead of its stamp, so
+  the voice arrives at once and plays ``delay_ms`` later, and the face's frames arrive as
+  they play: ``bridge_first_mouth`` is about ``delay_ms``. ``bridge_stamped_delay`` is the
+  first AUDIO ``t`` minus the server's stream time when the first delta arrived, and
+  ``bridge_mouth_vs_voice`` the first open frame's ``t`` minus the stream time of the first
+  audible sample (0: they play together).
 
 Prints the median and the worst of each; figures depend on the machine and its load
 (docs/voice.md quotes a run). A 2-core machine shared with other work shows spikes.
@@ -105,11 +108,13 @@ async def wait_for(check: object, seconds: float) -> None:
 async def measure(server: ServerProcess, rounds: int) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {
         "speak_first_audio_ms": [], "speak_first_audible_ms": [],
-        "bridge_first_audio_ms": [], "bridge_first_open_ms": [], "bridge_stamped_delay_ms": [],
+        "bridge_first_audio_ms": [], "bridge_first_sound_ms": [], "bridge_first_mouth_ms": [],
+        "bridge_stamped_delay_ms": [], "bridge_mouth_vs_voice_ms": [],
     }  # fmt: skip
     httpx.post(server.url + "/sessions", json={"id": "bench"})
     with wave.open(str(FOX)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
+    onset_s = int(np.argmax(np.abs(np.frombuffer(pcm, "<i2").astype(np.int32)) > LOUD)) / rate
     viewer, stop = Viewer(), asyncio.Event()
     task = asyncio.create_task(viewer.run(f"{server.ws_url}/sessions/bench/stream?audio=pcm", stop))
     await asyncio.wait_for(viewer.ready.wait(), 10)
@@ -127,11 +132,19 @@ async def measure(server: ServerProcess, rounds: int) -> dict[str, list[float]]:
             await asyncio.sleep(2.5)  # let the sentence finish
             viewer.clear()
             stamped = await bridge_round(server, viewer, pcm, rate, http)
-            first, opened = viewer.first_audio(), viewer.first_open()
-            if first is not None and opened is not None and stamped is not None:
+            first, loud, opened = viewer.first_audio(), viewer.first_loud(), viewer.first_open()
+            if None in (first, loud, opened, stamped):
+                print("  (a bridge round lost: no voice or no open mouth seen in time)")
+            else:
+                assert first is not None and loud is not None and opened is not None
+                assert stamped is not None
+                sent_onset = stamped[0] + onset_s
                 out["bridge_first_audio_ms"].append((first[0] - stamped[0]) * 1000)
-                out["bridge_first_open_ms"].append((opened - stamped[0]) * 1000)
+                out["bridge_first_sound_ms"].append((loud - sent_onset) * 1000)
+                out["bridge_first_mouth_ms"].append((opened - sent_onset) * 1000)
                 out["bridge_stamped_delay_ms"].append(float(first[1].t_ms - stamped[1]))
+                opened_t = next(t for _, t, v in viewer.mouth if v > 0.05)
+                out["bridge_mouth_vs_voice_ms"].append(opened_t - (first[1].t_ms + onset_s * 1000))
             await asyncio.sleep(1.0)
     stop.set()
     await task
@@ -154,7 +167,7 @@ async def bridge_round(server: ServerProcess, viewer: Viewer, pcm: bytes, rate: 
                 first = (time.monotonic(), await stream_now(http))
             await asyncio.sleep(max(0.0, start + (k + 1) * 0.04 - time.monotonic()))
         await ws.send(json.dumps({"type": "response.output_audio.done"}))
-        await wait_for(viewer.first_open, 3)
+        await wait_for(viewer.first_open, 5)
         await asyncio.sleep(0.5)
     return first
 

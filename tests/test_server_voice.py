@@ -313,7 +313,7 @@ def test_bridge_deltas_come_out_as_voice_and_a_moving_mouth_together(
     async def run() -> tuple[Seen, dict[str, object]]:
         seen, ready = Seen(), asyncio.Event()
         url = f"{server.ws_url}/sessions/agent/stream?audio=pcm"
-        task = asyncio.create_task(watch(url, len(pcm) / 2 / rate + 2.5, seen, ready))
+        task = asyncio.create_task(watch(url, len(pcm) / 2 / rate + 4.0, seen, ready))
         await asyncio.wait_for(ready.wait(), 10)
         bridge = f"{server.ws_url}/sessions/agent/voice?rate={rate}"
         async with websockets.connect(bridge) as ws:
@@ -410,7 +410,7 @@ def test_bridge_refuses_bad_input_with_a_close_code_and_keeps_what_it_accepted(
         # accepted audio plays on after a bad message closes the bridge
         seen, ready = Seen(), asyncio.Event()
         task = asyncio.create_task(
-            watch(f"{server.ws_url}/sessions/bad/stream?audio=pcm", 2.0, seen, ready)
+            watch(f"{server.ws_url}/sessions/bad/stream?audio=pcm", 4.0, seen, ready)
         )
         await asyncio.wait_for(ready.wait(), 10)
         tone = (np.sin(np.arange(24000) / 5) * 9000).astype("<i2").tobytes()  # 1 s

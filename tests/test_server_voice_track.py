@@ -14,7 +14,7 @@ import pytest
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Audio, Event, Frame, Hello, encode_control
 from avatar_engine.codec.wire import AudioCodec, ControlOp, DeltaMode, EventKind
-from avatar_engine.engine.live_voice import LiveClock, LiveFace
+from avatar_engine.engine.live_voice import MARGIN_MS, LiveClock, LiveFace
 from avatar_engine.engine.voice_track import (
     LEAD_MS,
     PACKET_MS,
@@ -199,18 +199,18 @@ def fox() -> tuple[np.ndarray, int]:
 
 
 def test_live_clock_anchors_at_arrival_plus_delay_and_reanchors_after_an_underrun() -> None:
-    clock = LiveClock(24000, 200)
+    clock, a = LiveClock(24000, 200), 200 + MARGIN_MS  # arrival -> anchor
     first = clock.place(2400, now_ms=1000)
-    assert (first.anchor_ms, first.t_ms, first.new_segment) == (1200, 1200.0, True)
+    assert (first.anchor_ms, first.t_ms, first.new_segment) == (1000 + a, 1000.0 + a, True)
     second = clock.place(2400, now_ms=1100)  # on time: continues the segment
-    assert (second.segment, second.t_ms) == (0, 1300.0)
-    late = clock.place(2400, now_ms=1500)  # its place (1400) has passed: a new segment
-    assert late.new_segment and late.anchor_ms == 1700
-    assert clock.played_ms(1750) == 200 + 50  # the response: both earlier chunks, and 50 ms
+    assert (second.segment, second.t_ms) == (0, 1100.0 + a)
+    late = clock.place(2400, now_ms=1200 + a + 1)  # its place has passed: a new segment
+    assert late.new_segment and late.anchor_ms == 1201 + 2 * a
+    assert clock.played_ms(1251 + 2 * a) == 200 + 50  # the answer: both earlier chunks, 50 ms
     clock.end()
-    after = clock.place(2400, now_ms=1600, not_before_ms=1800.0)  # behind queued audio
-    assert after.anchor_ms == 1800
-    assert clock.played_ms(1850) == 50
+    after = clock.place(2400, now_ms=1300 + a, not_before_ms=1400.0 + 3 * a)  # behind queued
+    assert after.anchor_ms == 1400 + 3 * a
+    assert clock.played_ms(1450 + 3 * a) == 50  # a new answer
     with pytest.raises(VoiceQueueFullError):
         LiveClock(24000, 200, max_queued_ms=1000).place(24000, now_ms=0)
 
@@ -225,7 +225,7 @@ def test_live_face_frames_share_the_audio_anchor() -> None:
         times.append(face.run(piece, samples[i : i + step]).t_ms)
     times.append(face.finish().t_ms)
     t = np.concatenate(times)
-    assert t[0] == 1200.0  # frame 0 at the anchor, where sample 0 plays
+    assert t[0] == 1200.0 + MARGIN_MS  # frame 0 at the anchor, where sample 0 plays
     assert np.allclose(np.diff(t), 10.0)  # 10 ms frames, gapless
     assert t.shape[0] == pytest.approx(samples.shape[0] / rate * 100, abs=2)
 

@@ -4,12 +4,13 @@ argument (stream milliseconds).
 
 The streaming lip-sync (:class:`~avatar_engine.audio.stream.LipSyncStream`) decides the face
 for audio frame ``h`` (10 ms) once it holds ``delay`` more audio. So a *segment* of live audio
-gets an **anchor**: its sample 0 plays at ``anchor = arrival of its first chunk + delay``,
-sample ``i`` at ``anchor + 1000 i / rate``, and frame ``h`` at ``anchor + 10 h``. Audio and
-face share the anchor, so they play together, exactly; and for a sender that keeps up with
-real time, frame ``h`` is decided no later than it is shown (its look-ahead arrived ``delay``
-before its own audio plays). The voice therefore reaches viewers delayed by exactly the
-lip-sync delay, as the face does.
+gets an **anchor**: its sample 0 plays at ``anchor = arrival of its first chunk + delay +
+MARGIN_MS``, sample ``i`` at ``anchor + 1000 i / rate``, and frame ``h`` at ``anchor + 10 h``.
+Audio and face share the anchor, so they play together, exactly; and for a sender that keeps
+up with real time, frame ``h`` is decided before it is shown (its look-ahead arrived
+``delay`` before its own audio plays; :data:`MARGIN_MS` covers the work after that). The
+voice therefore reaches viewers delayed by the lip-sync delay (plus the margin), as the face
+does.
 
 A new segment (a new anchor) starts at the first chunk, after :meth:`LiveClock.end` (the
 sender's "done") or a cut, and when the sender falls behind real time: a chunk whose place on
@@ -38,6 +39,11 @@ I16 = npt.NDArray[np.int16]
 
 DEFAULT_DELAY_MS: Final = 200
 """The lip-sync delay budget of a live voice unless the sender asks for another (0..1000)."""
+MARGIN_MS: Final = 60
+"""Added to the delay budget in the anchor. A frame is decided once the delay's worth of
+audio after it has arrived: for a sender that keeps exactly real time that is the moment the
+frame is due, and the recogniser's block, the worker thread and the splice would make it
+late. 60 ms (a 40 ms block and 20 ms of work) puts the face in the curves before its time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +96,7 @@ class LiveClock:
         start = self.anchor_ms + 1000.0 * self.samples / self.rate
         new = not self._open or start < now_ms
         if new:
-            anchor = now_ms + self.delay_ms
+            anchor = now_ms + self.delay_ms + MARGIN_MS
             if not_before_ms > anchor:
                 anchor = math.ceil(not_before_ms)
             start = float(anchor)

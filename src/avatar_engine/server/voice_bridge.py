@@ -217,7 +217,7 @@ class LiveInput:
         if generation != self._generation:
             return  # cut while it ran
         self.frames += len(frames)
-        self.runtime.voice.feed_face(self.session_id, frames)
+        self.runtime.voice.feed_face(self.session_id, frames, self.runtime.t_ms())
 
     @property
     def idle(self) -> bool:

@@ -161,8 +161,9 @@ class VoiceOut:
 
     # -- the face that goes with it -------------------------------------------------------
 
-    def feed_face(self, session_id: str, frames: FaceFrames) -> None:
-        """Face frames for the session (ascending stream times), spliced as they come due.
+    def feed_face(self, session_id: str, frames: FaceFrames, now_ms: int) -> None:
+        """Face frames for the session (ascending stream times), spliced as they come due
+        (those due already at once, not at the next tick).
 
         Frames that start before what is already waiting take over from their first time
         (a next utterance's anticipation overlapping the last one's tail)."""
@@ -177,27 +178,31 @@ class VoiceOut:
                 waiting.append(FaceFrames(last.t_ms[:keep], last.channels[:keep]))
                 break
         waiting.append(frames)
+        self._splice_session(session_id, now_ms)
 
     def _splice_due(self, now_ms: int) -> None:
-        horizon = now_ms + SPLICE_AHEAD_MS
         for session_id in list(self._faces):
-            waiting = self._faces[session_id]
-            while waiting:
-                frames = waiting[0]
-                n = int(np.searchsorted(frames.t_ms, horizon, side="right"))
-                if n == 0:
-                    break
-                try:
-                    self._splice(session_id, frames.t_ms[:n], frames.channels[:n])
-                except SessionNotFoundError:
-                    waiting.clear()
-                    break
-                if n == len(frames):
-                    waiting.popleft()
-                else:
-                    waiting[0] = FaceFrames(frames.t_ms[n:], frames.channels[n:])
-            if not waiting:
-                del self._faces[session_id]
+            self._splice_session(session_id, now_ms)
+
+    def _splice_session(self, session_id: str, now_ms: int) -> None:
+        horizon = now_ms + SPLICE_AHEAD_MS
+        waiting = self._faces[session_id]
+        while waiting:
+            frames = waiting[0]
+            n = int(np.searchsorted(frames.t_ms, horizon, side="right"))
+            if n == 0:
+                break
+            try:
+                self._splice(session_id, frames.t_ms[:n], frames.channels[:n])
+            except SessionNotFoundError:
+                waiting.clear()
+                break
+            if n == len(frames):
+                waiting.popleft()
+            else:
+                waiting[0] = FaceFrames(frames.t_ms[n:], frames.channels[n:])
+        if not waiting:
+            del self._faces[session_id]
 
     def tick(self, now_ms: int) -> int:
         """Send every due packet of every speaking session, and splice the face frames that

@@ -171,7 +171,8 @@ def schedule_voiced(
         )
     track.queue(samples, rate, start_ms, now_ms)
     keys = utterance.keys
-    runtime.voice.feed_face(session.id, FaceFrames(start_ms + keys.times * 1000.0, keys.values))
+    face = FaceFrames(start_ms + keys.times * 1000.0, keys.values)
+    runtime.voice.feed_face(session.id, face, now_ms)
     runtime.voice.wake(session.id)
     if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
         session.set_state(SessionState.READY, now)
