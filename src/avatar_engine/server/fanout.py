@@ -30,7 +30,7 @@ import re
 import struct
 from collections.abc import Iterable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -72,9 +72,9 @@ class DirectLink:
         self.asgi_sending = 0
         """ASGI sends of this connection in flight (awaiting a paused transport)."""
 
-    def try_write(self, wire: bytes, outbox: Outbox) -> bool:
-        """Write one framed message now if nothing is waiting ahead of it; False leaves it to
-        the outbox. ``outbox.take_direct()`` counts it as offered and sent.
+    def try_write(self, wire: bytes, message: bytes, outbox: Outbox) -> bool:
+        """Write one framed message (``wire``) now if nothing is waiting ahead of it; False
+        leaves ``message`` to the outbox. ``outbox.take_direct()`` counts it as sent.
 
         The transport's buffer is empty here (not paused), so writing to the socket itself
         keeps the byte order; whatever the kernel does not take goes to the transport, which
@@ -97,6 +97,48 @@ class DirectLink:
         return False
 
 
+class FrameChannel(Protocol):
+    """What :class:`DataChannelLink` needs of an aiortc ``RTCDataChannel``."""
+
+    @property
+    def readyState(self) -> str: ...  # noqa: N802 - aiortc's (and the W3C API's) name
+
+    @property
+    def bufferedAmount(self) -> int: ...  # noqa: N802
+
+    def send(self, data: bytes) -> None: ...
+
+
+class DataChannelLink:
+    """A WebRTC viewer's unreliable frames channel, for frames sent from the fan-out pass.
+
+    Each peer's SCTP association and DTLS keys are its own, so the bytes on the wire differ
+    per peer and aiortc does that work per peer; what is shared is the one encoded message,
+    and what is saved is the writer task's wake-up per viewer per frame.
+    """
+
+    __slots__ = ("_channel", "_limit")
+
+    def __init__(self, channel: FrameChannel, max_buffered: int) -> None:
+        self._channel = channel
+        self._limit = max_buffered
+
+    def try_write(self, wire: bytes, message: bytes, outbox: Outbox) -> bool:
+        channel = self._channel
+        if (
+            channel.readyState == "open"
+            and channel.bufferedAmount <= self._limit
+            and outbox.take_direct()
+        ):
+            channel.send(message)
+            return True
+        return False
+
+
+FrameLink = DirectLink | DataChannelLink
+"""Where a viewer's frames may go straight from the fan-out pass."""
+
+
 def current_link() -> DirectLink | None:
     """The direct link of the stream connection whose ASGI task is running, if any."""
     return _LINK.get()
@@ -115,7 +157,7 @@ def offer_to_all(
     need = False
     for sub in subscribers:
         link = sub.direct
-        if link is not None and link.try_write(wire, sub.outbox):
+        if link is not None and link.try_write(wire, message, sub.outbox):
             continue
         outbox = sub.outbox
         if hold and not keyframe and outbox.awaiting_keyframe:

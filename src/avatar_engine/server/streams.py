@@ -19,7 +19,7 @@ from avatar_engine.codec.messages import StreamParams, encode_hello
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
-from avatar_engine.server.fanout import DirectLink, current_link, offer_to_all
+from avatar_engine.server.fanout import FrameLink, current_link, offer_to_all
 from avatar_engine.transport.outbox import Outbox
 
 INITIAL_SLOTS = 64
@@ -44,8 +44,9 @@ class Subscriber:
     connected_t: float
     group: StreamGroup | None = None
     outbox: Outbox = field(init=False)
-    direct: DirectLink | None = field(init=False)
-    """A WebSocket viewer's socket, for frames written at the floor (``server/fanout.py``)."""
+    direct: FrameLink | None = field(init=False)
+    """A viewer's socket or data channel, for frames sent from the fan-out pass
+    (``server/fanout.py``); WebSocket viewers get theirs from the connection."""
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(on_resync=self._lost_a_frame)

@@ -26,6 +26,7 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.server.auth import Principal
+from avatar_engine.server.fanout import DataChannelLink
 from avatar_engine.server.streams import Subscriber
 
 log = logging.getLogger("avatar_engine.webrtc")
@@ -123,6 +124,9 @@ class WebRtcGateway:
             log.info("webrtc subscribe refused", extra={"reason": str(exc)})
             self._close_later(peer)
             return
+        # Frames go out from the fan-out pass; the writer task sends the rest (and frames
+        # whenever the outbox holds one).
+        peer.subscriber.direct = DataChannelLink(peer.channels["frames"], MAX_BUFFERED_BYTES)
         peer.tasks.append(asyncio.create_task(self._write_loop(peer, peer.subscriber)))
 
     async def _write_loop(self, peer: Peer, sub: Subscriber) -> None:
