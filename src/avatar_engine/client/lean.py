@@ -368,7 +368,9 @@ def run_viewers(
     start and end (the measured window on this machine's monotonic clock) or ``window_of``,
     asked until it returns the window (a coordinator sets it once every process called
     ``on_ready``, after connecting all its viewers; until then frames are read, not counted).
-    ``spec["limit_s"]`` bounds the wait for a window.
+    ``spec["limit_s"]`` bounds the wait for a window; ``spec["linger_s"]`` keeps the viewers
+    connected (reading, not counting) that long after it, so a coordinator can read the
+    server's per-viewer counters while they are still there.
 
     Returns the totals, the latencies (tick-to-receive as float32 bytes) and this process's CPU
     seconds and wall seconds over the measured window.
@@ -385,14 +387,17 @@ def run_viewers(
     else:
         window = (math.inf, time.monotonic() + float(spec.get("limit_s", 120.0)), server_t0)
     live = {fd: v for fd, v in viewers.items() if not v.stall}
-    cpu0 = wall0 = math.nan
+    linger = float(spec.get("linger_s", 0.0))
+    cpu0 = wall0 = cpu1 = wall1 = math.nan
     try:
-        while (now := time.monotonic()) < window[1]:
+        while (now := time.monotonic()) < window[1] + linger:
             if window_of is not None and (known := window_of()) is not None:
                 window, window_of = (known[0], known[1], server_t0), None
             if math.isnan(cpu0) and now >= window[0]:
                 cpu0, wall0 = time.process_time(), now
-            for fd, _ in ep.poll(max(0.0, min(0.1, window[1] - now))):
+            if math.isnan(cpu1) and now >= window[1]:
+                cpu1, wall1 = time.process_time(), now
+            for fd, _ in ep.poll(max(0.0, min(0.1, window[1] + linger - now))):
                 viewer = live.get(fd)
                 if viewer is None:
                     continue
@@ -400,7 +405,8 @@ def run_viewers(
                 if viewer.state == _CLOSED:
                     ep.unregister(fd)
                     del live[fd]
-        cpu1, wall1 = time.process_time(), time.monotonic()
+        if math.isnan(cpu1):
+            cpu1, wall1 = time.process_time(), time.monotonic()
     finally:
         for viewer in viewers.values():
             viewer.sock.close()
