@@ -276,11 +276,14 @@ def test_face_poses_pixels_and_montage(page: Any, server: ServerProcess) -> None
     shots["rest"] = both_views(page, "rest")
     _resume(page)
 
-    _post(server, sid, "speak", {"text": "Ah, papa, ah ah. Bob and Pam pop up."})
+    # spoken slowly (80 words a minute, the slowest the speech layer takes): a software-GL
+    # page samples the stream only a few times a second, and a bilabial at the usual rate
+    # lasts about a tenth of one
+    _post(server, sid, "speak", {"text": "Ah, papa, ah ah.", "rate": 80})
     _hold(page, "(v.jawOpen ?? 0) > 0.35")
     shots["open vowel"] = both_views(page, "open_vowel")
     _resume(page)
-    _post(server, sid, "speak", {"text": "Mom, Bob, pop, Pam, bump up a map."})
+    _post(server, sid, "speak", {"text": "Mom, Bob, pop, Pam, bump up a map.", "rate": 80})
     _hold(page, "(v.mouthPressLeft ?? 0) > 0.35 && (v.jawOpen ?? 1) < 0.08")
     shots["bilabial"] = both_views(page, "bilabial")
     _resume(page)

@@ -279,24 +279,37 @@ def subset(
     ranges: list[str],
     color: F64,
     weights: tuple[npt.NDArray[np.uint8], F64] | None = None,
-    tri: I64 | None = None,
+    hide: npt.NDArray[np.bool_] | None = None,
 ) -> Part:
-    """A part made of the model's vertex ranges, with the targets that move it."""
+    """A part made of the model's vertex ranges, with the targets that move it. Triangles whose
+    vertices are all in `hide` (over the part's vertices) are left out, and vertices no
+    triangle uses with them; normals are those of the whole part."""
     idx = np.concatenate([np.arange(*PARTS[r]) for r in ranges])
-    if tri is None:
-        tri = np.concatenate([triangles(model.faces, *PARTS[r]) for r in ranges])
+    tri = np.concatenate([triangles(model.faces, *PARTS[r]) for r in ranges])
     remap = np.full(len(model.neutral), -1)
     remap[idx] = np.arange(len(idx))
     local = remap[tri]
     assert (local >= 0).all(), f"{name}: a triangle leaves the part"
+    normal = vertex_normals(model.neutral[idx], local)
+    keep = np.arange(len(idx))
+    if hide is not None:
+        local = local[~hide[local].all(axis=1)]
+        keep = np.unique(local)
+        compact = np.full(len(idx), -1)
+        compact[keep] = np.arange(len(keep))
+        local = compact[local]
+    idx, color = idx[keep], color[keep]
     pos = model.neutral[idx]
-    joints, w = weights if weights is not None else head_weights(pos)
+    if weights is None:
+        joints, w = head_weights(pos)
+    else:
+        joints, w = weights[0][keep], weights[1][keep]
     targets = {}
     for arkit, d in deltas.items():
         dd = d[idx]
         if np.abs(dd).max() >= MESH_TARGET_MIN:
             targets[arkit] = dd
-    return Part(name, material, pos, local, color, joints, w, None, targets)
+    return Part(name, material, pos, local, color, joints, w, normal[keep], targets)
 
 
 def arkit_deltas(model: Model) -> dict[str, F64]:
@@ -392,11 +405,39 @@ def tint(n: int, c: F64) -> F64:
 # ------------------------------------------------------------------ made parts: cap, sweater
 
 
+CAP_CENTRE = np.array([0.0, 3.5, -0.8]) * CM  # the cap's grid of directions starts here
+NECK_AXIS_Z = -0.8 * CM  # the sweater's rows are built around the vertical line x=0, z=this
+
+
+def cap_edge_y(phi: F64) -> F64:
+    """Height of the cap's lower edge by longitude about CAP_CENTRE (0 = front, pi/2 = the
+    character's left): 2.5 cm above the brows in front, above the ears, low at the back."""
+    out: F64 = (4.0 + 4.4 * np.cos(phi) - 0.5 * np.cos(2 * phi)) * CM
+    return out
+
+
+def collar_y(u: F64) -> F64:
+    """Height of the sweater's collar line by direction around the neck (lower in front)."""
+    out: F64 = (-11.0 - 1.8 * (1 + np.cos(u)) / 2) * CM
+    return out
+
+
+def hidden_skin(p: F64) -> npt.NDArray[np.bool_]:
+    """Skin vertices that the cap or the sweater cover by a margin: their triangles are not
+    drawn (every vertex costs per frame, and a software-GL page feels it)."""
+    phi = np.arctan2(p[:, 0] - CAP_CENTRE[0], p[:, 2] - CAP_CENTRE[2])
+    under_cap = p[:, 1] > cap_edge_y(phi) + 1.2 * CM
+    u = np.arctan2(p[:, 0], p[:, 2] - NECK_AXIS_Z)
+    under_sweater = p[:, 1] < collar_y(u) - 1.5 * CM
+    out: npt.NDArray[np.bool_] = under_cap | under_sweater
+    return out
+
+
 def cap_part(face: Part) -> Part:
     """A knitted cap: a shell 6 mm off the scalp (8 mm of fold at the cuff, with ribs), its edge
     tucked into the skin so no gap shows. Built on a grid of longitudes around a centre in the
     skull, the shell's radius in each direction is the skin's (ears left out), smoothed."""
-    centre = np.array([0.0, 3.5, -0.8]) * CM
+    centre = CAP_CENTRE
     skin = face.pos
     rel = skin - centre
     x, y, z = (skin[:, k] / CM for k in range(3))
@@ -405,11 +446,12 @@ def cap_part(face: Part) -> Part:
     rel = rel[keep]
     r_s = np.linalg.norm(rel, axis=1)
     dirs = rel / r_s[:, None]
-    n_lon, n_row = 144, 44
+    n_lon, n_row = 96, 30
     phi = np.arange(n_lon) * 2 * np.pi / n_lon  # 0 = front (+z), pi/2 = the character's left
     # the cuff's lower edge: 2.5 cm above the brows in front, above the ears, low at the back
-    y_edge = (4.0 + 4.4 * np.cos(phi) - 0.5 * np.cos(2 * phi)) * CM
-    theta = np.linspace(0, 1, n_row)  # 0 at the crown, 1 at the edge (per longitude)
+    y_edge = cap_edge_y(phi)
+    # 0 at the crown, 1 at the edge (per longitude); rows closer together at the cuff
+    theta = np.r_[np.linspace(0, 0.76, n_row - 12), np.linspace(0.78, 1.0, 12)]
     pts = np.zeros((n_row, n_lon, 3))
     radius = np.zeros((n_row, n_lon))
     for j, ph in enumerate(phi):
@@ -432,7 +474,7 @@ def cap_part(face: Part) -> Part:
             + np.vstack([radius[1:], radius[-1:]])
         )
     cuff = smoothstep(0.80, 0.83, theta)[:, None]
-    ribs = 0.0009 * np.abs(np.sin(phi * 36))[None, :] * cuff
+    ribs = 0.0009 * np.abs(np.sin(phi * 24))[None, :] * cuff
     shell = radius + 0.006 + 0.004 * cuff + ribs
     shell[0, :] = shell[0, :].mean()
     ring = pts * shell[..., None] + centre
@@ -446,7 +488,7 @@ def cap_part(face: Part) -> Part:
     base = srgb(58, 70, 84)
     tpos = np.repeat(np.r_[theta, 1.0][:, None], n_lon, 1).reshape(-1)
     ppos = np.tile(phi, rows)
-    stitch = 0.5 + 0.5 * np.sin(ppos * 72) * np.sin(tpos * 160)
+    stitch = 0.5 + 0.5 * np.sin(ppos * 48) * np.sin(tpos * 110)
     shade = 0.9 + 0.12 * stitch - 0.25 * np.exp(-(((tpos - 0.815) / 0.012) ** 2))
     col = base * shade[:, None]
     joints, weights = rigid(len(pos), 1)
@@ -474,8 +516,8 @@ def sweater_part(face: Part) -> Part:
     skin = face.pos / CM
     n_lon = 120
     u = np.arange(n_lon) * 2 * np.pi / n_lon  # 0 = front (+z), pi/2 = the character's left
-    cz = -0.8
-    y_top = -11.0 - 1.8 * (1 + np.cos(u)) / 2
+    cz = NECK_AXIS_Z / CM
+    y_top = collar_y(u) / CM
     # (drop below the collar line in cm, half-width, half-depth, superellipse power)
     profile = [
         (0.0, 0.0, 0.0, 2.0),
@@ -658,7 +700,10 @@ def build_parts(model: Model) -> list[Part]:
     )
     es = PARTS["eye_socket_l"][0]
     col[es : PARTS["eye_socket_r"][1]] = srgb(150, 80, 78)
-    face = subset(model, deltas, "Face", "skin", skin_ranges, rgba(col))
+    full = subset(model, deltas, "Face", "skin", skin_ranges, rgba(col))
+    cap = cap_part(full)
+    sweater = sweater_part(full)
+    face = subset(model, deltas, "Face", "skin", skin_ranges, rgba(col), hide=hidden_skin(n[idx]))
 
     gt = np.arange(*PARTS["gums_tongue"])
     tongue = np.isin(gt, tongue_vertices(model))
@@ -675,6 +720,7 @@ def build_parts(model: Model) -> list[Part]:
         "teeth",
         ["teeth"],
         rgba(srgb(236, 228, 212) * t_shade[:, None]),
+        hide=back_molars(),
     )
     eye_l, cornea_l = eye_parts(model, "l")
     eye_r, cornea_r = eye_parts(model, "r")
@@ -709,11 +755,24 @@ def build_parts(model: Model) -> list[Part]:
         lash_ranges,
         rgba(tint(len(lash_idx), srgb(30, 22, 18)), lash_alpha),
     )
-    cap = cap_part(face)
-    sweater = sweater_part(face)
     parts = [face, gums, teeth, eye_l, eye_r, lacrimal, occlusion, lashes, cap, sweater]
     parts += [cornea_l, cornea_r]
     return parts
+
+
+# The second and third molars (README.upstream.md, "Teeth Details"): deep in the cheeks, never
+# in view from in front of the face, so not drawn.
+BACK_MOLARS = (
+    (17039, 17416), (18870, 19247), (19247, 19602), (21096, 21451),
+)  # fmt: skip
+
+
+def back_molars() -> npt.NDArray[np.bool_]:
+    lo = PARTS["teeth"][0]
+    out = np.zeros(PARTS["teeth"][1] - lo, bool)
+    for a, b in BACK_MOLARS:
+        out[a - lo : b - lo] = True
+    return out
 
 
 def mouth_shade(p: F64) -> F64:
@@ -748,8 +807,8 @@ def lash_fade(model: Model, idx: I64) -> F64:
     lower = p[:, 1] < side_centre
     out: F64 = np.where(
         lower,
-        0.45 * (1 - smoothstep(0.02 * CM, 0.2 * CM, d)),
-        0.95 * (1 - smoothstep(0.05 * CM, 0.5 * CM, d)) + 0.05,
+        0.3 * (1 - smoothstep(0.02 * CM, 0.18 * CM, d)),
+        0.9 * (1 - smoothstep(0.03 * CM, 0.4 * CM, d)) + 0.05,
     )
     return out
 
