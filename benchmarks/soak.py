@@ -12,7 +12,9 @@ decoding):
 Every ``--sample-s`` seconds the server's RSS (``/proc/PID/status``) and open descriptors
 (``/proc/PID/fd``) are sampled with its /stats. The summary compares the first sample after
 ``--warmup-s`` with the last: RSS growth in percent, descriptor counts, and whether every
-publisher's session received capture.
+publisher's session received capture (``capture_fraction``: frames the server turned into
+capture over packets sent; the rest was lost in the kernel's socket buffer while the server
+was not scheduled, which a loaded machine shows).
 
     python benchmarks/soak.py --sessions 200 --minutes 30
     python benchmarks/soak.py --sessions 200 --minutes 10 --fps 30      # what ran here
@@ -149,7 +151,9 @@ async def _run(args: argparse.Namespace, pid: int, port: int, livelink: int) -> 
             await asyncio.sleep(min(args.sample_s, max(0.0, end - time.monotonic())))
             stats = (await client.get("/stats")).json()
             rss, fds = _sample(pid)
+            frames = stats["sources"]["livelink"]["totals"]["frames"]
             samples.append({"t_s": round(time.monotonic() - started), "rss_kib": rss, "fds": fds,
+                            "capture_frames": frames,
                             "sessions": stats["sessions"], "subscribers": stats["subscribers"],
                             "tick_late": stats["tick"].get("late"),
                             "churn_cycles": counts["cycles"]})  # fmt: skip
@@ -160,21 +164,25 @@ async def _run(args: argparse.Namespace, pid: int, port: int, livelink: int) -> 
     for task in [*viewers, churn]:
         task.cancel()
     await asyncio.gather(*viewers, churn, return_exceptions=True)
-    livelink_sources = stats["sources"]["livelink"]["sources"].values()
-    fed = sum(1 for s in livelink_sources if s["frames"] > 0 and s["rate_hz"] > 0)
+    livelink = stats["sources"]["livelink"]
+    fed = sum(1 for s in livelink["sources"].values() if s["rate_hz"] > 0)
+    ever = sum(1 for s in livelink["sources"].values() if s["frames"] > 0)
     base_sample = next((s for s in samples if s["t_s"] >= args.warmup_s), samples[0])
     last = samples[-1]
     return {
         "minutes": args.minutes, "sessions": args.sessions, "fps": args.fps,
         "subscribers": args.subscribers, "packets_sent": sent,
-        "publishers_delivering_at_end": fed, "churn_cycles": counts["cycles"],
+        "capture_frames": livelink["totals"]["frames"],
+        "capture_fraction": round(livelink["totals"]["frames"] / max(1, sent), 3),
+        "publishers_with_frames": ever, "publishers_delivering_at_end": fed,
+        "churn_cycles": counts["cycles"],
         "viewer_messages": counts["messages"],
         "rss_mib_after_warmup": round(base_sample["rss_kib"] / 1024, 1),
         "rss_mib_end": round(last["rss_kib"] / 1024, 1),
         "rss_growth_pct": round(100 * (last["rss_kib"] / base_sample["rss_kib"] - 1), 2),
         "fds_after_warmup": base_sample["fds"], "fds_end": last["fds"],
         "fds_min_max": [min(s["fds"] for s in samples), max(s["fds"] for s in samples)],
-        "drops": stats["sources"]["livelink"]["totals"]["drops"],
+        "drops": livelink["totals"]["drops"],
     }  # fmt: skip
 
 
