@@ -71,9 +71,7 @@ from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, RigProfileError
 from avatar_engine.rigs.schema import REGION_ORDER, Region
 from avatar_engine.rigs.sparse import SparseMap
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 log = logging.getLogger(__name__)
 

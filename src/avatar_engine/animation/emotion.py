@@ -23,9 +23,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.filters import SpringFn, SpringState, settle_omega
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 EMOTION_NAMES: Final[tuple[str, ...]] = (
     "neutral", "happy", "sad", "angry", "surprised", "fearful", "disgusted",

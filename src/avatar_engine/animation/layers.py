@@ -23,8 +23,7 @@ import numpy.typing as npt
 
 from avatar_engine.kernels.compose import ADDITIVE, MODES, OVERRIDE
 from avatar_engine.rigs.schema import REGION_ORDER, Region
-
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 LAYER_NAMES: Final[tuple[str, ...]] = ("procedural", "capture", "speech", "emotion", "manual")
 """Composition order, first to last. ``manual`` is last so an override always wins."""

@@ -13,9 +13,7 @@ import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName
 from avatar_engine.kernels.filters import OneEuroState, one_euro_kernel
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 
 def jitter(x: npt.ArrayLike) -> float:

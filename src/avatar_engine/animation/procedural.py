@@ -32,9 +32,7 @@ from avatar_engine.animation.params import LifeParams
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.filters import settle_omega
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts, make_life
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 PROC_ARKIT: Final[tuple[str, ...]] = (
     "eyeBlinkLeft", "eyeBlinkRight",

@@ -15,8 +15,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-U64 = npt.NDArray[np.uint64]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F64, U64
 
 _GAMMA: Final = np.uint64(0x9E3779B97F4A7C15)
 _M1: Final = np.uint64(0xBF58476D1CE4E5B9)

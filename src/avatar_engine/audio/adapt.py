@@ -32,13 +32,9 @@ from functools import cache
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.cepstra import N_CEP
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I32 = npt.NDArray[np.int32]
+from avatar_engine.types import F32, F64, I32
 
 STREAMS: Final = 3
 """The model scores static cepstra, deltas and delta-deltas as three 13-dimensional streams."""

@@ -36,10 +36,7 @@ import numpy.typing as npt
 from avatar_engine.audio.phones import FRAME_S, SILENCE, AlignmentError, TimedPhone
 from avatar_engine.kernels.audio_features import PERIODICITY
 from avatar_engine.speech.visemes import TableError, arpabet_info
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-B1 = npt.NDArray[np.bool_]
+from avatar_engine.types import B1, F32, F64
 
 VOICING_WEIGHT: Final = 0.5
 SPEECH_WEIGHT: Final = 0.5

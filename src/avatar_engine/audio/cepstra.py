@@ -26,13 +26,9 @@ from functools import cache
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.audio_features import RATE
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I16 = npt.NDArray[np.int16]
+from avatar_engine.types import F32, F64, I16
 
 FRAME: Final = 410
 """Window length in samples (PocketSphinx's ``wlen`` 0.025625 s at 16 kHz)."""

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.audio_features import (
     COLUMNS,
@@ -32,10 +31,7 @@ from avatar_engine.kernels.audio_features import (
     make_feature_kernel,
 )
 from avatar_engine.kernels.backends import BackendName
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-B1 = npt.NDArray[np.bool_]
+from avatar_engine.types import B1, F32
 
 HOP_S: Final = HOP / RATE
 """Seconds per feature row (10 ms)."""

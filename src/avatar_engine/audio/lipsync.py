@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.align import viterbi_align
 from avatar_engine.audio.features import HOP_S, FeatureStage, LevelParams, LevelTracker
@@ -38,10 +37,7 @@ from avatar_engine.audio.wav import Pcm, read_wav
 from avatar_engine.kernels.audio_features import PERIODICITY, PITCH, RATE, RMS
 from avatar_engine.speech.timing import DIPHTHONG_SPLIT, Row, Segments, finish_rows
 from avatar_engine.speech.visemes import SIL, TableError, arpabet_info
-
-F32 = npt.NDArray[np.float32]
-B1 = npt.NDArray[np.bool_]
-I8 = npt.NDArray[np.int8]
+from avatar_engine.types import B1, F32, I8
 
 TONE_MIN_HOPS: Final = 25
 """A pitch this steady for 250 ms is a tone or a beep, not a voice."""

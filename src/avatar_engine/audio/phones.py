@@ -38,9 +38,7 @@ import numpy.typing as npt
 from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model, fit
 from avatar_engine.audio.cepstra import CepstraStream, FrontEnd, front_end
 from avatar_engine.kernels.audio_features import RATE
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 FRAME_S: Final = 0.01
 BOUNDARY_OFFSET_S: Final = 0.0078

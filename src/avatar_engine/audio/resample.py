@@ -22,9 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.audio_features import RATE
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 ZERO_CROSSINGS: Final = 12
 """Half-width of the sinc in zero crossings of the cut-off: sets steepness and cost."""

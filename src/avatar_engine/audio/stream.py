@@ -72,11 +72,7 @@ from avatar_engine.speech.visemes import (
     TableError,
     arpabet_info,
 )
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I8 = npt.NDArray[np.int8]
-B1 = npt.NDArray[np.bool_]
+from avatar_engine.types import B1, F32, F64, I8
 
 N_VISEMES: Final = len(VISEMES)
 AA: Final = VISEME_INDEX["aa"]

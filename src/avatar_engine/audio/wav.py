@@ -18,7 +18,7 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 MIN_RATE: Final = 8_000
 MAX_RATE: Final = 192_000

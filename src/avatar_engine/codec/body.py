@@ -16,11 +16,9 @@ Bytes are read one at a time; nothing in the body is aligned (msgpack bin has no
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec.wire import BODY, ProtocolError
-
-I32 = npt.NDArray[np.int32]
+from avatar_engine.types import I32
 
 
 def body_capacity(n: int, bits: int) -> int:

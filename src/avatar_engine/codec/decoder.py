@@ -14,7 +14,6 @@ produce the same results and error codes on the conformance vectors.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec import messages as m
 from avatar_engine.codec.body import unpack_body
@@ -31,14 +30,12 @@ from avatar_engine.codec.wire import (
     ProtocolError,
     seq_newer,
 )
+from avatar_engine.types import F32, I32
 
 try:
     from avatar_engine.codec import _fast
 except ImportError:  # pragma: no cover - source tree without the built extension
     _fast = None  # type: ignore[assignment]
-
-F32 = npt.NDArray[np.float32]
-I32 = npt.NDArray[np.int32]
 
 
 class StreamState:

@@ -30,13 +30,13 @@ from avatar_engine.codec.body import body_capacity, pack_body
 from avatar_engine.codec.messages import StreamParams
 from avatar_engine.codec.schema import StreamSchema, quantize
 from avatar_engine.codec.wire import LOD_LEVELS, SEQ_HALF, DeltaMode, MsgType
+from avatar_engine.types import F32, F64, I32, U8
 
 try:
     from avatar_engine.codec import _fast
 except ImportError:  # pragma: no cover - source tree without the built extension
     _fast = None  # type: ignore[assignment]
 
-F32 = npt.NDArray[np.float32]
 
 NONE: Final = 0
 KEYFRAME: Final = 1
@@ -70,15 +70,15 @@ class QuantTables:
     ``q_*`` arrays; ``period`` is each level's frame period in ms.
     """
 
-    tab_off: npt.NDArray[np.int32]
-    tab_n: npt.NDArray[np.int32]
-    tab_nm: npt.NDArray[np.int32]
-    q_index: npt.NDArray[np.int32]
-    q_lo: npt.NDArray[np.float64]
-    q_scale: npt.NDArray[np.float64]
-    q_cmin: npt.NDArray[np.int32]
-    q_cmax: npt.NDArray[np.int32]
-    period: npt.NDArray[np.float64]
+    tab_off: I32
+    tab_n: I32
+    tab_nm: I32
+    q_index: I32
+    q_lo: F64
+    q_scale: F64
+    q_cmin: I32
+    q_cmax: I32
+    period: F64
 
     @classmethod
     def for_schema(cls, schema: StreamSchema) -> QuantTables:
@@ -104,7 +104,7 @@ class TickBuffers:
     max_msg: int
     """Bytes reserved per stream: the largest message a stream can produce."""
     offsets: npt.NDArray[np.int64]
-    kinds: npt.NDArray[np.uint8]
+    kinds: U8
 
 
 class BatchEncoder:

@@ -21,12 +21,11 @@ from avatar_engine.codec.wire import (
     MAX_MORPHS,
 )
 from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.types import F64, I32
 
-F64 = npt.NDArray[np.float64]
 F32_MAX = float(np.finfo(np.float32).max)
 """Ranges must be float32 values so every decoder's float32 output is finite (and C++'s
 double -> float conversion is defined)."""
-I32 = npt.NDArray[np.int32]
 
 
 def code_limits(bits: int) -> tuple[int, int]:

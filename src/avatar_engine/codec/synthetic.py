@@ -13,8 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.rigs.arkit import ARKIT_NAMES
-
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 _I = {name: i for i, name in enumerate(ARKIT_NAMES)}
 

@@ -35,9 +35,10 @@ from avatar_engine.formats.rotation import DEGREES_PER_UNIT, MAX_ROTATION_UNITS
 from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenBucket
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
 from avatar_engine.ingest.routing import Router
-from avatar_engine.ingest.sink import F32, CaptureSink, SourceInfo
+from avatar_engine.ingest.sink import CaptureSink, SourceInfo
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_COUNT
+from avatar_engine.types import F32
 
 logger = logging.getLogger("avatar_engine.ingest")
 

@@ -42,10 +42,10 @@ from avatar_engine.rigs.arkit import (
     NameBinding,
 )
 from avatar_engine.transport.egress import LiveLinkEgress, VmcEgress
+from avatar_engine.types import F32
 
 logger = logging.getLogger("avatar_engine.replay")
 
-F32 = npt.NDArray[np.float32]
 HELLO_REPEAT_S: Final = 1.0
 SCHEMES: Final = ("livelink", "vmc", "ifacialmocap", "udp", "ws", "wss")
 

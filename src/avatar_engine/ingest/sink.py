@@ -11,9 +11,8 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 
 class SourceInfo(NamedTuple):

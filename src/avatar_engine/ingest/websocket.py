@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 
@@ -45,10 +44,10 @@ from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, Publi
 from avatar_engine.ingest.sink import CaptureSink, SourceInfo
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
+from avatar_engine.types import F32
 
 logger = logging.getLogger("avatar_engine.ingest.ws")
 
-F32 = npt.NDArray[np.float32]
 MAX_MESSAGE_BYTES: Final = 65536
 """Largest WebSocket message either side accepts here (the protocol's message limit)."""
 OPEN_TIMEOUT: Final = 10.0

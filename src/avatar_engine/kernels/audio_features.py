@@ -31,12 +31,9 @@ from dataclasses import dataclass
 from typing import Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 RATE: Final = 16_000
 """Internal sample rate of every audio path (PocketSphinx's en-us model is 16 kHz)."""

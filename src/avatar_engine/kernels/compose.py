@@ -39,11 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native
-
-F32 = npt.NDArray[np.float32]
-I8 = npt.NDArray[np.int8]
-I32 = npt.NDArray[np.int32]
-U8 = npt.NDArray[np.uint8]
+from avatar_engine.types import F32, I8, I32, U8
 
 OVERRIDE: Final = 0
 ADDITIVE: Final = 1

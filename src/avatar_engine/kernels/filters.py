@@ -34,10 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
-
-F32 = npt.NDArray[np.float32]
-I8 = npt.NDArray[np.int8]
-U8 = npt.NDArray[np.uint8]
+from avatar_engine.types import F32, I8, U8
 
 SETTLE_2PCT = 5.8335
 """``omega * t`` at which a critically damped step response is within 2 % of its target."""

@@ -33,14 +33,10 @@ from collections.abc import Callable
 from typing import NamedTuple, Protocol, cast
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native
 from avatar_engine.kernels.filters import SpringState, spring_numpy
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-U8 = npt.NDArray[np.uint8]
+from avatar_engine.types import F32, F64, U8
 
 
 class LifeConsts(NamedTuple):

@@ -25,8 +25,7 @@ from avatar_engine.kernels.backends import BackendName, require_native, resolve_
 from avatar_engine.rigs.arkit import ARKIT_NAMES
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rigs.sparse import SparseMap
-
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 
 class NonFiniteInputError(ValueError):

@@ -27,13 +27,9 @@ from __future__ import annotations
 from typing import NamedTuple, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I32 = npt.NDArray[np.int32]
+from avatar_engine.types import F32, F64, I32
 
 
 class CurveKeys(NamedTuple):

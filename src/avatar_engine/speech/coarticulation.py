@@ -41,9 +41,7 @@ import numpy.typing as npt
 
 from avatar_engine.speech.timing import Segments
 from avatar_engine.speech.visemes import VISEME_INDEX, VISEMES
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 N_VISEMES: Final = len(VISEMES)
 LAYERS: Final = ("lips", "jaw", "tongue")

@@ -37,8 +37,7 @@ from avatar_engine.speech.coarticulation import (
     dominance_table,
 )
 from avatar_engine.speech.visemes import VISEMES
-
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 
 def morph_layers(rig: RigProfile, viseme_map: SparseMap) -> npt.NDArray[np.int8]:

@@ -33,7 +33,6 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.sampling import CurveBank
 from avatar_engine.speech.coarticulation import (
@@ -51,9 +50,7 @@ from avatar_engine.speech.timing import (
     enforce_min_duration,
     time_units,
 )
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
+from avatar_engine.types import F32, F64
 
 MAX_WORD_CHARS: Final = 64
 HISTORY_S: Final = 1.0

@@ -28,7 +28,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal, cast
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.formats.livelink import DEFAULT_PORT as LIVELINK_PORT
 from avatar_engine.formats.livelink import build_packet
@@ -43,11 +42,10 @@ from avatar_engine.formats.vmc import (
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ARKIT_NAMES, ROTATION_COUNT, NameBinding
 from avatar_engine.rigs.profile import RigProfile, load_rig
 from avatar_engine.speech.visemes import VISEMES
+from avatar_engine.types import F32, F64
 
 logger = logging.getLogger("avatar_engine.egress")
 
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
 DEFAULT_MAX_BUFFERED: Final = 64 * 1024
 DEVICE_ID_LENGTH: Final = 36
 """The app sends a UUID string; some parsers (PyLiveLinkFace) read exactly 36 bytes."""
