@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from typing import Final, Protocol, runtime_checkable
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.speech.lipsync import DEFAULT_FPS, Utterance
 from avatar_engine.speech.timing import DEFAULT_WPM
-
-I16 = npt.NDArray[np.int16]
+from avatar_engine.types import I16
 
 MIN_RATE_WPM: Final = 80.0
 MAX_RATE_WPM: Final = 450.0

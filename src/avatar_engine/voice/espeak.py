@@ -48,7 +48,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.lipsync import CLOSURE_MAX_S, EMPHASIS_RANGE
 from avatar_engine.speech.external import phoneme_list
@@ -61,15 +60,13 @@ from avatar_engine.speech.visemes import (
     TableError,
     parse_ipa_token,
 )
+from avatar_engine.types import I16
 from avatar_engine.voice.base import (
     VoicedSpeech,
     VoiceOptions,
     VoiceUnavailableError,
     check_text,
 )
-
-I16 = npt.NDArray[np.int16]
-F64 = npt.NDArray[np.float64]
 
 NAME: Final = "espeak"
 INSTALL: Final = "`apt-get install espeak-ng` (Debian/Ubuntu) or `pip install espeakng-loader`"

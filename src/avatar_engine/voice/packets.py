@@ -36,9 +36,7 @@ import numpy.typing as npt
 from avatar_engine.audio.resample import Resampler
 from avatar_engine.audio.wav import check_rate
 from avatar_engine.codec.wire import AUDIO_PACKET_MS, AudioCodec
-
-I16 = npt.NDArray[np.int16]
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32, I16
 
 DEFAULT_BIT_RATE: Final = 24_000
 MIN_BIT_RATE: Final = 16_000
