@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
@@ -121,7 +122,12 @@ def bridge_run(pg: Any, ws_url: str, times: int) -> tuple[vp.Run, list[dict[str,
         for _ in range(times):
             n_before = len(listener.record.audio)
             t0 = pg.evaluate("performance.now()")
-            asyncio.run(_bridge_once(ws_url, session, pcm, rate))
+            # its own thread: Playwright's sync API owns this thread's event loop
+            sender = threading.Thread(
+                target=asyncio.run, args=(_bridge_once(ws_url, session, pcm, rate),)
+            )
+            sender.start()
+            sender.join()
             time.sleep(dur_ms / 1000 * 0.2 + 1.0)
             first_t = listener.record.audio[n_before][0]
             spoken.append(

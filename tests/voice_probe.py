@@ -135,13 +135,15 @@ LOSSY_JS = """
 })();
 """
 
+# delay_ms 150 (the demo page's too): the utterance starts 150 ms after synthesis, so its first
+# packets reach the page ahead of their time (with 0 they are due the moment they are made).
 SPEAK_JS = """
-async ([text]) => {
+async ([text, lead]) => {
   const session = new URL(location.href).searchParams.get('session');
   const t0 = performance.now();
   const r = await fetch(`sessions/${session}/speak`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ text }) });
+    body: JSON.stringify({ text, delay_ms: lead ?? 150 }) });
   return { t0, t1: performance.now(), status: r.status, body: await r.json() };
 }
 """

@@ -141,7 +141,9 @@ $('controls').addEventListener('submit', async (e) => {
   if (!text || !session) return;
   client.unlockAudio().catch(() => {}); // pressing Enter or Speak is a gesture: sound may start
   try {
-    await api(`sessions/${encodeURIComponent(session)}/speak`, { text });
+    // delay_ms: the voice starts 150 ms after it is synthesised, so its first packets reach
+    // the page ahead of their time (the face waits for them otherwise)
+    await api(`sessions/${encodeURIComponent(session)}/speak`, { text, delay_ms: 150 });
     $('say').select();
   } catch (err) { announce(String(err.message)); }
 });

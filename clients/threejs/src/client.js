@@ -666,9 +666,10 @@ export class AvatarStreamClient extends EventTarget {
     if (!v || !j) return;
     const voiced = v.codec && v.soundState === SoundState.UNLOCKED && !Number.isNaN(v.latencyMs);
     const minDelay = voiced ? v.latencyMs + this._lateMs : 0;
-    // Longer at once (the voice needs it now); shorter only between utterances, so a voice
-    // that plays is never pulled away from its face.
-    if (minDelay > j.minDelayMs + 5 || (minDelay < j.minDelayMs - 5 && !v.playing)) j.setMinDelay(Math.round(minDelay));
+    // Changed only between utterances: a voice that plays is never pulled away from its face
+    // (an utterance whose first packets came late plays their remainder; the next one starts
+    // with the longer delay).
+    if (Math.abs(minDelay - j.minDelayMs) > 5 && !v.playing) j.setMinDelay(Math.round(minDelay));
     v.tick(nowMs, j.offset + j.delayMs);
   }
 
