@@ -1,7 +1,7 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,server,stall,capture,webrtc] [--json]
+        [--only floor,server,asgi,stall,capture,webrtc] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`):
@@ -14,7 +14,9 @@ processes, :mod:`avatar_engine.client.lean`):
   delivered frame, the ratio to the floor, viewers per core at 60 fps, delivered frames per
   viewer per second, p99 tick-to-receive, gaps (skipped frames seen by viewers);
 
-then **stall**: N = the largest count again with one viewer that never reads (the others' p99
+optionally **asgi**: the same server with uvicorn's own WebSocket protocol, so every frame
+goes through a writer task and an ASGI send per viewer (the path before issue 16); then
+**stall**: N = the largest count again with one viewer that never reads (the others' p99
 beside the healthy run, the server's RSS growth); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99); **webrtc**: ``--webrtc`` aiortc viewers (if
 asked). Every load process reports its own CPU; the load average is printed with each row.
@@ -31,6 +33,7 @@ import multiprocessing as mp
 import os
 import socket
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -44,6 +47,11 @@ from avatar_engine.server.fanout import frame_header
 from server_process import ServerProcess
 
 FPS = 60
+ASGI_HOOK = """import avatar_engine.server.serve as serve
+serve.StreamProtocol = "websockets-sansio"  # uvicorn's own protocol: every frame an ASGI send
+"""
+"""Loaded by the ``asgi`` case's server (a ``sitecustomize`` on its PYTHONPATH): the path
+before issue 16, where each viewer's writer task sends each frame through the ASGI app."""
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BODY = bytes(9)
 """A delta body of the size the real server sends for a moving face at LOD 0 (~16 B messages)."""
@@ -186,13 +194,23 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
     return report
 
 
-def _server_row(n: int, r: dict[str, Any], floor_us: float | None) -> dict[str, Any]:
+def _server_row(n: int, r: dict[str, Any], floor_us: float | None,
+                base_percent: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """One row; with ``base_percent`` (the same server's CPU with its sessions and publishers
+    but no viewer) also the marginal cost per delivered frame: fan-out alone."""
     us = r["server_cpu_us_per_frame"]
+    marginal = None
+    if base_percent is not None and r["frames_per_s"] > 0:
+        extra = (r["server_cpu_percent"] - base_percent) / 100
+        marginal = round(1e6 * extra / r["frames_per_s"], 2)
     return {
         "viewers": n,
         "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
         "cpu_us_per_frame": us,
         "ratio_to_floor": round(us / floor_us, 2) if floor_us else None,
+        "base_cpu_percent": base_percent,
+        "marginal_us_per_frame": marginal,
+        "marginal_ratio_to_floor": round(marginal / floor_us, 2) if marginal and floor_us else None,
         "viewers_per_core_at_60fps": int(1e6 / (us * FPS)) if us > 0 else None,
         "p50_ms": r["tick_to_receive_ms"].get("p50"),
         "p99_ms": r["tick_to_receive_ms"].get("p99"),
@@ -216,7 +234,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default="floor,server,stall,capture",
-        help="comma-separated cases: floor, server, stall, capture, webrtc",
+        help="comma-separated cases: floor, server, asgi (the ASGI path before issue 16, for "
+        "comparison), stall, capture, webrtc",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
@@ -234,12 +253,19 @@ def main() -> int:
             row = floor(n, args)
             floors[n] = row["cpu_us_per_frame"]
             show("floor", row)
-        if "server" in cases:
-            server = ServerProcess().wait_ready(60)
-            try:
-                show("server", _server_row(n, _sim(server, args, subscribers=n), floors.get(n)))
-            finally:
-                server.stop()
+        for case in ("server", "asgi"):
+            if case not in cases:
+                continue
+            with tempfile.TemporaryDirectory() as hook:
+                (Path(hook) / "sitecustomize.py").write_text(ASGI_HOOK)
+                server = ServerProcess(env={"PYTHONPATH": hook} if case == "asgi" else None)
+                try:
+                    server.wait_ready(60)
+                    base = _sim(server, args, subscribers=0)["server_cpu_percent"]
+                    row = _server_row(n, _sim(server, args, subscribers=n), floors.get(n), base)
+                    show(case, row)
+                finally:
+                    server.stop()
     if "stall" in cases:
         n = max(args.viewers)
         server = ServerProcess().wait_ready(60)
