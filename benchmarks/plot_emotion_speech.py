@@ -23,7 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from avatar_engine.animation import Animator
-from avatar_engine.animation.layers import EMOTION, SPEECH
+from avatar_engine.animation.layers import Layer
 from avatar_engine.rigs.profile import load_rig
 
 FPS = 60.0
@@ -84,8 +84,8 @@ def main() -> None:
             anim.stress[row] = 1.0
         anim.step(float(t), 1 / FPS)
         out[i] = anim.out_m[row, idx]
-        speech[i] = anim.layers_m[SPEECH, row, idx]
-        emotion[i] = anim.layers_m[EMOTION, row, idx]
+        speech[i] = anim.layers_m[Layer.SPEECH, row, idx]
+        emotion[i] = anim.layers_m[Layer.EMOTION, row, idx]
     fig, ax = plt.subplots(len(names), 1, figsize=(12, 9), sharex=True)
     for k, name in enumerate(names):
         ax[k].plot(t_axis, out[:, k], lw=1.6, color="k", label="output")

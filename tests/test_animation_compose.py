@@ -9,10 +9,7 @@ from hypothesis import strategies as st
 
 from avatar_engine.kernels.backends import available_backends
 from avatar_engine.kernels.compose import (
-    ADDITIVE,
-    MAX,
-    MULTIPLY,
-    OVERRIDE,
+    BlendMode,
     ComposeInputs,
     ComposeState,
     ComposeTables,
@@ -76,19 +73,19 @@ def _compose(
 @pytest.mark.parametrize(
     ("mode", "x", "expect"),
     [
-        (OVERRIDE, 0.8, 0.3 + 0.5 * (0.8 - 0.3)),  # lerp towards the layer by its weight
-        (ADDITIVE, 0.8, 0.3 + 0.5 * 0.8),
-        (MAX, 0.8, 0.3 + 0.5 * (0.8 - 0.3)),
-        (MAX, 0.1, 0.3),  # a smaller value leaves the base alone
-        (MULTIPLY, 0.8, 0.3 * (1 + 0.5 * (0.8 - 1))),
-        (MULTIPLY, 1.0, 0.3),  # 1 is the identity of multiply
+        (BlendMode.OVERRIDE, 0.8, 0.3 + 0.5 * (0.8 - 0.3)),  # lerp towards the layer by its weight
+        (BlendMode.ADDITIVE, 0.8, 0.3 + 0.5 * 0.8),
+        (BlendMode.MAX, 0.8, 0.3 + 0.5 * (0.8 - 0.3)),
+        (BlendMode.MAX, 0.1, 0.3),  # a smaller value leaves the base alone
+        (BlendMode.MULTIPLY, 0.8, 0.3 * (1 + 0.5 * (0.8 - 1))),
+        (BlendMode.MULTIPLY, 1.0, 0.3),  # 1 is the identity of multiply
     ],
 )
 def test_modes(backend: str, mode: int, x: float, expect: float) -> None:
     t = _tables(1, r=1)
     layers = np.array([[[0.3]], [[x]], [[0.0]]], np.float32)  # base, tested layer, manual
     weight = np.array([[[1.0], [0.5], [0.0]]], np.float32)
-    modes = np.array([[OVERRIDE, mode, OVERRIDE]], np.int8)
+    modes = np.array([[BlendMode.OVERRIDE, mode, BlendMode.OVERRIDE]], np.int8)
     out = _compose(backend, t, layers, weight, modes)
     assert out[0, 0] == pytest.approx(expect, abs=1e-6)
 

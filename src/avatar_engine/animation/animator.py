@@ -43,15 +43,11 @@ from avatar_engine.animation.emotion import (
     mix_vector,
 )
 from avatar_engine.animation.layers import (
-    CAPTURE,
     DEFAULT_FILTER,
     DEFAULT_VMAX,
-    EMOTION,
-    MANUAL,
     N_LAYERS,
     N_REGIONS,
-    PROCEDURAL,
-    SPEECH,
+    Layer,
     LayerConfig,
     region_code,
 )
@@ -282,11 +278,11 @@ class Animator:
 
     def _bind_views(self) -> None:
         """The caller-facing planes are views into the layer buffers."""
-        self.capture_morphs = self.layers_m[CAPTURE]
-        self.capture_channels = self.layers_c[CAPTURE]
-        self.speech_morphs = self.layers_m[SPEECH]
-        self.manual_morphs = self.layers_m[MANUAL]
-        self.manual_channels = self.layers_c[MANUAL]
+        self.capture_morphs = self.layers_m[Layer.CAPTURE]
+        self.capture_channels = self.layers_c[Layer.CAPTURE]
+        self.speech_morphs = self.layers_m[Layer.SPEECH]
+        self.manual_morphs = self.layers_m[Layer.MANUAL]
+        self.manual_channels = self.layers_c[Layer.MANUAL]
 
     def grow(self, capacity: int) -> None:
         """Reallocate every per-session array for ``capacity`` rows, keeping live sessions.
@@ -530,13 +526,13 @@ class Animator:
         mix = self.emotion.update(t, dt, n, self._spring)
         eff = mix * (1.0 - ep.thinking_damp * think)[:, None]
         eff[:, THINKING] += ep.thinking_emotion * think
-        self._map_emotion(eff, self.layers_m[EMOTION, :n])
+        self._map_emotion(eff, self.layers_m[Layer.EMOTION, :n])
 
         # 4. procedural life
         features = self.life.update(
-            t, dt, n, speak_env, think, self.in_word, self.stress, self.layers_c[PROCEDURAL]
+            t, dt, n, speak_env, think, self.in_word, self.stress, self.layers_c[Layer.PROCEDURAL]
         )
-        self._map_proc(features, self.layers_m[PROCEDURAL, :n])
+        self._map_proc(features, self.layers_m[Layer.PROCEDURAL, :n])
 
         # 5-6. weights, compositor, constraints
         w = self.layer_config.effective(n, speak_env, cap_gate, think, self.weights)

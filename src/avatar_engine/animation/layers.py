@@ -16,20 +16,32 @@ where ``gate`` is the capture-presence envelope for the capture layer, the speak
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.kernels.compose import ADDITIVE, MODES, OVERRIDE
+from avatar_engine.kernels.compose import MODES, BlendMode
 from avatar_engine.rigs.schema import REGION_ORDER, Region
 from avatar_engine.types import F32
 
-LAYER_NAMES: Final[tuple[str, ...]] = ("procedural", "capture", "speech", "emotion", "manual")
-"""Composition order, first to last. ``manual`` is last so an override always wins."""
-PROCEDURAL, CAPTURE, SPEECH, EMOTION, MANUAL = range(len(LAYER_NAMES))
-LAYER_INDEX: Final[dict[str, int]] = {n: i for i, n in enumerate(LAYER_NAMES)}
-N_LAYERS: Final = len(LAYER_NAMES)
+
+class Layer(IntEnum):
+    """The compositor layers in composition order, first to last; the value is the layer's
+    plane index. ``MANUAL`` is last so an override always wins."""
+
+    PROCEDURAL = 0
+    CAPTURE = 1
+    SPEECH = 2
+    EMOTION = 3
+    MANUAL = 4
+
+
+LAYER_NAMES: Final[tuple[str, ...]] = tuple(layer.name.lower() for layer in Layer)
+"""The layer names users send (``set_layer(row, "capture", ...)``), in composition order."""
+LAYER_INDEX: Final[dict[str, Layer]] = {layer.name.lower(): layer for layer in Layer}
+N_LAYERS: Final = len(Layer)
 N_REGIONS: Final = len(REGION_ORDER)
 
 SPEECH_REGIONS: Final = (Region.MOUTH, Region.JAW, Region.TONGUE)
@@ -78,18 +90,20 @@ class LayerConfig:
 
     def reset_row(self, row: int) -> None:
         """The defaults users expect (see the module docstring and docs/expression.md)."""
-        self.mode[row] = OVERRIDE
-        self.mode[row, EMOTION] = ADDITIVE
+        self.mode[row] = BlendMode.OVERRIDE
+        self.mode[row, Layer.EMOTION] = BlendMode.ADDITIVE
         self.weight[row] = 1.0
         self.mask[row] = 1.0
-        self.mask[row, SPEECH] = 0.0
+        self.mask[row, Layer.SPEECH] = 0.0
         for region in SPEECH_REGIONS:
-            self.mask[row, SPEECH, region_code(region)] = 1.0
+            self.mask[row, Layer.SPEECH, region_code(region)] = 1.0
         self.duck_speech[row] = 0.0
         for region in SPEECH_REGIONS:
-            self.duck_speech[row, EMOTION, region_code(region)] = 1.0 - EMOTION_MOUTH_WHILE_SPEAKING
+            self.duck_speech[row, Layer.EMOTION, region_code(region)] = (
+                1.0 - EMOTION_MOUTH_WHILE_SPEAKING
+            )
         self.duck_capture[row] = 0.0
-        self.duck_capture[row, EMOTION] = 1.0  # live capture is the face; presets step aside
+        self.duck_capture[row, Layer.EMOTION] = 1.0  # live capture is the face; presets step aside
 
     def set(
         self,
@@ -124,8 +138,8 @@ class LayerConfig:
     def effective(self, n: int, speaking: F32, capture: F32, thinking: F32, out: F32) -> F32:
         """Write the ``(n, L, R)`` effective weights into ``out[:n]`` and return it."""
         gate = self.weight[:n].copy()
-        gate[:, CAPTURE] *= capture
-        gate[:, SPEECH] *= speaking * (1.0 - thinking)
+        gate[:, Layer.CAPTURE] *= capture
+        gate[:, Layer.SPEECH] *= speaking * (1.0 - thinking)
         w = out[:n]
         np.multiply(self.mask[:n], gate[:, :, None], out=w)
         w *= 1.0 - self.duck_speech[:n] * speaking[:, None, None]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Final
 
@@ -62,9 +63,19 @@ VOICED_SILENCE_SHARE: Final = 0.5
 """A recognised silence with this share of voiced, non-pause hops is an unnamed sound."""
 EMPHASIS_RANGE: Final = (0.65, 1.0)
 """Vowel emphasis (jaw target scale) from quiet to loud, as the text path's stress range."""
-RECOGNISERS: Final = ("phones", "words")
-"""Without a transcript: the phone loop (default; fast, no vocabulary) or word recognition
-then alignment (Rhubarb's way; better on natural voices, 4-7x slower: see WordRecognizer)."""
+
+
+class Recogniser(StrEnum):
+    """What hears the audio without a transcript: the phone loop (default; fast, no
+    vocabulary) or word recognition then alignment (Rhubarb's way; better on natural voices,
+    4-7x slower: see WordRecognizer)."""
+
+    PHONES = "phones"
+    WORDS = "words"
+
+
+RECOGNISERS: Final = tuple(r.value for r in Recogniser)
+"""The names ``--recogniser`` and ``AudioLipSync(recogniser=...)`` accept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,11 +279,11 @@ class AudioLipSync:
         decoder: DecoderConfig | None = None,
         level: LevelParams | None = None,
         backend: str | None = None,
-        recogniser: str = "phones",
+        recogniser: str = Recogniser.PHONES,
     ) -> None:
         if recogniser not in RECOGNISERS:
             raise ValueError(f"recogniser must be one of {', '.join(RECOGNISERS)}")
-        self.recogniser = recogniser
+        self.recogniser = Recogniser(recogniser)
         self._decoder_config = decoder
         self._words: WordRecognizer | None = None
         self.level = level or LevelParams()
@@ -342,7 +353,7 @@ class AudioLipSync:
                     found = viterbi_align(prons, heard, feats, speaking, n, spans)
                     method = "phone-loop-viterbi" + ("+words" if spans is not None else "")
                 phones = found
-            elif self.recogniser == "words":
+            elif self.recogniser == Recogniser.WORDS:
                 if self._words is None:
                     self._words = WordRecognizer()
                 heard_words = [w for w in self._words.words(y) if self.aligner.known(w)]

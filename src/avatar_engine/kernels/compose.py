@@ -33,6 +33,7 @@ Layer values must be finite (the retarget stage rejects non-finite capture).
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Final, NamedTuple, Protocol
 
 import numpy as np
@@ -41,16 +42,19 @@ import numpy.typing as npt
 from avatar_engine.kernels.backends import BackendName, require_native
 from avatar_engine.types import F32, I8, I32, U8
 
-OVERRIDE: Final = 0
-ADDITIVE: Final = 1
-MAX: Final = 2
-MULTIPLY: Final = 3
-MODES: Final[dict[str, int]] = {
-    "override": OVERRIDE,
-    "additive": ADDITIVE,
-    "max": MAX,
-    "multiply": MULTIPLY,
-}
+
+class BlendMode(IntEnum):
+    """How a layer blends into the layers below it; the codes are ``BlendMode`` in
+    native/include/avatar_engine/compose.hpp (the numba kernel compares the same numbers)."""
+
+    OVERRIDE = 0
+    ADDITIVE = 1
+    MAX = 2
+    MULTIPLY = 3
+
+
+MODES: Final[dict[str, BlendMode]] = {mode.name.lower(): mode for mode in BlendMode}
+"""The mode names users send (``set_layer(..., mode="additive")``)."""
 
 
 class ComposeTables(NamedTuple):
@@ -139,13 +143,15 @@ class NumpyCompose:
             x = layers[layer, :sessions].astype(np.float64)
             m = mode[:, layer][:, None]
             acc = np.where(
-                m == OVERRIDE,
+                m == BlendMode.OVERRIDE,
                 acc + w * (x - acc),
                 np.where(
-                    m == ADDITIVE,
+                    m == BlendMode.ADDITIVE,
                     acc + w * x,
                     np.where(
-                        m == MAX, acc + w * (np.maximum(acc, x) - acc), acc * (1.0 + w * (x - 1.0))
+                        m == BlendMode.MAX,
+                        acc + w * (np.maximum(acc, x) - acc),
+                        acc * (1.0 + w * (x - 1.0)),
                     ),
                 ),
             )
