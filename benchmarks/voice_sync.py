@@ -47,11 +47,12 @@ BRIDGE_DELAY_MS = 200  # the bridge's default lip-sync delay
 
 def table(run: vp.Run, title: str) -> dict[str, float]:
     print(f"\n== {title}")
-    print("  #  played  stream  audio-lag  face-lag  sync-error  corr  to-audible")
+    print("  #  played  stream  audio-lag  face-lag  sync-error  corr  to-audible  (* unmeasured)")
     for i, r in enumerate(run.results):
         print(
             f"{i:3d} {r.played_ms:7.1f} {r.stream_ms:7.1f} {r.audio_lag_ms:10.1f}"
             f" {r.face_lag_ms:9.1f} {r.sync_error_ms:11.1f} {r.corr:5.2f} {r.latency_ms:10.0f}"
+            f"{'' if r.measured else '  *'}"
         )
     s = vp.summary(run.results)
     for k, v in s.items():
@@ -75,14 +76,14 @@ def table(run: vp.Run, title: str) -> dict[str, float]:
 def drift(run: vp.Run) -> dict[str, float]:
     """Sync error of the last 10 s against the first 10 s of the run."""
     t = np.array([r["t0"] for r in run.spoken])
-    err = np.array([r.sync_error_ms for r in run.results])
+    err = np.array([r.sync_error_ms if r.measured else np.nan for r in run.results])
     first = err[t - t[0] < 10000]
     last = err[t - t[-1] > -10000]
     out = {
-        "sync_error_first_10s_ms": float(np.median(first)),
-        "sync_error_last_10s_ms": float(np.median(last)),
-        "drift_ms": float(np.median(last) - np.median(first)),
-        "sync_error_max_abs_ms": float(np.abs(err).max()),
+        "sync_error_first_10s_ms": float(np.nanmedian(first)),
+        "sync_error_last_10s_ms": float(np.nanmedian(last)),
+        "drift_ms": float(np.nanmedian(last) - np.nanmedian(first)),
+        "sync_error_max_abs_ms": float(np.nanmax(np.abs(err))),
     }
     shim = run.end["shim"] or {}
     print(

@@ -102,7 +102,9 @@ def test_ten_sentences_are_heard_with_the_mouth_in_sync(
         assert all(r.heard for r in run.results)
         assert sum(r.mouth_moves > 0.02 for r in run.results) >= 8
         assert np.median([r.corr for r in run.results]) > 0.3
-        # what the client adds to the voice/face offset is within the target band
+        # what the client adds to the voice/face offset is within the target band (over the
+        # sentences whose voice and mouth were both found in the stream's: nearly all)
+        assert s["measured"] >= 8
         assert abs(s["sync_error_median_ms"]) <= 20
         assert s["sync_error_p95_abs_ms"] <= 45
         # nothing the server sent was dropped by the page's scheduling

@@ -288,7 +288,8 @@ class PageRecord:
         pt = self.clock[ok, 0]
         d = self.clock[ok, 1]
         approx_perf = ctx_ms - np.median(d)
-        return ctx_ms - np.interp(approx_perf, pt, _running_median(d))
+        heard: np.ndarray = ctx_ms - np.interp(approx_perf, pt, _running_median(d))
+        return heard
 
     def window(self, start: float, end: float) -> tuple[np.ndarray, ...]:
         """Heard loudness and shown jaw on a 1 ms performance-clock grid over [start, end)."""
@@ -321,7 +322,8 @@ def _running_median(x: np.ndarray, n: int = 31) -> np.ndarray:
         return np.full_like(x, np.median(x))
     pad = np.pad(x, n // 2, mode="edge")
     win = np.lib.stride_tricks.sliding_window_view(pad, n)
-    return np.median(win, axis=1)
+    med: np.ndarray = np.median(win, axis=1)
+    return med
 
 
 @dataclass
@@ -332,6 +334,7 @@ class SentenceResult:
     audio_lag_ms: float  # page's voice vs the stream's voice, through the page's own mapping
     face_lag_ms: float  # page's mouth vs the stream's mouth, through the same mapping
     corr: float  # voice-mouth correlation in the page
+    measured: bool  # both the voice and the mouth were found in the stream's (else no offsets)
     heard: bool  # loud blocks inside the sentence's window
     mouth_moves: float  # mean jaw while loud minus while quiet
     latency_ms: float  # POST /speak sent -> first audible sample heard
@@ -355,11 +358,15 @@ def analyse(
         start, dur = float(s["body"]["start_ms"]), float(s["body"]["duration_ms"])
         _, sl, sm = stream_window(stream, start - 300, start + dur + 300)
         env_s, mouth_s = envelope(sl), _smooth(sm)
-        p0 = page.stream_to_page(start, s["t1"] + 300)
+        # the page's mapping while the sentence plays (the face delay changes between
+        # utterances only)
+        p0 = page.stream_to_page(start, s["t1"] + 150 + dur / 2)
         _, pl, pm = page.window(p0 - 300, p0 + dur + 300)
         env_p, mouth_p = envelope(pl), _smooth(pm)
         n = min(len(env_s), len(env_p))
         played, corr = lag_ms(env_p[:n], mouth_p[:n])
+        audio_lag, audio_c = lag_ms(env_p[:n], env_s[:n])
+        face_lag, face_c = lag_ms(mouth_p[:n], mouth_s[:n])
         loud = pl > AUDIBLE * 10
         moves = float(pm[loud].mean() - pm[~loud].mean()) if loud.any() and (~loud).any() else 0.0
         out.append(
@@ -367,8 +374,11 @@ def analyse(
                 text=s["text"],
                 played_ms=played,
                 stream_ms=lag_ms(env_s[:n], mouth_s[:n])[0],
-                audio_lag_ms=lag_ms(env_p[:n], env_s[:n])[0],
-                face_lag_ms=lag_ms(mouth_p[:n], mouth_s[:n])[0],
+                audio_lag_ms=audio_lag,
+                face_lag_ms=face_lag,
+                # the page's voice and mouth each found in the stream's, inside the lag range
+                measured=min(audio_c, face_c) >= 0.5
+                and max(abs(audio_lag), abs(face_lag)) < MAX_LAG_MS - 10,
                 corr=corr,
                 heard=bool(loud.sum() > 200),
                 mouth_moves=moves,
@@ -379,18 +389,22 @@ def analyse(
 
 
 def summary(results: list[SentenceResult]) -> dict[str, float]:
-    err = np.array([r.sync_error_ms for r in results])
-    played = np.array([r.played_ms for r in results])
+    """Offsets over the sentences whose voice and mouth were both found in the stream's
+    (``measured``; how many is reported), latency over all."""
+    ok = [r for r in results if r.measured] or results
+    err = np.array([r.sync_error_ms for r in ok])
+    played = np.array([r.played_ms for r in ok])
     lat = np.array([r.latency_ms for r in results])
     return {
         "sentences": len(results),
+        "measured": int(sum(r.measured for r in results)),
         "sync_error_median_ms": float(np.median(err)),
         "sync_error_p95_abs_ms": float(np.percentile(np.abs(err), 95)),
         "played_offset_median_ms": float(np.median(played)),
         "played_offset_p95_abs_ms": float(np.percentile(np.abs(played), 95)),
-        "stream_offset_median_ms": float(np.median([r.stream_ms for r in results])),
-        "audio_lag_median_ms": float(np.median([r.audio_lag_ms for r in results])),
-        "face_lag_median_ms": float(np.median([r.face_lag_ms for r in results])),
+        "stream_offset_median_ms": float(np.median([r.stream_ms for r in ok])),
+        "audio_lag_median_ms": float(np.median([r.audio_lag_ms for r in ok])),
+        "face_lag_median_ms": float(np.median([r.face_lag_ms for r in ok])),
         "speak_to_audible_median_ms": float(np.nanmedian(lat)),
         "speak_to_audible_max_ms": float(np.nanmax(lat)),
     }
