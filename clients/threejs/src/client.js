@@ -445,6 +445,7 @@ export class AvatarStreamClient extends EventTarget {
       case 'event': this._onEvent(r); break;
       case 'audio':
         if (!this.voice || r.sid !== this.hello?.sid) break;
+        if (r.codec === 'opus' && !this.voice.decoder) { this._opusFailed(); break; }
         this.voice.push(r);
         if (this.jitter) this._noteLate(arrival - r.t - this.jitter.offset);
         this._tickVoice(arrival); // schedule now: a page that renders slowly still plays on time
@@ -671,6 +672,14 @@ export class AvatarStreamClient extends EventTarget {
     // with the longer delay).
     if (Math.abs(minDelay - j.minDelayMs) > 5 && !v.playing) j.setMinDelay(Math.round(minDelay));
     v.tick(nowMs, j.offset + j.delayMs);
+  }
+
+  /** The Opus decoder failed (or is gone): ask for PCM instead, once, and say so. */
+  _opusFailed() {
+    if (this.options.audio === 'pcm' || !this.transport || !this.hello) return;
+    this.options.audio = 'pcm';
+    this.transport.send(encodeSetAudio(this.hello.sid, AudioCodec.PCM16));
+    this._emit('error', { reason: 'the Opus decoder failed: asking for PCM', fatal: false });
   }
 
   _checkVoiceAvailable() {

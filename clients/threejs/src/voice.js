@@ -171,7 +171,11 @@ export class VoicePlayer extends EventTarget {
     try {
       const decoder = new this.AudioDecoderImpl({
         output: (data) => this._decoded(decoder, data),
-        error: () => { this.stats.decodeErrors += 1; this._closeDecoder(); },
+        error: () => {
+          if (decoder !== this.decoder) return; // one failure closes it; later calls say nothing new
+          this.stats.decodeErrors += 1;
+          this._closeDecoder();
+        },
       });
       decoder.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1 });
       this.decoder = decoder;
@@ -201,7 +205,7 @@ export class VoicePlayer extends EventTarget {
     if (this._lastSeq < 0 || seqOlder(this._lastSeq, r.seq)) this._lastSeq = r.seq;
     if (r.codec === 'pcm16') {
       this._enqueue({ seq: r.seq, t: r.t, ms: (r.payload.length / 2 / r.rate) * 1000, rate: r.rate, samples: pcm16ToFloat(r.payload) });
-    } else if (this.decoder) {
+    } else if (this.decoder) { // (without one, Opus is dropped: the client asks for PCM)
       const p = { seq: r.seq, t: r.t, ms: AUDIO_PACKET_MS, rate: 48000, samples: null };
       if (!this._enqueue(p)) return;
       this._decoding.push(p);
@@ -339,8 +343,7 @@ export class VoicePlayer extends EventTarget {
     const d = this.decoder;
     this.decoder = null;
     this._decoding.length = 0;
-    for (const p of this.queue) if (!p.samples) p.ms = 0;
-    this.queue = this.queue.filter((p) => p.samples);
+    this.queue = this.queue.filter((p) => p.samples); // what waited for it cannot play
     try { if (d && d.state !== 'closed') d.close(); } catch { /* already closed */ }
   }
 

@@ -377,3 +377,24 @@ test('the jitter buffer keeps a minimum delay for the voice across frame-rate ch
   jb.push(100, [1], [], 1100);
   assert.equal(jb.renderTime(1120), 50, 'shown 70 ms after the fastest arrival');
 });
+
+test('an Opus decoder that fails mid-stream makes the client ask for PCM, once', async (t) => {
+  class FailingDecoder extends FakeAudioDecoder {
+    decode() { queueMicrotask(() => this.error(new Error('broken'))); }
+  }
+  let clock = 0;
+  const { client, made, contexts } = voiceClient({ audio: 'opus', now: () => clock, voice: { AudioDecoderImpl: FailingDecoder, EncodedAudioChunkImpl: FakeChunk } });
+  t.after(() => client.disconnect());
+  const errors = [];
+  client.addEventListener('error', (e) => errors.push(e.detail.reason));
+  await client.connect('http://127.0.0.1:1', 's');
+  const steps = audioVector.steps.slice(1, 6); // hello (opus), keyframe, audio 0..2
+  steps.forEach((s, i) => { clock = 1000 + i; contexts[0].perf = clock; made[0].onmessage(hex(s.hex), clock); });
+  await settle();
+  made[0].onmessage(hex(audioVector.steps[7].hex), 1010); // more audio after the failure
+  made[0].onmessage(hex(audioVector.steps[7].hex), 1011);
+  const sent = made[0].sent.map((b) => new Decoder().feed(b)).filter((r) => r.kind === 'control');
+  assert.deepEqual(sent.map((r) => [r.op, r.audio]), [[Op.SET_AUDIO, 2]]);
+  assert.equal(client.voice.stats.decodeErrors, 1);
+  assert.ok(errors.some((e) => e.includes('Opus decoder failed')));
+});
