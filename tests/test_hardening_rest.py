@@ -150,15 +150,17 @@ def _wav(seconds: float, rate: int = 16000) -> bytes:
     return out.getvalue()
 
 
-def test_a_wav_longer_than_a_session_holds_is_413_naming_the_capacity(
+def test_a_wav_longer_than_the_voice_queue_holds_is_429_naming_the_bound(
     client: httpx.Client,
 ) -> None:
+    """The face of a voice enters the speech curves as it plays (issue 15), so the bound on
+    audio is the voice queue's 60 s ahead of playback, checked before any recognition."""
     _session(client, "wav")
     response = client.post(
-        "/sessions/wav/audio", content=_wav(30.0), headers={"content-type": "audio/wav"}
+        "/sessions/wav/audio", content=_wav(62.0, 8000), headers={"content-type": "audio/wav"}
     )
-    assert response.status_code == 413
-    assert "capacity" in _shape(response)["detail"]
+    assert response.status_code == 429
+    assert "at most 60 s" in _shape(response)["detail"]
 
 
 # -- 6. body limits while reading ---------------------------------------------------------

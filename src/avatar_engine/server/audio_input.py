@@ -29,7 +29,7 @@ from avatar_engine.server.inputs import RequestBody
 from avatar_engine.server.limits import MAX_WAV_BYTES
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.voice_bridge import LiveInputBusyError, pcm16
-from avatar_engine.server.voice_speak import schedule_voiced
+from avatar_engine.server.voice_speak import schedule_voiced, voice_room
 from avatar_engine.speech.lipsync import from_segments
 
 REST_OWNER = "POST /audio chunks"
@@ -58,6 +58,7 @@ class AudioInput:
         if len(data) > MAX_WAV_BYTES:
             raise ValueError(f"WAV bodies are limited to {MAX_WAV_BYTES} bytes")
         pcm = parse_wav(data, "request body")
+        voice_room(self.runtime, session_id, pcm.duration * 1000.0, delay_ms)  # before the work
         timeline = await asyncio.to_thread(timeline_from_pcm, pcm, text)
         session = self.runtime.engine.get(session_id)
         utterance = from_segments(timeline.segments, fps=float(session.fps))

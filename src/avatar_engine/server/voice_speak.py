@@ -100,6 +100,8 @@ async def speak_request(
     fps = float(session.fps)
     if body.audio is not None:
         samples, rate = _wav_samples(body.audio)
+        if not body.interrupt:  # fail before aligning audio that cannot queue
+            voice_room(runtime, session.id, 1000.0 * samples.shape[0] / rate, body.delay_ms)
         if body.text is None:
             utterance = await asyncio.to_thread(body.utterance, fps)
             how = "timings"
@@ -141,6 +143,23 @@ def _schedule(
     return {"session": session.id, "scheduled": True, "voice": voice, "face": how, **placed}
 
 
+def voice_room(runtime: Runtime, session_id: str, duration_ms: float, delay_ms: int = 0) -> int:
+    """Where audio of ``duration_ms`` would start (``delay_ms`` from now, or after the voice
+    already queued); :class:`VoiceQueueFullError` if it would end beyond the bound. Checked
+    before any costly work (recognition, alignment) is spent on audio that cannot queue."""
+    now_ms = runtime.t_ms()
+    start_ms = now_ms + delay_ms
+    track = runtime.voice.tracks.get(session_id)
+    if track is not None and not track.empty:
+        start_ms = max(start_ms, math.ceil(track.end_ms))
+    if start_ms + duration_ms - now_ms > MAX_QUEUED_MS:
+        raise VoiceQueueFullError(
+            f"voice queue full: at most {MAX_QUEUED_MS / 1000:g} s of audio may wait ahead of "
+            f"playback; this would end {(start_ms + duration_ms - now_ms) / 1000:.1f} s ahead"
+        )
+    return start_ms
+
+
 def schedule_voiced(
     runtime: Runtime,
     session: Session,
@@ -159,16 +178,9 @@ def schedule_voiced(
     if interrupt:
         runtime.voice.cut(session.id, now_ms)
         runtime.engine.interrupt(session.id, now)
-    track = runtime.voice.track(session.id)
-    start_ms = now_ms + delay_ms
-    if not track.empty:
-        start_ms = max(start_ms, math.ceil(track.end_ms))
     duration_ms = 1000.0 * samples.shape[0] / rate
-    if start_ms + duration_ms - now_ms > MAX_QUEUED_MS:
-        raise VoiceQueueFullError(
-            f"voice queue full: at most {MAX_QUEUED_MS / 1000:g} s of audio may wait ahead of "
-            f"playback; this would end {(start_ms + duration_ms - now_ms) / 1000:.1f} s ahead"
-        )
+    start_ms = voice_room(runtime, session.id, duration_ms, delay_ms)
+    track = runtime.voice.track(session.id)
     track.queue(samples, rate, start_ms, now_ms)
     keys = utterance.keys
     face = FaceFrames(start_ms + keys.times * 1000.0, keys.values)
