@@ -94,9 +94,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--max-examples", type=int, default=100)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--auth", choices=["off", "on", "both"], default="both")
     args = p.parse_args(argv)
     worst = 0
-    for auth in (False, True):
+    modes = {"off": (False,), "on": (True,), "both": (False, True)}[args.auth]
+    for auth in modes:
         result = run(auth, args.max_examples, args.seed)
         print(json.dumps(result, ensure_ascii=False), flush=True)
         worst = max(worst, int(result["schemathesis_exit"]))  # type: ignore[call-overload]

@@ -556,13 +556,15 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     _mount_api_docs(app)
     _mount_client(app)
-    _declare_rig_names(app, available_rig_names(runtime.options.rig_dir))
+    _declare_in_openapi(app, available_rig_names(runtime.options.rig_dir), runtime.auth.enabled)
     return app
 
 
-def _declare_rig_names(app: FastAPI, names: list[str]) -> None:
-    """The OpenAPI document lists the rig names a session may use (an enum), so generated
-    clients send only names the server accepts."""
+def _declare_in_openapi(app: FastAPI, names: list[str], auth: bool) -> None:
+    """What the OpenAPI document states beyond the routes: the rig names a session may use
+    (an enum, so generated clients send only names the server accepts) and, with auth on,
+    the bearer scheme on every operation that answers 401 (a token may also come as
+    ``?token=``)."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -571,6 +573,14 @@ def _declare_rig_names(app: FastAPI, names: list[str]) -> None:
         for variant in rig.get("anyOf", [rig]):
             if variant.get("type") == "string":
                 variant["enum"] = names
+        if auth:
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            }
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    if "401" in operation.get("responses", {}):
+                        operation["security"] = [{"bearer": []}]
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
