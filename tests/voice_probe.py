@@ -466,7 +466,11 @@ def speak_all(pg: Any, ws_url: str, sentences: list[str], gap_s: float = 0.4) ->
                 raise RuntimeError(f"POST /speak: {r['status']} {r['body']}")
             r["text"] = text
             spoken.append(r)
-            time.sleep(r["body"]["duration_ms"] / 1000 + gap_s)
+            # wait until it has been heard to the end (the voice plays the lead and the
+            # page's delay later), so each sentence starts from silence
+            time.sleep(r["body"]["duration_ms"] / 1000)
+            pg.wait_for_function("!avatarDemo.client.voice.playing", timeout=20000)
+            time.sleep(gap_s)
         time.sleep(0.5)
         end = pg.evaluate(COUNTERS_JS)
     page = PageRecord.from_page(pg.evaluate("voiceProbe"))
