@@ -63,6 +63,9 @@ def table(run: vp.Run, title: str) -> dict[str, float]:
         f"  received: {total_kbs:.2f} kB/s ({total_kbs * 8:.0f} kbit/s) over {run.seconds:.1f} s,"
         f" of which voice payload {voice_kbs:.2f} kB/s"
     )
+    answered = [r["t1"] - r["t0"] for r in run.spoken if "status" in r]
+    if answered:
+        print(f"  POST /speak answered (synthesis done) in median {np.median(answered):.0f} ms")
     v = run.end["voice"]
     print(
         f"  voice: packets {v['packets']}, scheduled {v['scheduled']}, late {v['late']},"
