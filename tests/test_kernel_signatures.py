@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from avatar_engine.kernels.backends import native_module, numba_available
+from avatar_engine.kernels.filters import OneEuroState, one_euro_kernel
 
 MAX_ARGS = 8
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,3 +177,32 @@ def test_cpp_kernel_headers_take_at_most_8_arguments(family: str) -> None:
     counts = {m.group(1): len(_split_top_level(m.group(2))) for m in pattern.finditer(source)}
     assert counts
     assert {k: v for k, v in counts.items() if v > MAX_ARGS} == {}
+
+
+@pytest.mark.skipif(native_module() is None, reason="the native module is not built here")
+def test_native_binding_names_a_bad_state_field_and_never_copies() -> None:
+    """A state field with the wrong dtype is an error naming it, not a silent copy whose
+    writes would be lost; a read-only output field is refused before anything is written."""
+    fn = one_euro_kernel("native")
+    x = np.ones((2, 3), np.float32)
+    out = np.zeros_like(x)
+    good = OneEuroState(
+        region=np.zeros(3, np.int8),
+        xhat=np.zeros((2, 3), np.float32),
+        dxhat=np.zeros((2, 3), np.float32),
+        primed=np.zeros(2, np.uint8),
+        min_cutoff=np.ones((2, 1), np.float32),
+        beta=np.zeros((2, 1), np.float32),
+        d_cutoff=np.ones((2, 1), np.float32),
+    )
+    dt = np.full(2, 1 / 60, np.float32)
+    with pytest.raises(TypeError, match="xhat"):
+        fn(good._replace(xhat=np.zeros((2, 3), np.float64)), dt, x, out)
+    frozen = np.zeros(2, np.uint8)
+    frozen.flags.writeable = False
+    with pytest.raises(ValueError, match="primed"):
+        fn(good._replace(primed=frozen), dt, x, out)
+    np.testing.assert_array_equal(out, 0.0)  # nothing was written
+    fn(good, dt, x, out)
+    np.testing.assert_array_equal(out, x)  # the same struct with the right fields runs
+    assert good.primed.tolist() == [1, 1]  # and its state is updated in place

@@ -61,9 +61,19 @@ T* field(const py::handle& state, const char* name, std::size_t rows, std::size_
     return const_cast<T*>(a.data());
 }
 
+// Tables (bound once per plan) may be converted on the way in: they are copied anyway.
 template <typename T>
-std::vector<T> to_vector(const py::array_t<T, py::array::c_style | py::array::forcecast>& a) {
+using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+template <typename T>
+std::vector<T> to_vector(const Input<T>& a) {
     return std::vector<T>(a.data(), a.data() + a.size());
+}
+
+// The table field `name` of a tables struct (read by name), copied into a vector.
+template <typename T>
+std::vector<T> table(const py::handle& tables, const char* name) {
+    return to_vector(tables.attr(name).cast<Input<T>>());
 }
 
 }  // namespace avatar_engine::bindings

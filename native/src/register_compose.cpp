@@ -14,25 +14,15 @@ namespace avatar_engine::bindings {
 
 namespace {
 
-template <typename T>
-using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
 using I8Array = py::array_t<std::int8_t, py::array::c_style>;
 using U8Array = py::array_t<std::uint8_t, py::array::c_style>;
 
-// Copies a table field (read by name) into a vector; tables are bound once, so a dtype
-// conversion here is harmless.
-template <typename T>
-std::vector<T> table(const py::object& tables, const char* name) {
-    return to_vector(tables.attr(name).cast<Input<T>>());
-}
-
 ComposeTables make_tables(const py::object& tables) {
     const auto n_regions = tables.attr("n_regions").cast<std::size_t>();
-    const auto region = tables.attr("region").cast<Input<std::int8_t>>();
     ComposeTables t;
-    t.n = static_cast<std::size_t>(region.size());
+    t.region = table<std::int8_t>(tables, "region");
+    t.n = t.region.size();
     t.n_regions = n_regions;
-    t.region = to_vector(region);
     t.lower = table<float>(tables, "lower");
     t.upper = table<float>(tables, "upper");
     t.exclusive = table<std::int32_t>(tables, "exclusive");

@@ -12,25 +12,16 @@ namespace avatar_engine::bindings {
 
 namespace {
 
-template <typename T>
-using Input = py::array_t<T, py::array::c_style | py::array::forcecast>;
-
-template <typename T>
-std::vector<T> table(const py::object& arrays, const char* name) {
-    return to_vector(arrays.attr(name).cast<Input<T>>());
-}
-
 // `arrays` is a RetargetArrays (avatar_engine/kernels/retarget.py), read by field name.
 RetargetTables make_tables(const py::object& arrays) {
     const auto n_inputs = arrays.attr("n_inputs").cast<std::size_t>();
-    const auto gain = arrays.attr("gain").cast<Input<float>>();
     RetargetTables t;
     t.n_inputs = n_inputs;
-    t.n_outputs = static_cast<std::size_t>(gain.size());
+    t.gain = table<float>(arrays, "gain");
+    t.n_outputs = t.gain.size();
     t.indptr = table<std::int32_t>(arrays, "indptr");
     t.indices = table<std::int32_t>(arrays, "indices");
     t.weights = table<float>(arrays, "weights");
-    t.gain = to_vector(gain);
     t.offset = table<float>(arrays, "offset");
     t.lower = table<float>(arrays, "lower");
     t.upper = table<float>(arrays, "upper");
