@@ -134,7 +134,10 @@ async def measure(server: ServerProcess, rounds: int) -> dict[str, list[float]]:
             stamped = await bridge_round(server, viewer, pcm, rate, http)
             first, loud, opened = viewer.first_audio(), viewer.first_loud(), viewer.first_open()
             if None in (first, loud, opened, stamped):
-                print("  (a bridge round lost: no voice or no open mouth seen in time)")
+                missing = [n for n, v in (("first audio", first), ("audible audio", loud),
+                                          ("open mouth", opened), ("first delta", stamped))
+                           if v is None]  # fmt: skip
+                print(f"  (a bridge round lost: no {', no '.join(missing)} seen in time)")
             else:
                 assert first is not None and loud is not None and opened is not None
                 assert stamped is not None
