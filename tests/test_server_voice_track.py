@@ -254,3 +254,34 @@ def test_a_long_voiced_utterance_feeds_the_face_as_it_plays() -> None:
     assert most <= 400  # two seconds ahead, never the whole utterance
     assert packets * 20 == pytest.approx(placed["duration_ms"], abs=40)
     assert not rt.engine.get("s").speaking  # it finished
+
+
+def test_without_the_default_voice_the_face_speaks_and_the_session_says_degraded() -> None:
+    """No libespeak-ng here is simulated by the voice cache holding the error a missing
+    library raises; everything after it is the real /speak path."""
+    from avatar_engine.server.inputs import SpeakRequest
+    from avatar_engine.server.voice_speak import Voices, speak_request
+    from avatar_engine.voice import VoiceUnavailableError
+
+    rt, clock = runtime()
+    voices = Voices()
+    missing = VoiceUnavailableError("espeak", "apt-get install espeak-ng", "libespeak-ng not found")
+    voices._voices["espeak"] = missing  # the state a failed load leaves
+    session, viewer = rt.engine.get("s"), subscribe(rt, AudioCodec.OPUS)
+    body = asyncio.run(speak_request(rt, voices, session, SpeakRequest(text="Hello there")))
+    assert body["voice"] is None and "espeak-ng" in str(body["degraded"])
+    assert session.state.value == "degraded"
+    speaking = False
+    for _ in range(40):
+        clock.t += 0.05
+        rt.tick(clock.t)
+        speaking = speaking or session.speaking
+    decoder = Decoder()
+    seen = [decoder.feed(m) for m in take(viewer)]
+    states = [e.value for e in seen if isinstance(e, Event) and e.kind == EventKind.STATE]
+    assert states[-1] == "degraded"  # every viewer is told
+    assert speaking  # the face still speaks the text
+    assert not any(isinstance(m, Audio) for m in seen)  # silent
+    named = SpeakRequest(text="Hello", voice="espeak")
+    with pytest.raises(VoiceUnavailableError, match="espeak-ng"):
+        asyncio.run(speak_request(rt, voices, session, named))  # named: the caller's 400
