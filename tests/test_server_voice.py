@@ -425,3 +425,43 @@ def test_bridge_refuses_bad_input_with_a_close_code_and_keeps_what_it_accepted(
             assert code == 4409 and "already" in reason
 
     asyncio.run(run())
+
+
+def test_webrtc_offer_audio_puts_the_voice_on_the_reliable_channel(server: ServerProcess) -> None:
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+    create(server, "rtc")
+
+    async def run() -> tuple[list[object], list[object]]:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        frames = pc.createDataChannel("frames", ordered=False, maxRetransmits=0)
+        control = pc.createDataChannel("control")
+        decoder = Decoder()
+        on_control: list[object] = []
+        on_frames: list[object] = []
+        control.on("message", lambda m: on_control.append(decoder.feed(m)))
+        frames.on("message", lambda m: on_frames.append(decoder.feed(m)))
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            offer = {"sdp": pc.localDescription.sdp, "type": "offer", "session": "rtc",
+                     "audio": "pcm"}  # fmt: skip
+            async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+                answer = await client.post("/rtc/offer", json=offer)
+                assert answer.status_code == 200, answer.text
+                await pc.setRemoteDescription(RTCSessionDescription(**answer.json()))
+                for _ in range(100):
+                    if any(isinstance(m, Hello) for m in on_control):
+                        break
+                    await asyncio.sleep(0.1)
+                await client.post("/sessions/rtc/speak", json={"text": "Over the data channel."})
+            await asyncio.sleep(3.0)
+        finally:
+            await pc.close()
+        return on_control, on_frames
+
+    on_control, on_frames = asyncio.run(run())
+    hello = next(m for m in on_control if isinstance(m, Hello))
+    assert hello.audio is AudioCodec.PCM16
+    audio = [m for m in on_control if isinstance(m, Audio)]
+    assert len(audio) > 20 and [a.seq for a in audio] == list(range(len(audio)))  # no loss
+    assert not any(isinstance(m, Audio) for m in on_frames)  # never on the lossy channel
