@@ -12,13 +12,14 @@ void register_audio(py::module_& m) {
     py::class_<AudioFeatureParams>(m, "AudioFeaturePlan",
                                    "Audio feature kernel parameters; call with "
                                    "(windows, vad_rms, out).")
-        .def(py::init([](double yin_threshold, double silence_rms) {
+        .def(py::init([](const py::object& params) {
+                 // A FeatureParams (avatar_engine/kernels/audio_features.py), read by name.
                  AudioFeatureParams p;
-                 p.yin_threshold = yin_threshold;
-                 p.silence_rms = silence_rms;
+                 p.yin_threshold = params.attr("yin_threshold").cast<double>();
+                 p.silence_rms = params.attr("silence_rms").cast<double>();
                  return p;
              }),
-             py::arg("yin_threshold"), py::arg("silence_rms"))
+             py::arg("params"))
         .def(
             "__call__",
             [](const AudioFeatureParams& p, const F32Array& windows, const F32Array& vad_rms,

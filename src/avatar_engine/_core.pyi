@@ -3,6 +3,7 @@
 import numpy as np
 import numpy.typing as npt
 
+from avatar_engine.kernels.audio_features import FeatureParams
 from avatar_engine.kernels.compose import ComposeInputs, ComposeState, ComposeTables, ScatterTables
 from avatar_engine.kernels.filters import OneEuroState, SpringState
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts
@@ -22,7 +23,7 @@ def sample_curves(
 ) -> None: ...
 
 class AudioFeaturePlan:
-    def __init__(self, yin_threshold: float, silence_rms: float) -> None: ...
+    def __init__(self, params: FeatureParams) -> None: ...
     def __call__(
         self,
         windows: npt.NDArray[np.float32],

@@ -7,6 +7,7 @@ those of ``NumpyFeatures`` in ``audio_features.py``.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numba
 import numpy as np
@@ -97,8 +98,8 @@ def _row(w: np.ndarray, vad: float, out: np.ndarray, thr: float, silence: float)
 
 
 @numba.njit(cache=True, nogil=True)
-def features(
-    windows: np.ndarray, vad_rms: np.ndarray, out: np.ndarray, thr: float, silence: float
-) -> None:
+def features(params: Any, windows: np.ndarray, vad_rms: np.ndarray, out: np.ndarray) -> None:
+    """``params``: a FeatureParams (NamedTuple, read by field name)."""
+    thr, silence = params.yin_threshold, params.silence_rms
     for r in range(windows.shape[0]):
         _row(windows[r], np.float64(vad_rms[r]), out[r], thr, silence)

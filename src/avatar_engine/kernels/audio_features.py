@@ -27,8 +27,7 @@ Output columns are :data:`COLUMNS`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Final, Protocol
+from typing import Final, NamedTuple, Protocol
 
 import numpy as np
 
@@ -55,9 +54,9 @@ N_FEATURES: Final = len(COLUMNS)
 RMS, PEAK, PITCH, PERIODICITY, ONSET, VAD = range(N_FEATURES)
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureParams:
-    """Tunable constants of the kernel (all backends take the same values)."""
+class FeatureParams(NamedTuple):
+    """Tunable constants of the kernel (all backends take the same values, by field name:
+    numba as one typed argument, ``AudioFeaturePlan`` copies them once)."""
 
     yin_threshold: float = 0.15
     """YIN's absolute threshold on d': below it a lag counts as a period."""
@@ -175,13 +174,11 @@ class NumbaFeatures:
 
     def __call__(self, windows: F32, vad_rms: F32, out: F32, /) -> None:
         check_buffers(windows, vad_rms, out)
-        p = self.params
-        self._kernel(windows, vad_rms, out, p.yin_threshold, p.silence_rms)
+        self._kernel(self.params, windows, vad_rms, out)
 
 
 def _native_kernel(params: FeatureParams) -> FeatureKernel:
-    core = require_native()
-    plan: FeatureKernel = core.AudioFeaturePlan(params.yin_threshold, params.silence_rms)
+    plan: FeatureKernel = require_native().AudioFeaturePlan(params)
     return plan
 
 
