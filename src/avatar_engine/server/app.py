@@ -27,6 +27,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from avatar_engine import __version__
 from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Ping
 from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.engine.engine import SessionNotFoundError
 from avatar_engine.engine.live_voice import DEFAULT_DELAY_MS
@@ -672,6 +673,8 @@ async def _read_controls(ws: WebSocket, runtime: Runtime, sub: Subscriber) -> No
         except ProtocolError as exc:
             await ws.close(CLOSE_INVALID, f"protocol error: {exc}"[:120])
             return
+        if isinstance(decoded, Ping):  # pinging faster than the writer sends: stop reading
+            await sub.outbox.pong_room()  # (TCP backpressure), never drop a PONG
         try:
             if not runtime.on_client_message(sub, decoded):
                 await ws.close(1000, "unsubscribed")

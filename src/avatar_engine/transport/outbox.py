@@ -9,8 +9,10 @@ to ask for one.
 
 PONGs are not counted as control messages: a client that pings in a burst is a client that
 reads, and must not be dropped for it. They are bounded on their own
-(:data:`MAX_PENDING_PONGS`; beyond it a PONG is dropped, counted), so a pinging client that
-does not read still costs bounded memory.
+(:data:`MAX_PENDING_PONGS`): a reader that has filled them waits in :meth:`pong_room` until
+the writer took them (it stops reading its socket: TCP backpressure), so a reading client
+loses no PONG and a pinging client that does not read still costs bounded memory. A PONG
+that arrives with no room anyway (a transport that cannot wait) is dropped and counted.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class Outbox:
         "_frame",
         "_on_resync",
         "_pongs_pending",
+        "_taken",
         "_wake",
         "audio_dropped",
         "audio_sent",
@@ -73,6 +76,7 @@ class Outbox:
         self.audio_sent = 0
         self.audio_dropped = 0
         self._pongs_pending = 0
+        self._taken = asyncio.Event()
         self.pongs_dropped = 0
 
     def put_audio(self, message: bytes) -> None:
@@ -94,6 +98,12 @@ class Outbox:
         self._pongs_pending += 1
         self._control.append(message)
         self._wake.set()
+
+    async def pong_room(self) -> None:
+        """Wait until a PONG fits: the writer took the pending ones, or the outbox closed."""
+        while self._pongs_pending >= MAX_PENDING_PONGS and not self.closed:
+            self._taken.clear()
+            await self._taken.wait()
 
     def put_control(self, message: bytes) -> None:
         pending = len(self._control) - self._audio_pending - self._pongs_pending
@@ -151,6 +161,7 @@ class Outbox:
         self.audio_sent += self._audio_pending
         self._audio_pending = 0
         self._pongs_pending = 0
+        self._taken.set()
         frame, self._frame = self._frame, None
         if frame is not None:
             self.frames_sent += 1
@@ -159,3 +170,4 @@ class Outbox:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
+        self._taken.set()
