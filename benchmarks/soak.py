@@ -57,7 +57,7 @@ def _start_server(log: Path) -> tuple[subprocess.Popen[bytes], int, int]:
     args = [*command, "serve", "--port", str(port), "--livelink-port", str(livelink),
             "--vmc-port", "0", "--log-level", "warning"]  # fmt: skip
     proc = subprocess.Popen(args, stdout=log.open("w"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a loaded machine starts it slowly
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
