@@ -19,6 +19,9 @@ import websockets
 
 from server_process import ServerProcess, free_port
 
+STARTUP_S = 120.0
+"""A loaded machine (the suite runs beside other work) can take a while to start a server."""
+
 SECRET = "hardening-secret-long-enough-for-hs256"
 
 
@@ -35,7 +38,7 @@ def bearer(tok: str) -> dict[str, str]:
 def server() -> Iterator[ServerProcess]:
     proc = ServerProcess(
         "--livelink-port", "0", "--vmc-port", "0", env={"AVATAR_ENGINE_JWT_SECRET": SECRET}
-    ).wait_ready()
+    ).wait_ready(STARTUP_S)
     yield proc
     proc.stop()
 

@@ -17,6 +17,9 @@ import pytest
 
 from server_process import ServerProcess
 
+STARTUP_S = 120.0
+"""A loaded machine (the suite runs beside other work) can take a while to start a server."""
+
 CONFIG = Path(__file__).parent / "schemathesis.toml"
 SECRET = "schemathesis-secret-long-enough-for-hs256"
 MAX_EXAMPLES = "4"
@@ -34,7 +37,7 @@ def _schemathesis() -> list[str]:
 def test_schemathesis_finds_nothing(auth: bool, tmp_path: Path) -> None:
     command = _schemathesis()
     env = {"AVATAR_ENGINE_JWT_SECRET": SECRET} if auth else {}
-    proc = ServerProcess("--livelink-port", "0", "--vmc-port", "0", env=env).wait_ready()
+    proc = ServerProcess("--livelink-port", "0", "--vmc-port", "0", env=env).wait_ready(STARTUP_S)
     headers: list[str] = []
     if auth:
         claims = {"sub": "st", "scope": "admin", "exp": int(time.time()) + 3600}
