@@ -147,7 +147,7 @@ def test_speak_is_audible_in_opus_and_the_voice_covers_the_moving_mouth(
     assert ts == [ts[0] + 20 * k for k in range(len(ts))]  # contiguous, one utterance
     assert abs(len(ts) * 20 - body["duration_ms"]) <= 40
     moving = [t for t, v in seen.frames if v > OPEN]
-    assert ts[0] <= moving[0] < ts[-1]  # the mouth moves while the voice plays
+    assert ts[0] - 1000 / 60 <= moving[0] < ts[-1]  # the mouth moves while the voice plays
     assert moving[-1] <= ts[-1] + 20 + 150  # and closes with the last sound (its ease-out)
 
 
@@ -233,6 +233,7 @@ def test_audio_chunks_are_relayed_with_the_face_they_drive(server: ServerProcess
     with httpx.Client(base_url=server.url, timeout=30) as c:  # the session's first utterance
         c.post("/sessions/relay/audio", json={"pcm16": base64.b64encode(pcm[:step]).decode(),
                                               "rate": rate, "final": True})  # fmt: skip
+    time.sleep(1.0)  # played out before the viewer comes
 
     async def run() -> tuple[Seen, int]:
         seen, ready = Seen(), asyncio.Event()
@@ -284,7 +285,7 @@ def test_wav_audio_is_relayed_at_its_face_time(server: ServerProcess) -> None:
     duration = response.json()["duration_s"]
     assert len(seen.audio) * 0.02 == pytest.approx(duration, abs=0.05)
     moving = [t for t, v in seen.frames if v > OPEN]
-    assert seen.audio[0].t_ms <= moving[0] < seen.audio[-1].t_ms
+    assert seen.audio[0].t_ms - 1000 / 60 <= moving[0] < seen.audio[-1].t_ms  # within a frame
     assert moving[-1] <= seen.audio[-1].t_ms + 20 + 150
 
 

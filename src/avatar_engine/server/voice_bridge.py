@@ -101,7 +101,6 @@ class LiveInput:
         """Chunks whose lip-sync failed (logged; their audio still plays)."""
         self.reported = 0
         """Frames already reported to a REST sender (``POST /audio`` answers with the new)."""
-        self.samples = 0
 
     # -- input (event loop; cheap) -------------------------------------------------------
 
@@ -120,12 +119,12 @@ class LiveInput:
         track.append(samples, now_ms)
         runtime.voice.wake(self.session_id)
         runtime.kick()
-        self.samples += samples.shape[0]
         self._submit("audio", piece, samples)
         return piece
 
     def prepare(self) -> None:
-        """Build the lip-sync for the first chunk ahead of it (see :meth:`ready`)."""
+        """Build the lip-sync for the first chunk ahead of it (the bridge says "ready" once
+        it is built: :func:`run_bridge`)."""
         self._submit("prepare")
 
     def done(self) -> None:
@@ -208,7 +207,8 @@ class LiveInput:
                 frames = await asyncio.to_thread(face.run, piece, samples)
             else:
                 frames = await asyncio.to_thread(face.finish)
-                self._submit("prepare")  # the next response starts without the wait
+                if not self._closing:
+                    self._submit("prepare")  # the next response starts without the wait
         except (ValueError, RuntimeError, TypeError) as exc:  # the voice goes on, faceless
             self.face_errors += 1
             log.warning("live voice: the face failed", extra={"session": self.session_id,

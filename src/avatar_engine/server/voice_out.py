@@ -33,6 +33,7 @@ from avatar_engine.engine.live_voice import FaceFrames
 from avatar_engine.engine.voice_track import LEAD_MS, Packet, VoiceTrack
 from avatar_engine.server.streams import Subscriber
 from avatar_engine.transport.outbox import OutboxOverflowError
+from avatar_engine.voice.packets import AudioPacketizer
 
 GroupKey = tuple[int, AudioCodec]
 """(stream id, codec): the listeners that receive the same AUDIO bytes."""
@@ -78,8 +79,6 @@ class VoiceOut:
         if track is None:
             if len(self.tracks) >= MAX_TRACKS:
                 raise ValueError(f"at most {MAX_TRACKS} sessions may have a voice at once")
-            from avatar_engine.voice.packets import AudioPacketizer
-
             track = self.tracks[session_id] = VoiceTrack(AudioPacketizer)
         return track
 

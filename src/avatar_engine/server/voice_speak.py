@@ -37,10 +37,16 @@ from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.engine.voice_track import MAX_QUEUED_MS, VoiceQueueFullError
 from avatar_engine.server.inputs import SpeakRequest
 from avatar_engine.speech.lipsync import Utterance
+from avatar_engine.voice import (
+    Voice,
+    VoiceOptions,
+    VoiceUnavailableError,
+    load_voice,
+    voiced_from_audio,
+)
 
 if TYPE_CHECKING:
     from avatar_engine.server.runtime import Runtime
-    from avatar_engine.voice import Voice
 
 DEFAULT_VOICE: Final = "espeak"
 
@@ -65,8 +71,6 @@ class Voices:
         return found
 
     def _load(self, name: str) -> Voice | Exception:
-        from avatar_engine.voice import VoiceUnavailableError, load_voice
-
         try:
             if name == "piper":
                 if self.piper_model is None:
@@ -95,7 +99,6 @@ async def speak_request(
 ) -> dict[str, object]:
     """Schedule a ``/speak`` request (returns the response body); raises ValueError and the
     voice's errors for the caller's 4xx."""
-    from avatar_engine.voice import VoiceOptions, VoiceUnavailableError, voiced_from_audio
 
     fps = float(session.fps)
     if body.audio is not None:
