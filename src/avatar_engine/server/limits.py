@@ -28,9 +28,6 @@ MAX_POLLY_CHARS: Final = 2_000_000
 MAX_UTTERANCE_S: Final = 300.0
 """Latest end time of one timed utterance (``/speak`` timings), in seconds. A TTS clip is
 seconds long; an end at 1e6 s would make the co-articulation allocate gigabytes."""
-MAX_AUDIO_STREAMS: Final = 256
-"""Streamed ``/audio`` utterances open at once (one per session; closed on ``final`` or when
-the session is deleted)."""
 MAX_WAV_BYTES: Final = 16 * 1024 * 1024
 """Largest WAV body (``max_message_bytes`` applies first when it is smaller)."""
 MAX_CONTROL_BYTES: Final = 4096
