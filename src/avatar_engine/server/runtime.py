@@ -239,6 +239,8 @@ class Runtime:
         self.ingest.forget_session(session_id)
         self.quotas.release_session(session.tenant)
         self._last_used.pop(session_id, None)
+        for key in [k for k in self._sids if k[0] == session_id]:  # stream ids die with it
+            del self._sids[key]
         if streams is not None and session.rig in self.engine.groups:
             streams.follow_rows()
         if self.cluster is not None:
