@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,10 +31,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+from browser_support import launch  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
 
-CHROMIUM = os.environ.get("AVATAR_ENGINE_CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 VIEWPORT = {"width": 480, "height": 600}
 HEADS = {"ict": "ict-head.glb", "cc4": "head.glb"}
 WEB = ROOT / "src" / "avatar_engine" / "web"
@@ -108,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+            browser = launch(p)
             try:
                 for head in HEADS:
                     t = time.monotonic()

@@ -38,9 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 import voice_probe as vp  # noqa: E402
+from browser_support import launch  # noqa: E402
 from server_process import ServerProcess  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 BRIDGE_WAV = ROOT / "tests" / "data" / "audio" / "fox-espeak.wav"
 BRIDGE_DELAY_MS = 200  # the bridge's default lip-sync delay
 
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as p:
             # a browser per part: after a WebRTC page closes, Chromium can take a minute to
             # load the next one
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=vp.CHROMIUM_ARGS)
+            browser = launch(p, vp.AUTOPLAY)
             pg = vp.open_demo(browser, srv.url)
             run = vp.speak_all(pg, srv.ws_url, sentences)
             figures["espeak"] = table(
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             browser.close()
             if not args.skip_lossy:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=vp.CHROMIUM_ARGS)
+                browser = launch(p, vp.AUTOPLAY)
                 pg = vp.open_demo(browser, srv.url, "&transport=websocket", lossy=True)
                 run = vp.speak_all(pg, srv.ws_url, sentences)
                 figures["lossy"] = table(
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 figures["lossy"].update(drift(run))
                 browser.close()
             if not args.skip_bridge:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=vp.CHROMIUM_ARGS)
+                browser = launch(p, vp.AUTOPLAY)
                 pg = vp.open_demo(browser, srv.url)
                 run, firsts = bridge_run(pg, srv.ws_url, 10)
                 figures["bridge"] = table(

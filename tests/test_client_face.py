@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from browser_support import BROWSER_SKIPS, new_page
 from server_process import ServerProcess
 from test_client_browser import (
     ARTIFACTS,
@@ -40,13 +41,12 @@ from test_client_browser import (
     _session,
     browser,
 )
-from test_client_browser import pytestmark as browser_marks
 
 __all__ = ["browser"]  # the browser fixture (same Chromium and flags) comes from there
 
 # the same skips (no Chromium, no built client); more time: 15 poses, two views each, on a
 # software-GL page that renders a few frames a second on a busy machine
-pytestmark = [*(m for m in browser_marks if m.name == "skipif"), pytest.mark.timeout(600)]
+pytestmark = [*BROWSER_SKIPS, pytest.mark.timeout(600)]
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ARTIFACTS / "face"
@@ -69,15 +69,8 @@ def server() -> Iterator[ServerProcess]:
 
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
-    context = browser.new_context(viewport=VIEWPORT)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.errors = errors
-    try:
+    with new_page(browser, VIEWPORT) as pg:
         yield pg
-    finally:
-        context.close()
 
 
 def open_face(pg: Any, server: ServerProcess, query: str = "") -> None:

@@ -2,51 +2,35 @@
 
 Debian's Chromium (``/usr/bin/chromium``, headless, never a downloaded browser) loads the demo
 page from a real ``avatar-engine serve``; ``--autoplay-policy=no-user-gesture-required`` lets
-sound start without a click (one test launches without it to check the lock). What the page
-plays and shows is recorded by tests/voice_probe.py (an AudioWorklet tap on the voice's output,
+sound start without a click (one test puts the autoplay rule back to check the lock). What the
+page plays and shows is recorded by tests/voice_probe.py (an AudioWorklet tap on the voice's output,
 the jaw morph weight set on the mesh at each rendered frame) and compared with the stream
 itself. The figures are printed; benchmarks/voice_sync.py measures longer runs.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from collections.abc import Iterator
-from importlib import resources
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
 import voice_probe as vp
+from browser_support import BROWSER_SKIPS, launch, new_page
 from server_process import ServerProcess
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 
-WEB = Path(str(resources.files("avatar_engine") / "web"))
-CHROMIUM = os.environ.get("AVATAR_ENGINE_CHROMIUM", "/usr/bin/chromium")
-
 pytestmark = [
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists() and shutil.which("chromium") is None,
-        reason="Debian chromium is not installed (apt-get install chromium)",
-    ),
-    pytest.mark.skipif(
-        not (WEB / "index.html").exists() or not (WEB / "app.js").exists(),
-        reason="web client not built (cd clients/threejs && npm ci && npm run build)",
-    ),
+    *BROWSER_SKIPS,
     pytest.mark.skipif(
         shutil.which("espeak-ng") is None,
         reason="the built-in voice needs espeak-ng (Debian: apt-get install espeak-ng)",
     ),
     pytest.mark.timeout(300),
 ]
-
-
-def _exe() -> str:
-    return CHROMIUM if Path(CHROMIUM).exists() else str(shutil.which("chromium"))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +50,7 @@ def playwright() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def browser(playwright: Any) -> Iterator[Any]:
-    b = playwright.chromium.launch(executable_path=_exe(), args=vp.CHROMIUM_ARGS)
+    b = launch(playwright, vp.AUTOPLAY)
     try:
         yield b
     finally:
@@ -84,7 +68,7 @@ def test_ten_sentences_are_heard_with_the_mouth_in_sync(
     playwright: Any, server: ServerProcess
 ) -> None:
     # its own browser: after a WebRTC page closes, Chromium can take a minute to load the next
-    browser = playwright.chromium.launch(executable_path=_exe(), args=vp.CHROMIUM_ARGS)
+    browser = launch(playwright, vp.AUTOPLAY)
     pg = vp.open_demo(browser, server.url)
     try:
         assert pg.evaluate("avatarDemo.client.hello.audio") == "opus"  # WebCodecs decodes it
@@ -170,10 +154,9 @@ def test_mute_and_volume(browser: Any, server: ServerProcess) -> None:
 
 def test_pcm_when_the_browser_cannot_decode_opus(browser: Any, server: ServerProcess) -> None:
     """Without WebCodecs' AudioDecoder the client asks for PCM16, and the voice is heard."""
-    context = browser.new_context(viewport=vp.VIEWPORT)
-    context.add_init_script("delete window.AudioDecoder; delete window.EncodedAudioChunk;")
-    pg = context.new_page()
-    try:
+    with new_page(
+        browser, vp.VIEWPORT, "delete window.AudioDecoder; delete window.EncodedAudioChunk;"
+    ) as pg:
         pg.goto(
             f"{server.url}/?budget=off&transport=websocket",
             wait_until="domcontentloaded",
@@ -189,8 +172,6 @@ def test_pcm_when_the_browser_cannot_decode_opus(browser: Any, server: ServerPro
         r = pg.evaluate(vp.SPEAK_JS, [vp.SENTENCES[2]])
         pg.wait_for_timeout(r["body"]["duration_ms"] + 500)
         assert audible_between(pg, t0, t0 + 60000) > 100
-    finally:
-        context.close()
 
 
 # Headless Chromium plays sound without a gesture whatever --autoplay-policy says, so the rule
@@ -214,10 +195,7 @@ AUTOPLAY_RULE_JS = """
 def test_sound_is_locked_until_a_click(browser: Any, server: ServerProcess) -> None:
     """The browser's autoplay rule: without a gesture the page says sound is off and offers a
     button; clicking it unlocks sound."""
-    context = browser.new_context(viewport=vp.VIEWPORT)
-    context.add_init_script(AUTOPLAY_RULE_JS)
-    pg = context.new_page()
-    try:
+    with new_page(browser, vp.VIEWPORT, AUTOPLAY_RULE_JS) as pg:
         pg.goto(
             f"{server.url}/?budget=off&transport=websocket",
             wait_until="domcontentloaded",
@@ -235,5 +213,3 @@ def test_sound_is_locked_until_a_click(browser: Any, server: ServerProcess) -> N
         pg.wait_for_function("avatarDemo.client.soundState === 'unlocked'", timeout=5000)
         assert not button.is_visible()
         assert pg.locator("#sound-state").inner_text() == "sound on"
-    finally:
-        context.close()

@@ -33,18 +33,10 @@ import websockets
 
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Audio, Frame, Hello
+from browser_support import open_page
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--no-first-run",
-    "--autoplay-policy=no-user-gesture-required",
-]
+AUTOPLAY = "--autoplay-policy=no-user-gesture-required"
+"""Lets the page start sound without a gesture (one test launches without it)."""
 # Small: software WebGL on a shared CI core renders a 480x600 head at ~4 fps; the sync is
 # measured per rendered frame, so the page must render at display rate.
 VIEWPORT = {"width": 200, "height": 250}
@@ -428,13 +420,8 @@ class Run:
 
 def open_demo(browser: Any, url: str, query: str = "", lossy: bool = False) -> Any:
     """A page of the demo, streaming, with the probe installed; returns the page."""
-    context = browser.new_context(viewport=VIEWPORT)
-    if lossy:
-        context.add_init_script(LOSSY_JS)
-    pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    pg.errors = errors
+    pg = open_page(browser, VIEWPORT, LOSSY_JS if lossy else None)
+    errors = pg.errors
     pg.goto(f"{url}/?budget=off{query}", wait_until="domcontentloaded", timeout=60000)
     try:
         pg.wait_for_function(
