@@ -96,6 +96,7 @@ def _cpp_decoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd = [
         "g++", "-std=c++17", "-O1", "-Werror", "-Wall", "-Wextra", "-Wpedantic", "-Wshadow",
         "-Wconversion", "-Wsign-conversion",
+        "-fno-exceptions", "-fno-rtti",  # as Unreal builds its modules: the header needs neither
         "-I", str(ROOT / "native" / "include"),
         str(ROOT / "native" / "examples" / "decode_vectors.cpp"), "-o", str(exe),
     ]  # fmt: skip
