@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from server_process import ServerProcess
 
 DATA = Path(__file__).parent / "data"
 
@@ -19,3 +22,14 @@ settings.load_profile("ci")
 def reference_take() -> Path:
     """The real Live Link Face take (MIT, see tests/data/llf-take-jmtechart.LICENSE)."""
     return DATA / "llf-take-jmtechart.csv"
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[ServerProcess]:
+    """A real ``avatar-engine serve`` with default options, one per test module; a module that
+    needs other options defines its own ``server`` fixture, which takes precedence."""
+    srv = ServerProcess().wait_ready()
+    try:
+        yield srv
+    finally:
+        srv.stop()

@@ -43,15 +43,6 @@ pytestmark = [*BROWSER_SKIPS, pytest.mark.timeout(180)]
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    srv = ServerProcess().wait_ready()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
         b = launch(p)

@@ -58,15 +58,6 @@ THREE_QUARTER = 0.6  # radians of camera yaw about the face for the three-quarte
 STILL_EYES = "(v.eyeBlinkLeft ?? 1) < 0.1 && (v.eyeBlinkRight ?? 1) < 0.1"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    srv = ServerProcess().wait_ready()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 @pytest.fixture
 def page(browser: Any) -> Iterator[Any]:
     with new_page(browser, VIEWPORT) as pg:

@@ -34,15 +34,6 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    srv = ServerProcess().wait_ready()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
-@pytest.fixture(scope="module")
 def playwright() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
         yield p
