@@ -27,8 +27,7 @@ from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, load_rig
 from avatar_engine.speech.lipsync import Utterance
 from avatar_engine.speech.stream import StreamOptions
-
-F32 = npt.NDArray[np.float32]
+from avatar_engine.types import F32
 
 CAPTURE_TIMEOUT_S: Final = 0.5
 """Capture older than this is 'lost': the session degrades and procedural life takes over

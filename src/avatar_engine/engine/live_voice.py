@@ -26,16 +26,12 @@ from dataclasses import dataclass, replace
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.phones import Voice
 from avatar_engine.audio.stream import LipSyncStream, StreamFrames, StreamParams
 from avatar_engine.engine.voice_track import MAX_QUEUED_MS, VoiceQueueFullError
 from avatar_engine.speech.coarticulation import CHANNELS
-
-F32 = npt.NDArray[np.float32]
-F64 = npt.NDArray[np.float64]
-I16 = npt.NDArray[np.int16]
+from avatar_engine.types import F32, F64, I16
 
 DEFAULT_DELAY_MS: Final = 200
 """The lip-sync delay budget of a live voice unless the sender asks for another (0..1000)."""

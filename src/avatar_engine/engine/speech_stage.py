@@ -19,8 +19,8 @@ from avatar_engine.speech.coarticulation import CHANNELS
 from avatar_engine.speech.lipsync import Utterance
 from avatar_engine.speech.rig import SpeechRig
 from avatar_engine.speech.stream import SpeechSessions, StreamOptions
+from avatar_engine.types import F32
 
-F32 = npt.NDArray[np.float32]
 INITIAL_SLOTS: Final = 8
 LIP_ACTIVITY: Final = 0.15
 """A lip channel above this counts as 'inside a word' (blinks wait for word ends)."""

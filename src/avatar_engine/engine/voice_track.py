@@ -29,11 +29,9 @@ from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec.wire import AudioCodec
-
-I16 = npt.NDArray[np.int16]
+from avatar_engine.types import I16
 
 PACKET_MS: Final = 20
 """Every packet (Opus or PCM16) covers 20 ms (docs/protocol.md 3.8)."""

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.wav import STREAM_RATES
 from avatar_engine.engine.engine import SessionNotFoundError
@@ -44,13 +43,13 @@ from avatar_engine.server.close_codes import (
     CLOSE_TOO_BIG,
 )
 from avatar_engine.server.quotas import QuotaExceededError
+from avatar_engine.types import I16
 
 if TYPE_CHECKING:
     from avatar_engine.server.runtime import Runtime
 
 log = logging.getLogger("avatar_engine.voice")
 
-I16 = npt.NDArray[np.int16]
 
 DECIDE_AHEAD_MS: Final = 500
 """A chunk's face is decided this long before it is needed, not when the chunk arrives."""
