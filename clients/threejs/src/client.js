@@ -24,6 +24,7 @@ import { LodBudget } from './budget.js';
 import { RigBinding } from './binding.js';
 import { WebRTCTransport, WebSocketTransport, httpUrl, streamUrl } from './transports.js';
 import { SoundState, VoicePlayer, preferredAudio } from './voice.js';
+import { VoicePlayout } from './playout.js';
 
 /**
  * Close codes after which reconnecting is pointless: bad token, forbidden, no such session,
@@ -103,8 +104,8 @@ export class AvatarStreamClient extends EventTarget {
     /** @type {VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
     this.voice = null;
     this._voiceAvailable = false;
-    /** How late audio arrives after the frames' fastest path (decaying max, ms): the voice's cushion. */
-    this._lateMs = 0;
+    /** When the face is shown and its voice heard (playout.js). */
+    this.playout = new VoicePlayout();
     this._bindTarget = null;
     this._rigCache = new Map();
     this._timers = new Set();
@@ -201,7 +202,7 @@ export class AvatarStreamClient extends EventTarget {
     this.stats.sampleStatus = status;
     if (status === SampleStatus.EMPTY) return false;
     if (this.binding) this.binding.apply(this.out);
-    this._tickVoice(nowMs);
+    this.playout.tick(nowMs, this.voice, this.jitter);
     this.stats.applyUs += ((this.now() - t0) * 1000 - this.stats.applyUs) * 0.05;
     this.stats.framesRendered += 1;
     this._window.renders += 1;
@@ -447,8 +448,8 @@ export class AvatarStreamClient extends EventTarget {
         if (!this.voice || r.sid !== this.hello?.sid) break;
         if (r.codec === 'opus' && !this.voice.decoder) { this._opusFailed(); break; }
         this.voice.push(r);
-        if (this.jitter) this._noteLate(arrival - r.t - this.jitter.offset);
-        this._tickVoice(arrival); // schedule now: a page that renders slowly still plays on time
+        this.playout.noteAudio(arrival, r.t, this.jitter);
+        this.playout.tick(arrival, this.voice, this.jitter); // schedule now: a page that renders slowly still plays on time
         break;
       case 'ping': this.transport?.send(encodePong(r.nonce, Math.max(0, Math.round(this.now())))); break;
       case 'pong': this._onPong(r); break;
@@ -643,35 +644,6 @@ export class AvatarStreamClient extends EventTarget {
       this.transport.send(encodeSetAudio(hello.sid, AudioCodec.PCM16));
     }
     this._checkVoiceAvailable();
-  }
-
-  /**
-   * Track how much later than the frames' fastest path audio arrives. The server sends audio
-   * ahead of its time, but the first packets of an utterance can come late (they are due the
-   * moment they are made); the face can extrapolate over a late frame, sound cannot, so the
-   * playout delay covers them. A decaying max (half-life about 20 s of speech), capped at
-   * 400 ms.
-   */
-  _noteLate(ms) {
-    this._lateMs = Math.max(Math.min(ms, 400), this._lateMs * 0.9993);
-  }
-
-  /**
-   * Schedule the voice on the jitter buffer's clock, and keep the face late enough for its
-   * voice: the audio output latency (sound scheduled now is heard that much later) plus the
-   * arrival spread. Without a voice (or while sound is locked) the face keeps its one frame.
-   */
-  _tickVoice(nowMs) {
-    const v = this.voice;
-    const j = this.jitter;
-    if (!v || !j) return;
-    const voiced = v.codec && v.soundState === SoundState.UNLOCKED && !Number.isNaN(v.latencyMs);
-    const minDelay = voiced ? v.latencyMs + this._lateMs : 0;
-    // Changed only between utterances: a voice that plays is never pulled away from its face
-    // (an utterance whose first packets came late plays their remainder; the next one starts
-    // with the longer delay).
-    if (Math.abs(minDelay - j.minDelayMs) > 5 && !v.playing) j.setMinDelay(Math.round(minDelay));
-    v.tick(nowMs, j.offset + j.delayMs);
   }
 
   /** The Opus decoder failed (or is gone): ask for PCM instead, once, and say so. */

@@ -1,0 +1,82 @@
+// VoicePlayout with a real JitterBuffer and a stand-in voice: the face waits for its voice's
+// output latency plus the lateness cushion, changes its delay only between utterances, and the
+// voice is scheduled on the face's clock.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JitterBuffer } from '../src/jitter.js';
+import { LATE_CAP_MS, VoicePlayout } from '../src/playout.js';
+
+/** The part of a VoicePlayer the playout drives; `ticks` records tick(nowMs, mapMs). */
+function fakeVoice(fields = {}) {
+  const ticks = [];
+  return { codec: 'opus', soundState: 'unlocked', latencyMs: 45, playing: false, ticks, tick: (now, map) => ticks.push([now, map]), ...fields };
+}
+
+/** A 60 fps buffer whose clock offset is `offset` (local minus stream ms). */
+function jitterAt(offset) {
+  const j = new JitterBuffer(1, { frameIntervalMs: 1000 / 60 });
+  j.push(0, [0], [], offset);
+  return j;
+}
+
+test('the face waits for the output latency of a voice that can sound', () => {
+  const p = new VoicePlayout();
+  const j = jitterAt(1000);
+  const v = fakeVoice();
+  p.tick(2000, v, j);
+  assert.equal(j.minDelayMs, 45);
+  assert.equal(j.delayMs, 45);
+  assert.deepEqual(v.ticks, [[2000, 1000 + 45]], 'the voice is mapped on the face clock');
+});
+
+test('without a codec, while locked, or before the context runs, the face keeps its frame delay', () => {
+  for (const fields of [{ codec: null }, { soundState: 'locked' }, { latencyMs: NaN }]) {
+    const p = new VoicePlayout();
+    const j = jitterAt(0);
+    p.tick(10, fakeVoice(fields), j);
+    assert.equal(j.minDelayMs, 0, JSON.stringify(fields));
+    assert.ok(Math.abs(j.delayMs - 1000 / 60) < 1e-9);
+  }
+});
+
+test('late audio widens the cushion (capped), which then decays slowly', () => {
+  const p = new VoicePlayout();
+  const j = jitterAt(500);
+  p.noteAudio(500 + 100 + 80, 100, j); // arrives 80 ms after the frames' fastest path
+  assert.equal(p.lateMs, 80);
+  p.noteAudio(500 + 100, 100, j); // on time: the max decays, it does not drop
+  assert.ok(p.lateMs < 80 && p.lateMs > 79.9);
+  p.noteLate(5000);
+  assert.equal(p.lateMs, LATE_CAP_MS);
+  for (let i = 0; i < 1000; i++) p.noteLate(0);
+  assert.ok(Math.abs(p.lateMs - LATE_CAP_MS / 2) < 2, 'about half after 1000 packets');
+  const v = fakeVoice();
+  p.tick(0, v, j);
+  assert.equal(j.minDelayMs, Math.round(45 + p.lateMs));
+});
+
+test('no lateness is noted before the jitter buffer exists', () => {
+  const p = new VoicePlayout();
+  p.noteAudio(1000, 0, null);
+  assert.equal(p.lateMs, 0);
+  p.tick(0, fakeVoice(), null); // nothing to drive: no throw
+});
+
+test('the delay changes only between utterances and only by more than a few ms', () => {
+  const p = new VoicePlayout();
+  const j = jitterAt(0);
+  const v = fakeVoice();
+  p.tick(0, v, j);
+  assert.equal(j.minDelayMs, 45);
+  v.latencyMs = 49; // within the step: left alone
+  p.tick(1, v, j);
+  assert.equal(j.minDelayMs, 45);
+  v.latencyMs = 120;
+  v.playing = true; // mid-utterance: never pulled away from its face
+  p.tick(2, v, j);
+  assert.equal(j.minDelayMs, 45);
+  v.playing = false;
+  p.tick(3, v, j);
+  assert.equal(j.minDelayMs, 120);
+  assert.equal(v.ticks.length, 4, 'the voice is ticked every time');
+});
