@@ -13,14 +13,21 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterator, Mapping
-from typing import Final
+from typing import Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.animation.animator import Animator
 from avatar_engine.engine.rows import RowTable
-from avatar_engine.engine.sessions import Session, SessionState, check_session_id
+from avatar_engine.engine.sessions import (
+    ConversationState,
+    Session,
+    SessionEvent,
+    SessionEventKind,
+    SessionState,
+    check_session_id,
+)
 from avatar_engine.engine.speech_stage import SpeechStage
 from avatar_engine.kernels.retarget import Retargeter
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, ROTATION_NAMES
@@ -32,6 +39,8 @@ from avatar_engine.types import F32
 CAPTURE_TIMEOUT_S: Final = 0.5
 """Capture older than this is 'lost': the session degrades and procedural life takes over
 (the animator fades it over its own hand-over time)."""
+LISTENING_INTENSITY: Final = 0.6
+"""How strongly a listening avatar shows the ``listening`` emotion."""
 
 
 class SessionNotFoundError(KeyError):
@@ -138,16 +147,33 @@ class RigGroup:
         return self._channels[: len(self.rows)]
 
 
+class RigOutputs(NamedTuple):
+    """One rig group's rows after a step: what the encoder stage reads (row = session row)."""
+
+    morphs: F32
+    """(S, M) morph weights in the rig's morph order."""
+    channels: F32
+    """(S, C) channel values in the rig's channel order."""
+    fresh: npt.NDArray[np.bool_]
+    """(S,) rows whose capture arrived since the previous step."""
+
+
 class Engine:
-    """All sessions of one process and the per-tick pipeline."""
+    """All sessions of one process and the per-tick pipeline, behind a narrow surface.
+
+    In the manner of a sans-I/O protocol object: the shell pushes inputs in (each with the time
+    it arrived), calls :meth:`step` with the tick time, then takes out what happened
+    (:meth:`take_events`) and what to encode (:meth:`outputs`, :meth:`frame`). Nothing here
+    reads a clock, so tests drive it with plain numbers.
+    """
 
     def __init__(self, *, backend: str | None = None, default_rig: str = "cc4-extended") -> None:
         self.backend = backend
         self.default_rig = default_rig
-        self.sessions: dict[str, Session] = {}
-        self.groups: dict[str, RigGroup] = {}
-        self.with_events: set[str] = set()
-        """Sessions with events not yet delivered (the shell drains it each tick)."""
+        self._sessions: dict[str, Session] = {}
+        self._groups: dict[str, RigGroup] = {}
+        self._with_events: set[str] = set()
+        """Sessions holding events not yet taken (only those are visited)."""
         self.ticks = 0
         self.last_t: float | None = None
 
@@ -165,42 +191,99 @@ class Engine:
         source: str = "api",
     ) -> Session:
         check_session_id(session_id)
-        if session_id in self.sessions:
+        if session_id in self._sessions:
             raise SessionExistsError(f"session {session_id!r} exists")
         profile = load_rig(rig or self.default_rig)
-        group = self.groups.get(profile.name)
+        group = self._groups.get(profile.name)
         if group is None:
-            group = self.groups[profile.name] = RigGroup(profile, self.backend)
+            group = self._groups[profile.name] = RigGroup(profile, self.backend)
         group.add(session_id)
         session = Session(
             id=session_id, rig=profile.name, tenant=tenant, fps=fps, lod=lod, created_t=t,
-            source=source, with_events=self.with_events,
+            source=source, with_events=self._with_events,
         )  # fmt: skip
-        self.sessions[session_id] = session
+        self._sessions[session_id] = session
         return session
 
     def delete_session(self, session_id: str) -> Session:
+        """Remove a session; the rows of the others may move (see :meth:`row_of`)."""
         session = self.get(session_id)
-        self.groups[session.rig].remove(session_id)
-        del self.sessions[session_id]
-        self.with_events.discard(session_id)
+        self._groups[session.rig].remove(session_id)
+        del self._sessions[session_id]
+        self._with_events.discard(session_id)
         return session
+
+    def degrade(self, session_id: str, t: float) -> None:
+        """Mark a session's input as lost (e.g. adopted from a node that died): DEGRADED until
+        capture arrives again."""
+        self.get(session_id).set_state(SessionState.DEGRADED, t)
+
+    # -- queries -----------------------------------------------------------------------------
 
     def get(self, session_id: str) -> Session:
         try:
-            return self.sessions[session_id]
+            return self._sessions[session_id]
         except KeyError:
             raise SessionNotFoundError(session_id) from None
 
+    def find(self, session_id: str) -> Session | None:
+        """The session, or None when there is none of that id."""
+        return self._sessions.get(session_id)
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._sessions
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def iter_sessions(self) -> Iterator[Session]:
+        return iter(self._sessions.values())
+
+    def rig_of(self, session_id: str) -> RigProfile:
+        """The compiled rig a session runs on."""
+        return self._groups[self.get(session_id).rig].rig
+
+    def row_of(self, session_id: str) -> int:
+        """The session's row in its rig's :class:`RigOutputs` (changes when one is deleted)."""
+        return self._where(session_id)[2]
+
+    def group(self, rig: str) -> RigGroup:
+        """White-box access to one rig's stages, for stage benchmarks and tests; the shell
+        reads :meth:`outputs` instead."""
+        return self._groups[rig]
+
+    # Transitional (issue 17): the shell's old reads, removed once every call site uses the
+    # surface above (see /work/notes/surface.md).
+    @property
+    def sessions(self) -> dict[str, Session]:
+        return self._sessions
+
+    @property
+    def groups(self) -> dict[str, RigGroup]:
+        return self._groups
+
+    @property
+    def with_events(self) -> set[str]:
+        return self._with_events
+
     def _where(self, session_id: str) -> tuple[Session, RigGroup, int]:
         session = self.get(session_id)
-        group = self.groups[session.rig]
+        group = self._groups[session.rig]
         return session, group, group.row_of(session_id)
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def push_capture(self, session_id: str, arkit: F32, rotations: F32 | None, t: float) -> None:
-        """Store a validated capture frame (52 ARKit weights, 9 rotations) for the next tick."""
+    def push_capture(
+        self,
+        session_id: str,
+        arkit: F32,
+        rotations: F32 | None,
+        t: float,
+        *,
+        source: str | None = None,
+    ) -> None:
+        """Store a validated capture frame (52 ARKit weights, 9 rotations) for the next tick;
+        ``source`` names the capture path the session is now fed by."""
         session, group, row = self._where(session_id)
         group.rows.block("capture")[row] = arkit
         if rotations is not None:
@@ -210,6 +293,8 @@ class Engine:
         group.rows.block("capture_fresh")[row, 0] = True
         session.last_capture_t = t
         session.capture_frames += 1
+        if source is not None:
+            session.source = source
         session.set_state(SessionState.ACTIVE, t)
 
     def push_text(
@@ -261,7 +346,7 @@ class Engine:
         )  # fmt: skip
         name = max(mix, key=lambda k: mix[k]) if mix else "neutral"
         session.emotion = name
-        session.emit("emotion", (name, float(intensity)), t)
+        session.emit(SessionEventKind.EMOTION, (name, float(intensity)), t)
 
     def set_thinking(self, session_id: str, on: bool, t: float) -> None:
         session, group, row = self._where(session_id)
@@ -271,28 +356,57 @@ class Engine:
         elif session.state is SessionState.THINKING:
             session.set_state(SessionState.READY, t)
 
+    def set_conversation_state(
+        self, session_id: str, state: ConversationState | str, t: float
+    ) -> None:
+        """Thinking, listening or idle: thinking drives the animator's thinking layer;
+        listening shows the ``listening`` emotion at :data:`LISTENING_INTENSITY`; idle (and
+        thinking) ends any listening face. Raises ValueError for another name."""
+        state = ConversationState(state)
+        self.set_thinking(session_id, state is ConversationState.THINKING, t)
+        if state is ConversationState.LISTENING:
+            self.set_emotion(session_id, {"listening": 1.0}, t, intensity=LISTENING_INTENSITY)
+        elif state is ConversationState.IDLE:
+            self.set_emotion(session_id, {}, t)
+
     def look_at(self, session_id: str, yaw: float, pitch: float) -> None:
         _, group, row = self._where(session_id)
         group.animator.look_at(row, yaw, pitch)
 
-    # -- the tick ----------------------------------------------------------------------------
+    # -- the tick and what comes out ---------------------------------------------------------
 
     def step(self, t: float) -> None:
         """Advance every session to time ``t``."""
-        for group in self.groups.values():
+        for group in self._groups.values():
             for session_id in group.lost_capture(t):
-                self.sessions[session_id].set_state(SessionState.DEGRADED, t)
+                self._sessions[session_id].set_state(SessionState.DEGRADED, t)
             for session_id, speaking in group.step(t):
-                session = self.sessions[session_id]
+                session = self._sessions[session_id]
                 session.speaking = speaking
-                session.emit("speaking", speaking, t)
+                session.emit(SessionEventKind.SPEAKING, speaking, t)
         self.ticks += 1
         self.last_t = t
+
+    def take_events(self) -> list[SessionEvent]:
+        """Every event since the previous call, grouped by session, in order within each
+        (bounded per session: :data:`~avatar_engine.engine.sessions.MAX_PENDING_EVENTS`)."""
+        events: list[SessionEvent] = []
+        for session_id in self._with_events:
+            queued = self._sessions[session_id].events
+            events.extend(queued)
+            queued.clear()
+        self._with_events.clear()
+        return events
+
+    def outputs(self, rig: str) -> RigOutputs | None:
+        """One rig's output rows after the last step (views, valid until the next change),
+        or None when no session runs on that rig."""
+        group = self._groups.get(rig)
+        if group is None or not len(group.rows):
+            return None
+        return RigOutputs(group.morphs, group.channels, group.fresh_rows)
 
     def frame(self, session_id: str) -> tuple[F32, F32]:
         """Views of a session's current morph and channel rows (valid until the next change)."""
         _, group, row = self._where(session_id)
         return group.morphs[row], group.channels[row]
-
-    def iter_groups(self) -> Iterator[RigGroup]:
-        return iter(self.groups.values())

@@ -30,6 +30,25 @@ class SessionState(StrEnum):
     DISCONNECTED = "disconnected"
 
 
+class SessionEventKind(StrEnum):
+    """What a :class:`SessionEvent` announces (equal to the protocol's event names)."""
+
+    STATE = "state"
+    SPEAKING = "speaking"
+    EMOTION = "emotion"
+
+
+class ConversationState(StrEnum):
+    """Where the avatar is in a conversation turn (``POST /sessions/{id}/state``)."""
+
+    THINKING = "thinking"
+    """Gaze aversion, brow furrow, no lips."""
+    LISTENING = "listening"
+    """An attentive face: the ``listening`` emotion at 0.6."""
+    IDLE = "idle"
+    """Neither: back to neutral."""
+
+
 def check_session_id(session_id: str) -> str:
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise ValueError(
@@ -41,10 +60,11 @@ def check_session_id(session_id: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
-    """Something subscribers are told: ``kind`` is state, speaking or emotion."""
+    """Something a session's subscribers are told (taken out by ``Engine.take_events``)."""
 
-    kind: str
-    """``state`` (value: a state name), ``speaking`` (bool) or ``emotion`` ((name, intensity))."""
+    session: str
+    kind: SessionEventKind
+    """``STATE`` (value: a state name), ``SPEAKING`` (bool) or ``EMOTION`` ((name, intensity))."""
     value: object
     t: float
 
@@ -69,15 +89,15 @@ class Session:
     with_events: set[str] | None = None
     """The engine's set of sessions holding events: the tick visits only those."""
 
-    def emit(self, kind: str, value: object, t: float) -> None:
-        self.events.append(SessionEvent(kind, value, t))
+    def emit(self, kind: SessionEventKind, value: object, t: float) -> None:
+        self.events.append(SessionEvent(self.id, kind, value, t))
         if self.with_events is not None:
             self.with_events.add(self.id)
 
     def set_state(self, state: SessionState, t: float) -> None:
         if state is not self.state:
             self.state = state
-            self.emit("state", state.value, t)
+            self.emit(SessionEventKind.STATE, state.value, t)
 
     def describe(self) -> dict[str, object]:
         """The JSON shape of ``GET /sessions/{id}``."""
