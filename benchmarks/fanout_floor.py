@@ -1,7 +1,7 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,server,asgi,stall,capture,webrtc] [--json]
+        [--only floor,cfloor,server,asgi,stall,capture,webrtc] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`):
@@ -9,9 +9,11 @@ processes, :mod:`avatar_engine.client.lean`):
 - **floor**: a process that accepts N WebSocket connections and, 60 times a second, writes one
   pre-framed ~18-byte message per group to every socket with a plain ``socket.send()`` loop:
   its CPU per delivered frame is the floor the kernel sets for Python;
+- **cfloor**: the same with the C++ send loop the server's fan-out calls (``_core.send_to_all``,
+  one call per group per tick): the floor of the system calls themselves;
 - **server**: a real ``avatar-engine serve`` (its CPU from ``/proc/<pid>/stat`` over the
   window) with one prebuilt Live Link publisher per session, the same N viewers: CPU per
-  delivered frame, the ratio to the floor, viewers per core at 60 fps, delivered frames per
+  delivered frame, its ratio to each floor, viewers per core at 60 fps, delivered frames per
   viewer per second, p99 tick-to-receive, gaps (skipped frames seen by viewers);
 
 optionally **asgi**: the same server with uvicorn's own WebSocket protocol, so every frame
@@ -39,11 +41,12 @@ from pathlib import Path
 from typing import Any
 
 import msgpack
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from avatar_engine.client.lean import run_viewers, tick_latencies
 from avatar_engine.client.simulate import proc_sample, run_simulation
-from avatar_engine.server.fanout import frame_header
+from avatar_engine.server.fanout import frame_header, send_backend
 from server_process import ServerProcess
 
 FPS = 60
@@ -74,9 +77,10 @@ def _handshake(conn: socket.socket) -> None:
 
 
 def _floor_server(listener: socket.socket, n: int, groups: int, t0: float, shared: Any,
-                  queue: Any) -> None:  # fmt: skip
+                  queue: Any, native: bool) -> None:  # fmt: skip
     """Accept n viewers, then send each group's framed message to its sockets 60 times a second
-    with one socket.send() per socket; report CPU over the window the coordinator sets."""
+    with one socket.send() per socket (``native``: one call of the C++ send loop per group,
+    the loop the server's fan-out uses); report CPU over the window the coordinator sets."""
     socks: list[list[socket.socket]] = [[] for _ in range(groups)]
     for i in range(n):
         conn, _ = listener.accept()
@@ -84,6 +88,8 @@ def _floor_server(listener: socket.socket, n: int, groups: int, t0: float, share
         _handshake(conn)
         conn.setblocking(False)
         socks[i % groups].append(conn)
+    fds = [np.array([s.fileno() for s in group], np.int32) for group in socks]
+    send_to_all = send_backend("native")
     last_t = [-1] * groups
     seq = [0] * groups
     k = math.ceil((time.monotonic() - t0) * FPS)  # the 60 Hz schedule, from now on
@@ -103,12 +109,17 @@ def _floor_server(listener: socket.socket, n: int, groups: int, t0: float, share
             else:
                 message = msgpack.packb([2, g, 0, seq[g], 1, t_ms - last_t[g], BODY])
             wire = frame_header(len(message)) + message
-            for s in socks[g]:
-                try:
-                    s.send(wire)
-                    sends += 1
-                except OSError:
-                    errors += 1
+            if native:
+                sent = send_to_all(wire, fds[g])
+                ok = int(np.count_nonzero(sent == len(wire)))
+                sends, errors = sends + ok, errors + len(sent) - ok
+            else:
+                for s in socks[g]:
+                    try:
+                        s.send(wire)
+                        sends += 1
+                    except OSError:
+                        errors += 1
             last_t[g], seq[g] = t_ms, (seq[g] + 1) & 0xFFFF
         k = max(k + 1, math.floor((time.monotonic() - t0) * FPS))  # late: skip, never burst
         time.sleep(max(0.0, t0 + k / FPS - time.monotonic()))
@@ -119,7 +130,7 @@ def _floor_server(listener: socket.socket, n: int, groups: int, t0: float, share
             s.close()
 
 
-def floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
+def floor(n: int, args: argparse.Namespace, *, native: bool = False) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -127,7 +138,8 @@ def floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
     port = listener.getsockname()[1]
     t0 = time.monotonic()
     shared, queue, ready, results = ctx.Array("d", 2), ctx.Queue(), ctx.Queue(), ctx.Queue()
-    server = ctx.Process(target=_floor_server, args=(listener, n, args.sessions, t0, shared, queue))
+    server = ctx.Process(target=_floor_server, args=(listener, n, args.sessions, t0, shared, queue,
+                                                        native))  # fmt: skip
     server.start()
     specs = _specs(n, port, t0, args, [f"/floor/{i % args.sessions}" for i in range(n)])
     viewers = [ctx.Process(target=_viewer_process, args=(s, ready, shared, results))
@@ -158,8 +170,6 @@ def floor(n: int, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _pct(values: Any, p: float) -> float:
-    import numpy as np
-
     return float(np.percentile(values, p)) if len(values) else math.nan
 
 
@@ -194,29 +204,36 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
     return report
 
 
-def _server_row(n: int, r: dict[str, Any], floor_us: float | None,
+def _server_row(n: int, r: dict[str, Any], floors: dict[str, float],
                 base_percent: float | None = None) -> dict[str, Any]:  # fmt: skip
-    """One row; with ``base_percent`` (the same server's CPU with its sessions and publishers
-    but no viewer) also the marginal cost per delivered frame: fan-out alone."""
+    """One row, with its ratio to each floor of the same run (``floor``: Python ``send()``;
+    ``cfloor``: the C++ send loop); with ``base_percent`` (the same server's CPU with its
+    sessions and publishers but no viewer) also the marginal cost per delivered frame: fan-out
+    alone."""
     us = r["server_cpu_us_per_frame"]
     marginal = None
     if base_percent is not None and r["frames_per_s"] > 0:
         extra = (r["server_cpu_percent"] - base_percent) / 100
         marginal = round(1e6 * extra / r["frames_per_s"], 2)
+    ratios = {f"ratio_to_{name}": round(us / f, 2) for name, f in floors.items()}
+    marginal_ratios = {f"marginal_ratio_to_{name}": round(marginal / f, 2)
+                       for name, f in floors.items() if marginal}  # fmt: skip
     return {
         "viewers": n,
         "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
         "cpu_us_per_frame": us,
-        "ratio_to_floor": round(us / floor_us, 2) if floor_us else None,
+        **ratios,
         "base_cpu_percent": base_percent,
         "marginal_us_per_frame": marginal,
-        "marginal_ratio_to_floor": round(marginal / floor_us, 2) if marginal and floor_us else None,
+        **marginal_ratios,
         "viewers_per_core_at_60fps": int(1e6 / (us * FPS)) if us > 0 else None,
         "p50_ms": r["tick_to_receive_ms"].get("p50"),
         "p99_ms": r["tick_to_receive_ms"].get("p99"),
         "gaps": r["gaps"],
         "viewers_with_gaps": r["subscribers_with_gaps"],
         "server_skipped": r["server_skipped"],
+        "late_ticks": r["server_tick"]["late"],
+        "skipped_ticks": r["server_tick"]["skipped"],
         "server_cpu_percent": r["server_cpu_percent"],
         "rss_growth_mib": r["rss_growth_mib"],
         "load_cpu_percent": r["load_cpu_percent"],
@@ -233,26 +250,34 @@ def main() -> int:
     parser.add_argument("--webrtc", type=int, default=100, help="WebRTC viewers (webrtc case)")
     parser.add_argument(
         "--only",
-        default="floor,server,stall,capture",
-        help="comma-separated cases: floor, server, asgi (the ASGI path before issue 16, for "
-        "comparison), stall, capture, webrtc",
+        default="floor,cfloor,server,stall,capture",
+        help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
+        "asgi (the ASGI path before issue 16, for comparison), stall, capture, webrtc",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = set(args.only.split(","))
-    out: dict[str, Any] = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
+    out: dict[str, Any] = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+                           "send_loop": send_backend().__name__}  # fmt: skip
+    if not args.json:
+        print(
+            f"load average {out['load_average_at_start']}, fan-out send loop {out['send_loop']}",
+            flush=True,
+        )
 
     def show(name: str, row: dict[str, Any]) -> None:
         out.setdefault(name, []).append(row)
         if not args.json:
             print(f"{name:>8}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
 
-    floors: dict[int, float] = {}
+    floors: dict[int, dict[str, float]] = {}
     for n in args.viewers:
-        if "floor" in cases:
-            row = floor(n, args)
-            floors[n] = row["cpu_us_per_frame"]
-            show("floor", row)
+        floors[n] = {}
+        for name in ("floor", "cfloor"):
+            if name in cases:
+                row = floor(n, args, native=name == "cfloor")
+                floors[n][name] = row["cpu_us_per_frame"]
+                show(name, row)
         for case in ("server", "asgi"):
             if case not in cases:
                 continue
@@ -262,7 +287,7 @@ def main() -> int:
                 try:
                     server.wait_ready(60)
                     base = _sim(server, args, subscribers=0)["server_cpu_percent"]
-                    row = _server_row(n, _sim(server, args, subscribers=n), floors.get(n), base)
+                    row = _server_row(n, _sim(server, args, subscribers=n), floors[n], base)
                     show(case, row)
                 finally:
                     server.stop()
@@ -271,9 +296,9 @@ def main() -> int:
         server = ServerProcess().wait_ready(60)
         try:
             healthy = _sim(server, args, subscribers=n)
-            show("healthy", _server_row(n, healthy, floors.get(n)))
+            show("healthy", _server_row(n, healthy, floors.get(n, {})))
             stalled = _sim(server, args, subscribers=n + 1, stalled=1)
-            show("stalled", _server_row(n, stalled, floors.get(n)))
+            show("stalled", _server_row(n, stalled, floors.get(n, {})))
         finally:
             server.stop()
     if "capture" in cases:
@@ -292,7 +317,7 @@ def main() -> int:
         server = ServerProcess().wait_ready(60)
         try:
             r = _sim(server, args, subscribers=args.webrtc, transport="webrtc", connect_s=15.0)
-            show("webrtc", _server_row(args.webrtc, r, None) | {"connected": r["connected"]})
+            show("webrtc", _server_row(args.webrtc, r, {}) | {"connected": r["connected"]})
         finally:
             server.stop()
     if args.json:

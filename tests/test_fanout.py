@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 
 import httpx
+import numpy as np
 import pytest
 import uvicorn
 import websockets
@@ -26,7 +28,17 @@ from avatar_engine.client.lean import LiveLinkPublisher, run_viewers, tick_laten
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Frame, Hello, NeedKeyframe
 from avatar_engine.codec.wire import DeltaMode
-from avatar_engine.server.fanout import STREAM_PATH, StreamProtocol, frame_header, offer_to_all
+from avatar_engine.kernels.backends import available_backends
+from avatar_engine.server import fanout
+from avatar_engine.server.fanout import (
+    STREAM_PATH,
+    SendToAll,
+    StreamProtocol,
+    frame_header,
+    offer_to_all,
+    send_backend,
+    send_to_all_reference,
+)
 from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport.outbox import Outbox
 from server_process import ServerProcess
@@ -175,8 +187,106 @@ def test_a_socket_that_stops_draining_pauses_its_link_and_the_outbox_keeps_the_l
     assert outbox.frames_skipped > 1000  # latest wins in the outbox from then on
     assert outbox.frames_offered == 2000
     assert outbox.frames_sent + outbox.frames_skipped + 1 >= 2000  # one frame still pending
-    assert sub.direct is not None and not sub.direct.paused  # drained: direct writes resume
+    assert protocol.link is not None and not protocol.link.paused  # drained: direct writes resume
     assert protocol.transport.get_write_buffer_size() == 0
+
+
+BACKENDS = ["native", "numpy"] if "native" in available_backends() else ["numpy"]
+
+
+def _send_cases(wire: bytes) -> tuple[list[socket.socket], list[int]]:
+    """Unix stream socket pairs (deterministic buffer accounting) in every state the send loop
+    meets: draining, with room for only part of ``wire``, full, broken; and a closed fd.
+    Returns (sockets to close, server-side fds in that order)."""
+    keep: list[socket.socket] = []
+    fds: list[int] = []
+    for state in ("open", "part", "full", "broken"):
+        ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        ours.setblocking(False)
+        keep += [ours, peer]
+        fds.append(ours.fileno())
+        if state == "broken":
+            peer.close()
+        elif state in ("part", "full"):
+            chunk = bytes(1024 if state == "part" else 1)
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    ours.send(chunk)  # fill the buffers
+            if state == "part":
+                peer.recv(2048)  # room for part of a large wire, not all of it
+    closed = socket.socket()
+    fds.append(closed.fileno())
+    closed.close()  # EBADF: nothing else opens a descriptor in between
+    return keep, fds
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_send_loop_reports_per_socket_what_the_reference_reports(backend: str) -> None:
+    """One reference, many backends: the native loop's per-fd result (bytes taken or -errno)
+    equals the Python reference's on sockets in the same states."""
+    wire = frame_header(60000) + bytes(60000)
+    got = []
+    for send in (send_to_all_reference, send_backend(backend)):
+        keep, fds = _send_cases(wire)
+        got.append(send(wire, np.array(fds, np.int32)).tolist())
+        for s in keep:
+            s.close()
+    reference, result = got
+    assert result == reference
+    taken_all, part, full, broken, closed = reference
+    assert taken_all == len(wire) and 0 < part < len(wire)
+    assert full == -errno.EAGAIN
+    assert broken in (-errno.EPIPE, -errno.ECONNRESET)
+    assert closed == -errno.EBADF
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_short_writes_finish_through_the_transport_and_the_byte_stream_stays_whole(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames larger than the socket buffers: the kernel takes part of each direct write, the
+    transport sends the rest before anything else, so the reader sees whole frames in order."""
+    chosen: SendToAll = send_backend(backend)
+    monkeypatch.setattr(fanout, "send_backend", lambda name=None: chosen)
+    messages = [bytes([i]) * 100_000 for i in range(1, 40)]
+
+    async def scenario() -> tuple[bytes, Subscriber, int]:
+        loop = asyncio.get_running_loop()
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(listener.getsockname())
+        peer.setblocking(False)
+        conn, _ = listener.accept()
+        listener.close()
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        conn.setblocking(False)
+        protocol = StreamProtocol(uvicorn.Config(_unused_app), ServerState(), {}, _loop=loop)
+        await loop.connect_accepted_socket(lambda: protocol, conn)
+        sub = Subscriber("s", "t", "websocket", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
+        link = protocol.open_link()
+        sub.direct = link
+        received = bytearray()
+        short = target = 0
+        for message in messages:
+            offer_to_all([sub], message, keyframe=True)
+            short += link.paused  # the kernel took part: the transport holds the rest
+            target += len(frame_header(len(message))) + len(message)
+            deadline = time.monotonic() + 10
+            while (link.paused or len(received) < target) and time.monotonic() < deadline:
+                with contextlib.suppress(BlockingIOError):
+                    received += peer.recv(1 << 20)
+                await asyncio.sleep(0)
+        peer.close()
+        return bytes(received), sub, short
+
+    received, sub, short = asyncio.run(scenario())
+    expected = b"".join(frame_header(len(m)) + m for m in messages)
+    assert short > 0  # the case under test happened
+    assert received == expected  # every frame whole, in order
+    assert sub.outbox.frames_sent == len(messages)  # each one a direct write
 
 
 async def _unused_app(scope: object, receive: object, send: object) -> None:

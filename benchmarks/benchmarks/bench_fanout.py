@@ -7,9 +7,11 @@ Both cases write an 18-byte frame to N loopback TCP sockets and then drain the r
 (the same draining cost in both, so the difference is the fan-out's own overhead):
 
 - ``floor``: a plain ``socket.send()`` loop over the server-side sockets;
+- ``send_to_all``: the fan-out's send loop alone (:func:`~avatar_engine.server.fanout.send_backend`:
+  the C++ loop when the native module is built), over the same sockets' descriptors;
 - ``offer_to_all``: :func:`avatar_engine.server.fanout.offer_to_all` over N subscribers whose
   direct links are uvicorn transports of the real :class:`StreamProtocol` (framing once,
-  checking each outbox, ``transport.write``).
+  checking each outbox and link, one call of that send loop).
 """
 
 from __future__ import annotations
@@ -19,11 +21,17 @@ import contextlib
 import socket
 from typing import Any, ClassVar
 
+import numpy as np
 import uvicorn
 from uvicorn.server import ServerState
 
 from avatar_engine.codec.wire import DeltaMode
-from avatar_engine.server.fanout import StreamProtocol, frame_header, offer_to_all
+from avatar_engine.server.fanout import (
+    StreamProtocol,
+    frame_header,
+    offer_to_all,
+    send_backend,
+)
 from avatar_engine.server.streams import StreamKey, Subscriber
 
 MESSAGE = bytes(16)
@@ -37,7 +45,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called: no
 class FanOut:
     """Time to hand one frame to N viewers (and drain them)."""
 
-    params = ([100, 1000], ["floor", "offer_to_all"])
+    params = ([100, 1000], ["floor", "send_to_all", "offer_to_all"])
     param_names: ClassVar[list[str]] = ["viewers", "path"]
 
     def setup(self, viewers: int, path: str) -> None:
@@ -56,6 +64,8 @@ class FanOut:
             server_side.append(conn)
         listener.close()
         self.socks = server_side
+        self.fds = np.array([s.fileno() for s in server_side], np.int32)
+        self.send = send_backend()
         self.wire = frame_header(len(MESSAGE)) + MESSAGE
         self.subs: list[Subscriber] = []
         if path == "offer_to_all":
@@ -85,6 +95,8 @@ class FanOut:
             wire = self.wire
             for s in self.socks:
                 s.send(wire)
+        elif path == "send_to_all":
+            self.send(self.wire, self.fds)
         else:
             offer_to_all(self.subs, MESSAGE, keyframe=False)
         self._drain()

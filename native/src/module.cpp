@@ -12,4 +12,5 @@ PYBIND11_MODULE(_core, m) {
     avatar_engine::bindings::register_compose(m);
     avatar_engine::bindings::register_life(m);
     avatar_engine::bindings::register_audio(m);
+    avatar_engine::bindings::register_fanout(m);
 }

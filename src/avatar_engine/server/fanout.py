@@ -13,26 +13,35 @@ sans-I/O protocol with three changes for ``/sessions/{id}/stream`` connections o
 - it counts ASGI sends in flight and pauses as soon as its transport holds unsent bytes, so a
   direct write never overtakes a message the app's writer task is still sending.
 
-:func:`offer_to_all` writes the framed bytes straight to a viewer's transport when nothing is
+:func:`offer_to_all` writes the framed bytes straight to a viewer's socket when nothing is
 waiting for that viewer (no control, voice or frame in its outbox, no keyframe awaited, an
 empty transport buffer, no ASGI send in flight); otherwise the frame goes to the viewer's
 outbox as before (latest wins, private keyframe after a loss), and its writer task sends it.
-So a viewer that keeps up costs one ``transport.write`` per frame, and every promise of the
-outbox (ordering, the stalled-viewer bound, the counters) still holds: a direct write is
-counted as offered and sent. Handshake, query parameters, JWT scopes and close codes stay in
+The direct writes of one group take one call of a native loop (:func:`send_backend`: one
+non-blocking ``send()`` per socket, GIL released); a short write's remainder, a full socket
+or a broken one go to that viewer's transport as any write would. So a viewer that keeps up
+costs one system call and a few flag checks per frame, and every promise of the outbox
+(ordering, the stalled-viewer bound, the counters) still holds: a direct write is counted as
+offered and sent. Handshake, query parameters, JWT scopes and close codes stay in
 the ASGI app unchanged.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar
+from functools import cache
 from typing import TYPE_CHECKING, Any, Protocol
 
+import numpy as np
+import numpy.typing as npt
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from avatar_engine.kernels.backends import require_native, resolve_backend
 
 if TYPE_CHECKING:
     from websockets.http11 import Request
@@ -58,12 +67,13 @@ def frame_header(size: int) -> bytes:
 class DirectLink:
     """One stream connection's transport, for frames that bypass the ASGI send."""
 
-    __slots__ = ("_fd", "_protocol", "asgi_sending", "open", "paused", "transport")
+    __slots__ = ("_protocol", "asgi_sending", "fd", "open", "paused", "transport")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self._protocol = protocol
         self.transport = protocol.transport
-        self._fd: int = self.transport.get_extra_info("socket").fileno()
+        self.fd: int = self.transport.get_extra_info("socket").fileno()
+        """The socket's descriptor, for :func:`send_to_all` (valid while ``open``)."""
         self.open = True
         """False once the connection is lost (set by the protocol before its socket closes,
         so the descriptor written to is always this connection's)."""
@@ -72,29 +82,24 @@ class DirectLink:
         self.asgi_sending = 0
         """ASGI sends of this connection in flight (awaiting a paused transport)."""
 
-    def try_write(self, wire: bytes, message: bytes, outbox: Outbox) -> bool:
-        """Write one framed message (``wire``) now if nothing is waiting ahead of it; False
-        leaves ``message`` to the outbox. ``outbox.take_direct()`` counts it as sent.
-
-        The transport's buffer is empty here (not paused), so writing to the socket itself
-        keeps the byte order; whatever the kernel does not take goes to the transport, which
-        then pauses this link until it has sent it.
-        """
-        if (
+    def claim(self, outbox: Outbox) -> bool:
+        """May this tick's frame be written to the socket itself, now? Only if nothing waits
+        ahead of it: not in the outbox (``outbox.take_direct()``, which counts it as sent), not
+        in the transport's buffer, not in an ASGI send; and the connection is open."""
+        return (
             self.open
             and not self.paused
             and not self.asgi_sending
             and not self._protocol.close_sent
             and outbox.take_direct()
-        ):
-            try:
-                sent = os.write(self._fd, wire)
-            except OSError:  # full, or broken: the transport's own write finishes or reports
-                sent = 0
-            if sent < len(wire):
-                self.transport.write(wire[sent:])
-            return True
-        return False
+        )
+
+    def finish(self, wire: bytes, sent: int) -> None:
+        """The kernel took ``sent`` bytes of a claimed write (``-errno``: none). The transport's
+        buffer was empty, so its write keeps the byte order: it sends the remainder (and then
+        pauses this link until it has), or reports a broken socket and closes the connection,
+        as any failed write does."""
+        self.transport.write(wire[max(sent, 0) :])
 
 
 class FrameChannel(Protocol):
@@ -123,7 +128,9 @@ class DataChannelLink:
         self._channel = channel
         self._limit = max_buffered
 
-    def try_write(self, wire: bytes, message: bytes, outbox: Outbox) -> bool:
+    def try_write(self, message: bytes, outbox: Outbox) -> bool:
+        """Send ``message`` now if the channel is open and not backed up and nothing waits in
+        the outbox (``outbox.take_direct()`` counts it as sent); False leaves it to the outbox."""
         channel = self._channel
         if (
             channel.readyState == "open"
@@ -144,27 +151,71 @@ def current_link() -> DirectLink | None:
     return _LINK.get()
 
 
+def send_to_all_reference(wire: bytes, fds: npt.NDArray[np.int32]) -> npt.NDArray[np.int64]:
+    """The contract of the fan-out's send loop, in Python: one non-blocking write of ``wire`` to
+    each socket in ``fds``; per socket the bytes the kernel took (a short write stays short), or
+    ``-errno`` (``EAGAIN``: full; ``EPIPE``, ``ECONNRESET``...: broken).
+
+    The native ``_core.send_to_all`` (``native/src/register_fanout.cpp``) does the same with
+    ``send(MSG_DONTWAIT | MSG_NOSIGNAL)`` and the GIL released. ``os.write`` matches it here:
+    the sockets are non-blocking (asyncio's) and Python ignores ``SIGPIPE``.
+    """
+    out = np.empty(len(fds), np.int64)
+    for i, fd in enumerate(fds.tolist()):
+        try:
+            out[i] = os.write(fd, wire)
+        except OSError as exc:
+            out[i] = -(exc.errno or errno.EIO)
+    return out
+
+
+SendToAll = Callable[[bytes, npt.NDArray[np.int32]], npt.NDArray[np.int64]]
+
+
+@cache
+def send_backend(name: str | None = None) -> SendToAll:
+    """The send loop of a kernel backend (``native``: the C++ loop; any other: the reference),
+    by default the fastest available, as for the engine's kernels (``AVATAR_ENGINE_BACKEND``)."""
+    if resolve_backend(name) == "native":
+        send: SendToAll = require_native().send_to_all
+        return send
+    return send_to_all_reference
+
+
 def offer_to_all(
     subscribers: Iterable[Subscriber], message: bytes, *, keyframe: bool, hold: bool = False
 ) -> bool:
     """One group's frame to all its viewers in one pass: framed once, written directly to every
-    viewer that is keeping up, offered to the outbox of every other.
+    viewer that is keeping up (one native call for all their sockets), offered to the outbox of
+    every other.
 
     ``hold`` (relayed groups): a delta is not offered to a viewer waiting for a keyframe, and
     not counted as its skip. Returns True when a viewer is waiting for a keyframe after this.
     """
     wire = frame_header(len(message)) + message
     need = False
+    links: list[DirectLink] = []
+    fds: list[int] = []
     for sub in subscribers:
         link = sub.direct
-        if link is not None and link.try_write(wire, message, sub.outbox):
-            continue
         outbox = sub.outbox
+        if link is not None:
+            if isinstance(link, DirectLink):
+                if link.claim(outbox):
+                    links.append(link)
+                    fds.append(link.fd)
+                    continue
+            elif link.try_write(message, outbox):
+                continue
         if hold and not keyframe and outbox.awaiting_keyframe:
             need = True
             continue
         outbox.offer_frame(message, keyframe=keyframe)
         need = need or outbox.awaiting_keyframe
+    if links:
+        sent = send_backend()(wire, np.array(fds, np.int32))
+        for i in np.flatnonzero(sent != len(wire)).tolist():
+            links[i].finish(wire, int(sent[i]))
     return need
 
 
