@@ -7,42 +7,38 @@
 //   client.bind(gltf.scene);                  // morphs by name, bones from the rig profile
 //   renderer.setAnimationLoop((t) => { client.update(t); renderer.render(scene, camera); });
 //
-// Transport: WebRTC first (transport: 'auto'); if it fails, WebSocket, and WebRTC is tried again
-// later in the background (its own backoff); when it comes up the client switches over. A lost
-// connection reconnects with exponential backoff and jitter. Close codes that retrying cannot
-// fix (401, 403, 404: bad token, no such session) end in state 'error'.
-//
 // Connection states ('state' events): idle, connecting, ready (hello received), active (frames
 // flowing), degraded (no frame for `stallMs`, or a protocol error), error, disconnected.
 // The session's own state pushed by the server (idle, thinking, ...) comes as 'session' events
 // together with 'speaking' and 'emotion'.
+//
+// This class routes the stream's messages; each job lives in its own module:
+//   connection.js  transports: WebRTC first, WebSocket fallback, reconnect, fatal close codes
+//   clock.js       the server's clock from PING/PONG (clockOffset, stats.latencyMs)
+//   stats.js       the `stats` object: counters, render fps and kbit/s per window
+//   budget.js      the LOD budget fed by those rates (setLod when over budget or with headroom)
+//   voicelink.js   the voice: its player, its events, its availability; playout.js times it
+//   rigsource.js   bone data of a rig for binding.js
+//   jitter.js      frames in as they arrive, values out at display rate
 
-import { AudioCodec, Decoder, EventKind, Op, ProtocolError, encodeControl, encodePing, encodePong, encodeSetAudio } from './protocol.js';
-import { Backoff } from './backoff.js';
+import { Decoder, EventKind, Op, ProtocolError, encodeControl, encodePing, encodePong } from './protocol.js';
 import { JitterBuffer, SampleStatus } from './jitter.js';
 import { LodBudget } from './budget.js';
 import { RigBinding } from './binding.js';
-import { WebRTCTransport, WebSocketTransport, httpUrl, streamUrl } from './transports.js';
-import { SoundState, VoicePlayer, preferredAudio } from './voice.js';
-import { VoicePlayout } from './playout.js';
+import { ClockSync } from './clock.js';
+import { Connection, ConnectionState, FATAL_CLOSE_CODES, makeTransport } from './connection.js';
+import { RigSource } from './rigsource.js';
+import { StatsMeter } from './stats.js';
+import { Timers } from './timers.js';
+import { VoiceLink } from './voicelink.js';
+import { SoundState, preferredAudio } from './voice.js';
 
-/**
- * Close codes after which reconnecting is pointless: bad token, forbidden, no such session,
- * session deleted. One exception: 4404 while *re*connecting (the stream was up before) is
- * retried, because a restarted server forgets in-memory sessions until their owner recreates
- * them.
- */
-export const FATAL_CLOSE_CODES = Object.freeze([4401, 4403, 4404, 4410]);
-
-/** The `audio` option's codes on the wire (SUBSCRIBE, SET_AUDIO). */
-const AUDIO_CODES = Object.freeze({ off: AudioCodec.OFF, opus: AudioCodec.OPUS, pcm: AudioCodec.PCM16 });
-
-export const ConnectionState = Object.freeze({
-  IDLE: 'idle', CONNECTING: 'connecting', READY: 'ready', ACTIVE: 'active',
-  DEGRADED: 'degraded', ERROR: 'error', DISCONNECTED: 'disconnected',
-});
+export { ConnectionState, FATAL_CLOSE_CODES };
 
 const perfNow = () => (typeof performance !== 'undefined' ? performance.now() : Date.now());
+
+/** A need_keyframe within this long (ms) of the last request does not ask again. */
+const KEYFRAME_REQUEST_GAP_MS = 100;
 
 /**
  * @typedef {object} ClientOptions
@@ -80,8 +76,9 @@ export class AvatarStreamClient extends EventTarget {
     this.options.audio ??= preferredAudio();
     this.now = this.options.now ?? perfNow;
     this.fetch = this.options.fetch ?? globalThis.fetch?.bind(globalThis);
-    this.reconnectBackoff = new Backoff({ initialMs: 500, maxMs: 15000, ...this.options.reconnect });
-    this.rtcBackoff = new Backoff({ initialMs: 10000, maxMs: 120000, ...this.options.rtcRetry });
+    /** Every pending timeout and interval (reconnects, WebRTC retries, the ping). */
+    this.timers = new Timers();
+    this.connection = new Connection(this._connectionHost(), this.options, this.timers);
     this.budget = this.options.budget === false ? null : new LodBudget(this.options.lod, { finestLod: this.options.lod, ...this.options.budget });
     this.state = ConnectionState.IDLE;
     /** Last session state the server pushed ('idle', 'thinking', ...). */
@@ -92,8 +89,6 @@ export class AvatarStreamClient extends EventTarget {
     this.base = '';
     this.session = '';
     this.lod = this.options.lod;
-    /** @type {any} */
-    this.transport = null;
     this.hello = null;
     /** The raw hello message of the current stream (to replay recorded traffic). */
     this.helloBytes = null;
@@ -101,35 +96,14 @@ export class AvatarStreamClient extends EventTarget {
     this.jitter = null;
     this.binding = null;
     this.out = null;
-    /** @type {VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
-    this.voice = null;
-    this._voiceAvailable = false;
-    /** When the face is shown and its voice heard (playout.js). */
-    this.playout = new VoicePlayout();
+    this.clock = new ClockSync();
+    this.meter = new StatsMeter({ state: this.state, lod: this.lod });
+    this.stats = this.meter.stats;
+    this.voiceLink = new VoiceLink(this);
+    this.rigSource = new RigSource(this.options, this.fetch);
     this._bindTarget = null;
-    this._rigCache = new Map();
-    this._timers = new Set();
-    this._closedByUser = false;
-    this._wasActive = false;
-    this._generation = 0;
-    this._lastSeq = -1;
-    this._lastLodSeen = -1;
     this._lastFrameAt = NaN;
     this._lastKfRequest = -Infinity;
-    this._nonce = 1;
-    this._pings = new Map();
-    this._bestRtt = Infinity;
-    /** Server stream ms minus local ms, from ping/pong (NaN until the first pong). */
-    this.clockOffset = NaN;
-    this._window = { start: NaN, renders: 0, bytes: 0 };
-    // decodeUs / applyUs are moving averages of performance.now() differences: in a page that
-    // is not cross-origin isolated the browser coarsens that clock (100 us in Chromium), so
-    // they are rough; time many frames at once for a real figure (the demo's measure()).
-    this.stats = {
-      transport: '', state: this.state, lod: this.lod, renderFps: 0, kbps: 0, latencyMs: NaN, rttMs: NaN,
-      framesReceived: 0, framesRendered: 0, framesSkipped: 0, framesStale: 0, keyframesRequested: 0,
-      protocolErrors: 0, bytesReceived: 0, reconnects: 0, decodeUs: 0, applyUs: 0, sampleStatus: SampleStatus.EMPTY,
-    };
   }
 
   // ------------------------------------------------------------------ public API
@@ -146,26 +120,18 @@ export class AvatarStreamClient extends EventTarget {
     Object.assign(this.options, options);
     if (options.lod !== undefined) this.lod = options.lod;
     this.disconnect();
-    this._closedByUser = false;
-    this._wasActive = false;
+    this.connection.restart();
     this.base = url;
     this.session = session;
-    this.reconnectBackoff.reset();
-    this.rtcBackoff.reset();
-    this._makeVoice();
-    this._every(this.options.pingMs, () => this._ping());
-    await this._open();
+    this.voiceLink.make();
+    this.timers.every(this.options.pingMs, () => this._ping());
+    await this.connection.open();
   }
 
   /** Close the connection and stop reconnecting. */
   disconnect() {
-    this._closedByUser = true;
-    this._generation += 1;
-    this._clearTimers();
-    const t = this.transport;
-    this.transport = null;
-    t?.close();
-    this.voice?.reset();
+    this.connection.stop();
+    this.voiceLink.reset();
     if (this.state !== ConnectionState.IDLE) this._setState(ConnectionState.DISCONNECTED);
   }
 
@@ -202,10 +168,8 @@ export class AvatarStreamClient extends EventTarget {
     this.stats.sampleStatus = status;
     if (status === SampleStatus.EMPTY) return false;
     if (this.binding) this.binding.apply(this.out);
-    this.playout.tick(nowMs, this.voice, this.jitter);
-    this.stats.applyUs += ((this.now() - t0) * 1000 - this.stats.applyUs) * 0.05;
-    this.stats.framesRendered += 1;
-    this._window.renders += 1;
+    this.voiceLink.tick(nowMs, this.jitter);
+    this.meter.frameRendered((this.now() - t0) * 1000);
     // A still face sends only keyframes (every keyframe_ms): a stall is longer than that.
     const stallMs = Math.max(this.options.stallMs, 2.5 * (this.hello?.keyframeMs ?? 0));
     if (this.state === ConnectionState.ACTIVE && nowMs - this._lastFrameAt > stallMs) {
@@ -232,16 +196,42 @@ export class AvatarStreamClient extends EventTarget {
     this.lod = lod;
     if (this.hello && this.transport) {
       this.decoder.expectLod(this.hello.sid, lod);
-      this.transport.send(encodeControl(Op.SET_LOD, this.hello.sid, lod));
+      this.connection.send(encodeControl(Op.SET_LOD, this.hello.sid, lod));
     }
     this._emit('lod', { lod, user });
   }
 
+  /** Ask the server for a keyframe now (a broken delta chain asks by itself). */
   requestKeyframe() {
     if (!this.hello || !this.transport) return;
     this._lastKfRequest = this.now();
     this.stats.keyframesRequested += 1;
-    this.transport.send(encodeControl(Op.REQUEST_KEYFRAME, this.hello.sid, this.lod));
+    this.connection.send(encodeControl(Op.REQUEST_KEYFRAME, this.hello.sid, this.lod));
+  }
+
+  /** The transport that carries the stream now (null between connections). */
+  get transport() {
+    return this.connection.transport;
+  }
+
+  /** Which transport carries the stream now: 'webrtc', 'websocket' or ''. */
+  get transportKind() {
+    return this.connection.kind;
+  }
+
+  /** Reconnect delays (the `reconnect` option); reset once frames flow. */
+  get reconnectBackoff() {
+    return this.connection.reconnectBackoff;
+  }
+
+  /** Delays before retrying WebRTC after a fallback (the `rtcRetry` option). */
+  get rtcBackoff() {
+    return this.connection.rtcBackoff;
+  }
+
+  /** Server stream ms minus local ms, from ping/pong (NaN until the first pong). */
+  get clockOffset() {
+    return this.clock.offset;
   }
 
   // ------------------------------------------------------------------ voice
@@ -255,6 +245,11 @@ export class AvatarStreamClient extends EventTarget {
     return this.voice ? this.voice.unlock() : false;
   }
 
+  /** @type {import('./voice.js').VoicePlayer | null} plays the voice; made by connect() unless audio is 'off' */
+  get voice() {
+    return this.voiceLink.player;
+  }
+
   /** 'locked' (a gesture must call unlockAudio()), 'unlocked', or 'unavailable' (audio 'off'). */
   get soundState() {
     return this.voice?.soundState ?? SoundState.UNAVAILABLE;
@@ -264,6 +259,7 @@ export class AvatarStreamClient extends EventTarget {
   get volume() { return this.voice?.volume ?? this.options.volume ?? 1; }
   set volume(v) { this.options.volume = v; if (this.voice) this.voice.volume = v; }
 
+  /** Whether the voice is muted (it keeps playing silently, in step with the face). */
   get muted() { return this.voice?.muted ?? this.options.muted ?? false; }
   set muted(m) { this.options.muted = m; if (this.voice) this.voice.muted = m; }
 
@@ -273,7 +269,7 @@ export class AvatarStreamClient extends EventTarget {
    * ('voiceavailable' events; 'voicedegraded' when it turns false).
    */
   get voiceAvailable() {
-    return this._voiceAvailable;
+    return this.voiceLink.available;
   }
 
   /**
@@ -282,149 +278,45 @@ export class AvatarStreamClient extends EventTarget {
    * @param {'opus'|'pcm'|'off'} audio
    */
   setAudio(audio) {
-    if (!['opus', 'pcm', 'off'].includes(audio)) throw new RangeError("audio must be 'opus', 'pcm' or 'off'");
-    this.options.audio = audio;
-    this._makeVoice();
-    if (this.hello && this.transport) this.transport.send(encodeSetAudio(this.hello.sid, AUDIO_CODES[audio]));
-  }
-
-  /** Which transport carries the stream now: 'webrtc', 'websocket' or ''. */
-  get transportKind() {
-    return this.transport?.kind ?? '';
+    this.voiceLink.setAudio(audio);
   }
 
   // ------------------------------------------------------------------ connection
 
-  _makeTransport(kind) {
-    const { lod, bits, token, iceServers, audio } = { ...this.options, lod: this.lod };
-    if (this.options.createTransport) return this.options.createTransport(kind, { base: this.base, session: this.session, lod, bits, token, audio });
-    if (kind === 'webrtc') {
-      return new WebRTCTransport(httpUrl(this.base, 'rtc/offer'), { session: this.session, lod, bits, token, audio, iceServers, fetchImpl: this.fetch });
-    }
-    return new WebSocketTransport(streamUrl(this.base, this.session, { lod, bits, token, audio, mode: 'chained' }));
+  /** What the Connection reports to: it opens transports, this client decodes what they carry. */
+  _connectionHost() {
+    return {
+      createTransport: (kind) => makeTransport(kind, { ...this.options, lod: this.lod, base: this.base, session: this.session, fetch: this.fetch }),
+      setState: (state) => this._setState(state),
+      attached: (t) => {
+        this.decoder = new Decoder();
+        this.meter.newStream();
+        this.stats.transport = t.kind;
+        this._emit('transport', { transport: t.kind });
+      },
+      message: (bytes, arrival) => this._onMessage(bytes, arrival),
+      emit: (type, detail) => {
+        if (type === 'reconnect') this.stats.reconnects += 1;
+        this._emit(type, detail);
+      },
+    };
   }
 
-  _rtcWanted() {
-    const pref = this.options.transport;
-    if (pref === 'websocket') return false;
-    return this.options.createTransport ? true : WebRTCTransport.supported;
+  _ping() {
+    if (!this.transport) return;
+    const sent = this.now();
+    this.connection.send(encodePing(this.clock.ping(sent), Math.max(0, Math.round(sent))));
   }
 
-  async _open() {
-    const gen = this._generation;
-    this._setState(ConnectionState.CONNECTING);
-    let rtcError = null;
-    if (this._rtcWanted()) {
-      const t = this._makeTransport('webrtc');
-      try {
-        await t.connect();
-        if (gen !== this._generation) { t.close(); return; }
-        this._attach(t);
-        return;
-      } catch (err) {
-        rtcError = err;
-        if (gen !== this._generation) return;
-        if (err?.status && this._isFatal(4000 + err.status)) return this._fatal(err.message);
-        this._emit('fallback', { from: 'webrtc', to: 'websocket', reason: String(err?.message ?? err) });
-        if (this.options.transport === 'webrtc') return this._scheduleReconnect(String(err?.message ?? err));
-      }
-    }
-    const ws = this._makeTransport('websocket');
-    try {
-      await ws.connect();
-    } catch (err) {
-      if (gen !== this._generation) return;
-      this._scheduleReconnect(String(err?.message ?? err));
-      throw err;
-    }
-    if (gen !== this._generation) { ws.close(); return; }
-    this._attach(ws);
-    if (rtcError) this._scheduleRtcRetry();
-  }
-
-  _attach(t) {
-    const old = this.transport;
-    this.transport = t;
-    this.decoder = new Decoder();
-    this._lastSeq = -1;
-    this._lastLodSeen = -1;
-    t.onmessage = (bytes, arrival) => { if (t === this.transport) this._onMessage(bytes, arrival); };
-    t.onclose = (info) => this._onClose(t, info);
-    if (old && old !== t) old.close();
-    this.stats.transport = t.kind;
-    this._emit('transport', { transport: t.kind });
-  }
-
-  _onClose(t, { code, reason }) {
-    if (t !== this.transport) return;
-    this.transport = null;
-    if (this._closedByUser) return;
-    if (this._isFatal(code)) return this._fatal(`closed ${code}: ${reason}`);
-    this._setState(ConnectionState.DISCONNECTED);
-    this._scheduleReconnect(`closed ${code}${reason ? `: ${reason}` : ''}`);
-  }
-
-  _isFatal(code) {
-    return FATAL_CLOSE_CODES.includes(code) && !(code === 4404 && this._wasActive);
-  }
-
-  _fatal(reason) {
-    this._closedByUser = true; // no more retries
-    this._generation += 1;
-    this._clearTimers();
-    this._setState(ConnectionState.ERROR);
-    this._emit('error', { reason, fatal: true });
-  }
-
-  _scheduleReconnect(reason) {
-    if (this._closedByUser) return;
-    const delay = this.reconnectBackoff.next();
-    this.stats.reconnects += 1;
-    this._emit('reconnect', { delay, attempt: this.reconnectBackoff.attempts, reason });
-    this._after(delay, () => this._open().catch(() => {}));
-  }
-
-  _scheduleRtcRetry() {
-    if (this._closedByUser || this.options.transport !== 'auto') return;
-    const gen = this._generation;
-    this._after(this.rtcBackoff.next(), async () => {
-      if (gen !== this._generation || this.transport?.kind !== 'websocket') return;
-      const t = this._makeTransport('webrtc');
-      try {
-        await t.connect();
-      } catch {
-        this._scheduleRtcRetry();
-        return;
-      }
-      if (gen !== this._generation || this._closedByUser) { t.close(); return; }
-      this.rtcBackoff.reset();
-      this._attach(t);
-    });
-  }
-
-  _clearTimers() {
-    for (const id of this._timers) {
-      clearTimeout(id);
-      clearInterval(id);
-    }
-    this._timers.clear();
-  }
-
-  _after(ms, fn) {
-    const id = setTimeout(() => { this._timers.delete(id); fn(); }, ms);
-    this._timers.add(id);
-  }
-
-  _every(ms, fn) {
-    const id = setInterval(fn, ms);
-    this._timers.add(id);
+  _onPong({ nonce, t }) {
+    const rtt = this.clock.pong(nonce, t, this.now());
+    if (!Number.isNaN(rtt)) this.stats.rttMs = rtt;
   }
 
   // ------------------------------------------------------------------ messages
 
   _onMessage(bytes, arrival) {
-    this.stats.bytesReceived += bytes.length;
-    this._window.bytes += bytes.length;
+    this.meter.countBytes(bytes.length);
     const t0 = this.now();
     let r;
     try {
@@ -440,18 +332,12 @@ export class AvatarStreamClient extends EventTarget {
       case 'frame': this._onFrame(r, arrival, t0); break;
       case 'hello': this.helloBytes = bytes.slice(); this._onHello(r); break;
       case 'need_keyframe':
-        if (this.now() - this._lastKfRequest > 100) this.requestKeyframe();
+        if (this.now() - this._lastKfRequest > KEYFRAME_REQUEST_GAP_MS) this.requestKeyframe();
         break;
       case 'stale': this.stats.framesStale += 1; break;
       case 'event': this._onEvent(r); break;
-      case 'audio':
-        if (!this.voice || r.sid !== this.hello?.sid) break;
-        if (r.codec === 'opus' && !this.voice.decoder) { this._opusFailed(); break; }
-        this.voice.push(r);
-        this.playout.noteAudio(arrival, r.t, this.jitter);
-        this.playout.tick(arrival, this.voice, this.jitter); // schedule now: a page that renders slowly still plays on time
-        break;
-      case 'ping': this.transport?.send(encodePong(r.nonce, Math.max(0, Math.round(this.now())))); break;
+      case 'audio': this.voiceLink.audio(r, arrival, this.jitter); break;
+      case 'ping': this.connection.send(encodePong(r.nonce, Math.max(0, Math.round(this.now())))); break;
       case 'pong': this._onPong(r); break;
       case 'error_message': this._emit('error', { reason: `server: ${r.message}`, code: r.code, fatal: false }); break;
       default: break;
@@ -471,9 +357,9 @@ export class AvatarStreamClient extends EventTarget {
     if (this.lod !== this.options.lod && this.transport) {
       // A reconnect subscribes at options.lod; catch up with a level chosen since.
       this.decoder.expectLod(hello.sid, this.lod);
-      this.transport.send(encodeControl(Op.SET_LOD, hello.sid, this.lod));
+      this.connection.send(encodeControl(Op.SET_LOD, hello.sid, this.lod));
     }
-    this._helloVoice(hello);
+    this.voiceLink.hello(hello);
     this._setState(ConnectionState.READY);
     this._emit('hello', { hello });
     if (!sameShape) this._rebind().catch((err) => this._emit('error', { reason: `bind: ${err.message}`, fatal: false }));
@@ -482,29 +368,12 @@ export class AvatarStreamClient extends EventTarget {
   _onFrame(r, arrival, t0) {
     if (!this.hello || r.sid !== this.hello.sid) return;
     const st = this.decoder.stream(r.sid);
-    if (r.lod !== this._lastLodSeen) {
-      this._lastLodSeen = r.lod;
-      this._lastSeq = -1;
-      const fps = this.hello.lods[r.lod]?.fps ?? 60;
-      this.jitter.setFrameInterval(1000 / fps);
-      this.stats.lod = r.lod;
-    }
-    if (this._lastSeq >= 0) {
-      const gap = (r.seq - this._lastSeq - 1) & 0xffff;
-      if (gap < 0x8000) this.stats.framesSkipped += gap;
-    }
-    this._lastSeq = r.seq;
+    if (this.meter.countFrame(r.lod, r.seq)) this.jitter.setFrameInterval(1000 / (this.hello.lods[r.lod]?.fps ?? 60));
     this.jitter.push(r.t, st.morphs, st.channels, arrival);
-    this.stats.decodeUs += ((this.now() - t0) * 1000 - this.stats.decodeUs) * 0.05;
-    this.stats.framesReceived += 1;
-    if (!Number.isNaN(this.clockOffset)) {
-      const latency = arrival + this.clockOffset - r.t;
-      this.stats.latencyMs = Number.isNaN(this.stats.latencyMs) ? latency : this.stats.latencyMs + (latency - this.stats.latencyMs) * 0.1;
-    }
+    this.meter.frameDecoded((this.now() - t0) * 1000, this.clock.latencyMs(arrival, r.t));
     this._lastFrameAt = arrival;
     if (this.state !== ConnectionState.ACTIVE) {
-      this._wasActive = true;
-      this.reconnectBackoff.reset();
+      this.connection.healthy();
       this._setState(ConnectionState.ACTIVE);
     }
     this._emit('frame', r);
@@ -521,32 +390,7 @@ export class AvatarStreamClient extends EventTarget {
       this.emotion = r.value;
       this._emit('emotion', { emotion: r.value[0], intensity: r.value[1] });
     } else if (r.event === EventKind.VOICE_CUT) {
-      this.voice?.cut(r.t, r.value);
-    }
-  }
-
-  _ping() {
-    if (!this.transport) return;
-    const nonce = this._nonce++ & 0xffffffff;
-    const sent = this.now();
-    this._pings.set(nonce, sent);
-    if (this._pings.size > 16) this._pings.delete(this._pings.keys().next().value);
-    this.transport.send(encodePing(nonce, Math.max(0, Math.round(sent))));
-  }
-
-  _onPong({ nonce, t }) {
-    const sent = this._pings.get(nonce);
-    if (sent === undefined) return;
-    this._pings.delete(nonce);
-    const recv = this.now();
-    const rtt = recv - sent;
-    this.stats.rttMs = rtt;
-    // Keep the offset of the fastest round trip seen lately (its midpoint guess is the best);
-    // let the bar rise slowly so a changed route is followed.
-    this._bestRtt = Math.min(this._bestRtt * 1.05 + 0.1, Infinity);
-    if (rtt <= this._bestRtt || Number.isNaN(this.clockOffset)) {
-      this._bestRtt = rtt;
-      this.clockOffset = t - (sent + recv) / 2;
+      this.voiceLink.cut(r.t, r.value);
     }
   }
 
@@ -556,7 +400,7 @@ export class AvatarStreamClient extends EventTarget {
     const target = this._bindTarget;
     const hello = this.hello;
     if (!target || !hello) return null;
-    const rig = target.rig !== undefined ? target.rig : await this._rigInfo(hello.rig);
+    const rig = target.rig !== undefined ? target.rig : await this.rigSource.get(hello.rig, this.base);
     if (this._bindTarget !== target || this.hello !== hello) return this.binding;
     this.binding?.reset();
     this.binding = new RigBinding(target.object3D, { morphNames: hello.morphNames, channelNames: hello.channelNames, rig });
@@ -564,35 +408,14 @@ export class AvatarStreamClient extends EventTarget {
     return this.binding;
   }
 
-  async _rigInfo(name) {
-    if (this.options.rigs[name]) return this.options.rigs[name];
-    if (this._rigCache.has(name)) return this._rigCache.get(name);
-    let rig = null;
-    if (this.fetch && this.base) {
-      try {
-        const headers = this.options.token ? { authorization: `Bearer ${this.options.token}` } : {};
-        const res = await this.fetch(httpUrl(this.base, `rigs/${encodeURIComponent(name)}`), { headers });
-        if (res.ok) rig = await res.json();
-      } catch { /* no rig endpoint: fall back */ }
-    }
-    rig ??= this.options.rigFallback?.[name] ?? null;
-    this._rigCache.set(name, rig);
-    return rig;
-  }
-
+  /** Close the stats window when due: feed the LOD budget its rates and report them. */
   _tickStats(nowMs) {
-    const w = this._window;
-    if (Number.isNaN(w.start)) { w.start = nowMs; return; }
-    const span = nowMs - w.start;
-    if (span < 1000) return;
-    this.stats.renderFps = (w.renders * 1000) / span;
-    this.stats.kbps = (w.bytes * 8) / span;
-    w.start = nowMs; w.renders = 0; w.bytes = 0;
+    if (!this.meter.tick(nowMs)) return;
     if (this.budget && this.transport && this.state === ConnectionState.ACTIVE) {
       const next = this.budget.update(nowMs, { fps: this.stats.renderFps, kbps: this.stats.kbps });
       if (next !== null) this.setLod(next, { user: false });
     }
-    this._emit('stats', { ...this.stats });
+    this._emit('stats', this.meter.snapshot());
   }
 
   _setState(state) {
@@ -600,71 +423,7 @@ export class AvatarStreamClient extends EventTarget {
     this.state = state;
     this.stats.state = state;
     this._emit('state', { state, transport: this.transportKind });
-    this._checkVoiceAvailable();
-  }
-
-  // ------------------------------------------------------------------ voice internals
-
-  /** Make (or drop) the VoicePlayer the `audio` option asks for; its events are re-emitted. */
-  _makeVoice() {
-    if (this.options.audio === 'off') {
-      this.voice?.close();
-      this.voice = null;
-      this._checkVoiceAvailable();
-      return;
-    }
-    if (this.voice) return;
-    const create = this.options.createAudioContext ?? (() => new AudioContext({ latencyHint: 'interactive' }));
-    let context;
-    try {
-      context = create();
-    } catch (err) {
-      this.options.audio = 'off';
-      this._emit('error', { reason: `no sound: ${err?.message ?? err}`, fatal: false });
-      return;
-    }
-    const voice = new VoicePlayer(context, { volume: this.options.volume ?? 1, muted: this.options.muted ?? false, now: this.now, ...this.options.voice });
-    for (const type of ['voicestart', 'voicestop', 'voicecut', 'sound']) {
-      voice.addEventListener(type, (e) => {
-        this._emit(type, /** @type {CustomEvent} */ (e).detail);
-        if (type === 'sound') this._checkVoiceAvailable();
-      });
-    }
-    this.voice = voice;
-    this._emit('sound', { state: voice.soundState, volume: voice.volume, muted: voice.muted });
-  }
-
-  /** A hello names the stream's voice: configure the player, or ask for PCM if it cannot play Opus. */
-  _helloVoice(hello) {
-    if (!this.voice) return;
-    if (!hello.audio) { this.voice.reset(); this._checkVoiceAvailable(); return; }
-    this.voice.reset();
-    if (!this.voice.configure(hello.audio, hello.audioRate) && this.transport) {
-      this.options.audio = 'pcm';
-      this.transport.send(encodeSetAudio(hello.sid, AudioCodec.PCM16));
-    }
-    this._checkVoiceAvailable();
-  }
-
-  /** The Opus decoder failed (or is gone): ask for PCM instead, once, and say so. */
-  _opusFailed() {
-    if (this.options.audio === 'pcm' || !this.transport || !this.hello) return;
-    this.options.audio = 'pcm';
-    this.transport.send(encodeSetAudio(this.hello.sid, AudioCodec.PCM16));
-    this._emit('error', { reason: 'the Opus decoder failed: asking for PCM', fatal: false });
-  }
-
-  _checkVoiceAvailable() {
-    const v = this.voice;
-    let reason = '';
-    if (!v || !this.hello?.audio) reason = 'no-voice';
-    else if (v.soundState !== SoundState.UNLOCKED) reason = 'locked';
-    else if (this.state !== ConnectionState.ACTIVE) reason = this.state;
-    const available = reason === '';
-    if (available === this._voiceAvailable) return;
-    this._voiceAvailable = available;
-    this._emit('voiceavailable', { available, reason });
-    if (!available) this._emit('voicedegraded', { reason });
+    this.voiceLink.check();
   }
 
   _emit(type, detail) {
