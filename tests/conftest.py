@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
+from inprocess import InProcessServer
 from server_process import ServerProcess
 
 DATA = Path(__file__).parent / "data"
@@ -33,3 +34,14 @@ def server() -> Iterator[ServerProcess]:
         yield srv
     finally:
         srv.stop()
+
+
+@pytest.fixture
+def inprocess() -> Iterator[InProcessServer]:
+    """The server in process on a fake clock (tests/inprocess.py): no socket, no wall time;
+    the test ticks it with ``advance``. A test needing other options builds its own."""
+    srv = InProcessServer()
+    try:
+        yield srv
+    finally:
+        srv.close()

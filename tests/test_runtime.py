@@ -7,8 +7,6 @@ session takes its viewers and none of the others', idle sessions expire, quotas 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 
@@ -26,10 +24,8 @@ OTHER_TENANT = Principal("other", "acme", frozenset({"admin"}), None)
 
 
 @pytest.fixture
-def srv() -> Iterator[InProcessServer]:
-    server = InProcessServer()
-    yield server
-    server.close()
+def srv(inprocess: InProcessServer) -> InProcessServer:
+    return inprocess
 
 
 def capture(srv: InProcessServer, session: str, jaw: float) -> None:

@@ -1,29 +1,20 @@
-"""REST against a real server process: statuses, JSON reasons, and no 500 for any input."""
+"""REST against the app in process (tests/inprocess.py): statuses, JSON reasons, and no 500
+for any input. The same app a ``serve`` process runs, called through ASGI without a socket."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import httpx
 import pytest
 
-from server_process import ServerProcess
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[ServerProcess]:
-    proc = ServerProcess().wait_ready()
-    yield proc
-    proc.stop()
+from inprocess import InProcessServer
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=10) as c:
-        yield c
+def client(inprocess: InProcessServer) -> InProcessServer:
+    """The app, called the way the tests called the real server's HTTP client."""
+    return inprocess
 
 
-def test_health_stats_metrics_docs(client: httpx.Client) -> None:
+def test_health_stats_metrics_docs(client: InProcessServer) -> None:
     assert client.get("/health").json()["status"] == "ok"
     stats = client.get("/stats").json()
     assert {"sessions", "subscribers", "tick", "frames", "publish"} <= stats.keys()
@@ -34,7 +25,7 @@ def test_health_stats_metrics_docs(client: httpx.Client) -> None:
     assert "/sessions" in paths and "/rtc/offer" in paths
 
 
-def test_session_lifecycle(client: httpx.Client) -> None:
+def test_session_lifecycle(client: InProcessServer) -> None:
     created = client.post("/sessions", json={"id": "life", "rig": "arkit52", "fps": 30})
     assert created.status_code == 201
     assert created.json()["rig"] == "arkit52" and created.json()["fps"] == 30
@@ -46,7 +37,7 @@ def test_session_lifecycle(client: httpx.Client) -> None:
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
 
 
-def test_default_session_gets_an_id_and_the_default_rig(client: httpx.Client) -> None:
+def test_default_session_gets_an_id_and_the_default_rig(client: InProcessServer) -> None:
     body = client.post("/sessions", json={}).json()
     assert body["rig"] == "cc4-extended" and len(body["id"]) >= 8
     client.delete(f"/sessions/{body['id']}")
@@ -66,14 +57,14 @@ def test_default_session_gets_an_id_and_the_default_rig(client: httpx.Client) ->
     ],
 )
 def test_bad_bodies_get_4xx_with_a_reason(
-    client: httpx.Client, body: object, fragment: str
+    client: InProcessServer, body: object, fragment: str
 ) -> None:
     response = client.post("/sessions", json=body)
     assert 400 <= response.status_code < 500, response.text
     assert fragment in response.json()["detail"]
 
 
-def test_malformed_json_and_oversized_bodies(client: httpx.Client) -> None:
+def test_malformed_json_and_oversized_bodies(client: InProcessServer) -> None:
     broken = client.post(
         "/sessions", content=b"{not json", headers={"content-type": "application/json"}
     )
@@ -84,7 +75,7 @@ def test_malformed_json_and_oversized_bodies(client: httpx.Client) -> None:
     assert huge.status_code == 413 and huge.json()["error"] == "too_large"
 
 
-def test_rig_endpoint(client: httpx.Client) -> None:
+def test_rig_endpoint(client: InProcessServer) -> None:
     assert "cc4-extended" in client.get("/rigs").json()["rigs"]
     rig = client.get("/rigs/cc4-extended").json()
     assert rig["name"] == "cc4-extended" and rig["bone_drivers"]
