@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("pocketsphinx")
 
-from avatar_engine.audio.cli import add_audio_argument, run_audio
+from avatar_engine.cli.lipsync_audio import add_audio_argument, run_audio
 
 WAV = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
 

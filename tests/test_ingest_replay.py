@@ -318,7 +318,7 @@ def test_replay_and_record_cli_in_a_subprocess(reference_take: Path, tmp_path: P
         rx = LiveLinkReceiver(sink, config=UNLIMITED)
         _, port = await rx.start()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "avatar_engine.ingest.cli", "replay", str(reference_take),
+            sys.executable, "-m", "avatar_engine.cli", "replay", str(reference_take),
             "--to", f"livelink://127.0.0.1:{port}", "--count", "30", "--speed", "4",
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -334,13 +334,13 @@ def test_replay_and_record_cli_in_a_subprocess(reference_take: Path, tmp_path: P
     frames, stdout, _ = asyncio.run(main())
     assert frames == 30 and "sent 30 frames" in stdout
     bad = subprocess.run(
-        [sys.executable, "-m", "avatar_engine.ingest.cli", "replay", str(reference_take),
+        [sys.executable, "-m", "avatar_engine.cli", "replay", str(reference_take),
          "--to", "ftp://x:1"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert bad.returncode == 2 and bad.stderr.startswith("avatar-engine: error:")
     refused = subprocess.run(
-        [sys.executable, "-m", "avatar_engine.ingest.cli", "record",
+        [sys.executable, "-m", "avatar_engine.cli", "record",
          "ws://127.0.0.1:9/sessions/x/stream", "-o", str(tmp_path / "x.avrec")],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from avatar_engine.cli import main
 from avatar_engine.rigs.profile import load_rig
-from avatar_engine.speech.cli import main
 
 
 def run(*args: str) -> int:
-    return main(list(args))
+    return main(["lipsync", *args])
 
 
 def test_text_to_json(tmp_path: Path) -> None:

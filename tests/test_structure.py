@@ -127,3 +127,44 @@ def test_the_checks_see_the_whole_tree() -> None:
     files = _source_files()
     assert len(files) > 50
     assert any(path.name == "engine.py" for path in files)
+
+
+def _imported_modules(tree: ast.Module) -> Iterator[str]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            yield node.module
+
+
+def test_no_core_package_imports_the_command_line() -> None:
+    """The CLI is a front-end of the library, never a dependency of it."""
+    found = [
+        f"{_relative(path)} imports {name}"
+        for path in _source_files()
+        if path.relative_to(SRC).parts[0] != "cli"
+        for name in _imported_modules(_parse(path))
+        if name == "avatar_engine.cli" or name.startswith("avatar_engine.cli.")
+    ]
+    assert not found, "\n".join(found)
+
+
+def _is_array_alias(node: ast.stmt) -> bool:
+    value = node.value if isinstance(node, ast.Assign | ast.AnnAssign) else None
+    return (
+        isinstance(value, ast.Subscript)
+        and isinstance(value.value, ast.Attribute)
+        and value.value.attr == "NDArray"
+    )
+
+
+def test_array_aliases_are_declared_once_in_types() -> None:
+    """``F32`` and friends come from avatar_engine.types, not a copy per module."""
+    found = [
+        f"{_relative(path)}:{node.lineno}"
+        for path in _source_files()
+        if path.name != "types.py"
+        for node in _parse(path).body
+        if _is_array_alias(node)
+    ]
+    assert not found, "module-local array aliases:\n" + "\n".join(found)

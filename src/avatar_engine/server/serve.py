@@ -1,103 +1,26 @@
-"""``avatar-engine serve``: everything in one process with embedded defaults.
+"""The server process: everything in one process, as ``avatar-engine serve`` starts it.
 
 HTTP/WebSocket on 127.0.0.1:8766 (REST, streams, the bundled client at ``/``), the engine
 tick, and the UDP capture receivers. SIGTERM/SIGINT: stop accepting, close peers, exit
-within five seconds.
+within five seconds. The command line (flags, exit codes) is :mod:`avatar_engine.cli.serve`.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import logging
 import socket
-from typing import Any
 
 import uvicorn
 
 from avatar_engine.server.app import create_app
-from avatar_engine.server.config import ConfigError, ServerOptions, load_options, option_docs
+from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.fanout import StreamProtocol
 from avatar_engine.server.limits import MAX_URL_BYTES
-from avatar_engine.server.logging_setup import configure_logging
 from avatar_engine.server.runtime import Runtime
 
 log = logging.getLogger("avatar_engine.server")
 
 SHUTDOWN_GRACE_S = 4.0
-
-_FLAGS: dict[str, dict[str, Any]] = {
-    "host": {},
-    "port": {"type": int},
-    "livelink_port": {"type": int},
-    "vmc_port": {"type": int},
-    "udp_host": {},
-    "backend": {"choices": ["native", "numba", "numpy"]},
-    "tick_hz": {"type": float},
-    "default_rig": {},
-    "rig_dir": {},
-    "session_idle_timeout_s": {"type": float},
-    "jwt_secret": {},
-    "jwt_public_key": {},
-    "jwt_audience": {},
-    "cors_origins": {},
-    "ice_servers": {},
-    "piper_model": {},
-    "egress": {},
-    "keyframe_interval_ms": {"type": int},
-    "quant_bits": {"type": int, "choices": [8, 16]},
-    "max_sessions": {"type": int},
-    "max_subscribers": {"type": int},
-    "max_publish_rate": {"type": float},
-    "redis_url": {},
-    "node_id": {},
-    "cluster_advertise_url": {},
-    "cluster_lease_ms": {"type": int},
-    "cluster_prefix": {},
-    "log_format": {"choices": ["json", "text"]},
-    "log_level": {"choices": ["debug", "info", "warning", "error"]},
-}
-
-
-def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    docs = option_docs()
-    parser = sub.add_parser(
-        "serve",
-        help="run the engine server (REST, WebSocket/WebRTC streams, UDP capture, client page)",
-        description=(
-            "Options come from defaults < --config TOML < AVATAR_ENGINE_* environment < flags. "
-            "0 disables a UDP port."
-        ),
-    )
-    parser.add_argument("--config", help="TOML file with a [server] table of these options")
-    for name, extra in _FLAGS.items():
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            dest=name,
-            default=None,
-            help=f"{docs.get(name, '')} (default: {getattr(ServerOptions(), name)!r})"
-            if name != "jwt_secret"
-            else docs.get(name, ""),
-            **extra,
-        )
-    parser.add_argument("--redis", dest="redis_url", default=None, help="same as --redis-url")
-    parser.set_defaults(handler=_cmd_serve)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    overrides = {name: getattr(args, name) for name in _FLAGS}
-    try:
-        options = load_options(config_file=args.config, overrides=overrides)
-    except (ConfigError, ValueError) as exc:
-        print(f"avatar-engine: error: {exc}")
-        return 2
-    busy = ports_in_use(options)
-    if busy:
-        print(f"avatar-engine: error: {busy}")
-        return 2
-    configure_logging(options.log_format, options.log_level)
-    asyncio.run(run_server(options))
-    return 0
 
 
 def ports_in_use(options: ServerOptions) -> str | None:

@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import numpy as np
 
-from avatar_engine.audio.cli import ProgressBar
 from avatar_engine.audio.wav import wav_bytes
+from avatar_engine.cli.progress import ProgressBar
+from avatar_engine.cli.usage import EXIT_BAD_INPUT, Subparsers, fail
 from avatar_engine.formats.curves_io import MorphCurves, write_curves
 from avatar_engine.kernels.backends import BackendUnavailableError
 from avatar_engine.rigs.profile import RigProfile, RigProfileError, load_rig
@@ -43,7 +43,6 @@ from avatar_engine.voice import (
     load_voice,
 )
 
-EXIT_BAD_INPUT: Final = 2
 TEXT_SUFFIX: Final = ".txt"
 CURVE_FORMATS: Final = ("json", "csv")
 SAY_ERRORS: Final[tuple[type[Exception], ...]] = (
@@ -61,7 +60,7 @@ class SayInputError(ValueError):
     """Bad arguments or input files (exit code 2)."""
 
 
-def add_say_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_say_parser(subparsers: Subparsers) -> None:
     """Register ``say`` on the main parser's subcommands."""
     p = subparsers.add_parser(
         "say",
@@ -94,10 +93,13 @@ class Sayer:
     speech_rig: SpeechRig
 
     def say(self, text: str, wav: Path, curves: Path) -> VoicedSpeech:
+        """Synthesize ``text`` and write its WAV and the curves that play in step with it.
+
+        The curves run past the audio's end only while the face settles back to rest.
+        """
         speech = self.voice.synthesize(text, self.options)
         fps = self.options.fps
         keys = speech.utterance.keys
-        # Past the audio's end only if the face still has to settle back to rest.
         end = max(speech.duration, float(keys.times[-1]) if len(keys) else 0.0)
         frames = self.speech_rig.render(keys, fps, duration=end)
         # int16 / 32767 survives wav_bytes' float -> int16 rounding exactly.
@@ -201,23 +203,9 @@ def run_say(args: argparse.Namespace) -> int:
             raise SayInputError("give the TEXT to say, or --batch FOLDER")
         return _say_one(args)
     except SAY_ERRORS as exc:
-        print(f"avatar-engine say: error: {exc}", file=sys.stderr)
+        return fail(str(exc), "say")
     except OSError as exc:
-        print(f"avatar-engine say: error: cannot write: {exc}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``say`` alone (``python -m avatar_engine.voice.cli``)."""
-    parser = argparse.ArgumentParser(prog="avatar-engine")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_say_parser(sub)
-    args = parser.parse_args(["say", *(argv if argv is not None else sys.argv[1:])])
-    code: int = args.handler(args)
-    return code
+        return fail(f"cannot write: {exc}", "say")
 
 
 __all__ = ["SAY_ERRORS", "Sayer", "add_say_parser", "run_say", "say_folder"]
-
-if __name__ == "__main__":
-    sys.exit(main())

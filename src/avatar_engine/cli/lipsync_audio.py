@@ -1,6 +1,6 @@
-"""Command-line side of audio lip-sync: what ``avatar-engine lipsync AUDIO`` runs.
+"""Audio mode of ``avatar-engine lipsync``: what ``avatar-engine lipsync AUDIO`` runs.
 
-The ``lipsync`` subcommand lives in :mod:`avatar_engine.speech.cli` (text mode); audio mode
+The ``lipsync`` subcommand lives in :mod:`avatar_engine.cli.lipsync` (text mode); audio mode
 adds one optional positional argument, a WAV file or a folder of them::
 
     avatar-engine lipsync speech.wav [--text "..."] --rig cc4-extended --fps 60 -o out.json
@@ -19,7 +19,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+
+import numpy as np
 
 from avatar_engine.audio.lipsync import (
     RECOGNISERS,
@@ -29,6 +30,14 @@ from avatar_engine.audio.lipsync import (
 )
 from avatar_engine.audio.phones import AlignmentError, RecognizerUnavailableError
 from avatar_engine.audio.wav import AudioFormatError
+from avatar_engine.cli.plot import plot_curves
+from avatar_engine.cli.progress import ProgressBar
+from avatar_engine.cli.usage import EXIT_BAD_INPUT, fail
+from avatar_engine.formats.curves_io import MorphCurves, write_curves
+from avatar_engine.kernels.backends import BackendUnavailableError
+from avatar_engine.rigs.profile import RigProfile, RigProfileError, load_rig
+from avatar_engine.speech.lipsync import from_segments
+from avatar_engine.speech.rig import SpeechRig
 
 AUDIO_ERRORS: tuple[type[Exception], ...] = (
     AudioFormatError,
@@ -42,6 +51,8 @@ MAX_TRANSCRIPT_BYTES = 1 << 20
 
 @dataclass(frozen=True, slots=True)
 class AudioJob:
+    """One WAV of a folder batch: where its curves go and the transcript found beside it."""
+
     source: Path
     output: Path
     text: str | None
@@ -65,24 +76,6 @@ def folder_jobs(folder: Path, out_dir: Path, fmt: str) -> list[AudioJob]:
             text = data.decode("utf-8", errors="replace").strip() or None
         jobs.append(AudioJob(wav, out_dir / f"{wav.stem}.{fmt}", text))
     return jobs
-
-
-class ProgressBar:
-    """A one-line text progress bar on a terminal stream (no dependency, no curses)."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, width: int = 30) -> None:
-        self.total = max(total, 1)
-        self.stream = stream or sys.stderr
-        self.width = width
-        self.done = 0
-
-    def step(self, label: str) -> None:
-        self.done += 1
-        filled = self.width * self.done // self.total
-        bar = "#" * filled + "-" * (self.width - filled)
-        end = "\n" if self.done >= self.total else ""
-        self.stream.write(f"\r[{bar}] {self.done}/{self.total} {label[:40]:<40}{end}")
-        self.stream.flush()
 
 
 def run_folder(
@@ -139,6 +132,50 @@ def add_audio_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class CurveRenderer:
+    """Timelines -> curve files for one rig at one intensity and frame rate (one or a folder).
+
+    ``plot`` is drawn for a single file only: a folder batch writes no pictures.
+    """
+
+    rig: RigProfile
+    speech_rig: SpeechRig
+    ja: float
+    li: float
+    fps: float
+    plot: str | None = None
+
+    def __call__(self, tl: AudioTimeline, out: Path) -> None:
+        """Co-articulate the timeline's segments and write the curves (frames cover the audio)."""
+        utt = from_segments(tl.segments, ja=self.ja, li=self.li, fps=self.fps)
+        end = float(utt.keys.times[-1]) if len(utt.keys) else 0.0
+        frames = self.speech_rig.render(utt.keys, self.fps, duration=max(tl.duration, end))
+        write_curves(MorphCurves(self.rig.name, self.fps, self.rig.morph_names, frames), out)
+        if self.plot:
+            plot_curves(utt, frames, self.rig.morph_names, self.fps, self.plot)
+
+
+def _check_ranges(ja: float, li: float, fps: float) -> str | None:
+    for name, v in (("ja", ja), ("li", li)):
+        if not np.isfinite(v) or not 0.0 <= v <= 1.0:
+            return f"--{name} must lie in 0..1"
+    if not np.isfinite(fps) or not 1.0 <= fps <= 1000.0:
+        return "--fps must lie in 1..1000"
+    return None
+
+
+def _lipsync_folder(
+    source: Path, output: Path, args: argparse.Namespace, render: CurveRenderer, lips: AudioLipSync
+) -> int:
+    fmt = str(getattr(args, "format", None) or "json")
+    written, errors = run_folder(source, output, fmt, render, lipsync=lips)
+    for line in errors:
+        print(f"avatar-engine lipsync: skipped {line}", file=sys.stderr)
+    print(f"{output}: {written} files ({len(errors)} skipped)")
+    return 0 if written or not errors else EXIT_BAD_INPUT
+
+
 def run_audio(args: argparse.Namespace) -> int:
     """``lipsync AUDIO ...``: the audio branch of the ``lipsync`` handler.
 
@@ -146,61 +183,32 @@ def run_audio(args: argparse.Namespace) -> int:
     ``-o`` is a file for one WAV and a folder for a folder (``--format`` picks csv/json there,
     default json). Exit code 0, or 2 with one line on stderr for bad input.
     """
-    import numpy as np
-
-    from avatar_engine.formats.curves_io import MorphCurves, write_curves
-    from avatar_engine.kernels.backends import BackendUnavailableError
-    from avatar_engine.rigs.profile import RigProfileError, load_rig
-    from avatar_engine.speech.lipsync import from_segments
-    from avatar_engine.speech.rig import SpeechRig
-
-    def fail(message: str) -> int:
-        print(f"avatar-engine lipsync: error: {message}", file=sys.stderr)
-        return 2
-
     source = Path(args.audio)
     output = Path(args.output)
     ja, li, fps = float(args.ja), float(args.li), float(args.fps)
-    for name, v in (("ja", ja), ("li", li)):
-        if not np.isfinite(v) or not 0.0 <= v <= 1.0:
-            return fail(f"--{name} must lie in 0..1")
-    if not np.isfinite(fps) or not 1.0 <= fps <= 1000.0:
-        return fail("--fps must lie in 1..1000")
+    bad = _check_ranges(ja, li, fps)
+    if bad is not None:
+        return fail(bad, "lipsync")
     if not source.exists():
-        return fail(f"{source}: no such file or folder")
+        return fail(f"{source}: no such file or folder", "lipsync")
     try:
         rig = load_rig(args.rig)
         speech_rig = SpeechRig(rig, backend=getattr(args, "backend", None))
         lips = AudioLipSync(recogniser=str(getattr(args, "recogniser", None) or "phones"))
     except (RigProfileError, BackendUnavailableError, ValueError) as exc:
-        return fail(str(exc))
-
-    def render(tl: AudioTimeline, out: Path) -> None:
-        utt = from_segments(tl.segments, ja=ja, li=li, fps=fps)
-        end = float(utt.keys.times[-1]) if len(utt.keys) else 0.0
-        frames = speech_rig.render(utt.keys, fps, duration=max(tl.duration, end))
-        write_curves(MorphCurves(rig.name, fps, rig.morph_names, frames), out)
-        plot = getattr(args, "plot", None)
-        if plot and not source.is_dir():
-            from avatar_engine.speech.cli import plot_curves
-
-            plot_curves(utt, frames, rig.morph_names, fps, plot)
-
+        return fail(str(exc), "lipsync")
+    plot = None if source.is_dir() else getattr(args, "plot", None)
+    render = CurveRenderer(rig, speech_rig, ja, li, fps, plot)
     try:
         if source.is_dir():
-            fmt = str(getattr(args, "format", None) or "json")
-            written, errors = run_folder(source, output, fmt, render, lipsync=lips)
-            for line in errors:
-                print(f"avatar-engine lipsync: skipped {line}", file=sys.stderr)
-            print(f"{output}: {written} files ({len(errors)} skipped)")
-            return 0 if written or not errors else 2
+            return _lipsync_folder(source, output, args, render, lips)
         if output.suffix.lower() not in (".csv", ".json"):
-            return fail(f"{output}: output must end in .csv or .json")
+            return fail(f"{output}: output must end in .csv or .json", "lipsync")
         tl = audio_timeline(source, getattr(args, "text", None), lips)
         render(tl, output)
         print(f"{output}: {tl.duration:.2f} s of audio, {tl.mode} ({tl.method}), {rig.name}")
     except AUDIO_ERRORS as exc:
-        return fail(str(exc))
+        return fail(str(exc), "lipsync")
     except OSError as exc:
-        return fail(f"cannot write: {exc}")
+        return fail(f"cannot write: {exc}", "lipsync")
     return 0

@@ -5,11 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 
+from avatar_engine.cli.usage import Subparsers, fail
 from avatar_engine.client.subscriber import Backoff, DecodedEvent, DecodedFrame, subscribe_ws
 
-EXIT_BAD_INPUT = 2
+
+def _line(item: DecodedEvent | DecodedFrame) -> dict[str, object]:
+    """What one decoded stream item prints as (the morph and channel values to 5 places)."""
+    if isinstance(item, DecodedEvent):
+        return {"event": item.kind, "value": item.value, "t": item.t_ms / 1e3}
+    return {
+        "seq": item.seq,
+        "t": item.t_ms / 1e3,
+        "lod": item.lod,
+        "keyframe": item.keyframe,
+        "bytes": item.size,
+        "morphs": {k: round(v, 5) for k, v in item.morphs.items()},
+        "channels": {k: round(v, 5) for k, v in item.channels.items()},
+    }
 
 
 async def _print_stream(args: argparse.Namespace) -> int:
@@ -19,24 +32,9 @@ async def _print_stream(args: argparse.Namespace) -> int:
         args.url, lod=args.lod, token=args.token, mode=args.mode, reconnect=backoff
     )
     async for item in stream:
-        if isinstance(item, DecodedEvent):
-            line: dict[str, object] = {
-                "event": item.kind,
-                "value": item.value,
-                "t": item.t_ms / 1e3,
-            }
-        else:
-            assert isinstance(item, DecodedFrame)
+        if isinstance(item, DecodedFrame):
             frames += 1
-            line = {
-                "seq": item.seq,
-                "t": item.t_ms / 1e3,
-                "lod": item.lod,
-                "keyframe": item.keyframe,
-                "bytes": item.size,
-                "morphs": {k: round(v, 5) for k, v in item.morphs.items()},
-                "channels": {k: round(v, 5) for k, v in item.channels.items()},
-            }
+        line = _line(item)
         if args.jsonl:
             print(json.dumps(line), flush=True)
         else:
@@ -46,22 +44,25 @@ async def _print_stream(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_subscribe(args: argparse.Namespace) -> int:
+def run_subscribe(args: argparse.Namespace) -> int:
+    """The ``subscribe`` handler: prints until closed, ``--count`` frames, or Ctrl-C (exit 0).
+
+    A refused handshake, a close code or an unreachable host is exit 2 with one line.
+    """
     try:
         return asyncio.run(_print_stream(args))
     except KeyboardInterrupt:
         return 0
     except OSError as exc:
-        print(f"avatar-engine: error: {args.url}: {exc.strerror or exc}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return fail(f"{args.url}: {exc.strerror or exc}")
     except Exception as exc:  # handshake refusals, close codes: one line, not a traceback
         if type(exc).__module__.startswith(("websockets", "avatar_engine.codec")):
-            print(f"avatar-engine: error: {args.url}: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
+            return fail(f"{args.url}: {exc}")
         raise
 
 
-def add_subscribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_subscribe_parser(sub: Subparsers) -> None:
+    """Register ``subscribe`` on the main parser's subcommands."""
     p = sub.add_parser(
         "subscribe",
         help="connect to a session's stream and print each decoded frame (the stream inspector)",
@@ -78,4 +79,4 @@ def add_subscribe_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser
         help="reconnect after a lost connection (exponential backoff with jitter, as the JS "
         "client); stops on 4401/4403/4404/4410",
     )
-    p.set_defaults(handler=_cmd_subscribe)
+    p.set_defaults(handler=run_subscribe)

@@ -1,0 +1,70 @@
+"""``avatar-engine simulate``: a real load against a running server, and what it measured.
+
+The load itself (publishers, viewer processes, the report) is
+:func:`avatar_engine.client.simulate.run_simulation`; this module is its command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import httpx
+
+from avatar_engine.cli.usage import EXIT_BAD_INPUT, Subparsers
+from avatar_engine.client.simulate import run_simulation
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    """The ``simulate`` handler: the report as aligned lines or one JSON object.
+
+    A bad ``--stalled`` or an unreachable server is exit 2 with one line on stdout.
+    """
+    if not 0 <= args.stalled <= args.subscribers:
+        print("avatar-engine: error: --stalled must be within 0..--subscribers")
+        return EXIT_BAD_INPUT
+    try:
+        report = run_simulation(args)
+    except httpx.HTTPError as exc:
+        print(f"avatar-engine: error: {args.url}: {exc}")
+        return EXIT_BAD_INPUT
+    if args.json:
+        print(json.dumps(report))
+    else:
+        for key, value in report.items():
+            print(f"{key:>30}: {value}")
+    return 0
+
+
+def add_simulate_parser(sub: Subparsers) -> None:
+    """Register ``simulate`` on the main parser's subcommands."""
+    p = sub.add_parser("simulate", help="run a real load against a running server and measure it")
+    p.add_argument("--url", default="http://127.0.0.1:8766", help="the server (loopback)")
+    p.add_argument(
+        "--subscribe-url",
+        action="append",
+        help="cluster mode: a node to subscribe through (repeat to spread subscribers "
+        "round-robin; sessions and publishers stay on --url)",
+    )
+    p.add_argument("--sessions", type=int, default=10)
+    p.add_argument("--subscribers", type=int, default=100, help="total, spread over sessions")
+    p.add_argument(
+        "--stalled",
+        type=int,
+        default=0,
+        help="of the subscribers, how many connect and then never read",
+    )
+    p.add_argument("--transport", choices=["ws", "webrtc"], default="ws")
+    p.add_argument("--publish", choices=["livelink", "ws", "none"], default="livelink")
+    p.add_argument("--livelink-port", type=int, default=11111)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds of measurement")
+    p.add_argument(
+        "--connect-s",
+        type=float,
+        default=2.0,
+        help="seconds for viewers to connect before the measurement",
+    )
+    p.add_argument("--lod", type=int, choices=range(4), default=0)
+    p.add_argument("--workers", type=int, default=2, help="viewer processes")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=run_simulate)
