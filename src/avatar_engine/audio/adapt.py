@@ -134,9 +134,12 @@ class Transform:
 
     @staticmethod
     def identity() -> Transform:
+        """The transform of a speaker not yet adapted to: cepstra pass through unchanged."""
         return Transform(np.eye(N_CEP), np.zeros(N_CEP))
 
     def apply(self, cepstra: F64) -> F32:
+        """Map one utterance's cepstra into the acoustic model's space (float32, as the decoder
+        reads them)."""
         out: F32 = (cepstra @ self.matrix.T + self.bias).astype(np.float32)
         return out
 

@@ -141,6 +141,8 @@ class CepstraStream:
         self._prior = 0.0
 
     def push(self, pcm: I16) -> F32:
+        """Cepstra of every whole frame the samples so far complete; the remainder waits for the
+        next push, so chunk boundaries never change the result."""
         buf = np.concatenate([self._tail, pcm.astype(np.int16)])
         out = self._front.cepstra(buf, self._prior)
         used = out.shape[0] * SHIFT

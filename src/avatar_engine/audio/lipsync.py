@@ -293,12 +293,16 @@ class AudioLipSync:
 
     @property
     def recognizer(self) -> PhoneRecognizer:
+        """The phone-loop recogniser, built on first use and reused (building a decoder takes longer
+        than decoding a short file)."""
         if self._recognizer is None:
             self._recognizer = PhoneRecognizer(self._decoder_config)
         return self._recognizer
 
     @property
     def aligner(self) -> ForcedAligner:
+        """The forced aligner for audio with a transcript, built on first use and reused like the
+        recogniser."""
         if self._aligner is None:
             self._aligner = ForcedAligner()
         return self._aligner

@@ -79,6 +79,7 @@ class TimedPhone:
 
     @property
     def silent(self) -> bool:
+        """Whether this is the silence phone (it maps to the rest pose, not to a viseme)."""
         return self.phone == SILENCE
 
 
@@ -269,6 +270,8 @@ class PhoneRecognizer:
         return self._voice.copy()
 
     def feed(self, samples: F32) -> None:
+        """Decode more of the stream (float samples at 16 kHz), starting one cold if none is open;
+        read the phones with :meth:`partial` or :meth:`finish`."""
         if self._stream is None:
             self.start()
         assert self._stream is not None

@@ -144,10 +144,13 @@ class StreamFrames:
 
     @property
     def times(self) -> F64:
+        """Each frame's time in seconds from the stream's start (frame index times the hop)."""
         return (np.arange(self.first, self.first + len(self), dtype=np.float64)) * HOP_S
 
     @staticmethod
     def join(parts: list[StreamFrames], first: int = 0) -> StreamFrames:
+        """Concatenate consecutive pieces of one stream into one; an empty list gives an empty piece
+        starting at ``first``."""
         if not parts:
             return _empty(first)
         return StreamFrames(
@@ -230,10 +233,13 @@ class LipSyncStream:
 
     @property
     def delay_hops(self) -> int:
+        """The look-ahead the stream holds back before emitting a frame, in hops: the lip-sync delay
+        the caller must give the audio."""
         return self._delay
 
     @property
     def frames_emitted(self) -> int:
+        """Frames handed out so far: the index the next emitted frame will have."""
         return self._emitted
 
     def voice(self) -> Voice:
@@ -417,6 +423,8 @@ class StreamBank:
         self._features = FeatureStage(backend=backend)
 
     def open(self, key: str, rate: int, params: StreamParams | None = None) -> LipSyncStream:
+        """Start a stream under ``key`` (one per talking session); a key already open is a caller
+        error (KeyError), not a silent restart."""
         if key in self.streams:
             raise KeyError(f"stream {key!r} is already open")
         stream = LipSyncStream(rate, params)

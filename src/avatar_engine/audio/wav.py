@@ -44,6 +44,7 @@ class Pcm:
 
     @property
     def duration(self) -> float:
+        """Length in seconds."""
         return float(self.samples.shape[0]) / float(self.rate)
 
 

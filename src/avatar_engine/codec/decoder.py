@@ -80,6 +80,7 @@ class StreamState:
 
     @property
     def t_ms(self) -> int:
+        """The stream time of the last frame applied (ms): what a delta's ``dt`` counts from."""
         return self.last_t
 
     def set_level(self, lod: int) -> None:
@@ -116,6 +117,8 @@ class Decoder:
         self._publishers: dict[int, m.PublishHello] = {}
 
     def stream(self, sid: int) -> StreamState:
+        """The state of stream ``sid`` (KeyError before its hello): current values, level and
+        sequence."""
         return self._streams[sid]
 
     def expect_lod(self, sid: int, lod: int) -> None:
@@ -125,6 +128,13 @@ class Decoder:
             st.want_lod = lod
 
     def feed(self, data: bytes | bytearray | memoryview) -> m.Message:
+        """Decode one WebSocket message (or data-channel message) and apply it to its stream's
+        state.
+
+        Returns the parsed message (a frame's result after its stream state is updated).
+        Malformed input raises :class:`ProtocolError` carrying the protocol's error code, so the
+        caller can close with it.
+        """
         if len(data) > MAX_MESSAGE_BYTES:
             raise ProtocolError(LIMIT, f"message of {len(data)} bytes exceeds {MAX_MESSAGE_BYTES}")
         raw = bytes(data)

@@ -82,6 +82,8 @@ class StreamParams:
 
 @dataclass(frozen=True, slots=True)
 class Hello:
+    """HELLO: what a stream carries (its schema, LOD and quantization) before its first frame."""
+
     sid: int
     schema: StreamSchema
     params: StreamParams
@@ -133,6 +135,8 @@ class UnknownStream:
 
 @dataclass(frozen=True, slots=True)
 class Event:
+    """EVENT: a session's discrete change (state, speaking, emotion, voice cut) at a stream time."""
+
     sid: int
     t_ms: int
     kind: int
@@ -156,6 +160,9 @@ class Audio:
 
 @dataclass(frozen=True, slots=True)
 class Control:
+    """CONTROL: a subscriber's request (subscribe, unsubscribe, set LOD, ask for a keyframe...); the
+    fields not used by ``op`` keep their defaults."""
+
     op: ControlOp
     sid: int = 0
     lod: int = 0
@@ -169,24 +176,33 @@ class Control:
 
 @dataclass(frozen=True, slots=True)
 class Ping:
+    """PING: a clock-sync probe; the peer answers with a PONG carrying the same nonce."""
+
     nonce: int
     t_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class Pong:
+    """PONG: the answer to a PING, stamped with the sender's stream time for clock sync."""
+
     nonce: int
     t_ms: int
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorMessage:
+    """ERROR: a peer's refusal with a protocol error code, sent before it closes."""
+
     code: int
     message: str
 
 
 @dataclass(frozen=True, slots=True)
 class PublishHello:
+    """PUBLISH_HELLO: a publisher declares the names, rate and source of the positional captures
+    that follow."""
+
     pid: int
     morphs: tuple[str, ...]
     channels: tuple[str, ...]
@@ -196,6 +212,8 @@ class PublishHello:
 
 @dataclass(frozen=True, slots=True)
 class Capture:
+    """CAPTURE: one frame of a publisher's face, positional (after a publish hello) or by name."""
+
     pid: int
     seq: int
     t_ms: int
@@ -271,6 +289,8 @@ def encode_hello(
 
 
 def encode_event(sid: int, t_ms: int, kind: EventKind, value: Any) -> bytes:
+    """Pack an EVENT; STATE is sent as its index in SESSION_STATES and VOICE_CUT as a u16, so the
+    wire stays compact and typed."""
     if kind is EventKind.STATE:
         wire_value: Any = SESSION_STATES.index(value) if isinstance(value, str) else int(value)
     elif kind is EventKind.SPEAKING:
@@ -328,20 +348,24 @@ def encode_control(
 
 
 def encode_ping(nonce: int, t_ms: int) -> bytes:
+    """Pack a PING with ``nonce`` and the sender's stream time."""
     return pack([MsgType.PING, nonce, t_ms])
 
 
 def encode_pong(nonce: int, t_ms: int) -> bytes:
+    """Pack the PONG that answers the PING with ``nonce``."""
     return pack([MsgType.PONG, nonce, t_ms])
 
 
 def encode_error(code: int, message: str) -> bytes:
+    """Pack an ERROR: a protocol error code and a human-readable reason."""
     return pack([MsgType.ERROR, code, message])
 
 
 def encode_publish_hello(
     pid: int, morphs: Sequence[str], channels: Sequence[str], fps: int, source: str = "arkit52"
 ) -> bytes:
+    """Pack a PUBLISH_HELLO declaring the order of the positional captures that follow."""
     info = {"morphs": list(morphs), "channels": list(channels), "fps": fps, "source": source}
     return pack([MsgType.PUBLISH_HELLO, PROTOCOL_VERSION, pid, info])
 
@@ -378,6 +402,8 @@ def audio_rate_fault(codec: AudioCodec, rate: int) -> str | None:
 
 
 def field_uint(msg: list[Value], i: int, what: str, maximum: int = _U64_MAX) -> int:
+    """Field ``i`` of ``msg`` as an integer in ``0..maximum``; anything else is a ProtocolError that
+    names ``what``."""
     v = msg[i]
     if not isinstance(v, int) or isinstance(v, bool):
         raise ProtocolError(TYPE, f"{what} must be an integer")
@@ -428,6 +454,8 @@ def _uints(v: Value, what: str, limit: int) -> tuple[int, ...]:
 
 
 def parse_hello(msg: list[Value]) -> Hello:
+    """Validate and decode a HELLO: version, schema names, LOD tables and voice; every bound is
+    checked before anything is allocated."""
     _need(msg, 4, "hello")
     version = field_uint(msg, 1, "hello version", 255) if isinstance(msg[1], int) else None
     if version is None:
@@ -539,6 +567,8 @@ def parse_audio(msg: list[Value], hello: Hello | None) -> Audio | UnknownStream:
 
 
 def parse_event(msg: list[Value]) -> Event | Ignored:
+    """Decode an EVENT; an unknown kind is Ignored (newer servers may add kinds), a known kind with
+    a bad value is a ProtocolError."""
     _need(msg, 5, "event")
     sid = field_uint(msg, 1, "sid", 0xFFFFFFFF)
     t_ms = field_uint(msg, 2, "t")
@@ -564,6 +594,8 @@ def parse_event(msg: list[Value]) -> Event | Ignored:
 
 
 def parse_control(msg: list[Value]) -> Control | Ignored:
+    """Decode a CONTROL by its op; an unknown op is Ignored so newer clients do not break older
+    servers."""
     _need(msg, 3, "control")
     op = field_uint(msg, 1, "control op", 255)
     if op == ControlOp.SUBSCRIBE:
@@ -604,6 +636,7 @@ def _audio_code(msg: list[Value], i: int) -> AudioCodec:
 
 
 def parse_ping(msg: list[Value], pong: bool) -> Ping | Pong:
+    """Decode a PING, or a PONG when ``pong`` (the two share one layout)."""
     _need(msg, 3, "ping")
     nonce = field_uint(msg, 1, "nonce")
     t_ms = field_uint(msg, 2, "t")
@@ -611,6 +644,7 @@ def parse_ping(msg: list[Value], pong: bool) -> Ping | Pong:
 
 
 def parse_error(msg: list[Value]) -> ErrorMessage:
+    """Decode an ERROR (its message bounded in length)."""
     _need(msg, 3, "error")
     return ErrorMessage(
         field_uint(msg, 1, "error code", 0xFFFF), _str(msg[2], "message", MAX_EVENT_TEXT)
@@ -618,6 +652,7 @@ def parse_error(msg: list[Value]) -> ErrorMessage:
 
 
 def parse_publish_hello(msg: list[Value]) -> PublishHello:
+    """Decode a PUBLISH_HELLO: version, pid and the name lists, bounded like a HELLO's."""
     _need(msg, 4, "publish hello")
     version = field_uint(msg, 1, "version", 255)
     if version != PROTOCOL_VERSION:
@@ -634,6 +669,8 @@ def parse_publish_hello(msg: list[Value]) -> PublishHello:
 
 
 def parse_capture(msg: list[Value], hello: PublishHello | None) -> Capture:
+    """Decode a CAPTURE: positional values need the publisher's hello (their count must match it),
+    named values need none."""
     _need(msg, 5, "capture")
     pid = field_uint(msg, 1, "pid", 0xFFFFFFFF)
     seq = field_uint(msg, 2, "seq", 0xFFFF)

@@ -52,6 +52,7 @@ class LodTable:
 
     @property
     def size(self) -> int:
+        """Elements sent at this level: its morphs plus its channels."""
         return len(self.morphs) + len(self.channels)
 
 
@@ -121,10 +122,12 @@ class StreamSchema:
 
     @property
     def n_morphs(self) -> int:
+        """Morphs in the rig's order (every LOD sends a subset of these)."""
         return len(self.morph_names)
 
     @property
     def n_channels(self) -> int:
+        """Channels (head and eye rotations) in the rig's order."""
         return len(self.channel_names)
 
     @classmethod

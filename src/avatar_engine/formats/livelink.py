@@ -55,6 +55,9 @@ class LiveLinkPacketError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class LiveLinkFrame:
+    """One decoded Live Link Face packet: who sent it, its timecode and the 61 float32 values in the
+    packet's order (52 blendshapes, then head and eye rotations)."""
+
     device_id: str
     subject: str
     frame_number: int

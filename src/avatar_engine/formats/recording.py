@@ -59,6 +59,9 @@ class AvrecFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class AvrecHeader:
+    """The first record of an ``.avrec``: what the frames hold (captured ARKit values or a rig's
+    stream), their names in order, and where they came from."""
+
     kind: Kind
     rig: str
     names: tuple[str, ...]
@@ -68,6 +71,8 @@ class AvrecHeader:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def to_msgpack(self) -> dict[str, Any]:
+        """The header as the msgpack map written to disk (format and version first, so a reader can
+        refuse a file it does not know)."""
         return {
             "format": FORMAT,
             "version": VERSION,
@@ -82,6 +87,8 @@ class AvrecHeader:
 
     @classmethod
     def from_msgpack(cls, obj: object) -> AvrecHeader:
+        """Validate a decoded header record: format, version, kind and name lists (bounded) or
+        AvrecFormatError."""
         if not isinstance(obj, dict) or obj.get("format") != FORMAT:
             raise AvrecFormatError("the first record is not an avrec header")
         if obj.get("version") != VERSION:
@@ -111,12 +118,16 @@ class AvrecHeader:
 
 @dataclass(frozen=True, slots=True)
 class AvrecFrame:
+    """One frame of a recording: its time in seconds and its values and channels in the header's
+    order."""
+
     t: float
     values: npt.NDArray[np.float32]
     channels: npt.NDArray[np.float32]
 
 
 def encode_record(obj: object) -> bytes:
+    """One length- and CRC-prefixed record, so a reader can tell a torn tail from a corrupt file."""
     payload: bytes = msgpack.packb(obj, use_bin_type=True)
     if len(payload) > MAX_RECORD_BYTES:
         raise ValueError(f"record of {len(payload)} bytes exceeds {MAX_RECORD_BYTES}")
@@ -126,6 +137,7 @@ def encode_record(obj: object) -> bytes:
 def encode_frame(
     t: float, values: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
 ) -> bytes:
+    """A frame record: time, then values and channels as little-endian float32 bytes."""
     return encode_record(
         [
             float(t),
@@ -253,6 +265,8 @@ class AvrecWriter:
     def write(
         self, t: float, values: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
     ) -> None:
+        """Append one frame; the shapes must match the header (a mismatch is a caller error, not a
+        file to repair later)."""
         if values.shape != (len(self.header.names),):
             raise ValueError(f"expected {len(self.header.names)} values")
         if channels.shape != (len(self.header.channels),):
@@ -267,6 +281,8 @@ class AvrecWriter:
                 self._last_sync = now
 
     def close(self) -> None:
+        """Flush and fsync before closing, so a recording that was closed survives a crash right
+        after."""
         if not self._fh.closed:
             self._fh.flush()
             os.fsync(self._fh.fileno())
@@ -286,6 +302,9 @@ class AvrecWriter:
 
 @dataclass(frozen=True, slots=True)
 class AvrecRecording:
+    """A whole recording read back: the header, one row per frame, and how many bytes of a torn last
+    record were skipped."""
+
     header: AvrecHeader
     times: npt.NDArray[np.float64]
     values: npt.NDArray[np.float32]

@@ -242,6 +242,7 @@ class VmcDecodeResult:
     clamped: int = 0
 
     def count(self, reason: VmcDropReason, n: int = 1) -> None:
+        """Count ``n`` drops of one reason (the per-reason totals the receiver's stats report)."""
         self.issues[reason.value] = self.issues.get(reason.value, 0) + n
 
 

@@ -33,6 +33,8 @@ class TokenBucket:
         self._last = now
 
     def take(self, now: float) -> bool:
+        """Take one token if there is one (refill first for the time since the last call); False
+        means refuse this packet unparsed."""
         elapsed = now - self._last
         if elapsed > 0:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)

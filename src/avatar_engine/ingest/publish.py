@@ -47,6 +47,9 @@ _FLOAT32_MAX: Final = float(np.finfo(np.float32).max)
 
 @dataclass(slots=True)
 class PublishFrame:
+    """One validated capture from a publisher (WebSocket or UDP), in engine channels, ready for the
+    capture sink."""
+
     pid: int
     seq: int
     t: float

@@ -119,6 +119,8 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         return self.bound or ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio callback: keep the transport, enlarge the socket's receive buffer (bursts from
+        many phones) and note the bound address."""
         # The selector transport is not a registered DatagramTransport subclass: cast, not check.
         self.transport = cast(asyncio.DatagramTransport, transport)
         sock = transport.get_extra_info("socket")
@@ -133,6 +135,7 @@ class DatagramReceiver(asyncio.DatagramProtocol):
             self.bound = (str(name[0]), int(name[1]))
 
     def close(self) -> None:
+        """Close the socket (idempotent); frames already delivered stay delivered."""
         if self.transport is not None:
             self.transport.close()
             self.transport = None
@@ -145,6 +148,9 @@ class DatagramReceiver(asyncio.DatagramProtocol):
     # -- receive path -----------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        """asyncio callback for one datagram: decode, validate, route and deliver it. It never
+        raises: an unexpected error is counted and logged (rate-limited) so one bad packet cannot
+        stop the receiver."""
         try:
             self._receive(data, addr)
         except Exception as exc:  # the last line of defence: a receive loop never raises
@@ -186,6 +192,8 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         self.decode(data, peer, now)
 
     def drop(self, peer: Peer, reason: str, detail: str, now: float, n: int = 1) -> None:
+        """Refuse ``n`` packets or values from ``peer`` for ``reason``: counted per peer and in
+        total, logged at most once per interval per peer and reason."""
         peer.stats.drop(reason, n)
         self.totals.drop(reason, n)
         self._log.log(
@@ -195,6 +203,8 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         )
 
     def clamped(self, peer: Peer, n: int) -> None:
+        """Count ``n`` values that arrived outside 0..1 and were clamped (they are not drops: the
+        frame is used)."""
         if n:
             peer.stats.clamped += n
             self.totals.clamped += n
@@ -237,14 +247,18 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         return None
 
     def accept_peer(self, peer: Peer) -> bool:
+        """Whether datagrams from this new sender are accepted at all (iFacialMocap listens to its
+        phone only)."""
         return True
 
     def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        """Decode one datagram of this format and :meth:`deliver` its frames or :meth:`drop` it."""
         raise NotImplementedError
 
     # -- reporting --------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
+        """This receiver's totals and per-sender counters, JSON-ready (``/stats``)."""
         now = self._clock()
         return {
             "kind": self.kind,
@@ -309,6 +323,7 @@ class LiveLinkReceiver(DatagramReceiver):
         self._check = _RangeCheck()
 
     def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        """One Live Link Face packet is one frame: parse it, scale the rotations and deliver it."""
         try:
             frame = parse_packet(data)
         except LiveLinkPacketError as exc:
@@ -366,9 +381,11 @@ class VmcReceiver(DatagramReceiver):
         self._axis_signs = axis_signs
 
     def new_peer_state(self) -> vmc.VmcDecoder:
+        """A VMC decoder per sender: blend values accumulate over datagrams until ``Apply``."""
         return vmc.VmcDecoder(degrees_per_unit=self._degrees_per_unit, axis_signs=self._axis_signs)
 
     def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        """Feed the sender's VMC decoder; every ``Apply`` in the datagram delivers a frame."""
         decoder: vmc.VmcDecoder = peer.state
         try:
             result = decoder.feed_datagram(data)
@@ -423,6 +440,8 @@ class IFacialMocapReceiver(DatagramReceiver):
         self._timer: asyncio.TimerHandle | None = None
 
     async def start(self) -> tuple[str, int]:
+        """Bind, then (with ``phone_host``) resolve the phone and send it the handshake that starts
+        its stream."""
         bound = await super().start()
         if self.phone_host is not None:
             loop = asyncio.get_running_loop()
@@ -446,15 +465,18 @@ class IFacialMocapReceiver(DatagramReceiver):
         self._timer = loop.call_later(self.handshake_interval, self._send_handshake)
 
     def close(self) -> None:
+        """Stop re-sending the handshake, then close the socket."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         super().close()
 
     def accept_peer(self, peer: Peer) -> bool:
+        """With a phone configured, only that phone's address is heard."""
         return self._phone_ip is None or peer.address[0] == self._phone_ip
 
     def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        """One iFacialMocap text frame: unknown names are counted, the rest delivered."""
         try:
             frame = ifacialmocap.parse_frame(data, degrees_per_unit=self._degrees_per_unit)
         except ifacialmocap.IfmFrameError as exc:
@@ -479,9 +501,12 @@ class PublishUdpReceiver(DatagramReceiver):
     """1472 bytes: docs/protocol.md 3.7 says a UDP publisher MUST stay under it."""
 
     def new_peer_state(self) -> PublishDecoder:
+        """A publish decoder per sender: it keeps the sender's publish hellos for positional
+        captures."""
         return PublishDecoder()
 
     def decode(self, data: bytes, peer: Peer, now: float) -> None:
+        """One msgpack publish message: a hello is remembered, a capture delivered."""
         decoder: PublishDecoder = peer.state
         try:
             out = decoder.feed(data)

@@ -95,9 +95,18 @@ def load_take(path: str | Path, *, take_fps: float = 60.0) -> TakeFrames:
 
 
 class ReplayTarget(Protocol):
-    async def open(self) -> None: ...
-    async def send(self, index: int, t: float, arkit: F32, rotations: F32) -> None: ...
-    async def close(self) -> None: ...
+    """Where a replay sends its frames (Live Link, VMC, iFacialMocap, UDP publish or WebSocket
+    publish), behind one interface so the pacing loop is written once."""
+
+    async def open(self) -> None:
+        """Connect (or open a socket) before the first frame; a refusal raises here."""
+
+    async def send(self, index: int, t: float, arkit: F32, rotations: F32) -> None:
+        """Send one frame: the ``index``-th sent (from 0, across loops), at take time ``t``,
+        ARKit weights and rotations in engine units."""
+
+    async def close(self) -> None:
+        """Release the connection or socket; called once, also after an error."""
 
 
 class _LiveLinkTarget:
@@ -192,6 +201,9 @@ def open_target(url: str, *, subject: str = "replay", token: str | None = None) 
 
 @dataclass(slots=True)
 class ReplayStats:
+    """What a replay did: frames sent, frames skipped because the sender fell behind real time,
+    loops and wall time."""
+
     sent: int = 0
     skipped_late: int = 0
     loops: int = 0

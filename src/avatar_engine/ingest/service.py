@@ -52,6 +52,9 @@ class IngestConfig:
 
 
 class IngestService:
+    """The UDP capture receivers of one process (Live Link, VMC, iFacialMocap, UDP publish), their
+    routing to sessions and their stats, started and stopped together."""
+
     def __init__(
         self,
         sink: CaptureSink,
@@ -138,6 +141,7 @@ class IngestService:
         return bound
 
     def close(self) -> None:
+        """Close every receiver's socket (idempotent)."""
         for receiver in self.receivers.values():
             receiver.close()
         self.receivers.clear()
@@ -147,4 +151,5 @@ class IngestService:
         self.router.forget(session_id)
 
     def stats(self) -> dict[str, Any]:
+        """Per receiver kind: packets, frames, drops by reason and per-source detail (/stats)."""
         return {kind: rx.stats() for kind, rx in self.receivers.items()}

@@ -50,7 +50,9 @@ class CaptureSink(Protocol):
         rotations: F32,
         t_arrival: float,
         source: SourceInfo,
-    ) -> None: ...
+    ) -> None:
+        """Take one validated frame for ``session_id`` (copy the arrays to keep them; see the class
+        docstring)."""
 
 
 class SessionFactory(Protocol):
@@ -84,6 +86,8 @@ class CollectingSink:
         t_arrival: float,
         source: SourceInfo,
     ) -> None:
+        """Keep a copy of the frame (the receiver reuses its buffers); past ``limit`` frames are
+        ignored."""
         if len(self.times) >= self.limit:
             return
         self.sessions.append(session_id)

@@ -43,11 +43,13 @@ class SourceStats:
         self._window_rate = 0.0
 
     def packet(self, size: int, now: float) -> None:
+        """Count one datagram of ``size`` bytes from this source and note when it was seen."""
         self.packets += 1
         self.bytes += size
         self.last_seen = now
 
     def frame(self, now: float) -> None:
+        """Count one accepted frame and update the frame rate measured over :data:`RATE_WINDOW`."""
         self.frames += 1
         if self._window_start is None:
             self._window_start = now
@@ -59,14 +61,18 @@ class SourceStats:
         self._window_count += 1
 
     def drop(self, reason: str, n: int = 1) -> None:
+        """Count ``n`` refused packets of one reason."""
         self.drops[reason] = self.drops.get(reason, 0) + n
 
     def rate_hz(self, now: float) -> float:
+        """Frames per second over the last window; 0 once the source has been silent for two
+        windows."""
         if self._window_start is None or now - self._window_start >= 2 * RATE_WINDOW:
             return 0.0
         return self._window_rate
 
     def snapshot(self, now: float) -> dict[str, Any]:
+        """The source's counters as JSON-ready values (``/stats``), with the rate as of ``now``."""
         return {
             "key": self.key,
             "session": self.session_id,

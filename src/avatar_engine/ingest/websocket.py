@@ -82,6 +82,8 @@ class WebSocketPublishTarget:
         self._reader: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
+        """Connect to the publish endpoint (bearer token if given) and start reading the server's
+        replies."""
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else None
         self._ws = await connect(
             self.url,
@@ -112,6 +114,9 @@ class WebSocketPublishTarget:
                 self.error = f"closed by the server: {exc.rcvd.code} {exc.rcvd.reason}"
 
     async def send(self, index: int, t: float, arkit: F32, rotations: F32) -> None:
+        """Send one capture; when the socket's write buffer is over ``max_buffered`` the frame is
+        dropped (counted) rather than queued, as a live source would. A server error seen by the
+        reader raises here."""
         if self._ws is None:
             return
         if self.error is not None:
@@ -129,6 +134,7 @@ class WebSocketPublishTarget:
         self.sent += 1
 
     async def close(self) -> None:
+        """Close the connection and wait (bounded) for the reader to finish."""
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -142,9 +148,14 @@ class WebSocketPublishTarget:
 class PublishConnection(Protocol):
     """What :func:`serve_publish` needs from a server-side connection."""
 
-    async def recv(self) -> str | bytes: ...
-    async def send(self, message: bytes) -> None: ...
-    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+    async def recv(self) -> str | bytes:
+        """The next message from the publisher; raises ConnectionClosed when it is gone."""
+
+    async def send(self, message: bytes) -> None:
+        """Send one binary message to the publisher (errors, publish acknowledgements)."""
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with a WebSocket close code and reason."""
 
 
 class AsgiConnection:
@@ -163,6 +174,8 @@ class AsgiConnection:
         self._ws = websocket
 
     async def recv(self) -> str | bytes:
+        """The next message; an ASGI disconnect becomes ConnectionClosedOK like the websockets
+        library's."""
         message = await self._ws.receive()
         if message.get("type") == "websocket.disconnect":
             raise ConnectionClosedOK(None, None)
@@ -172,14 +185,19 @@ class AsgiConnection:
         return str(message.get("text") or "")
 
     async def send(self, message: bytes) -> None:
+        """Send one binary message."""
         await self._ws.send_bytes(message)
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close with ``code`` and ``reason``."""
         await self._ws.close(code, reason)
 
 
 @dataclass(slots=True)
 class PublishLimits:
+    """Per-connection limits of a WebSocket publisher: frame rate (token bucket), message size and
+    how many protocol errors are tolerated."""
+
     max_frame_rate_hz: float = 120.0
     frame_burst: float = 30.0
     max_message_bytes: int = MAX_MESSAGE_BYTES
@@ -189,6 +207,8 @@ class PublishLimits:
 
 @dataclass(slots=True)
 class PublishOutcome:
+    """How a publish connection ended: its counters and the close code and reason sent."""
+
     stats: SourceStats = field(default_factory=SourceStats)
     close_code: int = 1000
     close_reason: str = ""
@@ -271,6 +291,8 @@ async def serve_publish(
 
 @dataclass(slots=True)
 class RecordStats:
+    """What ``record`` got: frames written, keyframes asked for, rig, file and why it ended."""
+
     frames: int = 0
     keyframe_requests: int = 0
     rig: str = ""

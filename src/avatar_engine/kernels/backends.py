@@ -54,6 +54,7 @@ def require_native() -> ModuleType:
 
 @cache
 def numba_available() -> bool:
+    """Whether numba can be imported (it is an optional extra)."""
     try:
         importlib.import_module("numba")
     except ImportError:

@@ -77,12 +77,14 @@ class ComposeTables(NamedTuple):
 
     @property
     def vcap(self) -> F32:
+        """Per-column speed cap (units per second) as float32; infinite when the rig sets none."""
         if self.vcol is None:
             return np.full(self.n, np.inf, np.float32)
         return np.ascontiguousarray(self.vcol, np.float32)
 
     @property
     def n(self) -> int:
+        """Columns composed (morphs and channels)."""
         return int(self.region.size)
 
 
@@ -113,6 +115,8 @@ class ComposeInputs(NamedTuple):
 
 
 class ComposeFn(Protocol):
+    """One backend's compositor call: ``(state, dt, inputs, out)``, the same in every backend."""
+
     def __call__(
         self, state: ComposeState, dt: float, inputs: ComposeInputs, out: F32, /
     ) -> None: ...
@@ -211,6 +215,8 @@ def make_compose(tables: ComposeTables, backend: BackendName) -> ComposeFn:
 
 
 class ScatterFn(Protocol):
+    """One backend's sparse scatter: ``x`` (S x n_in) through the map into ``out`` (S x n_out)."""
+
     def __call__(self, x: F32, out: F32, /) -> None: ...
 
 
@@ -261,6 +267,8 @@ class NumpyScatter:
 
 
 class NumbaScatter:
+    """The numba twin of the sparse scatter, bound to its tables once."""
+
     def __init__(self, tables: ScatterTables) -> None:
         from avatar_engine.kernels import _numba_compose
 

@@ -95,6 +95,8 @@ class LifeBuffers(NamedTuple):
 
 
 class LifeFn(Protocol):
+    """One backend's procedural-life tick: ``(state, t, dt)``, writing the state's output planes."""
+
     def __call__(self, state: LifeBuffers, t: float, dt: float, /) -> None: ...
 
 

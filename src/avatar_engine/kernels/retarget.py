@@ -50,6 +50,7 @@ class RetargetTables:
 
     @classmethod
     def for_rig(cls, rig: RigProfile, source: str, source_names: Sequence[str]) -> RetargetTables:
+        """The tables that retarget ``source_names`` (in that order) onto ``rig``'s morphs."""
         return cls(
             mapping=rig.sparse_map(source, source_names),
             gain=rig.gain,
@@ -76,6 +77,7 @@ class RetargetArrays(NamedTuple):
 
     @classmethod
     def of(cls, tables: RetargetTables) -> RetargetArrays:
+        """The flat arrays the kernels read, taken from ``tables`` without copying."""
         m = tables.mapping
         return cls(
             n_inputs=m.n_inputs,
@@ -193,10 +195,12 @@ class Retargeter:
 
     @property
     def n_inputs(self) -> int:
+        """Input columns (source names) a row of ``weights`` must have."""
         return len(self._source_names)
 
     @property
     def n_outputs(self) -> int:
+        """Output columns (the rig's morphs) a row of ``out`` must have."""
         return self.rig.morph_count
 
     def run(self, weights: F32, out: F32) -> None:

@@ -42,6 +42,8 @@ class CurveKeys(NamedTuple):
 
 
 class SampleKernel(Protocol):
+    """One backend's curve sampler: ``(keys, t, out)``, every backend the same."""
+
     def __call__(self, keys: CurveKeys, t: F64, out: F32, /) -> None: ...
 
 
@@ -95,6 +97,8 @@ def numpy_sample(keys: CurveKeys, t: F64, out: F32, /) -> None:
 
 
 class NumbaSample:
+    """The numba twin of the curve sampler."""
+
     def __init__(self) -> None:
         from avatar_engine.kernels import _numba_sampling
 
@@ -105,6 +109,7 @@ class NumbaSample:
 
 
 def make_sample_kernel(backend: BackendName) -> SampleKernel:
+    """The sampler of ``backend`` (the numpy reference unless native or numba is asked for)."""
     if backend == "native":
         core = require_native()
         kernel: SampleKernel = core.sample_curves
@@ -124,6 +129,8 @@ class CurveSampler:
         self._kernel = make_sample_kernel(self.backend)
 
     def run(self, keys: CurveKeys, t: F64, out: F32) -> None:
+        """Sample every row's curves at its time ``t[s]`` into ``out``; shapes and dtypes are
+        checked, non-finite times refused."""
         _check(keys, t, out)
         if not np.isfinite(t).all():
             raise ValueError("sample times must be finite")
@@ -158,13 +165,16 @@ class CurveBank:
 
     @property
     def sessions(self) -> int:
+        """Rows allocated (grow with :meth:`grow`)."""
         return int(self.counts.shape[0])
 
     @property
     def backend(self) -> BackendName:
+        """The sampling backend in use."""
         return self._sampler.backend
 
     def clear(self, row: int) -> None:
+        """Forget row ``row``'s keys: it samples as zeros (no speech) from now on."""
         self.counts[row] = 0
 
     def grow(self, sessions: int) -> None:
@@ -216,6 +226,8 @@ class CurveBank:
         self.counts[row] = total
 
     def end_time(self, row: int) -> float:
+        """Time of the row's last key (``-inf`` when it has none): when its curves reach their final
+        value."""
         n = int(self.counts[row])
         return float(self.times[row, n - 1]) if n else -np.inf
 
