@@ -30,7 +30,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -67,7 +67,8 @@ from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, RigProfileError
 from avatar_engine.rigs.schema import REGION_ORDER, Region
 from avatar_engine.rigs.sparse import SparseMap
-from avatar_engine.types import F32, F64
+from avatar_engine.rows import BlockField, RowTable
+from avatar_engine.types import F32
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,12 @@ CHANNEL_REGIONS: Final = np.array(
 )
 CHANNEL_COUPLE: Final = np.array([[3, 6], [4, 7], [5, 8]], np.int32)
 """Left/right eye yaw, pitch, roll: coupling makes the eyes move together."""
+_VMAX_DEFAULT: Final = np.array([DEFAULT_VMAX[r] for r in REGION_ORDER], np.float32)
+_FILTER_DEFAULTS: Final = {
+    name: np.array([DEFAULT_FILTER[r][i] for r in REGION_ORDER], np.float32)
+    for i, name in enumerate(("min_cutoff", "beta", "d_cutoff"))
+}
+"""A new session's per-region velocity limits and One Euro parameters."""
 
 _SIDES: Final = (("Left", "Right"), ("_L", "_R"), ("_l", "_r"), (".L", ".R"), ("L_", "R_"))
 _DIRECTIONAL: Final = re.compile(
@@ -121,6 +128,12 @@ def _smoothstep(x: F32) -> F32:
     return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
 
 
+def _plane(layers: F32, layer: Layer) -> F32:
+    """One layer's (rows, width) plane of an (L, rows, width) layer block."""
+    plane: F32 = layers[layer]
+    return plane
+
+
 def _ramp(env: F32, target: F32, up: float, down: float) -> None:
     """Move ``env`` towards ``target`` by at most ``up``/``down`` (in place)."""
     rising = target > env
@@ -128,7 +141,11 @@ def _ramp(env: F32, target: F32, up: float, down: float) -> None:
 
 
 class Animator:
-    """The whole expression stage for up to ``capacity`` sessions on one rig.
+    """The whole expression stage for the sessions (rows) of one rig.
+
+    Its per-session arrays are blocks of a :class:`~avatar_engine.rows.RowTable`: the rig
+    group's when ``rows`` is given (the group adds and removes rows), else a table of its own
+    that :meth:`add_session` and :meth:`remove_session` manage.
 
     >>> from avatar_engine import load_rig
     >>> anim = Animator(load_rig("arkit52"), capacity=4, backend="numpy")
@@ -140,6 +157,32 @@ class Animator:
     (1, 52)
     """
 
+    layers_m = BlockField[np.float32]()
+    """(L, rows, M): one plane per layer, in LAYER_NAMES order (the compositor reads it whole)."""
+    layers_c = BlockField[np.float32]()
+    manual_mask_m = BlockField[np.float32]()
+    manual_mask_c = BlockField[np.float32]()
+    capture_new = BlockField[np.bool_]()
+    speaking = BlockField[np.float32]()
+    in_word = BlockField[np.bool_]()
+    stress = BlockField[np.float32]()
+    out_m = BlockField[np.float32]()
+    out_c = BlockField[np.float32]()
+    vmax = BlockField[np.float32]()
+    couple = BlockField[np.float32]()
+    speak_env = BlockField[np.float32]()
+    capture_env = BlockField[np.float32]()
+    thinking_on = BlockField[np.float32]()
+    thinking_env = BlockField[np.float32]()
+    last_capture = BlockField[np.float64]()
+    prev_m = BlockField[np.float32]()
+    prev_c = BlockField[np.float32]()
+    primed_m = BlockField[np.uint8]()
+    primed_c = BlockField[np.uint8]()
+    weights = BlockField[np.float32]()
+    _capture_dt = BlockField[np.float32]()
+    _seeds = BlockField[np.uint64]()
+
     def __init__(
         self,
         rig: RigProfile,
@@ -149,18 +192,16 @@ class Animator:
         backend: str | None = None,
         couple_pairs: npt.ArrayLike | None = None,
         morph_max_velocity: Mapping[str, float] | None = None,
+        rows: RowTable[Any] | None = None,
     ) -> None:
-        if capacity < 1:
-            raise ValueError("capacity must be at least 1")
         self.rig = rig
-        self.capacity = capacity
+        self.rows: RowTable[Any] = RowTable(capacity=capacity) if rows is None else rows
+        """The row table the blocks live in: the rig group's, or this animator's own."""
         self.params = params or LifeParams()
         self.backend: BackendName = resolve_backend(backend)
-        self.n_active = 0
         self.time: float | None = None
         m = rig.morph_count
         self.n_morphs = m
-        sc = capacity
 
         # -- rig tables (built once; the hot path only indexes) --
         # Emotion mixes and procedural ARKit values reach the rig's morphs through the rig's
@@ -169,7 +210,7 @@ class Animator:
         emotion_dense = self._sparse_map("emotions", EMOTION_NAMES).to_dense()  # (M, E)
         arkit_dense = self._sparse_map("arkit52", ARKIT_NAMES).to_dense()  # (M, 52)
         proc_dense = arkit_dense[:, [ARKIT_NAMES.index(name) for name in PROC_ARKIT]]
-        self.life = ProceduralLife(sc, self.params, self.backend)
+        self.life = ProceduralLife(self.rows, self.params, self.backend)
         # features -> ARKit shapes -> morphs, folded into one (M, F) map
         proc_dense = proc_dense @ self.life.feature_to_arkit().astype(np.float64).T
         self.emotion_map: F32 = np.ascontiguousarray(emotion_dense.T, np.float32)  # (E, M)
@@ -207,45 +248,41 @@ class Animator:
         self._compose_c = make_compose(self._tables_c, self.backend)
         self._spring = spring_kernel(self.backend)
 
-        # -- layer planes, inputs and outputs --
-        self.layers_m: F32 = np.zeros((N_LAYERS, sc, m), np.float32)
-        self.layers_c: F32 = np.zeros((N_LAYERS, sc, N_CHANNELS), np.float32)
-        self.capture_morphs: F32
-        self.capture_channels: F32
-        self.speech_morphs: F32
-        self.manual_morphs: F32
-        self.manual_channels: F32
-        self._bind_views()
-        self.manual_mask_m: F32 = np.zeros((sc, m), np.float32)
-        self.manual_mask_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
-        self.capture_new: npt.NDArray[np.bool_] = np.zeros(sc, np.bool_)
-        self.speaking: F32 = np.zeros(sc, np.float32)
-        self.in_word: npt.NDArray[np.bool_] = np.zeros(sc, np.bool_)
-        self.stress: F32 = np.zeros(sc, np.float32)
-        self.out_m: F32 = np.zeros((sc, m), np.float32)
-        self.out_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
-
-        # -- per-session state and settings --
-        self.layer_config = LayerConfig(sc)
-        self.emotion = EmotionState(sc)
-        self.filter_m = OneEuroFilter(sc, rig.region_codes, n_regions=N_REGIONS,
-                                      backend=self.backend)  # fmt: skip
-        self.filter_c = OneEuroFilter(sc, CHANNEL_REGIONS, n_regions=N_REGIONS,
-                                      backend=self.backend)  # fmt: skip
-        self.vmax: F32 = np.zeros((sc, N_REGIONS), np.float32)
-        self.couple: F32 = np.zeros(sc, np.float32)
-        self.speak_env: F32 = np.zeros(sc, np.float32)
-        self.capture_env: F32 = np.zeros(sc, np.float32)
-        self.thinking_on: F32 = np.zeros(sc, np.float32)
-        self.thinking_env: F32 = np.zeros(sc, np.float32)
-        self.last_capture: F64 = np.full(sc, -np.inf)
-        self.prev_m: F32 = np.zeros((sc, m), np.float32)
-        self.prev_c: F32 = np.zeros((sc, N_CHANNELS), np.float32)
-        self.primed_m: npt.NDArray[np.uint8] = np.zeros(sc, np.uint8)
-        self.primed_c: npt.NDArray[np.uint8] = np.zeros(sc, np.uint8)
-        self.weights: F32 = np.zeros((sc, N_LAYERS, N_REGIONS), np.float32)
-        self._capture_dt: F32 = np.zeros(sc, np.float32)
-        self._seeds: npt.NDArray[np.uint64] = np.zeros(sc, np.uint64)
+        # -- per-session blocks: layer planes, inputs, outputs, state and settings --
+        # (each lives in the row table; see avatar_engine.rows)
+        declare = self.rows.declare
+        self.layers_m = declare("animator.layers_m", (N_LAYERS, m), np.float32, axis=1)
+        self.layers_c = declare("animator.layers_c", (N_LAYERS, N_CHANNELS), np.float32, axis=1)
+        self.manual_mask_m = declare("animator.manual_mask_m", (m,), np.float32)
+        self.manual_mask_c = declare("animator.manual_mask_c", (N_CHANNELS,), np.float32)
+        self.capture_new = declare("animator.capture_new", (), np.bool_)
+        self.speaking = declare("animator.speaking", (), np.float32)
+        self.in_word = declare("animator.in_word", (), np.bool_)
+        self.stress = declare("animator.stress", (), np.float32)
+        self.out_m = declare("animator.out_m", (m,), np.float32)
+        self.out_c = declare("animator.out_c", (N_CHANNELS,), np.float32)
+        self.layer_config = LayerConfig(self.rows)
+        self.emotion = EmotionState(self.rows)
+        self.filter_m = OneEuroFilter(self.rows, rig.region_codes, n_regions=N_REGIONS,
+                                      backend=self.backend, name="animator.filter_m",
+                                      **_FILTER_DEFAULTS)  # fmt: skip
+        self.filter_c = OneEuroFilter(self.rows, CHANNEL_REGIONS, n_regions=N_REGIONS,
+                                      backend=self.backend, name="animator.filter_c",
+                                      **_FILTER_DEFAULTS)  # fmt: skip
+        self.vmax = declare("animator.vmax", (N_REGIONS,), np.float32, _VMAX_DEFAULT)
+        self.couple = declare("animator.couple", (), np.float32)
+        self.speak_env = declare("animator.speak_env", (), np.float32)
+        self.capture_env = declare("animator.capture_env", (), np.float32)
+        self.thinking_on = declare("animator.thinking_on", (), np.float32)
+        self.thinking_env = declare("animator.thinking_env", (), np.float32)
+        self.last_capture = declare("animator.last_capture", (), np.float64, -np.inf)
+        self.prev_m = declare("animator.prev_m", (m,), np.float32)
+        self.prev_c = declare("animator.prev_c", (N_CHANNELS,), np.float32)
+        self.primed_m = declare("animator.primed_m", (), np.uint8)
+        self.primed_c = declare("animator.primed_c", (), np.uint8)
+        self.weights = declare("animator.weights", (N_LAYERS, N_REGIONS), np.float32)
+        self._capture_dt = declare("animator.capture_dt", (), np.float32)
+        self._seeds = declare("animator.seeds", (), np.uint64)
 
     def _sparse_map(self, source: str, names: Sequence[str]) -> SparseMap:
         """The rig's ``source`` mapping, or an empty one if the rig lacks it (said once)."""
@@ -259,58 +296,48 @@ class Animator:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def _row_fields(self) -> list[tuple[object, str, int]]:
-        """Every per-session array as (owner, attribute, row axis), for row moves and growth."""
-        own = (
-            "manual_mask_m", "manual_mask_c", "capture_new", "speaking", "in_word", "stress",
-            "out_m", "out_c", "vmax", "couple", "speak_env", "capture_env", "thinking_on",
-            "thinking_env", "last_capture", "prev_m", "prev_c", "primed_m", "primed_c",
-            "weights", "_capture_dt", "_seeds",
-        )  # fmt: skip
-        fields: list[tuple[object, str, int]] = [(self, name, 0) for name in own]
-        fields += [(self, "layers_m", 1), (self, "layers_c", 1)]
-        for f in (self.filter_m, self.filter_c):
-            fields += [(f, n, 0) for n in ("xhat", "dxhat", "primed", "min_cutoff", "beta",
-                                           "d_cutoff")]  # fmt: skip
-        for owner in (self.layer_config, self.emotion, self.life):
-            fields += [(owner, n, 0) for n in owner.array_names()]
-        return fields
+    @property
+    def capacity(self) -> int:
+        """Rows allocated in the row table (it doubles when full)."""
+        return self.rows.capacity
 
-    def _bind_views(self) -> None:
-        """The caller-facing planes are views into the layer buffers."""
-        self.capture_morphs = self.layers_m[Layer.CAPTURE]
-        self.capture_channels = self.layers_c[Layer.CAPTURE]
-        self.speech_morphs = self.layers_m[Layer.SPEECH]
-        self.manual_morphs = self.layers_m[Layer.MANUAL]
-        self.manual_channels = self.layers_c[Layer.MANUAL]
+    @property
+    def n_active(self) -> int:
+        """Live sessions: rows ``[0, n_active)`` of the row table."""
+        return len(self.rows)
 
-    def grow(self, capacity: int) -> None:
-        """Reallocate every per-session array for ``capacity`` rows, keeping live sessions.
+    # The caller-facing input planes: one layer of the layer blocks each (a view, fetched
+    # from the table on every access like the blocks themselves).
+    @property
+    def capture_morphs(self) -> F32:
+        """(rows, M) capture input, retargeted; smoothed in place by the step."""
+        return _plane(self.layers_m, Layer.CAPTURE)
 
-        Views handed out before (``capture_morphs``...) go stale: fetch them again.
-        """
-        if capacity <= self.capacity:
-            return
-        for owner, name, axis in self._row_fields():
-            old: npt.NDArray[np.generic] = getattr(owner, name)
-            shape = list(old.shape)
-            shape[axis] = capacity
-            new = np.zeros(shape, old.dtype)
-            if axis == 0:
-                new[: self.capacity] = old
-            else:
-                new[:, : self.capacity] = old
-            setattr(owner, name, new)
-        self.capacity = capacity
-        self._bind_views()
+    @property
+    def capture_channels(self) -> F32:
+        """(rows, 9) capture rotations; smoothed in place by the step."""
+        return _plane(self.layers_c, Layer.CAPTURE)
+
+    @property
+    def speech_morphs(self) -> F32:
+        """(rows, M) lip-sync morphs, written by the speech stage."""
+        return _plane(self.layers_m, Layer.SPEECH)
+
+    @property
+    def manual_morphs(self) -> F32:
+        """(rows, M) manual overrides (masked by ``manual_mask_m``)."""
+        return _plane(self.layers_m, Layer.MANUAL)
+
+    @property
+    def manual_channels(self) -> F32:
+        """(rows, 9) manual rotation overrides (masked by ``manual_mask_c``)."""
+        return _plane(self.layers_c, Layer.MANUAL)
 
     def add_session(self, seed: int | None = None) -> int:
-        """Claim the next free row (doubling the capacity when full), reset it, return it."""
-        if self.n_active >= self.capacity:
-            self.grow(2 * self.capacity)
-        row = self.n_active
-        self.n_active += 1
-        self.reset_session(row, row if seed is None else seed)
+        """Claim the next row of this animator's own table (it grows when full), start it,
+        return it. In a rig group the group adds the row and calls :meth:`start_session`."""
+        row = self.rows.add(object())
+        self.start_session(row, row if seed is None else seed)
         return row
 
     def remove_session(self, row: int) -> int | None:
@@ -321,43 +348,14 @@ class Animator:
         """
         self._check_row(row)
         last = self.n_active - 1
-        self.n_active -= 1
-        if row == last:
-            return None
-        for owner, name, axis in self._row_fields():
-            arr = getattr(owner, name)
-            if axis == 0:
-                arr[row] = arr[last]
-            else:
-                arr[:, row] = arr[:, last]
-        return last
+        self.rows.remove(self.rows.ids[row])
+        return None if row == last else last
 
-    def reset_session(self, row: int, seed: int) -> None:
-        """Defaults for one row: neutral, no capture, default layers, filters and limits."""
+    def start_session(self, row: int, seed: int) -> None:
+        """Start a freshly added row (the table set every block to its default): seed its
+        random streams and schedule its first blink, breath and gaze from now."""
         now = 0.0 if self.time is None else self.time
         self._seeds[row] = int(seed) % (1 << 64)
-        self.layers_m[:, row] = 0.0
-        self.layers_c[:, row] = 0.0
-        for arr in (self.manual_mask_m, self.manual_mask_c, self.out_m, self.out_c, self.prev_m,
-                    self.prev_c):  # fmt: skip
-            arr[row] = 0.0
-        self.capture_new[row] = False
-        self.in_word[row] = False
-        for arr1 in (self.speaking, self.stress, self.couple, self.speak_env, self.capture_env,
-                     self.thinking_on, self.thinking_env):  # fmt: skip
-            arr1[row] = 0.0
-        self.last_capture[row] = -np.inf
-        self.primed_m[row] = 0
-        self.primed_c[row] = 0
-        for region, v in DEFAULT_VMAX.items():
-            self.vmax[row, region_code(region)] = v
-        for f in (self.filter_m, self.filter_c):
-            f.reset(row)
-            for region, (mc, beta, dc) in DEFAULT_FILTER.items():
-                r = region_code(region)
-                f.min_cutoff[row, r], f.beta[row, r], f.d_cutoff[row, r] = mc, beta, dc
-        self.layer_config.reset_row(row)
-        self.emotion.reset_row(row)
         self.life.reset_row(row, seed, now)
 
     def _check_row(self, row: int) -> None:

@@ -17,12 +17,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.filters import SpringFn, SpringState, settle_omega
+from avatar_engine.rows import BlockField, RowTable, table_of
 from avatar_engine.types import F32, F64
 
 EMOTION_NAMES: Final[tuple[str, ...]] = (
@@ -60,46 +60,43 @@ def mix_vector(mix: Mapping[str, float], intensity: float = 1.0) -> F32:
 
 
 class EmotionState:
-    """Emotion mixes of ``capacity`` sessions, one row each (struct of arrays)."""
+    """Emotion mixes of the sessions of a row table, one row each (blocks ``emotion.*``)."""
 
-    __slots__ = ("base", "current", "decay", "duration", "easing", "hold", "intensity", "live",
-                 "mix", "omega", "source", "start", "target", "velocity")  # fmt: skip
+    current = BlockField[np.float32]()
+    velocity = BlockField[np.float32]()
+    source = BlockField[np.float32]()
+    target = BlockField[np.float32]()
+    base = BlockField[np.float32]()
+    start = BlockField[np.float64]()
+    duration = BlockField[np.float64]()
+    hold = BlockField[np.float64]()
+    decay = BlockField[np.float64]()
+    easing = BlockField[np.int8]()
+    omega = BlockField[np.float32]()
+    mix = BlockField[np.float32]()
+    """The last mix asked for, before intensity (so intensity can change on its own)."""
+    intensity = BlockField[np.float32]()
+    live = BlockField[np.bool_]()
+    """Rows still moving (transition, hold-then-decay, or an unsettled spring); rows at
+    rest cost nothing per tick."""
 
-    def __init__(self, capacity: int) -> None:
-        e = len(EMOTION_NAMES)
-        self.current: F32 = np.zeros((capacity, e), np.float32)
-        self.velocity: F32 = np.zeros((capacity, e), np.float32)
-        self.source: F32 = np.zeros((capacity, e), np.float32)
-        self.target: F32 = np.zeros((capacity, e), np.float32)
-        self.base: F32 = np.zeros((capacity, e), np.float32)
-        self.start: F64 = np.zeros(capacity, np.float64)
-        self.duration: F64 = np.full(capacity, 1e-3, np.float64)
-        self.hold: F64 = np.full(capacity, np.inf, np.float64)
-        self.decay: F64 = np.ones(capacity, np.float64)
-        self.easing: npt.NDArray[np.int8] = np.zeros(capacity, np.int8)
-        self.omega: F32 = np.full(capacity, settle_omega(0.4), np.float32)
-        self.mix: F32 = np.zeros((capacity, e), np.float32)
-        """The last mix asked for, before intensity (so intensity can change on its own)."""
-        self.intensity: F32 = np.ones(capacity, np.float32)
-        self.live: npt.NDArray[np.bool_] = np.zeros(capacity, np.bool_)
-        """Rows still moving (transition, hold-then-decay, or an unsettled spring); rows at
-        rest cost nothing per tick."""
-
-    def array_names(self) -> list[str]:
-        """Attributes holding per-session arrays (row axis 0), for row moves and growth."""
-        return list(self.__slots__)
-
-    def reset_row(self, row: int) -> None:
-        for name in ("current", "velocity", "source", "target", "base", "mix"):
-            getattr(self, name)[row] = 0.0
-        self.intensity[row] = 1.0
-        self.start[row] = 0.0
-        self.duration[row] = 1e-3
-        self.hold[row] = np.inf
-        self.decay[row] = 1.0
-        self.easing[row] = EASING_CUBIC
-        self.omega[row] = settle_omega(0.4)
-        self.live[row] = False
+    def __init__(self, rows: RowTable[Any] | int) -> None:
+        e = (len(EMOTION_NAMES),)
+        declare = table_of(rows).declare
+        self.current = declare("emotion.current", e, np.float32)
+        self.velocity = declare("emotion.velocity", e, np.float32)
+        self.source = declare("emotion.source", e, np.float32)
+        self.target = declare("emotion.target", e, np.float32)
+        self.base = declare("emotion.base", e, np.float32)
+        self.start = declare("emotion.start", (), np.float64)
+        self.duration = declare("emotion.duration", (), np.float64, 1e-3)
+        self.hold = declare("emotion.hold", (), np.float64, np.inf)
+        self.decay = declare("emotion.decay", (), np.float64, 1.0)
+        self.easing = declare("emotion.easing", (), np.int8, EASING_CUBIC)
+        self.omega = declare("emotion.omega", (), np.float32, settle_omega(0.4))
+        self.mix = declare("emotion.mix", e, np.float32)
+        self.intensity = declare("emotion.intensity", (), np.float32, 1.0)
+        self.live = declare("emotion.live", (), np.bool_)
 
     def set_base(self, row: int, base: F32, now: float) -> None:
         """Change the mix a session decays back to.

@@ -17,14 +17,14 @@ where ``gate`` is the capture-presence envelope for the capture layer, the speak
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.compose import MODES, BlendMode
 from avatar_engine.rigs.schema import REGION_ORDER, Region
-from avatar_engine.types import F32
+from avatar_engine.rows import BlockField, RowTable, table_of
+from avatar_engine.types import F32, I8
 
 
 class Layer(IntEnum):
@@ -72,38 +72,40 @@ def region_code(region: Region | str) -> int:
     return REGION_ORDER.index(Region(region))
 
 
+def _default_config() -> tuple[I8, F32, F32, F32]:
+    """A new session's (mode, mask, duck_speech, duck_capture) rows: the defaults users
+    expect (see the module docstring and docs/expression.md)."""
+    mode = np.full(N_LAYERS, BlendMode.OVERRIDE, np.int8)
+    mode[Layer.EMOTION] = BlendMode.ADDITIVE
+    mask = np.ones((N_LAYERS, N_REGIONS), np.float32)
+    mask[Layer.SPEECH] = 0.0
+    duck_speech = np.zeros((N_LAYERS, N_REGIONS), np.float32)
+    for region in SPEECH_REGIONS:
+        mask[Layer.SPEECH, region_code(region)] = 1.0
+        duck_speech[Layer.EMOTION, region_code(region)] = 1.0 - EMOTION_MOUTH_WHILE_SPEAKING
+    duck_capture = np.zeros((N_LAYERS, N_REGIONS), np.float32)
+    duck_capture[Layer.EMOTION] = 1.0  # live capture is the face; presets step aside
+    return mode, mask, duck_speech, duck_capture
+
+
 class LayerConfig:
-    """Per-session compositor settings (struct of arrays, one row per session)."""
+    """Per-session compositor settings (blocks ``layers.*`` of a row table, one row each)."""
 
-    __slots__ = ("duck_capture", "duck_speech", "mask", "mode", "weight")
+    mode = BlockField[np.int8]()
+    weight = BlockField[np.float32]()
+    mask = BlockField[np.float32]()
+    duck_speech = BlockField[np.float32]()
+    duck_capture = BlockField[np.float32]()
 
-    def __init__(self, capacity: int) -> None:
-        self.mode: npt.NDArray[np.int8] = np.zeros((capacity, N_LAYERS), np.int8)
-        self.weight: F32 = np.ones((capacity, N_LAYERS), np.float32)
-        self.mask: F32 = np.ones((capacity, N_LAYERS, N_REGIONS), np.float32)
-        self.duck_speech: F32 = np.zeros((capacity, N_LAYERS, N_REGIONS), np.float32)
-        self.duck_capture: F32 = np.zeros((capacity, N_LAYERS, N_REGIONS), np.float32)
-
-    def array_names(self) -> list[str]:
-        """Attributes holding per-session arrays (row axis 0), for row moves and growth."""
-        return list(self.__slots__)
-
-    def reset_row(self, row: int) -> None:
-        """The defaults users expect (see the module docstring and docs/expression.md)."""
-        self.mode[row] = BlendMode.OVERRIDE
-        self.mode[row, Layer.EMOTION] = BlendMode.ADDITIVE
-        self.weight[row] = 1.0
-        self.mask[row] = 1.0
-        self.mask[row, Layer.SPEECH] = 0.0
-        for region in SPEECH_REGIONS:
-            self.mask[row, Layer.SPEECH, region_code(region)] = 1.0
-        self.duck_speech[row] = 0.0
-        for region in SPEECH_REGIONS:
-            self.duck_speech[row, Layer.EMOTION, region_code(region)] = (
-                1.0 - EMOTION_MOUTH_WHILE_SPEAKING
-            )
-        self.duck_capture[row] = 0.0
-        self.duck_capture[row, Layer.EMOTION] = 1.0  # live capture is the face; presets step aside
+    def __init__(self, rows: RowTable[Any] | int) -> None:
+        mode, mask, duck_speech, duck_capture = _default_config()
+        declare = table_of(rows).declare
+        per_region = (N_LAYERS, N_REGIONS)
+        self.mode = declare("layers.mode", (N_LAYERS,), np.int8, mode)
+        self.weight = declare("layers.weight", (N_LAYERS,), np.float32, 1.0)
+        self.mask = declare("layers.mask", per_region, np.float32, mask)
+        self.duck_speech = declare("layers.duck_speech", per_region, np.float32, duck_speech)
+        self.duck_capture = declare("layers.duck_capture", per_region, np.float32, duck_capture)
 
     def set(
         self,

@@ -22,7 +22,7 @@ loop.
 
 from __future__ import annotations
 
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -32,6 +32,7 @@ from avatar_engine.animation.params import LifeParams
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.filters import settle_omega
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts, make_life
+from avatar_engine.rows import BlockField, RowTable, table_of
 from avatar_engine.types import F32, F64
 
 PROC_ARKIT: Final[tuple[str, ...]] = (
@@ -61,9 +62,44 @@ def _expo(u: F64) -> F64:
 
 
 class ProceduralLife:
-    """Procedural animation state of ``capacity`` sessions (struct of arrays)."""
+    """Procedural animation state of a row table's sessions (blocks ``life.*``, one row
+    each); ``rows`` may be a capacity, for life used on its own."""
 
-    def __init__(self, capacity: int, params: LifeParams, backend: str | None = None) -> None:
+    keys = BlockField[np.uint64]()
+    counters = BlockField[np.uint64]()
+    next_blink = BlockField[np.float64]()
+    blink_t0 = BlockField[np.float64]()
+    blink_close = BlockField[np.float64]()
+    blink_open = BlockField[np.float64]()
+    blink_count = BlockField[np.int64]()
+    blink_value = BlockField[np.float32]()
+    breath_phase = BlockField[np.float64]()
+    breath_period = BlockField[np.float64]()
+    breath_cycle = BlockField[np.float64]()
+    breath = BlockField[np.float32]()
+    breath_wrapped = BlockField[np.uint8]()
+    look = BlockField[np.float32]()
+    fixation = BlockField[np.float32]()
+    micro = BlockField[np.float32]()
+    avert = BlockField[np.float32]()
+    next_fixation = BlockField[np.float64]()
+    next_micro = BlockField[np.float64]()
+    gaze = BlockField[np.float32]()
+    gaze_vel = BlockField[np.float32]()
+    gaze_goal = BlockField[np.float32]()
+    gaze_omega = BlockField[np.float32]()
+    head_freq = BlockField[np.float64]()
+    head_phase = BlockField[np.float64]()
+    head = BlockField[np.float32]()
+    head_vel = BlockField[np.float32]()
+    head_goal = BlockField[np.float32]()
+    head_omega = BlockField[np.float32]()
+    brow = BlockField[np.float32]()
+    features = BlockField[np.float32]()
+
+    def __init__(
+        self, rows: RowTable[Any] | int, params: LifeParams, backend: str | None = None
+    ) -> None:
         self.params = params
         self.backend: BackendName = resolve_backend(backend)
         h = params.head
@@ -83,47 +119,47 @@ class ProceduralLife:
             ),
             self.backend,
         )
-        s = capacity
-        self.keys: npt.NDArray[np.uint64] = np.zeros((s, rng.N_STREAMS), np.uint64)
-        self.counters: npt.NDArray[np.uint64] = np.zeros((s, rng.N_STREAMS), np.uint64)
+        declare = table_of(rows).declare
+        self.keys = declare("life.keys", (rng.N_STREAMS,), np.uint64)
+        self.counters = declare("life.counters", (rng.N_STREAMS,), np.uint64)
         # blinks
-        self.next_blink: F64 = np.full(s, np.inf)
-        self.blink_t0: F64 = np.full(s, -np.inf)
-        self.blink_close: F64 = np.full(s, 0.05)
-        self.blink_open: F64 = np.full(s, 0.1)
-        self.blink_count: npt.NDArray[np.int64] = np.zeros(s, np.int64)
-        self.blink_value: F32 = np.zeros(s, np.float32)
+        self.next_blink = declare("life.next_blink", (), np.float64, np.inf)
+        self.blink_t0 = declare("life.blink_t0", (), np.float64, -np.inf)
+        self.blink_close = declare("life.blink_close", (), np.float64, 0.05)
+        self.blink_open = declare("life.blink_open", (), np.float64, 0.1)
+        self.blink_count = declare("life.blink_count", (), np.int64)
+        self.blink_value = declare("life.blink_value", (), np.float32)
         # breathing
-        self.breath_phase: F64 = np.zeros(s)
-        self.breath_period: F64 = np.full(s, 4.0)
-        self.breath_cycle: F64 = np.full(s, 4.0)
-        self.breath: F32 = np.zeros(s, np.float32)
-        self.breath_wrapped: npt.NDArray[np.uint8] = np.zeros(s, np.uint8)
+        self.breath_phase = declare("life.breath_phase", (), np.float64)
+        self.breath_period = declare("life.breath_period", (), np.float64, 4.0)
+        self.breath_cycle = declare("life.breath_cycle", (), np.float64, 4.0)
+        self.breath = declare("life.breath", (), np.float32)
+        self.breath_wrapped = declare("life.breath_wrapped", (), np.uint8)
         # gaze (yaw, pitch)
-        self.look: F32 = np.zeros((s, 2), np.float32)
-        self.fixation: F32 = np.zeros((s, 2), np.float32)
-        self.micro: F32 = np.zeros((s, 2), np.float32)
-        self.avert: F32 = np.zeros((s, 2), np.float32)
-        self.next_fixation: F64 = np.zeros(s)
-        self.next_micro: F64 = np.zeros(s)
-        self.gaze: F32 = np.zeros((s, 2), np.float32)
-        self.gaze_vel: F32 = np.zeros((s, 2), np.float32)
-        self.gaze_goal: F32 = np.zeros((s, 2), np.float32)
-        self.gaze_omega: F32 = np.full(s, settle_omega(params.gaze.saccade_time), np.float32)
-        # head (yaw, pitch, roll)
-        self.head_freq: F64 = np.zeros((s, 6))  # per axis (yaw, pitch, roll): two sines
-        self.head_phase: F64 = np.zeros((s, 6))
-        self.head: F32 = np.zeros((s, 3), np.float32)
-        self.head_vel: F32 = np.zeros((s, 3), np.float32)
-        self.head_goal: F32 = np.zeros((s, 3), np.float32)
-        self.head_omega: F32 = np.full(s, settle_omega(params.head.settle), np.float32)
-        self.brow: F32 = np.zeros(s, np.float32)
+        self.look = declare("life.look", (2,), np.float32)
+        self.fixation = declare("life.fixation", (2,), np.float32)
+        self.micro = declare("life.micro", (2,), np.float32)
+        self.avert = declare("life.avert", (2,), np.float32)
+        self.next_fixation = declare("life.next_fixation", (), np.float64)
+        self.next_micro = declare("life.next_micro", (), np.float64)
+        self.gaze = declare("life.gaze", (2,), np.float32)
+        self.gaze_vel = declare("life.gaze_vel", (2,), np.float32)
+        self.gaze_goal = declare("life.gaze_goal", (2,), np.float32)
+        self.gaze_omega = declare(
+            "life.gaze_omega", (), np.float32, settle_omega(params.gaze.saccade_time)
+        )
+        # head (yaw, pitch, roll); head_freq/head_phase: two sines per axis
+        self.head_freq = declare("life.head_freq", (6,), np.float64)
+        self.head_phase = declare("life.head_phase", (6,), np.float64)
+        self.head = declare("life.head", (3,), np.float32)
+        self.head_vel = declare("life.head_vel", (3,), np.float32)
+        self.head_goal = declare("life.head_goal", (3,), np.float32)
+        self.head_omega = declare(
+            "life.head_omega", (), np.float32, settle_omega(params.head.settle)
+        )
+        self.brow = declare("life.brow", (), np.float32)
         # output
-        self.features: F32 = np.zeros((s, len(FEATURES)), np.float32)
-
-    def array_names(self) -> list[str]:
-        """Attributes holding per-session arrays (row axis 0), for row moves and growth."""
-        return [k for k, v in vars(self).items() if isinstance(v, np.ndarray)]
+        self.features = declare("life.features", (len(FEATURES),), np.float32)
 
     def reset_row(self, row: int, seed: int, now: float) -> None:
         """Start a session afresh from ``seed`` at time ``now``."""

@@ -646,8 +646,6 @@ class ClusterNode:
         runtime.engine.delete_session(session_id)
         runtime.egress.drop_session(session_id)
         runtime.ingest.forget_session(session_id)
-        if streams is not None and session.rig in runtime.engine.groups:
-            streams.follow_rows()
         if duplicate:
             # The winner's metadata may differ (another rig): forget ours, let the scan fetch
             # the real one, and close this copy's viewers (they reconnect to the real one).

@@ -226,9 +226,10 @@ class BatchEncoder:
     def subscribers(self, slot: int) -> int:
         return int(self._refs[slot])
 
-    def set_row(self, k: int, row: int) -> None:
-        """Follow a session whose row the engine moved (rows are swapped on removal)."""
-        self.row[k] = row
+    def move_row(self, src: int, dst: int) -> None:
+        """Streams of session row ``src`` follow it to ``dst`` (the engine's row table moved
+        it there on a swap-remove; register this as its ``on_move`` hook)."""
+        self.row[(self.active == 1) & (self.row == src)] = dst
         self._rows_changed()
 
     def make_due(self, slots: npt.NDArray[np.intp], t_ms: int) -> None:

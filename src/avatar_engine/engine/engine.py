@@ -19,7 +19,6 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.animation.animator import Animator
-from avatar_engine.engine.rows import RowTable
 from avatar_engine.engine.sessions import (
     ConversationState,
     Session,
@@ -32,6 +31,7 @@ from avatar_engine.engine.speech_stage import SpeechStage
 from avatar_engine.kernels.retarget import Retargeter
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, load_rig
+from avatar_engine.rows import BlockField, RowTable
 from avatar_engine.speech.lipsync import Utterance
 from avatar_engine.speech.stream import StreamOptions
 from avatar_engine.types import F32
@@ -57,48 +57,41 @@ class SessionExistsError(ValueError):
 
 
 class RigGroup:
-    """Every session on one rig: their rows, and the stages compiled for that rig."""
+    """Every session on one rig: one row table that every stage allocates its blocks from
+    (capture input here, the animator's planes and state, speech slots), and the stages
+    compiled for that rig. Adding or removing a session is one table operation."""
+
+    _channels = BlockField[np.float32]()
+    _fresh = BlockField[np.bool_]()
 
     def __init__(self, rig: RigProfile, backend: str | None) -> None:
         if set(rig.channel_names) - set(ROTATION_NAMES):
             raise ValueError(f"rig {rig.name!r}: channels must be Live Link rotation names")
         self.rig = rig
+        self.rows: RowTable[str] = RowTable(capacity=8)
+        declare = self.rows.declare
+        declare("capture", (ARKIT_COUNT,), np.float32)
+        declare("rotations", (ROTATION_COUNT,), np.float32)
+        declare("capture_t", (1,), np.float64)
+        declare("capture_live", (1,), np.bool_)
+        declare("capture_fresh", (1,), np.bool_)
         self.retarget = Retargeter(rig, backend=backend)
-        self.animator = Animator(rig, capacity=8, backend=backend)
-        self.speech = SpeechStage(rig, backend)
-        self.rows = RowTable(
-            {
-                "capture": (ARKIT_COUNT, np.float32),
-                "rotations": (ROTATION_COUNT, np.float32),
-                "capture_t": (1, np.float64),
-                "capture_live": (1, np.bool_),
-                "capture_fresh": (1, np.bool_),
-            }
-        )
+        self.animator = Animator(rig, rows=self.rows, backend=backend)
+        self.speech = SpeechStage(rig, self.rows, backend)
         # The animator's nine channels are ROTATION_NAMES; the rig lists some of them.
         self._channel_index = np.array(
             [ROTATION_NAMES.index(n) for n in rig.channel_names], np.intp
         )
-        self._channels: F32 = np.zeros((8, len(self._channel_index)), np.float32)
-        self._fresh: npt.NDArray[np.bool_] = np.zeros(8, np.bool_)
-        self.fresh_rows: npt.NDArray[np.bool_] = self._fresh[:0]
-        """Rows whose capture arrived since the previous step (read by the encoder stage)."""
+        self._channels = declare("group.channels", (len(self._channel_index),), np.float32)
+        self._fresh = declare("group.fresh", (), np.bool_)
 
     def add(self, session_id: str) -> int:
         row = self.rows.add(session_id)
-        animator_row = self.animator.add_session(seed=zlib.crc32(session_id.encode()))
-        assert animator_row == row, "engine rows and animator rows must stay aligned"
-        self.speech.added(row)
-        if self._channels.shape[0] < self.animator.capacity:
-            self._channels = np.zeros((self.animator.capacity, self._channels.shape[1]), np.float32)
+        self.animator.start_session(row, seed=zlib.crc32(session_id.encode()))
         return row
 
     def remove(self, session_id: str) -> None:
-        row = self.rows.row(session_id)
-        last = len(self.rows) - 1
         self.rows.remove(session_id)
-        self.animator.remove_session(row)
-        self.speech.removed(row, last)
 
     def row_of(self, session_id: str) -> int:
         return self.rows.row(session_id)
@@ -117,14 +110,10 @@ class RigGroup:
         """Run every stage for every session of this rig; returns speaking changes."""
         n = len(self.rows)
         if not n:
-            self.fresh_rows = self._fresh[:0]
             return []
         anim = self.animator
         fresh = self.rows.block("capture_fresh")[:, 0]
-        if self._fresh.shape[0] < n:
-            self._fresh = np.zeros(self.animator.capacity, np.bool_)
-        self.fresh_rows = self._fresh[:n]
-        self.fresh_rows[:] = fresh
+        self._fresh[:n] = fresh
         if fresh.any():
             capture_morphs = anim.capture_morphs[:n]
             self.retarget.run(self.rows.block("capture"), capture_morphs)
@@ -145,6 +134,11 @@ class RigGroup:
     def channels(self) -> F32:
         """This tick's channel rows (S, C) in the rig's channel order."""
         return self._channels[: len(self.rows)]
+
+    @property
+    def fresh_rows(self) -> npt.NDArray[np.bool_]:
+        """Rows whose capture arrived since the previous step (read by the encoder stage)."""
+        return self._fresh[: len(self.rows)]
 
 
 class RigOutputs(NamedTuple):

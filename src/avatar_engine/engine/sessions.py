@@ -1,6 +1,6 @@
 """Session metadata and lifecycle: what a session is, apart from its per-tick rows.
 
-Per-tick numbers live in :class:`~avatar_engine.engine.rows.RowTable` blocks; this module holds
+Per-tick numbers live in :class:`~avatar_engine.rows.RowTable` blocks; this module holds
 what changes rarely (config, owner, state) and the events a state change produces.
 """
 

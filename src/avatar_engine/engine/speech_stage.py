@@ -9,12 +9,13 @@ and mapped onto the rig's morphs in one retarget call.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.rows import BlockField, RowTable
 from avatar_engine.speech.coarticulation import CHANNELS
 from avatar_engine.speech.lipsync import Utterance
 from avatar_engine.speech.rig import SpeechRig
@@ -33,43 +34,36 @@ class SpeakingChange:
 
 
 class SpeechStage:
-    """Slots, streams and per-tick sampling for the sessions of one rig."""
+    """Slots, streams and per-tick sampling for the sessions (rows) of one rig.
 
-    def __init__(self, rig: RigProfile, backend: str | None) -> None:
+    Its per-row arrays are blocks of the group's row table; the slots are this stage's own,
+    indexed by ``_slot_of_row``, and a removed row's slot is returned by an ``on_remove`` hook.
+    """
+
+    _slot_of_row = BlockField[np.int64]()
+    """Each row's slot in the bank, or -1 for a session that has not spoken."""
+    _layer = BlockField[np.float32]()
+    """This tick's sampled speech channels in row order."""
+
+    def __init__(self, rig: RigProfile, rows: RowTable[Any], backend: str | None) -> None:
         self.rig = SpeechRig(rig, backend=backend)
         self.sessions = SpeechSessions(INITIAL_SLOTS, backend=backend)
         self._free: list[int] = list(range(INITIAL_SLOTS - 1, -1, -1))
-        self._slot_of_row = np.full(INITIAL_SLOTS, -1, np.int64)
+        self._slot_of_row = rows.declare("speech.slot_of_row", (), np.int64, -1)
+        self._layer = rows.declare("speech.layer", (CHANNELS,), np.float32)
+        rows.on_remove(self._release)
         self._utterance_end = np.full(INITIAL_SLOTS, -np.inf)
         self._channels: F32 = np.zeros((INITIAL_SLOTS + 1, CHANNELS), np.float32)
         """Sampled slots; the extra last row stays zero for rows without a slot."""
         self._stream_active = np.zeros(INITIAL_SLOTS, np.bool_)
-        self._layer: F32 = np.zeros((INITIAL_SLOTS, CHANNELS), np.float32)
 
-    # -- rows (mirror the engine's RowTable: append, swap-remove) ------------------------
-
-    def ensure_rows(self, capacity: int) -> None:
-        if capacity > self._slot_of_row.shape[0]:
-            size = max(capacity, 2 * self._slot_of_row.shape[0])
-            grown = np.full(size, -1, np.int64)
-            grown[: self._slot_of_row.shape[0]] = self._slot_of_row
-            self._slot_of_row = grown
-            self._layer = np.zeros((size, CHANNELS), np.float32)
-
-    def added(self, row: int) -> None:
-        self.ensure_rows(row + 1)
-        self._slot_of_row[row] = -1
-
-    def removed(self, row: int, last: int) -> None:
-        """Row ``row`` was freed and row ``last`` moved into it."""
+    def _release(self, row: int) -> None:
+        """A removed row gives its slot back (the table then moves the last row into it)."""
         slot = int(self._slot_of_row[row])
         if slot >= 0:
             self.sessions.release(slot)
             self._utterance_end[slot] = -np.inf
             self._free.append(slot)
-        if last != row:
-            self._slot_of_row[row] = self._slot_of_row[last]
-        self._slot_of_row[last] = -1
 
     def _slot(self, row: int) -> int:
         slot = int(self._slot_of_row[row])

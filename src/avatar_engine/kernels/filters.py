@@ -34,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
+from avatar_engine.rows import BlockField, RowTable, table_of
 from avatar_engine.types import F32, I8, U8
 
 SETTLE_2PCT = 5.8335
@@ -66,6 +67,9 @@ class OneEuroState(NamedTuple):
 
 
 class OneEuroFn(Protocol):
+    """One backend's One Euro call: ``(state, dt, x, out)`` with a dt per row (capture arrives
+    unevenly)."""
+
     def __call__(self, state: OneEuroState, dt: F32, x: F32, out: F32, /) -> None: ...
 
 
@@ -81,6 +85,8 @@ class SpringState(NamedTuple):
 
 
 class SpringFn(Protocol):
+    """One backend's spring step: ``(state, dt, target)``, advancing the state in place."""
+
     def __call__(self, state: SpringState, dt: float, target: F32, /) -> None: ...
 
 
@@ -164,29 +170,37 @@ def spring_kernel(backend: BackendName) -> SpringFn:
 
 
 class OneEuroFilter:
-    """One Euro filters for ``capacity`` sessions x ``n`` columns, state in owned arrays.
+    """One Euro filters for a table's rows x ``n`` columns, state in blocks of that table.
 
-    Parameters are ``(capacity, R)`` tables (``min_cutoff`` Hz, ``beta`` 1/unit, ``d_cutoff``
-    Hz) indexed by each column's region code; edit them in place to reconfigure a session.
+    ``rows`` is the :class:`~avatar_engine.rows.RowTable` the state lives in (blocks named
+    ``name.*``), or a capacity for a filter used on its own. Parameters are ``(rows, R)``
+    tables (``min_cutoff`` Hz, ``beta`` 1/unit, ``d_cutoff`` Hz) indexed by each column's
+    region code; the arguments are a new row's values (a scalar, or one per region); edit
+    the tables in place to reconfigure a session.
 
     >>> f = OneEuroFilter(2, np.zeros(3, np.int8), n_regions=1, backend="numpy")
     >>> x = np.ones((2, 3), np.float32)
     >>> f.run(x, np.full(2, 1 / 60, np.float32), x)
     """
 
-    __slots__ = ("_fn", "backend", "beta", "d_cutoff", "dxhat", "min_cutoff", "primed", "region",
-                 "xhat")  # fmt: skip
+    xhat = BlockField[np.float32]()
+    dxhat = BlockField[np.float32]()
+    primed = BlockField[np.uint8]()
+    min_cutoff = BlockField[np.float32]()
+    beta = BlockField[np.float32]()
+    d_cutoff = BlockField[np.float32]()
 
     def __init__(
         self,
-        capacity: int,
+        rows: RowTable[Any] | int,
         region: npt.ArrayLike,
         *,
         n_regions: int,
-        min_cutoff: float = 1.0,
-        beta: float = 0.0,
-        d_cutoff: float = 1.0,
+        min_cutoff: npt.ArrayLike = 1.0,
+        beta: npt.ArrayLike = 0.0,
+        d_cutoff: npt.ArrayLike = 1.0,
         backend: str | None = None,
+        name: str = "one_euro",
     ) -> None:
         self.region: I8 = np.ascontiguousarray(region, dtype=np.int8)
         if self.region.ndim != 1 or (self.region.size and (
@@ -196,12 +210,13 @@ class OneEuroFilter:
         n = self.region.size
         self.backend: BackendName = resolve_backend(backend)
         self._fn = one_euro_kernel(self.backend)
-        self.xhat: F32 = np.zeros((capacity, n), np.float32)
-        self.dxhat: F32 = np.zeros((capacity, n), np.float32)
-        self.primed: U8 = np.zeros(capacity, np.uint8)
-        self.min_cutoff: F32 = np.full((capacity, n_regions), min_cutoff, np.float32)
-        self.beta: F32 = np.full((capacity, n_regions), beta, np.float32)
-        self.d_cutoff: F32 = np.full((capacity, n_regions), d_cutoff, np.float32)
+        declare = table_of(rows).declare
+        self.xhat = declare(f"{name}.xhat", (n,), np.float32)
+        self.dxhat = declare(f"{name}.dxhat", (n,), np.float32)
+        self.primed = declare(f"{name}.primed", (), np.uint8)
+        self.min_cutoff = declare(f"{name}.min_cutoff", (n_regions,), np.float32, min_cutoff)
+        self.beta = declare(f"{name}.beta", (n_regions,), np.float32, beta)
+        self.d_cutoff = declare(f"{name}.d_cutoff", (n_regions,), np.float32, d_cutoff)
 
     def run(self, x: F32, dt: F32, out: F32, rows: int | None = None) -> None:
         """Filter the first ``rows`` sessions of ``x`` into ``out`` (may be ``x`` itself)."""
@@ -216,9 +231,3 @@ class OneEuroFilter:
             d_cutoff=self.d_cutoff[:n],
         )
         self._fn(state, dt[:n], x[:n], out[:n])
-
-    def reset(self, row: int) -> None:
-        """Forget a session's history: its next sample passes through unfiltered."""
-        self.primed[row] = 0
-        self.xhat[row] = 0.0
-        self.dxhat[row] = 0.0

@@ -241,8 +241,6 @@ class Runtime:
         self._last_used.pop(session_id, None)
         for key in [k for k in self._sids if k[0] == session_id]:  # stream ids die with it
             del self._sids[key]
-        if streams is not None and session.rig in self.engine.groups:
-            streams.follow_rows()
         if self.cluster is not None:
             self.cluster.on_deleted(session)
 
@@ -260,7 +258,7 @@ class Runtime:
         streams = self.rig_streams.get(session.rig)
         if streams is None:
             group = self.engine.groups[session.rig]
-            streams = RigStreams(group.rig, self._params_for, group.row_of)
+            streams = RigStreams(group.rig, self._params_for, group.rows)
             self.rig_streams[session.rig] = streams
         return streams
 

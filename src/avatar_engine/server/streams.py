@@ -19,6 +19,7 @@ from avatar_engine.codec.messages import StreamParams, encode_hello
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
+from avatar_engine.rows import RowTable
 from avatar_engine.server.fanout import FrameLink, current_link, offer_to_all
 from avatar_engine.transport.outbox import Outbox
 
@@ -74,10 +75,11 @@ class RigStreams:
         self,
         rig: RigProfile,
         params_for: Callable[[StreamKey], StreamParams],
-        row_of: Callable[[str], int],
+        rows: RowTable[str],
     ) -> None:
         self.rig = rig
-        self._row_of = row_of
+        self._row_of = rows.row
+        rows.on_move(self._session_moved)
         self.schema = StreamSchema.from_rig(rig)
         self._params_for = params_for
         self.encoder = BatchEncoder(self.schema, INITIAL_SLOTS)
@@ -108,10 +110,9 @@ class RigStreams:
             del self.groups[group.key]
             del self._by_slot[group.slot]
 
-    def follow_rows(self) -> None:
-        """Sessions moved rows (one was removed): point every slot at its session again."""
-        for group in self.groups.values():
-            self.encoder.set_row(group.slot, self._row_of(group.key.session))
+    def _session_moved(self, src: int, dst: int) -> None:
+        """The rig group's row table moved a session from row ``src`` to ``dst``."""
+        self.encoder.move_row(src, dst)
 
     def drop_session(self, session: str) -> list[Subscriber]:
         """Close every group of a deleted session; returns the subscribers that were on it."""
