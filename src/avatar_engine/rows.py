@@ -127,6 +127,7 @@ class RowTable(Generic[K]):
 
     @property
     def capacity(self) -> int:
+        """Rows allocated in every block (doubles when an add finds the table full)."""
         return self._capacity
 
     @property
@@ -135,6 +136,7 @@ class RowTable(Generic[K]):
         return self._ids
 
     def row(self, key: K) -> int:
+        """The row ``key`` is in now (it changes when a swap-remove moves it)."""
         return self._row_of[key]
 
     def add(self, key: K) -> int:

@@ -200,8 +200,7 @@ class Animator:
         self.params = params or LifeParams()
         self.backend: BackendName = resolve_backend(backend)
         self.time: float | None = None
-        m = rig.morph_count
-        self.n_morphs = m
+        self.n_morphs = rig.morph_count
 
         # -- rig tables (built once; the hot path only indexes) --
         # Emotion mixes and procedural ARKit values reach the rig's morphs through the rig's
@@ -217,22 +216,32 @@ class Animator:
         self.proc_map: F32 = np.ascontiguousarray(proc_dense.T, np.float32)  # (F, M)
         self._map_emotion = make_scatter(ScatterTables.from_dense(emotion_dense), self.backend)
         self._map_proc = make_scatter(ScatterTables.from_dense(proc_dense), self.backend)
+        self._build_compose(couple_pairs, morph_max_velocity)
+        self._spring = spring_kernel(self.backend)
+        self._declare_blocks()
+
+    def _build_compose(
+        self,
+        couple_pairs: npt.ArrayLike | None,
+        morph_max_velocity: Mapping[str, float] | None,
+    ) -> None:
+        """The compositor and constraint kernels of the morph and channel blocks."""
         pairs = (
-            coupling_pairs(rig.morph_names)
+            coupling_pairs(self.rig.morph_names)
             if couple_pairs is None
             else np.asarray(couple_pairs, np.int32).reshape(-1, 2)
         )
-        vcol = np.full(m, np.inf, np.float32)
+        vcol = np.full(self.n_morphs, np.inf, np.float32)
         for name, speed in (morph_max_velocity or {}).items():
             if math.isnan(speed) or speed <= 0.0:
                 raise ValueError(f"morph_max_velocity[{name!r}]: must be > 0 units/s")
-            vcol[rig.morph_index(name)] = speed
+            vcol[self.rig.morph_index(name)] = speed
         self._tables_m = ComposeTables(
             n_regions=N_REGIONS,
-            region=np.ascontiguousarray(rig.region_codes, np.int8),
-            lower=np.ascontiguousarray(rig.lower, np.float32),
-            upper=np.ascontiguousarray(rig.upper, np.float32),
-            exclusive=np.ascontiguousarray(rig.exclusive, np.int32).reshape(-1, 2),
+            region=np.ascontiguousarray(self.rig.region_codes, np.int8),
+            lower=np.ascontiguousarray(self.rig.lower, np.float32),
+            upper=np.ascontiguousarray(self.rig.upper, np.float32),
+            exclusive=np.ascontiguousarray(self.rig.exclusive, np.int32).reshape(-1, 2),
             couple=pairs,
             vcol=vcol,
         )
@@ -246,10 +255,11 @@ class Animator:
         )
         self._compose_m = make_compose(self._tables_m, self.backend)
         self._compose_c = make_compose(self._tables_c, self.backend)
-        self._spring = spring_kernel(self.backend)
 
-        # -- per-session blocks: layer planes, inputs, outputs, state and settings --
-        # (each lives in the row table; see avatar_engine.rows)
+    def _declare_blocks(self) -> None:
+        """Every per-session array: layer planes, inputs, outputs, state and settings, each a
+        block of the row table (see :mod:`avatar_engine.rows`)."""
+        m = self.n_morphs
         declare = self.rows.declare
         self.layers_m = declare("animator.layers_m", (N_LAYERS, m), np.float32, axis=1)
         self.layers_c = declare("animator.layers_c", (N_LAYERS, N_CHANNELS), np.float32, axis=1)
@@ -263,7 +273,7 @@ class Animator:
         self.out_c = declare("animator.out_c", (N_CHANNELS,), np.float32)
         self.layer_config = LayerConfig(self.rows)
         self.emotion = EmotionState(self.rows)
-        self.filter_m = OneEuroFilter(self.rows, rig.region_codes, n_regions=N_REGIONS,
+        self.filter_m = OneEuroFilter(self.rows, self.rig.region_codes, n_regions=N_REGIONS,
                                       backend=self.backend, name="animator.filter_m",
                                       **_FILTER_DEFAULTS)  # fmt: skip
         self.filter_c = OneEuroFilter(self.rows, CHANNEL_REGIONS, n_regions=N_REGIONS,
@@ -476,6 +486,28 @@ class Animator:
 
     # -- the tick -------------------------------------------------------------------------
 
+    def _capture_presence(self, t: float, dt: float, n: int) -> F32:
+        """Advance the capture envelope and return each row's sample interval for the filter
+        (0 = no new sample); a run that starts after a gap restarts its filter."""
+        ep = self.params.envelope
+        fresh = self.capture_new[:n]
+        last = self.last_capture[:n]
+        gap = t - last
+        was_absent = gap > ep.capture_timeout
+        cap_dt = self._capture_dt[:n]
+        cap_dt[...] = np.where(
+            fresh, np.where(was_absent, 1.0 / 60.0, np.clip(gap, 1 / 240, 0.25)), 0.0
+        )
+        restart = np.flatnonzero(fresh & was_absent & (self.capture_env[:n] == 0.0))
+        if restart.size:  # a new capture run starts from its first sample, not a stale state
+            self.filter_m.primed[restart] = 0
+            self.filter_c.primed[restart] = 0
+        last[fresh] = t
+        present = (t - last) <= ep.capture_timeout
+        _ramp(self.capture_env[:n], present.astype(np.float32), dt / ep.capture_fade_in,
+              dt / ep.capture_fade_out)  # fmt: skip
+        return cap_dt
+
     def step(self, t: float, dt: float | None = None) -> None:
         """Animate every live session to time ``t`` (seconds; the caller's clock)."""
         if dt is None:
@@ -492,24 +524,8 @@ class Animator:
         speak_env = self.speak_env[:n]
         _ramp(speak_env, np.clip(self.speaking[:n], 0.0, 1.0), dt / ep.speak_attack,
               dt / ep.speak_release)  # fmt: skip
-        fresh = self.capture_new[:n]
-        last = self.last_capture[:n]
-        gap = t - last
-        was_absent = gap > ep.capture_timeout
-        cap_dt = self._capture_dt[:n]
-        cap_dt[...] = np.where(
-            fresh, np.where(was_absent, 1.0 / 60.0, np.clip(gap, 1 / 240, 0.25)), 0.0
-        )
-        restart = np.flatnonzero(fresh & was_absent & (self.capture_env[:n] == 0.0))
-        if restart.size:  # a new capture run starts from its first sample, not a stale state
-            self.filter_m.primed[restart] = 0
-            self.filter_c.primed[restart] = 0
-        last[fresh] = t
-        present = (t - last) <= ep.capture_timeout
+        cap_dt = self._capture_presence(t, dt, n)
         cap_env = self.capture_env[:n]
-        _ramp(
-            cap_env, present.astype(np.float32), dt / ep.capture_fade_in, dt / ep.capture_fade_out
-        )
         think_env = self.thinking_env[:n]
         fade = dt / ep.thinking_fade
         _ramp(think_env, self.thinking_on[:n], fade, fade)
@@ -561,5 +577,5 @@ class Animator:
             ),
             self.out_c[:n],
         )
-        fresh[...] = False
+        self.capture_new[:n] = False
         self.stress[:n] = 0.0

@@ -69,6 +69,7 @@ noisy tracker can loosen or tighten one region alone."""
 
 
 def region_code(region: Region | str) -> int:
+    """A region's column in the per-region tables (its index in ``REGION_ORDER``)."""
     return REGION_ORDER.index(Region(region))
 
 

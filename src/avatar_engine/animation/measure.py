@@ -62,6 +62,8 @@ def lag_frames(output: npt.ArrayLike, clean: npt.ArrayLike, mask: npt.ArrayLike,
 
 @dataclass(frozen=True, slots=True)
 class SmoothingReport:
+    """Jitter and lag of a clean, a noisy and a filtered take (see :func:`smoothing_report`)."""
+
     noise_sigma: float
     jitter_clean: float
     jitter_noisy: float
@@ -71,6 +73,7 @@ class SmoothingReport:
 
     @property
     def jitter_cut(self) -> float:
+        """How many times less jitter the filter leaves than the noisy input had."""
         return self.jitter_noisy / self.jitter_filtered
 
 

@@ -86,14 +86,17 @@ class RigGroup:
         self._fresh = declare("group.fresh", (), np.bool_)
 
     def add(self, session_id: str) -> int:
+        """A row for a new session, every block at its default, seeded from its id."""
         row = self.rows.add(session_id)
         self.animator.start_session(row, seed=zlib.crc32(session_id.encode()))
         return row
 
     def remove(self, session_id: str) -> None:
+        """Swap-remove the session's row from every block (hooks move slots and streams)."""
         self.rows.remove(session_id)
 
     def row_of(self, session_id: str) -> int:
+        """The session's row now (a removal may move it)."""
         return self.rows.row(session_id)
 
     def lost_capture(self, t: float) -> list[str]:

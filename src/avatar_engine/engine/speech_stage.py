@@ -29,6 +29,8 @@ LIP_ACTIVITY: Final = 0.15
 
 @dataclass(frozen=True, slots=True)
 class SpeakingChange:
+    """A row started or stopped speaking this tick (the engine turns it into an event)."""
+
     row: int
     speaking: bool
 
@@ -85,12 +87,14 @@ class SpeechStage:
     # -- inputs --------------------------------------------------------------------------
 
     def push_text(self, row: int, delta: str, now: float, options: StreamOptions | None) -> None:
+        """Streamed text for a row: words are scheduled as soon as they are complete."""
         slot = self._slot(row)
         if options is not None:
             self.sessions.stream(slot, options)
         self.sessions.push(slot, delta, now)
 
     def interrupt(self, row: int, now: float) -> None:
+        """Barge-in: cut the row's speech at ``now`` (a row that never spoke has nothing)."""
         slot = int(self._slot_of_row[row])
         if slot >= 0:
             self.sessions.interrupt(slot, now)
