@@ -1,15 +1,18 @@
-"""Issue 20 reproductions against a real ``serve`` (auth off): rig names, utterance and body
-limits, capacity errors, error shapes, idle expiry. Each test is one reported defect."""
+"""Issue 20 reproductions (auth off): rig names, utterance and body limits, capacity errors,
+error shapes, idle expiry. Each test is one reported defect.
+
+The app runs in process on a fake clock (tests/inprocess.py); only the requests written by hand
+on a socket (chunked bodies, lying lengths, huge queries: the HTTP server's own parsing) go to a
+real ``serve``."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
+import logging
 import shutil
 import socket
-import time
 import wave
 from collections.abc import Iterator
 from importlib import resources
@@ -19,11 +22,11 @@ from urllib.parse import quote
 import httpx
 import numpy as np
 import pytest
-import websockets
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from avatar_engine.server import errors
+from inprocess import InProcessServer
 from server_process import ServerProcess
 
 STARTUP_S = 120.0
@@ -38,12 +41,12 @@ def server() -> Iterator[ServerProcess]:
 
 
 @pytest.fixture
-def client(server: ServerProcess) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        yield c
+def client(inprocess: InProcessServer) -> InProcessServer:
+    """The app in process, called like an HTTP client."""
+    return inprocess
 
 
-def _session(client: httpx.Client, sid: str) -> None:
+def _session(client: InProcessServer | httpx.Client, sid: str) -> None:
     response = client.post("/sessions", json={"id": sid})
     assert response.status_code in (201, 409), response.text
 
@@ -65,7 +68,9 @@ def _shape(response: httpx.Response) -> dict[str, str]:
     ["/dev/zero", "/etc/shadow", "/etc", "/no/such/file.json", "../../etc/passwd",
      "cc4-extended.json", "rigs/cc4-extended", "C:\\rig"],
 )  # fmt: skip
-def test_rig_paths_are_refused_without_saying_what_exists(client: httpx.Client, rig: str) -> None:
+def test_rig_paths_are_refused_without_saying_what_exists(
+    client: InProcessServer, rig: str
+) -> None:
     response = client.post("/sessions", json={"rig": rig})
     assert response.status_code == 422
     detail = _shape(response)["detail"]
@@ -73,7 +78,7 @@ def test_rig_paths_are_refused_without_saying_what_exists(client: httpx.Client, 
         assert leak not in detail
 
 
-def test_an_unknown_rig_name_lists_the_names_that_exist(client: httpx.Client) -> None:
+def test_an_unknown_rig_name_lists_the_names_that_exist(client: InProcessServer) -> None:
     response = client.post("/sessions", json={"rig": "no-such-rig"})
     assert response.status_code == 422
     assert "available rigs: " in _shape(response)["detail"] and "cc4-extended" in response.text
@@ -86,20 +91,18 @@ def test_rigs_of_the_configured_folder_are_named_not_pathed(tmp_path: Path) -> N
     rig["name"] = "studio-face"
     (tmp_path / "studio-face.json").write_text(json.dumps(rig))
     shutil.copy(str(source), tmp_path / "misnamed.json")  # its file calls it arkit52
-    proc = ServerProcess("--livelink-port", "0", "--vmc-port", "0", "--rig-dir", str(tmp_path))
+    c = InProcessServer(rig_dir=str(tmp_path))
     try:
-        proc.wait_ready(STARTUP_S)
-        with httpx.Client(base_url=proc.url) as c:
-            assert "studio-face" in c.get("/rigs").json()["rigs"]
-            made = c.post("/sessions", json={"id": "s", "rig": "studio-face"})
-            assert made.status_code == 201 and made.json()["rig"] == "studio-face"
-            assert c.get("/rigs/studio-face").json()["name"] == "studio-face"
-            misnamed = c.post("/sessions", json={"rig": "misnamed"})
-            assert misnamed.status_code == 422 and str(tmp_path) not in misnamed.text
-            outside = c.post("/sessions", json={"rig": str(tmp_path / "studio-face.json")})
-            assert outside.status_code == 422
+        assert "studio-face" in c.get("/rigs").json()["rigs"]
+        made = c.post("/sessions", json={"id": "s", "rig": "studio-face"})
+        assert made.status_code == 201 and made.json()["rig"] == "studio-face"
+        assert c.get("/rigs/studio-face").json()["name"] == "studio-face"
+        misnamed = c.post("/sessions", json={"rig": "misnamed"})
+        assert misnamed.status_code == 422 and str(tmp_path) not in misnamed.text
+        outside = c.post("/sessions", json={"rig": str(tmp_path / "studio-face.json")})
+        assert outside.status_code == 422
     finally:
-        proc.stop()
+        c.close()
 
 
 # -- 2. timings that allocate gigabytes --------------------------------------------------
@@ -114,14 +117,14 @@ def test_rigs_of_the_configured_folder_are_named_not_pathed(tmp_path: Path) -> N
         {"polly": '{"time": 1000000000000, "type": "viseme", "value": "p"}'},
     ],
 )
-def test_timings_beyond_the_utterance_limit_are_413(client: httpx.Client, body: object) -> None:
+def test_timings_beyond_the_utterance_limit_are_413(client: InProcessServer, body: object) -> None:
     _session(client, "long")
     response = client.post("/sessions/long/speak", json=body)
     assert response.status_code == 413
     assert "at most 300 s" in _shape(response)["detail"]
 
 
-def test_timings_within_the_limit_still_play(client: httpx.Client) -> None:
+def test_timings_within_the_limit_still_play(client: InProcessServer) -> None:
     _session(client, "ok")
     body = {"phonemes": [{"p": "AA", "start": 0, "end": 0.3}, {"p": "M", "start": 0.3, "end": 0.4}]}
     assert client.post("/sessions/ok/speak", json=body).status_code == 202
@@ -130,7 +133,7 @@ def test_timings_within_the_limit_still_play(client: httpx.Client) -> None:
 # -- 7. capacity errors -------------------------------------------------------------------
 
 
-def test_long_german_text_is_split_not_refused(client: httpx.Client) -> None:
+def test_long_german_text_is_split_not_refused(client: InProcessServer) -> None:
     if shutil.which("espeak-ng") is None:
         pytest.skip("espeak-ng is not installed (tools/test.sh installs it)")
     _session(client, "de")
@@ -154,7 +157,7 @@ def _wav(seconds: float, rate: int = 16000) -> bytes:
 
 
 def test_a_wav_longer_than_the_voice_queue_holds_is_429_naming_the_bound(
-    client: httpx.Client,
+    client: InProcessServer,
 ) -> None:
     """The face of a voice enters the speech curves as it plays (issue 15), so the bound on
     audio is the voice queue's 60 s ahead of playback, checked before any recognition."""
@@ -213,7 +216,7 @@ def test_a_declared_length_over_the_limit_is_413_before_reading(server: ServerPr
 # -- 9. audio streams of deleted sessions --------------------------------------------------
 
 
-def test_audio_streams_of_deleted_sessions_are_released(client: httpx.Client) -> None:
+def test_audio_streams_of_deleted_sessions_are_released(client: InProcessServer) -> None:
     chunk = {"pcm16": base64.b64encode(np.zeros(480, np.int16).tobytes()).decode(), "rate": 24000}
     for i in range(260):  # more than the 256 streams that may be open at once
         sid = f"cycle{i}"
@@ -226,7 +229,7 @@ def test_audio_streams_of_deleted_sessions_are_released(client: httpx.Client) ->
 # -- 10. every error in the documented shape -----------------------------------------------
 
 
-def test_framework_errors_have_the_documented_shape(client: httpx.Client) -> None:
+def test_framework_errors_have_the_documented_shape(client: InProcessServer) -> None:
     _session(client, "shape")
     assert _shape(client.get("/no/such/route"))["error"] == "not_found"
     wrong = client.put("/sessions")
@@ -248,9 +251,10 @@ def test_framework_errors_have_the_documented_shape(client: httpx.Client) -> Non
 
 
 def test_a_query_longer_than_any_parameter_allows_reaches_validation(
-    server: ServerProcess, client: httpx.Client
+    server: ServerProcess,
 ) -> None:
-    _session(client, "q")
+    with httpx.Client(base_url=server.url) as c:
+        _session(c, "q")
     text = quote("\U0001f3fb" * 21_000)  # 252 KB: uvicorn's default would answer plain 400
     head = b"Content-Type: audio/wav\r\nContent-Length: 0\r\n"
     reply = _raw_post(server.port, f"/sessions/q/audio?text={text}", head, iter([]))
@@ -274,25 +278,20 @@ def test_an_unexpected_error_is_a_500_in_the_documented_shape() -> None:
 # -- 13. sessions expire when idle ---------------------------------------------------------
 
 
-def test_idle_sessions_expire_and_watched_ones_do_not() -> None:
-    proc = ServerProcess(
-        "--livelink-port", "0", "--vmc-port", "0", "--session-idle-timeout-s", "1"
-    ).wait_ready(STARTUP_S)
-
-    async def watch_while_idle() -> int:
-        async with websockets.connect(f"{proc.ws_url}/sessions/watched/stream") as ws:
-            deadline = time.monotonic() + 90
-            while time.monotonic() < deadline:
-                await ws.recv()
-                if httpx.get(f"{proc.url}/sessions/idle").status_code == 404:
-                    return httpx.get(f"{proc.url}/sessions/watched").status_code
-                await asyncio.sleep(0.2)
-        return -1
-
+def test_idle_sessions_expire_and_watched_ones_do_not(caplog: pytest.LogCaptureFixture) -> None:
+    srv = InProcessServer(session_idle_timeout_s=1)
+    start = srv.clock.t
     try:
         for sid in ("idle", "watched"):
-            assert httpx.post(f"{proc.url}/sessions", json={"id": sid}).status_code == 201
-        assert asyncio.run(watch_while_idle()) == 200  # idle expired; the watched one lives
-        assert '"session expired"' in proc.log()
+            assert srv.post("/sessions", json={"id": sid}).status_code == 201
+        srv.watch("watched")
+        with caplog.at_level(logging.INFO, logger="avatar_engine.server"):
+            for _ in range(90):  # the sweep runs once a second: expired within two
+                srv.advance(0.2)
+                if srv.get("/sessions/idle").status_code == 404:
+                    break
+        assert srv.get("/sessions/idle").status_code == 404 and srv.clock.t - start <= 2.2
+        assert srv.get("/sessions/watched").status_code == 200  # the watched one lives
+        assert "session expired" in caplog.messages
     finally:
-        proc.stop()
+        srv.close()
