@@ -244,6 +244,12 @@ class Engine:
         """The session's row in its rig's :class:`RigOutputs` (changes when one is deleted)."""
         return self._where(session_id)[2]
 
+    def rows_of(self, rig: str) -> RowTable[str]:
+        """The row table of one rig's sessions, for owners of per-row slots outside the engine
+        (each rig's encoder streams) to follow moves with ``on_move``; KeyError before the
+        rig's first session."""
+        return self._groups[rig].rows
+
     def group(self, rig: str) -> RigGroup:
         """White-box access to one rig's stages, for stage benchmarks and tests; the shell
         reads :meth:`outputs` instead."""
