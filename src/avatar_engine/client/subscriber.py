@@ -85,6 +85,9 @@ class DecodedFrame:
 
 @dataclass(frozen=True, slots=True)
 class DecodedEvent:
+    """A session event as a client sees it: its kind by name (``state``, ``speaking``, ``emotion``,
+    ``voice_cut``), its value, the stream time and when it arrived."""
+
     kind: str
     value: Any
     t_ms: int

@@ -242,26 +242,32 @@ class RigProfile:
 
     @property
     def name(self) -> str:
+        """The rig's name as requests and stream hellos carry it."""
         return self.spec.name
 
     @property
     def morph_count(self) -> int:
+        """Morphs in the rig's frame vector (the width of every morph array for this rig)."""
         return len(self.morph_names)
 
     @property
     def channels(self) -> list[ChannelSpec]:
+        """The rig's rotation channels (head and eyes) as declared in its file."""
         return self.spec.channels
 
     @property
     def channel_names(self) -> tuple[str, ...]:
+        """Channel names in frame order (the width of every channel array for this rig)."""
         return tuple(c.name for c in self.spec.channels)
 
     @property
     def bone_drivers(self) -> list[BoneDriver]:
+        """Morphs the rig drives from bone rotations, as declared in its file."""
         return self.spec.bone_drivers
 
     @property
     def lod(self) -> list[LodSpec]:
+        """The rig's levels of detail, finest first (each a subset of morphs and channels)."""
         return self.spec.lod
 
     def morph_index(self, name: str) -> int:
@@ -278,6 +284,7 @@ class RigProfile:
         return [i for i, c in enumerate(self.region_codes.tolist()) if c in codes]
 
     def mapping_sources(self) -> list[str]:
+        """Sources the rig maps from (``arkit52``, ``visemes``...), sorted."""
         return sorted(self.spec.mappings)
 
     def sparse_map(self, source: str, source_names: Sequence[str]) -> SparseMap:

@@ -54,4 +54,5 @@ class SparseMap:
 
     @property
     def nnz(self) -> int:
+        """Stored non-zeros: the work one retarget of a row costs."""
         return int(self.indices.shape[0])

@@ -31,6 +31,9 @@ class AuthError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a verified token speaks for: subject, tenant, scopes and (optionally) the only sessions
+    it may touch."""
+
     subject: str
     tenant: str
     scopes: frozenset[str]
@@ -38,11 +41,15 @@ class Principal:
     """Session ids this principal may touch; None means every session of its tenant."""
 
     def allows(self, scope: Scope, session_id: str | None = None) -> bool:
+        """Whether this principal has ``scope`` (``admin`` implies every scope) for ``session_id``
+        (None: any of its sessions)."""
         if "admin" not in self.scopes and scope not in self.scopes:
             return False
         return session_id is None or self.sessions is None or session_id in self.sessions
 
     def require(self, scope: Scope, session_id: str | None = None) -> None:
+        """Like :meth:`allows`, but a refusal raises a 403 :class:`AuthError` that names the missing
+        scope or the session."""
         if scope not in self.scopes and "admin" not in self.scopes:
             raise AuthError(403, f"token lacks the {scope!r} scope")
         if session_id is not None and self.sessions is not None and session_id not in self.sessions:
@@ -73,6 +80,7 @@ class Authenticator:
 
     @property
     def enabled(self) -> bool:
+        """Whether tokens are checked at all (a JWT secret or public key is configured)."""
         return self._key is not None
 
     def authenticate(self, token: str | None) -> Principal:

@@ -110,6 +110,7 @@ class ServerOptions:
 
     @property
     def auth_enabled(self) -> bool:
+        """Whether a JWT key is configured; without one the server only binds to loopback."""
         return bool(self.jwt_secret or self.jwt_public_key)
 
     def validate(self) -> ServerOptions:

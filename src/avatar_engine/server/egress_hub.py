@@ -60,6 +60,9 @@ class EgressRequest(RequestBody):
 
 @dataclass(eq=False)
 class AttachedEgress:
+    """One egress target attached to a session: its id (for DELETE), the request that made it and
+    the adapter that sends."""
+
     id: str
     session: str
     request: EgressRequest
@@ -84,6 +87,8 @@ class EgressHub:
         self._ids = itertools.count(1)
 
     async def attach(self, session: str, rig: RigProfile, request: EgressRequest) -> AttachedEgress:
+        """Open a Live Link or VMC sender for ``session``'s frames; ValueError for a rig without
+        ARKit names or a session at its target limit."""
         view = ArkitView.for_rig(rig)  # ValueError for a rig unrelated to ARKit
         targets = self.by_session.setdefault(session, {})
         if len(targets) >= MAX_TARGETS_PER_SESSION:
@@ -106,6 +111,7 @@ class EgressHub:
         return attached
 
     def detach(self, session: str, egress_id: str) -> bool:
+        """Close and forget one target; False when the session has no target with that id."""
         attached = self.by_session.get(session, {}).pop(egress_id, None)
         if attached is None:
             return False
@@ -115,6 +121,7 @@ class EgressHub:
         return True
 
     def drop_session(self, session: str) -> None:
+        """Close every target of a deleted session."""
         for egress_id in list(self.by_session.get(session, {})):
             self.detach(session, egress_id)
 
@@ -125,10 +132,14 @@ class EgressHub:
         channels: npt.NDArray[np.float32],
         t: float,
     ) -> None:
+        """Send one frame of ``session`` (its rig's morphs and channels at stream time ``t``) to
+        each of its targets."""
         for attached in self.by_session.get(session, {}).values():
             attached.adapter.push(morphs, channels, t)
 
     def describe(self, session: str) -> list[dict[str, Any]]:
+        """The session's targets as JSON-ready dicts: request fields, send counters and how ARKit
+        values are derived."""
         return [
             {
                 "id": a.id,
@@ -140,5 +151,6 @@ class EgressHub:
         ]
 
     def close(self) -> None:
+        """Close every target (server shutdown)."""
         for session in list(self.by_session):
             self.drop_session(session)

@@ -47,6 +47,7 @@ class ErrorBody(BaseModel):
 def error_response(
     status: int, code: str, detail: str, headers: dict[str, str] | None = None
 ) -> JSONResponse:
+    """The one JSON error shape every 4xx/5xx uses: ``{"error": code, "detail": reason}``."""
     return JSONResponse(
         status_code=status, content={"error": code, "detail": detail}, headers=headers
     )
@@ -170,6 +171,8 @@ def install(app: FastAPI) -> None:
 
 
 def auth_response(exc: AuthError) -> JSONResponse:
+    """401 (with ``WWW-Authenticate: Bearer``) or 403 for an :class:`AuthError`, in the common error
+    shape."""
     code = "unauthorized" if exc.status == 401 else "forbidden"
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     return error_response(exc.status, code, exc.reason, headers)

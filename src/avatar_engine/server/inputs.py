@@ -101,12 +101,15 @@ _SOURCES = ("text", "phonemes", "azure", "polly", "words")
 
 
 class Style(RequestBody):
+    """Delivery options of every speech input: language, speaking rate, jaw and lip intensity."""
+
     lang: Annotated[str, Field(pattern=r"^[a-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")] = "en"
     rate: Annotated[float, Field(ge=60, le=400, description="words per minute")] = DEFAULT_WPM
     ja: Unit = 0.5
     li: Unit = 0.5
 
     def stream_options(self) -> StreamOptions:
+        """The same options as the speech package's :class:`StreamOptions`."""
         return StreamOptions(lang=self.lang, rate_wpm=self.rate, ja=self.ja, li=self.li)
 
 
@@ -192,6 +195,7 @@ class EmotionRequest(RequestBody):
         return self
 
     def as_mix(self) -> dict[str, float]:
+        """The request as an emotion mix (name -> weight); ``neutral`` is the empty mix."""
         if self.mix is not None:
             return dict(self.mix)
         assert self.emotion is not None
@@ -199,9 +203,13 @@ class EmotionRequest(RequestBody):
 
 
 class StateRequest(RequestBody):
+    """The conversation state a session shows: ``thinking``, ``listening`` or ``idle``."""
+
     state: Literal["thinking", "listening", "idle"]
 
 
 class LookRequest(RequestBody):
+    """Where the eyes and head look: yaw and pitch in -1..1 of the rig's range."""
+
     yaw: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0
     pitch: Annotated[float, Field(ge=-1.0, le=1.0)] = 0.0

@@ -26,6 +26,8 @@ class RedactTokens(logging.Filter):
     """Masks ``?token=`` values in a record's message and string arguments."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        """Replace ``token=...`` values in the message, its arguments and string extras, so a URL
+        with a token never reaches a log; always keeps the record."""
         if isinstance(record.msg, str) and "token=" in record.msg.lower():
             record.msg = redact_tokens(record.msg)
         for key, value in vars(record).items():  # extras, e.g. uvicorn's color_message
@@ -40,7 +42,11 @@ class RedactTokens(logging.Filter):
 
 
 class JsonFormatter(logging.Formatter):
+    """One JSON object per line (time, level, logger, message and the record's extras) for log
+    collectors."""
+
     def format(self, record: logging.LogRecord) -> str:
+        """The record as one JSON line (extras included, exceptions as text)."""
         entry: dict[str, object] = {
             "ts": round(record.created, 3),
             "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)),
@@ -57,6 +63,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure_logging(fmt: str, level: str) -> None:
+    """Route the root and uvicorn loggers through one handler, JSON or text, tokens redacted."""
     handler = logging.StreamHandler()
     handler.setFormatter(
         JsonFormatter()

@@ -20,6 +20,8 @@ class QuotaExceededError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class QuotaLimits:
+    """Per-tenant limits: sessions, subscribers and publish messages per second."""
+
     max_sessions: int
     max_subscribers: int
     max_publish_rate: float
@@ -39,6 +41,7 @@ class TokenBucket:
         self._last = clock()
 
     def take(self, n: float = 1.0) -> bool:
+        """Take ``n`` tokens if the bucket holds them (refilled for the time since last call)."""
         now = self._clock()
         self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
         self._last = now
@@ -59,6 +62,7 @@ class MemoryQuotas:
         self._buckets: dict[str, TokenBucket] = {}
 
     def acquire_session(self, tenant: str) -> None:
+        """Count one more session of ``tenant``; :class:`QuotaExceededError` at the limit."""
         count = self._sessions.get(tenant, 0)
         if count >= self.limits.max_sessions:
             raise QuotaExceededError(
@@ -67,9 +71,11 @@ class MemoryQuotas:
         self._sessions[tenant] = count + 1
 
     def release_session(self, tenant: str) -> None:
+        """Give back a session (never below zero)."""
         self._sessions[tenant] = max(0, self._sessions.get(tenant, 0) - 1)
 
     def acquire_subscriber(self, tenant: str) -> None:
+        """Count one more subscriber of ``tenant``; :class:`QuotaExceededError` at the limit."""
         count = self._subscribers.get(tenant, 0)
         if count >= self.limits.max_subscribers:
             raise QuotaExceededError(
@@ -78,9 +84,12 @@ class MemoryQuotas:
         self._subscribers[tenant] = count + 1
 
     def release_subscriber(self, tenant: str) -> None:
+        """Give back a subscriber (never below zero)."""
         self._subscribers[tenant] = max(0, self._subscribers.get(tenant, 0) - 1)
 
     def allow_publish(self, tenant: str, n: float = 1.0) -> None:
+        """Spend ``n`` publish messages of ``tenant``'s per-second budget or raise
+        :class:`QuotaExceededError`."""
         bucket = self._buckets.get(tenant)
         if bucket is None:
             rate = self.limits.max_publish_rate

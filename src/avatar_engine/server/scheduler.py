@@ -20,21 +20,30 @@ log = logging.getLogger("avatar_engine.tick")
 class Clock(Protocol):
     """Monotonic seconds and a way to sleep on the same timeline (fakes step both)."""
 
-    def now(self) -> float: ...
+    def now(self) -> float:
+        """Seconds on a monotonic timeline."""
 
-    async def sleep(self, seconds: float) -> None: ...
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the same timeline."""
 
 
 class MonotonicClock:
+    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
+
     def now(self) -> float:
+        """``time.monotonic()``."""
         return time.monotonic()
 
     async def sleep(self, seconds: float) -> None:
+        """``asyncio.sleep(seconds)``."""
         await asyncio.sleep(seconds)
 
 
 @dataclass
 class TickStats:
+    """Tick counters for ``/stats``: ticks, failures, late ticks, skipped slots and recent
+    durations."""
+
     ticks: int = 0
     errors: int = 0
     late: int = 0
@@ -44,11 +53,13 @@ class TickStats:
     max_samples: int = 600
 
     def record(self, seconds: float) -> None:
+        """Keep one tick duration (only the last ``max_samples``)."""
         self.durations.append(seconds)
         if len(self.durations) > self.max_samples:
             del self.durations[: len(self.durations) - self.max_samples]
 
     def summary(self) -> dict[str, float | int]:
+        """The counters and the p50/p99 tick duration in milliseconds."""
         if self.durations:
             ordered = sorted(self.durations)
             p50 = ordered[len(ordered) // 2]
@@ -78,9 +89,13 @@ class TickScheduler:
         self._stopped = asyncio.Event()
 
     def stop(self) -> None:
+        """Ask :meth:`run` to return after the current tick."""
         self._stopped.set()
 
     async def run(self) -> None:
+        """Tick at every slot of ``period`` until stopped. A late tick is counted and the schedule
+        skips the slots it missed (they are never replayed); a tick that raises is counted and
+        logged, and the next one runs."""
         next_t = self.clock.now()
         while not self._stopped.is_set():
             now = self.clock.now()

@@ -27,6 +27,9 @@ INITIAL_SLOTS = 64
 
 
 class StreamKey(NamedTuple):
+    """What identifies a shared stream: session, level of detail, delta mode and bit depth.
+    Subscribers with the same key share one encoder slot."""
+
     session: str
     lod: int
     mode: DeltaMode
@@ -60,6 +63,8 @@ class Subscriber:
 
 @dataclass(eq=False)
 class StreamGroup:
+    """The subscribers of one stream key and the encoder slot and stream id they share."""
+
     key: StreamKey
     slot: int
     sid: int
@@ -88,6 +93,7 @@ class RigStreams:
         self._needs_resync: set[StreamGroup] = set()
 
     def hello(self, sid: int, params: StreamParams, audio: AudioCodec = AudioCodec.OFF) -> bytes:
+        """The HELLO that opens stream ``sid`` for this rig's schema."""
         return encode_hello(sid, self.schema, params, audio)
 
     def group(self, key: StreamKey, sid: int) -> StreamGroup:
@@ -105,6 +111,7 @@ class RigStreams:
         return group
 
     def drop_if_empty(self, group: StreamGroup) -> None:
+        """Release the group's encoder slot once its last subscriber has left."""
         if not group.subscribers and self.groups.get(group.key) is group:
             self.encoder.remove_stream(group.slot)
             del self.groups[group.key]
@@ -124,9 +131,12 @@ class RigStreams:
         return gone
 
     def iter_groups(self, session: str) -> Iterator[StreamGroup]:
+        """The stream groups of one session (every level and mode it is watched at)."""
         return (g for g in self.groups.values() if g.key.session == session)
 
     def private_keyframe(self, group: StreamGroup) -> bytes | None:
+        """A keyframe for a subscriber joining a group mid-stream, so it does not wait for the next
+        shared one; None before the group's first frame."""
         return self.encoder.keyframe_for_new_subscriber(group.slot)
 
     def encode_and_fan_out(

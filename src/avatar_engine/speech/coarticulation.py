@@ -68,6 +68,8 @@ class DominanceTable:
 
 @cache
 def dominance_table() -> DominanceTable:
+    """The co-articulation constants (dominance per layer, anticipation and carry-over reach,
+    contact visemes) from ``data/coarticulation.json``, loaded and checked once."""
     raw = json.loads(
         resources.files("avatar_engine.speech.data").joinpath("coarticulation.json").read_text()
     )

@@ -73,6 +73,9 @@ class Phone:
 
 @dataclass(frozen=True, slots=True)
 class Silence:
+    """A pause between words: its kind (word, clause, sentence, ellipsis) and length in ms at the
+    reference rate."""
+
     kind: PauseKind
     ms: float
 
@@ -112,6 +115,9 @@ class EnglishG2P:
         self._rules = builtin_rules
 
     def word_phones(self, word: Word) -> list[str]:
+        """ARPAbet phones of one word: the dictionary first, letter names for an acronym, the
+        dictionary without apostrophes, then the letter-to-sound rules (so every word gets
+        phones)."""
         text = word.text[:MAX_WORD_LETTERS]
         if not word.spell:
             found = self._dict.get(text)
@@ -131,6 +137,7 @@ class EnglishG2P:
         return self._rules().predict(text)
 
     def units(self, tokens: Iterable[Token]) -> list[Unit]:
+        """Phones and silences for normalised tokens, with stress and word position, in order."""
         out: list[Unit] = []
         for index, tok in enumerate(tokens):
             if isinstance(tok, Pause):
@@ -148,10 +155,12 @@ class EnglishG2P:
 
 @cache
 def english() -> EnglishG2P:
+    """The one English G2P of the process (CMUdict is loaded once)."""
     return EnglishG2P()
 
 
 def espeak_path() -> str:
+    """The ``espeak-ng`` executable, or :class:`MissingEspeakError` naming its package."""
     path = shutil.which("espeak-ng")
     if path is None:
         raise MissingEspeakError(
@@ -200,6 +209,8 @@ class EspeakG2P:
         return [(ln, marks[i] if i < len(marks) else "") for i, ln in enumerate(lines)]
 
     def units(self, text: str) -> list[Unit]:
+        """Phones and silences for ``text`` from espeak-ng's IPA, clause punctuation turned into
+        pauses."""
         table = ipa_table()
         out: list[Unit] = []
         word = 0
@@ -226,6 +237,7 @@ class EspeakG2P:
 
 
 def is_english(lang: str) -> bool:
+    """Whether ``lang`` takes the built-in English path (no espeak-ng needed)."""
     return lang.lower() in ("en", "en-us", "en_us", "english")
 
 
@@ -237,6 +249,7 @@ def g2p(text: str, lang: str = "en") -> list[Unit]:
 
 
 def phone_labels(units: Sequence[Unit]) -> list[str]:
+    """One label per unit (``|`` for a silence), as plots and tests show them."""
     return [u.label if isinstance(u, Phone) else "|" for u in units]
 
 

@@ -40,6 +40,7 @@ def contexts(padded: str, pos: int) -> list[str]:
 
 
 def pad(word: str) -> str:
+    """The word with ``#`` boundaries, so every letter has a full context window."""
     return "#" * WINDOW + word + "#" * WINDOW
 
 
@@ -52,6 +53,8 @@ class LetterToSound:
         self._table = table
 
     def predict(self, word: str) -> list[str]:
+        """ARPAbet phones (with stress) for a word the dictionary lacks: per letter, the label of
+        its longest known context."""
         letters = "".join(c for c in word.lower() if "a" <= c <= "z")
         padded = pad(letters)
         phones: list[str] = []

@@ -44,6 +44,8 @@ Alignment = list[tuple[str, ...]]
 def split_words(
     seed: int = SEED,
 ) -> tuple[list[tuple[str, list[str]]], list[tuple[str, list[str]]]]:
+    """CMUdict's plain words as (training, held out) with a seeded 5 % hold-out, so the error rate
+    is measured on unseen words."""
     words = sorted((w, list(p)) for w, p in cmudict_words().items() if _PLAIN.match(w))
     rng = random.Random(seed)
     held = set(rng.sample(range(len(words)), round(len(words) * HOLDOUT)))
@@ -104,6 +106,7 @@ def _estimate(counts: Counter[tuple[str, str]]) -> dict[tuple[str, str], float]:
 def align_all(
     train: list[tuple[str, list[str]]], iterations: int = 3
 ) -> list[tuple[str, Alignment]]:
+    """Letter-to-phone alignments of the training words by hard EM (see the module docstring)."""
     bases = [(w, [split_stress(p)[0] for p in ph]) for w, ph in train]
     counts: Counter[tuple[str, str]] = Counter()
     for w, ph in bases:  # co-occurrence start (every letter with every phone of its word)
@@ -132,6 +135,8 @@ def align_all(
 
 
 def build_table(aligned: list[tuple[str, Alignment]], min_count: int = MIN_COUNT) -> dict[str, str]:
+    """The context -> label table: the majority label of each context seen ``min_count`` times, kept
+    only where it differs from its shorter parent's."""
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for w, a in aligned:
         padded = pad(w)
@@ -165,6 +170,7 @@ def _parent(left: str, centre: str, right: str) -> str:
 
 
 def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
+    """Levenshtein distance between two phone sequences (for the phoneme error rate)."""
     prev = list(range(len(b) + 1))
     for i, x in enumerate(a, 1):
         cur = [i]
@@ -175,6 +181,8 @@ def edit_distance(a: Sequence[str], b: Sequence[str]) -> int:
 
 
 def evaluate(rules: LetterToSound, test: list[tuple[str, list[str]]]) -> dict[str, float]:
+    """Phoneme error rate with and without stress and word accuracy of ``rules`` on the held-out
+    words."""
     errors = errors_stress = total = exact = 0
     for w, ref in test:
         pred = rules.predict(w)
@@ -194,6 +202,8 @@ def evaluate(rules: LetterToSound, test: list[tuple[str, list[str]]]) -> dict[st
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Train, print the held-out figures and, with ``--write``, store the table (``python -m
+    avatar_engine.speech.lts_train``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--write", action="store_true", help="store the trained table")
     parser.add_argument("--seed", type=int, default=SEED)

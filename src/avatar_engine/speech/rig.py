@@ -85,10 +85,12 @@ class SpeechRig:
 
     @property
     def morph_names(self) -> tuple[str, ...]:
+        """The rig's morphs, the columns of :meth:`run`'s output."""
         return self.rig.morph_names
 
     @property
     def channel_names(self) -> Sequence[str]:
+        """The 45 speech channels, the columns of :meth:`run`'s input."""
         return CHANNEL_NAMES
 
     def run(self, channels: F32, out: F32) -> None:

@@ -65,6 +65,9 @@ _COMPLETE_RE: Final = re.compile(r"[\s,;:!?…]")
 
 @dataclass(frozen=True, slots=True)
 class StreamOptions:
+    """How one session's streamed text is spoken: language, rate, JALI intensities, the quiet gap
+    that ends an utterance, the scheduling horizon and the queue bound."""
+
     lang: str = "en"
     rate_wpm: float = DEFAULT_WPM
     ja: float = 0.5
@@ -98,6 +101,8 @@ class TextStream:
 
     # -- input -------------------------------------------------------------------------
     def push(self, delta: str, now: float) -> None:
+        """Add a text delta at ``now``: complete words are queued and scheduled, a trailing partial
+        word waits for more (or for the quiet gap)."""
         self._last_delta = now
         self._finished = False
         self._buffer += delta
@@ -136,10 +141,12 @@ class TextStream:
 
     @property
     def speech_end(self) -> float:
+        """When the scheduled speech, tail included, is over (``-inf`` before any)."""
         return float(self._sched_end) + self.options.params.tail_s
 
     @property
     def finished(self) -> bool:
+        """Whether everything pushed has been spoken and the quiet gap has passed."""
         return self._finished
 
     # -- internals ---------------------------------------------------------------------
@@ -265,10 +272,13 @@ class SpeechSessions:
         self.bank.clear(row)
 
     def push(self, row: int, delta: str, now: float) -> None:
+        """Add a text delta to the session in ``row`` (its stream opened on first use); the row
+        speaks until it finishes."""
         self.stream(row).push(delta, now)
         self._active.add(row)
 
     def interrupt(self, row: int, now: float) -> None:
+        """Barge-in on the session in ``row``: pending text dropped, the face eased to neutral."""
         self.stream(row).interrupt(now)
         self._active.discard(row)
 
@@ -293,4 +303,5 @@ class SpeechSessions:
 
     @property
     def speaking(self) -> frozenset[int]:
+        """Rows with speech in progress (a snapshot)."""
         return frozenset(self._active)

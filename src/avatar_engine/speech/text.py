@@ -38,6 +38,8 @@ PAUSE_MS: Final[dict[PauseKind, float]] = {
 
 @dataclass(frozen=True, slots=True)
 class Word:
+    """One word to pronounce, as normalisation leaves it."""
+
     text: str
     """Lower-case spelling to look up (letters and apostrophes)."""
     spell: bool = False
@@ -46,6 +48,8 @@ class Word:
 
 @dataclass(frozen=True, slots=True)
 class Pause:
+    """A pause token; its kind decides its length (``PAUSE_MS``)."""
+
     kind: PauseKind
 
 
@@ -135,6 +139,7 @@ def number_words(n: int) -> list[str]:
 
 
 def ordinal_words(n: int) -> list[str]:
+    """``n`` spoken as an ordinal: 21 -> twenty first."""
     words = number_words(n)
     last = words[-1]
     if last in _ORDINAL_IRREGULAR:

@@ -62,10 +62,12 @@ class Segments:
 
     @property
     def duration(self) -> float:
+        """End of the last segment in seconds (0 when empty)."""
         return float(self.end[-1]) if len(self) else 0.0
 
     @classmethod
     def empty(cls) -> Segments:
+        """No segments (silence)."""
         return cls.from_rows([])
 
     @classmethod
@@ -81,6 +83,8 @@ class Segments:
         )
 
     def rows(self) -> list[tuple[int, float, float, float, float, str]]:
+        """The segments as ``(viseme, start, end, strength, emphasis, label)`` tuples, the inverse
+        of :meth:`from_rows`."""
         return list(
             zip(
                 self.viseme.tolist(), self.start.tolist(), self.end.tolist(),
@@ -89,6 +93,7 @@ class Segments:
         )  # fmt: skip
 
     def shifted(self, offset: float) -> Segments:
+        """The same segments ``offset`` seconds later."""
         return Segments(
             self.viseme, self.start + offset, self.end + offset, self.strength, self.emphasis,
             self.labels,
@@ -117,6 +122,8 @@ def resolve_hh(visemes: Sequence[str], index: int) -> tuple[int, float]:
 
 
 def rate_scale(rate_wpm: float) -> float:
+    """Duration factor for a speaking rate relative to the reference; ValueError outside the
+    supported range."""
     if not np.isfinite(rate_wpm) or not MIN_WPM <= rate_wpm <= MAX_WPM:
         raise ValueError(f"speaking rate must be {MIN_WPM:g}..{MAX_WPM:g} words per minute")
     return REFERENCE_WPM / rate_wpm

@@ -127,11 +127,13 @@ class IpaTable:
 
     @property
     def longest(self) -> int:
+        """Length of the longest IPA key, the window of greedy longest-match parsing."""
         return max(len(k) for k in (*self.vowels, *self.consonants))
 
 
 @cache
 def ipa_table() -> IpaTable:
+    """The IPA -> viseme table from ``data/ipa.json``, loaded and checked once."""
     raw = _load("ipa.json")
     return IpaTable(
         vowels={k: _check_visemes(f"ipa.{k}", v) for k, v in raw["vowels"].items()},

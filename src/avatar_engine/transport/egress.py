@@ -103,6 +103,8 @@ class ArkitInverse:
         self._scale: F64 = np.divide(1.0, gain, out=np.zeros_like(gain), where=gain != 0)
 
     def apply(self, morphs: F32, out: F32) -> None:
+        """Recover ARKit weights (clipped to 0..1) from a rig's morph row through the precomputed
+        inverse."""
         out[:] = np.clip(self.matrix @ ((morphs - self.offset) * self._scale), 0.0, 1.0)
 
 
@@ -149,6 +151,8 @@ class ArkitView:
         return "names" if self._inverse is None else "inverse_mapping"
 
     def gather(self, morphs: F32, channels: F32 | None) -> tuple[F32, F32]:
+        """The rig's morph and channel rows as ARKit 52 weights and 9 rotations, in buffers reused
+        each call."""
         if self._inverse is not None:
             self._inverse.apply(morphs, self.arkit)
         else:
@@ -324,6 +328,7 @@ class VmcEgress(_Egress):
         )
 
     def datagrams(self, arkit: F32, rotations: F32 | None, t: float) -> list[bytes]:
+        """The VMC/OSC datagrams of one frame (one bundle, or one message per datagram)."""
         return build_vmc_frame(
             arkit,
             rotations,
@@ -336,6 +341,8 @@ class VmcEgress(_Egress):
         )
 
     def send(self, arkit: F32, rotations: F32 | None, t: float) -> bool:
+        """Send one frame; False when it was dropped because the socket is not writable or backed
+        up."""
         return self._send(self.datagrams(arkit, rotations, t))
 
 
@@ -361,6 +368,7 @@ class SessionEgress:
         self.view = ArkitView(morph_names, channel_names) if view is None else view
 
     def push(self, morphs: F32, channels: F32 | None, t: float) -> bool:
+        """Send the session's current face to its target; False when the frame was dropped."""
         arkit, rotations = self.view.gather(morphs, channels)
         return self.target.send(arkit, rotations, t)
 

@@ -106,6 +106,8 @@ class Outbox:
             await self._taken.wait()
 
     def put_control(self, message: bytes) -> None:
+        """Queue a control message (hello, event) in order; a subscriber that lets too many pile up
+        is closed (not reading) and this raises :class:`OutboxOverflowError`."""
         pending = len(self._control) - self._audio_pending - self._pongs_pending
         if pending >= MAX_CONTROL_MESSAGES:
             self.close_reason = CLOSE_NOT_READING
@@ -168,6 +170,7 @@ class Outbox:
         return controls, frame
 
     def close(self) -> None:
+        """Close the outbox: the writer drains what it holds and stops; waiters wake up."""
         self.closed = True
         self._wake.set()
         self._taken.set()
