@@ -1,4 +1,5 @@
-"""JWT scopes, session binding and tenant quotas against a real server (401/403/429)."""
+"""JWT scopes, session binding and tenant quotas (401/403/429): the REST checks on the app in
+process (tests/inprocess.py); WebSocket close codes and the log on a real server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import jwt
 import pytest
 import websockets
 
+from inprocess import InProcessServer
 from server_process import ServerProcess
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -28,6 +30,16 @@ def bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
 
 
+@pytest.fixture
+def app() -> Iterator[InProcessServer]:
+    """The app in process with the real server's options below."""
+    srv = InProcessServer(jwt_secret=SECRET, max_sessions=2, max_subscribers=1)
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
 @pytest.fixture(scope="module")
 def server() -> Iterator[ServerProcess]:
     proc = ServerProcess(
@@ -37,54 +49,51 @@ def server() -> Iterator[ServerProcess]:
     proc.stop()
 
 
-def test_missing_bad_and_expired_tokens_are_401(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url) as c:
-        assert c.get("/sessions").status_code == 401
-        assert c.get("/sessions", headers=bearer("garbage")).status_code == 401
-        forged = jwt.encode(
-            {"scope": "admin", "exp": time.time() + 60},
-            "another-secret-of-sufficient-length!!",
-            algorithm="HS256",
-        )
-        assert c.get("/sessions", headers=bearer(forged)).status_code == 401
-        expired = c.get("/sessions", headers=bearer(token("admin", ttl=-10)))
-        assert expired.status_code == 401 and "expired" in expired.json()["detail"]
+def test_missing_bad_and_expired_tokens_are_401(app: InProcessServer) -> None:
+    assert app.get("/sessions").status_code == 401
+    assert app.get("/sessions", headers=bearer("garbage")).status_code == 401
+    forged = jwt.encode(
+        {"scope": "admin", "exp": time.time() + 60},
+        "another-secret-of-sufficient-length!!",
+        algorithm="HS256",
+    )
+    assert app.get("/sessions", headers=bearer(forged)).status_code == 401
+    expired = app.get("/sessions", headers=bearer(token("admin", ttl=-10)))
+    assert expired.status_code == 401 and "expired" in expired.json()["detail"]
 
 
-def test_scopes_and_session_binding_are_403(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url) as c:
-        viewer = bearer(token("subscribe"))
-        denied = c.post("/sessions", json={"id": "a1"}, headers=viewer)
-        assert denied.status_code == 403 and "publish" in denied.json()["detail"]
-        publisher = bearer(token("publish", sessions=["a1"]))
-        assert c.post("/sessions", json={"id": "a1"}, headers=publisher).status_code == 201
-        assert c.post("/sessions", json={"id": "a2"}, headers=publisher).status_code == 403
-        assert (
-            c.get("/sessions/a1", headers=bearer(token("subscribe", sessions=["zz"]))).status_code
-            == 403
-        )
-        # Another tenant cannot even see it.
-        other = bearer(token("admin", tenant="globex"))
-        assert c.get("/sessions/a1", headers=other).status_code == 404
-        # The token may also come as a query parameter (browsers cannot set WS headers).
-        assert c.get("/sessions/a1", params={"token": token("subscribe")}).status_code == 200
-        assert c.delete("/sessions/a1", headers=bearer(token("admin"))).status_code == 204
+def test_scopes_and_session_binding_are_403(app: InProcessServer) -> None:
+    viewer = bearer(token("subscribe"))
+    denied = app.post("/sessions", json={"id": "a1"}, headers=viewer)
+    assert denied.status_code == 403 and "publish" in denied.json()["detail"]
+    publisher = bearer(token("publish", sessions=["a1"]))
+    assert app.post("/sessions", json={"id": "a1"}, headers=publisher).status_code == 201
+    assert app.post("/sessions", json={"id": "a2"}, headers=publisher).status_code == 403
+    assert (
+        app.get("/sessions/a1", headers=bearer(token("subscribe", sessions=["zz"]))).status_code
+        == 403
+    )
+    # Another tenant cannot even see it.
+    other = bearer(token("admin", tenant="globex"))
+    assert app.get("/sessions/a1", headers=other).status_code == 404
+    # The token may also come as a query parameter (browsers cannot set WS headers).
+    assert app.get("/sessions/a1", params={"token": token("subscribe")}).status_code == 200
+    assert app.delete("/sessions/a1", headers=bearer(token("admin"))).status_code == 204
 
 
-def test_session_quota_is_429_with_a_reason(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url) as c:
-        admin = bearer(token("admin", tenant="quota"))
-        for i in range(2):
-            assert c.post("/sessions", json={"id": f"q{i}"}, headers=admin).status_code == 201
-        over = c.post("/sessions", json={"id": "q2"}, headers=admin)
-        assert over.status_code == 429 and "limit of 2 sessions" in over.json()["detail"]
-        # Other tenants are unaffected.
-        assert (
-            c.post(
-                "/sessions", json={"id": "g0"}, headers=bearer(token("admin", tenant="g"))
-            ).status_code
-            == 201
-        )
+def test_session_quota_is_429_with_a_reason(app: InProcessServer) -> None:
+    admin = bearer(token("admin", tenant="quota"))
+    for i in range(2):
+        assert app.post("/sessions", json={"id": f"q{i}"}, headers=admin).status_code == 201
+    over = app.post("/sessions", json={"id": "q2"}, headers=admin)
+    assert over.status_code == 429 and "limit of 2 sessions" in over.json()["detail"]
+    # Other tenants are unaffected.
+    assert (
+        app.post(
+            "/sessions", json={"id": "g0"}, headers=bearer(token("admin", tenant="g"))
+        ).status_code
+        == 201
+    )
 
 
 def test_websocket_auth_and_subscriber_quota_close_codes(server: ServerProcess) -> None:
