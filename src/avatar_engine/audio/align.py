@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import Final
 
@@ -36,7 +37,7 @@ import numpy.typing as npt
 from avatar_engine.audio.phones import FRAME_S, SILENCE, AlignmentError, TimedPhone
 from avatar_engine.kernels.audio_features import PERIODICITY
 from avatar_engine.speech.visemes import TableError, arpabet_info
-from avatar_engine.types import B1, F32, F64
+from avatar_engine.types import B1, F32, F64, I32
 
 VOICING_WEIGHT: Final = 0.5
 SPEECH_WEIGHT: Final = 0.5
@@ -134,30 +135,62 @@ def viterbi_align(
     ``word_spans`` (seconds, one per word), when a word-level alignment is known, confine
     each word's phones to its span (with :data:`SPAN_SLACK_S` of slack either side).
     """
-    states: list[str] = [SILENCE]
-    optional: list[bool] = [True]
-    owner: list[int] = [-1]
-    for w, word in enumerate(words):
-        for p in word:
-            states.append(known_phone(p))
-            optional.append(False)
-            owner.append(w)
-        states.append(SILENCE)
-        optional.append(True)
-        owner.append(-1)
-    n_states = len(states)
+    graph = _StateGraph.of(words)
+    n_states = len(graph.states)
     if n_frames <= 0:
         return []
-    if n_frames < n_states - sum(optional):
+    if n_frames < n_states - sum(graph.optional):
         raise AlignmentError("audio too short for the transcript (fewer frames than phones)")
     if n_frames * n_states > MAX_CELLS:
         raise AlignmentError(
             f"{n_frames / 100:.0f} s of audio with {n_states} states is too long for the "
             "fallback aligner; split the audio into utterances (under a minute each)"
         )
+    emit = _emission_costs(graph, recognised, features, speaking, n_frames)
+    if word_spans is not None and len(word_spans) == len(words):
+        _confine_to_spans(emit, graph.owner, word_spans)
+    path = _best_path(emit, np.array(graph.optional))
+    return _segments(graph.states, path)
+
+
+@dataclass(frozen=True, slots=True)
+class _StateGraph:
+    """The left-to-right states of a transcript: optional silence, each word's phones, optional
+    silence between words and at the end. ``owner`` is each state's word (-1: silence)."""
+
+    states: list[str]
+    optional: list[bool]
+    owner: list[int]
+
+    @staticmethod
+    def of(words: Sequence[Sequence[str]]) -> _StateGraph:
+        states: list[str] = [SILENCE]
+        optional: list[bool] = [True]
+        owner: list[int] = [-1]
+        for w, word in enumerate(words):
+            for p in word:
+                states.append(known_phone(p))
+                optional.append(False)
+                owner.append(w)
+            states.append(SILENCE)
+            optional.append(True)
+            owner.append(-1)
+        return _StateGraph(states, optional, owner)
+
+
+def _emission_costs(
+    graph: _StateGraph,
+    recognised: Sequence[TimedPhone],
+    features: F32,
+    speaking: B1,
+    n_frames: int,
+) -> F64:
+    """(F, S) cost of state ``s`` at frame ``f``: distance to the recognised phone, plus
+    penalties for voicing against the periodicity and for speech against the speaking flag."""
+    states = graph.states
     sidx = np.array([PHONE_INDEX[s] for s in states])
     labels = frame_labels(recognised, n_frames)
-    emit = cost_matrix()[sidx][:, labels].T  # (F, S)
+    emit: F64 = cost_matrix()[sidx][:, labels].T
     per = np.zeros(n_frames)
     m = min(n_frames, features.shape[0])
     per[:m] = features[:m, PERIODICITY]
@@ -168,18 +201,28 @@ def viterbi_align(
     sil = np.array([s == SILENCE for s in states])
     emit += VOICING_WEIGHT * (np.outer(per, unv) + np.outer(1.0 - per, voi))
     emit += SPEECH_WEIGHT * (np.outer(spk, sil) + np.outer(~spk, ~sil))
-    if word_spans is not None and len(word_spans) == len(words):
-        t = np.arange(n_frames) * FRAME_S
-        for s_i, w in enumerate(owner):
-            if w < 0:
-                continue
-            a, b = word_spans[w]
-            outside = (t < a - SPAN_SLACK_S) | (t >= b + SPAN_SLACK_S)
-            emit[outside, s_i] += SPAN_PENALTY
+    return emit
 
+
+def _confine_to_spans(
+    emit: F64, owner: Sequence[int], word_spans: Sequence[tuple[float, float]]
+) -> None:
+    """Penalise, in place, each word's phone states outside its known span (plus slack)."""
+    t = np.arange(emit.shape[0]) * FRAME_S
+    for s_i, w in enumerate(owner):
+        if w < 0:
+            continue
+        a, b = word_spans[w]
+        outside = (t < a - SPAN_SLACK_S) | (t >= b + SPAN_SLACK_S)
+        emit[outside, s_i] += SPAN_PENALTY
+
+
+def _best_path(emit: F64, optional: B1) -> I32:
+    """The cheapest left-to-right state per frame: stay, advance one, or skip an optional
+    silence; ends in the last state or the one before it (the final silence is optional)."""
+    n_frames, n_states = emit.shape
     inf = np.inf
-    opt = np.array(optional)
-    skip_ok = np.concatenate([[False], opt[:-1]])  # state s may be entered from s-2
+    skip_ok = np.concatenate([[False], optional[:-1]])  # state s may be entered from s-2
     cost = np.full(n_states, inf)
     cost[0] = emit[0, 0]
     cost[1] = emit[0, 1]
@@ -198,8 +241,13 @@ def viterbi_align(
     for f in range(n_frames - 1, -1, -1):
         path[f] = s
         s = back[f, s]
+    return path
+
+
+def _segments(states: Sequence[str], path: I32) -> list[TimedPhone]:
+    """Runs of one state as timed phones, adjacent silences merged."""
     cuts = np.flatnonzero(np.diff(path)) + 1
-    bounds = np.concatenate([[0], cuts, [n_frames]])
+    bounds = np.concatenate([[0], cuts, [path.shape[0]]])
     out: list[TimedPhone] = []
     for a, b in itertools.pairwise(bounds.tolist()):
         seg = TimedPhone(states[int(path[a])], float(a) * FRAME_S, float(b) * FRAME_S)

@@ -106,6 +106,35 @@ def parse_frame(data: bytes, *, degrees_per_unit: float = DEGREES_PER_UNIT) -> I
     +-:data:`~avatar_engine.formats.rotation.MAX_ROTATION_UNITS`, counted in ``clamped``.
     A NaN or infinity anywhere drops the whole frame: one bad number means a bad sender.
     """
+    parts = _frame_parts(data)
+    frame = IfmFrame(
+        np.zeros(ARKIT_COUNT, dtype=np.float32),
+        np.zeros(ROTATION_COUNT, dtype=np.float32),
+        head_position=None,
+        version=1,
+    )
+    shapes = 0
+    try:
+        for raw_part in parts:
+            part = raw_part.strip()
+            if not part:
+                continue
+            if "#" in part:
+                _apply_rotation_part(frame, part, degrees_per_unit)
+            else:
+                shapes += _apply_blendshape_part(frame, part)
+    except ValueError as exc:
+        if isinstance(exc, IfmFrameError):
+            raise
+        raise IfmFrameError(IfmDropReason.MALFORMED, str(exc)) from None
+    if shapes == 0:
+        raise IfmFrameError(IfmDropReason.EMPTY, "no known blendshape in the frame")
+    return frame
+
+
+def _frame_parts(data: bytes) -> list[str]:
+    """The ``|``-separated parts of a datagram, after the checks that need no parsing (size,
+    handshake echo, UTF-8, part count); the TCP variant's suffix is removed."""
     if len(data) > MAX_FRAME_BYTES:
         raise IfmFrameError(IfmDropReason.TOO_LARGE, f"{len(data)} bytes")
     if data.startswith(b"iFacialMocap_"):
@@ -120,71 +149,62 @@ def parse_frame(data: bytes, *, degrees_per_unit: float = DEGREES_PER_UNIT) -> I
     parts = text.split("|")
     if len(parts) > MAX_PARTS:
         raise IfmFrameError(IfmDropReason.MALFORMED, f"{len(parts)} parts")
-    arkit = np.zeros(ARKIT_COUNT, dtype=np.float32)
-    rotations = np.zeros(ROTATION_COUNT, dtype=np.float32)
-    head_position: tuple[float, float, float] | None = None
-    unknown: list[str] = []
-    clamped = 0
-    shapes = 0
-    version = 1
+    return parts
+
+
+def _apply_rotation_part(frame: IfmFrame, part: str, degrees_per_unit: float) -> None:
+    """``head#x,y,z[,tx,ty,tz]`` or an eye's ``#x,y,z``: Euler degrees into rotation channels
+    (clamped), and the head's position when it is sent."""
+    key, _, values_text = part.partition("#")
+    key = key.lstrip("=").strip().lower()
+    targets = _EULER_TARGETS.get(key)
+    if targets is None:
+        frame.unknown.append(key)
+        return
+    numbers = [_number(v) for v in values_text.split(",")]
+    if len(numbers) not in (3, 6):
+        raise IfmFrameError(IfmDropReason.MALFORMED, f"{key} has {len(numbers)} numbers")
+    for target, degrees in zip(targets, numbers[:3], strict=True):
+        units = degrees / degrees_per_unit
+        if abs(units) > MAX_ROTATION_UNITS:
+            units = math.copysign(MAX_ROTATION_UNITS, units)
+            frame.clamped += 1
+        frame.rotations[target] = units
+    if key == "head" and len(numbers) == 6:
+        frame.head_position = (numbers[3], numbers[4], numbers[5])
+
+
+def _apply_blendshape_part(frame: IfmFrame, part: str) -> int:
+    """``name-value`` (v1) or ``name&value`` (v2), 0..100, into the ARKit weights (clamped).
+
+    Returns 1 when a known blendshape was set, 0 for a skipped part (unknown names are listed;
+    a v1 ``key=value`` extra is ignored).
+    """
+    if "&" in part:
+        name, _, value_text = part.partition("&")
+        frame.version = 2
+    else:
+        # v1: names never contain "-", so the first "-" separates name and value.
+        name, sep, value_text = part.partition("-")
+        if not sep:
+            if "=" in part:  # a key=value extra (e.g. a future app setting): ignore
+                return 0
+            raise IfmFrameError(IfmDropReason.MALFORMED, f"part {part[:40]!r}")
+    value = _number(value_text)
     try:
-        for raw_part in parts:
-            part = raw_part.strip()
-            if not part:
-                continue
-            if "#" in part:
-                key, _, values_text = part.partition("#")
-                key = key.lstrip("=").strip().lower()
-                targets = _EULER_TARGETS.get(key)
-                if targets is None:
-                    unknown.append(key)
-                    continue
-                numbers = [_number(v) for v in values_text.split(",")]
-                if len(numbers) not in (3, 6):
-                    raise IfmFrameError(
-                        IfmDropReason.MALFORMED, f"{key} has {len(numbers)} numbers"
-                    )
-                for target, degrees in zip(targets, numbers[:3], strict=True):
-                    units = degrees / degrees_per_unit
-                    if abs(units) > MAX_ROTATION_UNITS:
-                        units = math.copysign(MAX_ROTATION_UNITS, units)
-                        clamped += 1
-                    rotations[target] = units
-                if key == "head" and len(numbers) == 6:
-                    head_position = (numbers[3], numbers[4], numbers[5])
-                continue
-            if "&" in part:
-                name, _, value_text = part.partition("&")
-                version = 2
-            else:
-                # v1: names never contain "-", so the first "-" separates name and value.
-                name, sep, value_text = part.partition("-")
-                if not sep:
-                    if "=" in part:  # a key=value extra (e.g. a future app setting): ignore
-                        continue
-                    raise IfmFrameError(IfmDropReason.MALFORMED, f"part {part[:40]!r}")
-            value = _number(value_text)
-            try:
-                canonical = normalize_arkit_name(name)
-            except UnknownNameError:
-                unknown.append(name)
-                continue
-            index = _ARKIT.get(canonical)
-            if index is None:  # a rotation name in a blendshape slot
-                unknown.append(name)
-                continue
-            if value < 0.0 or value > 100.0:
-                value = min(max(value, 0.0), 100.0)
-                clamped += 1
-            arkit[index] = value / 100.0
-            shapes += 1
-    except ValueError as exc:
-        if isinstance(exc, IfmFrameError):
-            raise
-        raise IfmFrameError(IfmDropReason.MALFORMED, str(exc)) from None
-    if shapes == 0:
-        raise IfmFrameError(IfmDropReason.EMPTY, "no known blendshape in the frame")
-    return IfmFrame(arkit, rotations, head_position, version, unknown, clamped)
+        canonical = normalize_arkit_name(name)
+    except UnknownNameError:
+        frame.unknown.append(name)
+        return 0
+    index = _ARKIT.get(canonical)
+    if index is None:  # a rotation name in a blendshape slot
+        frame.unknown.append(name)
+        return 0
+    if value < 0.0 or value > 100.0:
+        value = min(max(value, 0.0), 100.0)
+        frame.clamped += 1
+    frame.arkit[index] = value / 100.0
+    return 1
 
 
 def _raw_name(canonical: str) -> str:
