@@ -44,6 +44,8 @@ LISTENING_INTENSITY: Final = 0.6
 
 
 class SessionNotFoundError(KeyError):
+    """No session of that id (here, or for this caller: another tenant's is not found either)."""
+
     def __init__(self, session_id: str) -> None:
         super().__init__(session_id)
         self.session_id = session_id
@@ -53,6 +55,8 @@ class SessionNotFoundError(KeyError):
 
 
 class SessionExistsError(ValueError):
+    """A session of that id already exists (the shell answers 409)."""
+
     pass
 
 
@@ -187,6 +191,9 @@ class Engine:
         lod: int = 0,
         source: str = "api",
     ) -> Session:
+        """A new session at time ``t`` on ``rig`` (default: the engine's), READY; its rig's
+        stages are compiled on the rig's first session. Raises ValueError for a malformed id
+        or an unknown rig, :class:`SessionExistsError` for a taken one."""
         check_session_id(session_id)
         if session_id in self._sessions:
             raise SessionExistsError(f"session {session_id!r} exists")
@@ -218,6 +225,7 @@ class Engine:
     # -- queries -----------------------------------------------------------------------------
 
     def get(self, session_id: str) -> Session:
+        """The session; raises :class:`SessionNotFoundError`."""
         try:
             return self._sessions[session_id]
         except KeyError:
@@ -234,6 +242,7 @@ class Engine:
         return len(self._sessions)
 
     def iter_sessions(self) -> Iterator[Session]:
+        """Every session, in creation order (do not create or delete while iterating)."""
         return iter(self._sessions.values())
 
     def rig_of(self, session_id: str) -> RigProfile:
@@ -259,14 +268,17 @@ class Engine:
     # surface above (see /work/notes/surface.md).
     @property
     def sessions(self) -> dict[str, Session]:
+        """Transitional: use :meth:`find`, ``in``, ``len`` or :meth:`iter_sessions`."""
         return self._sessions
 
     @property
     def groups(self) -> dict[str, RigGroup]:
+        """Transitional: use :meth:`rig_of`, :meth:`rows_of` or :meth:`outputs`."""
         return self._groups
 
     @property
     def with_events(self) -> set[str]:
+        """Transitional: use :meth:`take_events`."""
         return self._with_events
 
     def _where(self, session_id: str) -> tuple[Session, RigGroup, int]:
@@ -342,6 +354,8 @@ class Engine:
         hold_s: float = float("inf"),
         easing: str = "cubic",
     ) -> None:
+        """Blend to an emotion ``mix`` (name -> weight) over ``transition_s``, held for
+        ``hold_s``; announced as an EMOTION event naming the strongest component."""
         session, group, row = self._where(session_id)
         group.animator.set_emotion(
             row, mix, intensity=intensity, transition=transition_s, hold=hold_s,
@@ -352,6 +366,8 @@ class Engine:
         session.emit(SessionEventKind.EMOTION, (name, float(intensity)), t)
 
     def set_thinking(self, session_id: str, on: bool, t: float) -> None:
+        """Thinking on (gaze aversion, brow furrow; state THINKING) or off (back to READY if
+        it was thinking)."""
         session, group, row = self._where(session_id)
         group.animator.set_thinking(row, on)
         if on:
@@ -373,6 +389,7 @@ class Engine:
             self.set_emotion(session_id, {}, t)
 
     def look_at(self, session_id: str, yaw: float, pitch: float) -> None:
+        """Aim the gaze (channel units: 1.0 is the eye channel's full scale)."""
         _, group, row = self._where(session_id)
         group.animator.look_at(row, yaw, pitch)
 

@@ -50,6 +50,8 @@ class ConversationState(StrEnum):
 
 
 def check_session_id(session_id: str) -> str:
+    """The id unchanged if it is 1-128 URL- and key-safe characters; else ValueError naming
+    the rule."""
     if not SESSION_ID_PATTERN.fullmatch(session_id):
         raise ValueError(
             f"session id {session_id!r} must be 1-128 characters of letters, digits and _.:@- "
@@ -90,11 +92,14 @@ class Session:
     """The engine's set of sessions holding events: the tick visits only those."""
 
     def emit(self, kind: SessionEventKind, value: object, t: float) -> None:
+        """Queue an event for the subscribers (bounded: the oldest goes first) and mark the
+        session for the engine's next ``take_events``."""
         self.events.append(SessionEvent(self.id, kind, value, t))
         if self.with_events is not None:
             self.with_events.add(self.id)
 
     def set_state(self, state: SessionState, t: float) -> None:
+        """Change state; a change (never a repeat) is announced as a STATE event."""
         if state is not self.state:
             self.state = state
             self.emit(SessionEventKind.STATE, state.value, t)
