@@ -37,7 +37,7 @@ def main() -> None:
     ids = [f"s{i}" for i in range(args.sessions)]
     for sid in ids:
         engine.create_session(sid, t=0.0)
-    group = engine.groups["cc4-extended"]
+    group = engine.group("cc4-extended")
     rng = np.random.default_rng(1)
     for i, sid in enumerate(ids[: args.sessions // 4]):
         engine.push_text(

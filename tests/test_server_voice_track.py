@@ -243,7 +243,7 @@ def test_a_long_voiced_utterance_feeds_the_face_as_it_plays() -> None:
     sub = subscribe(rt, AudioCodec.PCM16)
     placed = schedule_voiced(rt, rt.engine.get("s"), voiced.samples, voiced.rate,
                              voiced.utterance)  # fmt: skip
-    group = rt.engine.groups[rt.engine.get("s").rig]
+    group = rt.engine.group(rt.engine.get("s").rig)
     bank = group.speech.sessions.bank
     most, packets = 0, 0
     for _ in range(int(voiced.duration * 20) + 40):
