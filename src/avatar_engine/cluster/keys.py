@@ -75,12 +75,15 @@ class Keys:
 
     # -- quotas -----------------------------------------------------------------------------
     def quota_sessions(self, tenant: str) -> str:
+        """Global count of a tenant's sessions (all nodes)."""
         return f"{self.prefix}:q:sessions:{tenant}"
 
     def quota_subscribers(self, tenant: str, node: str) -> str:
+        """One node's count of a tenant's subscribers (expires with the node)."""
         return f"{self.prefix}:q:subs:{tenant}:{node}"
 
     def quota_publish(self, tenant: str, window: int) -> str:
+        """A tenant's capture messages in one wall-clock second (all nodes)."""
         return f"{self.prefix}:q:pub:{tenant}:{window}"
 
     # -- pub/sub channels -------------------------------------------------------------------

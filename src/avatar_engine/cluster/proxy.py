@@ -6,7 +6,7 @@ route is added there later — is answered by the owner, so its validation, auth
 apply unchanged and nothing about those routes is duplicated here. (WebSocket streams and
 publishers are not proxied: any node serves them, through the relay.) The proxy adds one
 loopback/LAN round trip; capture frames, which arrive at 60 per second, take the pub/sub path
-instead (:meth:`ClusterNode.forward_capture`). A forwarded request carries
+instead (:mod:`avatar_engine.cluster.forwarding`). A forwarded request carries
 :data:`FORWARDED_HEADER` and is never forwarded again, so two nodes that disagree for a moment
 about the owner cannot bounce a request between them.
 """
@@ -16,15 +16,12 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final, Protocol
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-if TYPE_CHECKING:
-    from avatar_engine.cluster.node import ClusterNode
 
 FORWARDED_HEADER: Final = "x-avatar-engine-forwarded"
 _PATH: Final = re.compile(r"^/sessions/([^/]+)(?:/.*)?$")
@@ -32,10 +29,47 @@ _PASSED_HEADERS: Final = ("authorization", "content-type")
 LIST_TIMEOUT_S: Final = 2.0
 
 
+class ProxyCounters(Protocol):
+    """The counter the proxy adds to (requests forwarded)."""
+
+    proxied: int
+
+
+class Owners(Protocol):
+    """What the proxy asks of the cluster: who owns a session, and where the nodes are."""
+
+    node_id: str
+
+    @property
+    def counters(self) -> ProxyCounters:
+        """Cluster counters (``proxied``)."""
+        ...
+
+    def owned_elsewhere(self, session_id: str) -> bool:
+        """A session another node animates."""
+        ...
+
+    async def owner_url(self, session_id: str) -> str | None:
+        """The owner's HTTP base URL (None while the session moves)."""
+        ...
+
+    async def peer_urls(self) -> list[str]:
+        """Every other live node's HTTP base URL."""
+        ...
+
+    def owner_unreachable(self, session_id: str) -> None:
+        """A forwarded request failed: look the owner up again next time."""
+        ...
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The client forwarded requests go out on."""
+        ...
+
+
 class OwnerProxy:
     """ASGI middleware: forward session requests this node cannot answer to the owner."""
 
-    def __init__(self, app: ASGIApp, node: ClusterNode) -> None:
+    def __init__(self, app: ASGIApp, node: Owners) -> None:
         self.app = app
         self.node = node
 

@@ -76,9 +76,13 @@ class RedisHealth(Protocol):
     """What the quotas need from the node: is Redis answering, and a way to say it is not."""
 
     @property
-    def redis_ok(self) -> bool: ...
+    def redis_ok(self) -> bool:
+        """Redis answered the last call."""
+        ...
 
-    def report_redis_error(self, exc: BaseException) -> None: ...
+    def report_redis_error(self, exc: BaseException) -> None:
+        """A call failed: use local counts until Redis answers again."""
+        ...
 
 
 class RedisQuotas(MemoryQuotas):
@@ -116,6 +120,7 @@ class RedisQuotas(MemoryQuotas):
     # -- sessions ---------------------------------------------------------------------------
 
     def acquire_session(self, tenant: str) -> None:
+        """Count a new session here and globally (429 when the tenant is at its limit)."""
         super().acquire_session(tenant)  # this node's own count: the outage fallback
         ok = self._call(self._acquire_counter, [self.keys.quota_sessions(tenant)],
                         [self.limits.max_sessions])  # fmt: skip
@@ -130,6 +135,7 @@ class RedisQuotas(MemoryQuotas):
             )
 
     def release_session(self, tenant: str) -> None:
+        """A session was deleted: uncount it here and globally (owed while Redis is away)."""
         super().release_session(tenant)
         if self._call(self._release_counter, [self.keys.quota_sessions(tenant)], [1]) is None:
             self.owed_sessions[tenant] -= 1
@@ -145,6 +151,7 @@ class RedisQuotas(MemoryQuotas):
     # -- subscribers ------------------------------------------------------------------------
 
     def acquire_subscriber(self, tenant: str) -> None:
+        """Count a subscriber against the tenant's limit summed over every node."""
         super().acquire_subscriber(tenant)
         ok = self._call(
             self._acquire_subscriber,
@@ -161,6 +168,7 @@ class RedisQuotas(MemoryQuotas):
             )
 
     def release_subscriber(self, tenant: str) -> None:
+        """A subscriber left: uncount it on this node."""
         super().release_subscriber(tenant)
         self._call(self._release_counter,
                    [self.keys.quota_subscribers(tenant, self.node_id)], [1])  # fmt: skip
@@ -172,6 +180,7 @@ class RedisQuotas(MemoryQuotas):
     # -- publish rate -----------------------------------------------------------------------
 
     def allow_publish(self, tenant: str, n: float = 1.0) -> None:
+        """One capture message against the tenant's rate, local and global windows."""
         blocked = self._blocked_until.get(tenant)
         if blocked is not None:
             if time.time() < blocked:
@@ -206,4 +215,5 @@ class RedisQuotas(MemoryQuotas):
             return None
 
     def close(self) -> None:
+        """Close the synchronous client (at shutdown)."""
         self._client.close()

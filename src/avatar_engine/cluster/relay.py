@@ -42,6 +42,7 @@ class RelayOutbox(Outbox):
         self.dropped = False
 
     def offer_frame(self, message: bytes, *, keyframe: bool) -> None:
+        """Publish the group's frame (keyframe or delta) on its channel, once."""
         self.frames_offered += 1
         kind = KIND_KEYFRAME if keyframe else KIND_DELTA
         if self._publish(self.channel, bytes((kind,)) + message):
@@ -51,6 +52,7 @@ class RelayOutbox(Outbox):
             self.dropped = True
 
     def put_control(self, message: bytes) -> None:
+        """Publish a control message (events) on the group's channel."""
         self._publish(self.channel, bytes((KIND_CONTROL,)) + message)
 
 

@@ -7,11 +7,11 @@ thin and the behaviour can be tested without sockets (the tick is driven by a fa
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import os
 import uuid
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,12 @@ from avatar_engine.codec.messages import (
 )
 from avatar_engine.codec.wire import AudioCodec, ControlOp, DeltaMode, EventKind
 from avatar_engine.engine.engine import Engine, SessionExistsError, SessionNotFoundError
-from avatar_engine.engine.sessions import Session, SessionState
+from avatar_engine.engine.sessions import (
+    ConversationState,
+    Session,
+    SessionEventKind,
+    SessionState,
+)
 from avatar_engine.ingest.routing import RoutingConfig
 from avatar_engine.ingest.service import IngestConfig, IngestService
 from avatar_engine.ingest.sink import SourceInfo
@@ -36,15 +41,24 @@ from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.profile import load_named_rig, resolve_rig_name
 from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal, Scope
 from avatar_engine.server.config import ServerOptions
-from avatar_engine.server.egress_hub import EgressHub, EgressRequest, parse_egress_url
-from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError, QuotaLimits
+from avatar_engine.server.egress_hub import (
+    AttachedEgress,
+    EgressHub,
+    EgressRequest,
+    parse_egress_url,
+)
+from avatar_engine.server.placement import LocalPlacement, Placement, SessionMeta
+from avatar_engine.server.quotas import QuotaExceededError
 from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 from avatar_engine.server.voice_bridge import LiveInputs
 from avatar_engine.server.voice_out import VoiceOut
+from avatar_engine.speech.lipsync import Utterance
+from avatar_engine.speech.stream import StreamOptions
 
 if TYPE_CHECKING:
-    from avatar_engine.cluster.node import ClusterNode
+    from starlette.applications import Starlette
+
     from avatar_engine.rigs.profile import RigProfile
 
 log = logging.getLogger("avatar_engine.server")
@@ -59,9 +73,9 @@ IDLE_SWEEP_S = 1.0
 """How often sessions are checked against ``session_idle_timeout_s``."""
 
 _EVENT_KINDS = {
-    "state": EventKind.STATE,
-    "speaking": EventKind.SPEAKING,
-    "emotion": EventKind.EMOTION,
+    SessionEventKind.STATE: EventKind.STATE,
+    SessionEventKind.SPEAKING: EventKind.SPEAKING,
+    SessionEventKind.EMOTION: EventKind.EMOTION,
 }
 
 
@@ -90,16 +104,13 @@ class Runtime:
             public_key_path=options.jwt_public_key,
             audience=options.jwt_audience,
         )
-        self.quotas = MemoryQuotas(
-            QuotaLimits(options.max_sessions, options.max_subscribers, options.max_publish_rate),
-            self.clock.now,
-        )
+        self.placement = _placement(options, self)
+        """Where sessions live: this process alone, or a cluster (``--redis``, docs/deploy.md)."""
+        self.quotas = self.placement.quotas
         self.scheduler = TickScheduler(self.clock, options.tick_hz, self.tick)
         self.counters = Counters()
         self.rig_streams: dict[str, RigStreams] = {}
         self.subscribers: dict[str, set[Subscriber]] = defaultdict(set)
-        self._sids: dict[tuple[str, DeltaMode, int], int] = {}
-        self._next_sid = itertools.count(1)
         self.egress = EgressHub()
         self.voice = VoiceOut(self._splice_face)
         """Sessions' voices and who hears them (docs/voice.md, "Server")."""
@@ -116,18 +127,11 @@ class Runtime:
         self._last_tick_t = -float("inf")
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
-        # Cluster mode (issue 10, docs/deploy.md): None unless --redis; every hook below is
-        # guarded by it, so the single-process server behaves exactly as without it.
-        self.cluster: ClusterNode | None = None
-        if options.redis_url:
-            from avatar_engine.cluster.node import ClusterNode
-
-            self.cluster = ClusterNode(self)
-            self.quotas = self.cluster.quotas
 
     # -- time ------------------------------------------------------------------------------
 
     def now(self) -> float:
+        """The runtime's clock (monotonic seconds; a fake one in tests)."""
         return self.clock.now()
 
     def t_ms(self, t: float | None = None) -> int:
@@ -146,8 +150,10 @@ class Runtime:
         lod: int = 0,
         source: str = "api",
     ) -> Session:
+        """A new session of the principal's tenant, within its quota (refused if the id is
+        taken here or on another node)."""
         principal.require("publish", session_id)
-        existing = self.engine.sessions.get(session_id) if session_id else None
+        existing = self.engine.find(session_id) if session_id else None
         if existing is not None and existing.tenant != principal.tenant:
             raise SessionNotFoundError(existing.id)  # another tenant's: never say it exists
         if existing is not None:
@@ -155,8 +161,7 @@ class Runtime:
         if rig is not None and rig != self.options.default_rig:
             load_named_rig(rig, self.options.rig_dir)  # a name from a request, never a path
             rig = str(resolve_rig_name(rig, self.options.rig_dir))
-        if self.cluster is not None:
-            self.cluster.check_new(session_id)
+        self.placement.check_new(session_id)
         self.quotas.acquire_session(principal.tenant)
         try:
             session = self.engine.create_session(
@@ -173,8 +178,7 @@ class Runtime:
             raise
         self._attach_configured_egress(session)
         self._last_used[session.id] = self.now()
-        if self.cluster is not None:
-            self.cluster.on_created(session)
+        self.placement.on_created(session)
         return session
 
     def _attach_configured_egress(self, session: Session) -> None:
@@ -199,7 +203,7 @@ class Runtime:
 
     def rig_of(self, session: Session) -> RigProfile:
         """The compiled rig a session runs on (folder rigs are not reloaded by name)."""
-        return self.engine.groups[session.rig].rig
+        return self.engine.rig_of(session.id)
 
     def session_for(
         self, principal: Principal, session_id: str, scope: Scope | None = None
@@ -221,60 +225,63 @@ class Runtime:
         return session
 
     def delete_session(self, principal: Principal, session_id: str) -> None:
+        """Delete a session and close its viewers (``admin``, or ``publish`` on it for a token
+        that names sessions)."""
         principal.require("admin" if principal.sessions is None else "publish", session_id)
         self._delete(self.session_for(principal, session_id))
 
     def _delete(self, session: Session) -> None:
+        for sub in self.end_here(session):
+            sub.outbox.close()
+        for sub in self.subscribers.pop(session.id, set()):
+            sub.outbox.close()
+        self.quotas.release_session(session.tenant)
+        self._last_used.pop(session.id, None)
+        self.placement.on_deleted(session)
+
+    def end_here(self, session: Session) -> list[Subscriber]:
+        """Stop animating a session in this process: its engine row, egress, voice, live
+        inputs and capture sources go; returns the viewers of its streams, detached.
+
+        The one teardown of a session: a delete closes those viewers, a cluster node that
+        lost the session's lease moves them to the new owner's relay (their entries in
+        ``subscribers`` and the quota are the caller's to settle).
+        """
         session_id = session.id
         streams = self.rig_streams.get(session.rig)
-        if streams is not None:
-            for sub in streams.drop_session(session_id):
-                sub.outbox.close()
-        for sub in self.subscribers.pop(session_id, set()):
-            sub.outbox.close()
+        viewers = streams.drop_session(session_id) if streams is not None else []
         self.engine.delete_session(session_id)
         self.egress.drop_session(session_id)
         self.voice.drop_session(session_id)
         self.live.drop_session(session_id)
         self.ingest.forget_session(session_id)
-        self.quotas.release_session(session.tenant)
-        self._last_used.pop(session_id, None)
-        for key in [k for k in self._sids if k[0] == session_id]:  # stream ids die with it
-            del self._sids[key]
-        if self.cluster is not None:
-            self.cluster.on_deleted(session)
+        return viewers
 
     def list_sessions(self, principal: Principal) -> list[Session]:
+        """The tenant's sessions this process animates (that the token may see)."""
         return [
             s
-            for s in self.engine.sessions.values()
+            for s in self.engine.iter_sessions()
             if s.tenant == principal.tenant
             and (principal.sessions is None or s.id in principal.sessions)
         ]
 
     # -- subscribers -----------------------------------------------------------------------
 
-    def _streams_for(self, session: Session) -> RigStreams:
+    def streams_of(self, session: Session) -> RigStreams:
+        """The encoder and stream groups of the session's rig (made on first use)."""
         streams = self.rig_streams.get(session.rig)
         if streams is None:
-            group = self.engine.groups[session.rig]
-            streams = RigStreams(group.rig, self._params_for, group.rows)
+            rows = self.engine.rows_of(session.rig)
+            streams = RigStreams(self.engine.rig_of(session.id), self.stream_params, rows)
             self.rig_streams[session.rig] = streams
         return streams
 
-    def _params_for(self, key: StreamKey) -> StreamParams:
+    def stream_params(self, key: StreamKey) -> StreamParams:
+        """What a stream's hello announces: bits, delta mode, keyframe interval."""
         return StreamParams(
             bits=key.bits, mode=key.mode, keyframe_ms=self.options.keyframe_interval_ms
         )
-
-    def _sid(self, session: str, mode: DeltaMode, bits: int) -> int:
-        if self.cluster is not None:  # every node must announce the owner's sid
-            return self.cluster.sid(session, mode, bits)
-        key = (session, mode, bits)
-        sid = self._sids.get(key)
-        if sid is None:
-            sid = self._sids[key] = next(self._next_sid) & 0xFFFFFFFF
-        return sid
 
     def subscribe(
         self,
@@ -289,22 +296,22 @@ class Runtime:
     ) -> Subscriber:
         """A viewer of a session: hello (naming the voice, ``audio``), state, keyframe."""
         principal.require("subscribe", session_id)
-        if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
-            return self.cluster.subscribe_remote(principal, session_id, lod=lod, mode=mode,
-                                                 bits=bits, transport=transport)  # fmt: skip
+        if self.placement.owned_elsewhere(session_id):
+            return self.placement.subscribe_remote(principal, session_id, lod=lod, mode=mode,
+                                                   bits=bits, transport=transport)  # fmt: skip
         session = self.session_for(principal, session_id, "subscribe")
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
         if bits not in (8, 16):
             raise ValueError(f"bits must be 8 or 16, not {bits}")
         self.quotas.acquire_subscriber(principal.tenant)
-        streams = self._streams_for(session)
-        sid = self._sid(session_id, mode, bits)
+        streams = self.streams_of(session)
+        sid = self.placement.sid(session_id, mode, bits)
         key = StreamKey(session_id, lod, mode, bits)
         group = streams.group(key, sid)
         sub = Subscriber(session_id, principal.tenant, transport, key, sid, self.now(), group)
         outbox = sub.outbox
-        outbox.put_control(streams.hello(sid, self._params_for(key), audio))
+        outbox.put_control(streams.hello(sid, self.stream_params(key), audio))
         outbox.put_control(encode_event(sid, self.t_ms(), EventKind.STATE, session.state.value))
         keyframe = streams.private_keyframe(group)
         if keyframe is not None:
@@ -319,13 +326,13 @@ class Runtime:
         """Move a subscriber to another level; it gets a keyframe of the new level."""
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
-        if self.cluster is not None and self.cluster.is_remote(sub):
-            self.cluster.set_lod(sub, lod)
+        if self.placement.is_remote(sub):
+            self.placement.set_remote_lod(sub, lod)
             return
         if lod == sub.key.lod:
             return
         session = self.engine.get(sub.session)
-        streams = self._streams_for(session)
+        streams = self.streams_of(session)
         old = streams.groups.get(sub.key)
         if old is not None:
             old.subscribers.discard(sub)
@@ -341,19 +348,20 @@ class Runtime:
     def set_audio(self, sub: Subscriber, audio: AudioCodec) -> None:
         """SET_AUDIO: a new hello naming the voice, a keyframe (the hello resets the viewer's
         stream), then the voice in that codec from the packets not yet played."""
-        if self.cluster is not None and self.cluster.is_remote(sub):
+        if self.placement.is_remote(sub):
             return  # the voice is the owning node's; relayed viewers have none (docs/server.md)
-        streams = self._streams_for(self.engine.get(sub.session))
-        sub.outbox.put_control(streams.hello(sub.sid, self._params_for(sub.key), audio))
+        streams = self.streams_of(self.engine.get(sub.session))
+        sub.outbox.put_control(streams.hello(sub.sid, self.stream_params(sub.key), audio))
         self.voice.listen(sub, audio, self.t_ms())
         self.request_keyframe(sub)
 
     def request_keyframe(self, sub: Subscriber) -> None:
-        if self.cluster is not None and self.cluster.is_remote(sub):
-            self.cluster.request_keyframe(sub)
+        """A viewer lost a frame: a private keyframe of its group."""
+        if self.placement.is_remote(sub):
+            self.placement.request_remote_keyframe(sub)
             return
         session = self.engine.get(sub.session)
-        streams = self._streams_for(session)
+        streams = self.streams_of(session)
         group = streams.groups.get(sub.key)
         if group is None:
             return
@@ -380,10 +388,10 @@ class Runtime:
         return True
 
     def unsubscribe(self, sub: Subscriber) -> None:
+        """A viewer left: release its outbox, voice, relay, quota and group."""
         sub.outbox.close()
         self.voice.forget(sub)
-        if self.cluster is not None:
-            self.cluster.forget(sub)
+        self.placement.forget(sub)
         subs = self.subscribers.get(sub.session)
         if subs is None or sub not in subs:
             return
@@ -393,7 +401,7 @@ class Runtime:
             if sub.session in self._last_used:  # idle from now on, not from its creation
                 self._last_used[sub.session] = self.now()
         self.quotas.release_subscriber(sub.tenant)
-        session = self.engine.sessions.get(sub.session)
+        session = self.engine.find(sub.session)
         if session is None:
             return
         streams = self.rig_streams.get(session.rig)
@@ -417,7 +425,59 @@ class Runtime:
         arkit: npt.NDArray[np.float32],
         rotations: npt.NDArray[np.float32] | None,
     ) -> None:
+        """A capture frame (ARKit weights, head/eye rotations) into a session now."""
         self.engine.push_capture(session_id, arkit, rotations, self.now())
+
+    def has_session(self, session_id: str) -> bool:
+        """A session of that id is animated in this process."""
+        return session_id in self.engine
+
+    def session_count(self) -> int:
+        """Sessions animated in this process."""
+        return len(self.engine)
+
+    def push_text(
+        self,
+        session_id: str,
+        delta: str,
+        *,
+        interrupt: bool = False,
+        options: StreamOptions | None = None,
+    ) -> None:
+        """Streamed text now (``interrupt``: barge-in first); see ``Engine.push_text``."""
+        self.engine.push_text(session_id, delta, self.now(), options=options, interrupt=interrupt)
+
+    def interrupt(self, session_id: str) -> None:
+        """Barge-in now: the face stops speaking and eases to neutral."""
+        self.engine.interrupt(session_id, self.now())
+
+    def play(self, session_id: str, utterance: Utterance, start: float) -> None:
+        """Timed speech whose time 0 is ``start`` (server clock seconds)."""
+        self.engine.play(session_id, utterance, start, self.now())
+
+    def set_emotion(
+        self,
+        session_id: str,
+        mix: Mapping[str, float],
+        *,
+        intensity: float = 1.0,
+        transition_s: float = 0.4,
+        hold_s: float = float("inf"),
+        easing: str = "cubic",
+    ) -> None:
+        """Blend to an emotion mix now; subscribers get an EMOTION event at the next tick."""
+        self.engine.set_emotion(
+            session_id, mix, self.now(), intensity=intensity, transition_s=transition_s,
+            hold_s=hold_s, easing=easing,
+        )  # fmt: skip
+
+    def set_conversation_state(self, session_id: str, state: ConversationState | str) -> None:
+        """Thinking, listening or idle now (``Engine.set_conversation_state``)."""
+        self.engine.set_conversation_state(session_id, state, self.now())
+
+    def look_at(self, session_id: str, yaw: float, pitch: float) -> None:
+        """Aim the gaze (channel units: 1.0 is the eye channel's full scale)."""
+        self.engine.look_at(session_id, yaw, pitch)
 
     def on_frame(
         self,
@@ -428,11 +488,9 @@ class Runtime:
         source: SourceInfo,
     ) -> None:
         """The capture sink of every ingest path (UDP receivers, WebSocket publish)."""
-        session = self.engine.sessions.get(session_id)
+        session = self.engine.find(session_id)
         if session is None:
-            if self.cluster is not None and self.cluster.forward_capture(
-                session_id, arkit, rotations, source
-            ):
+            if self.placement.forward_capture(session_id, arkit, rotations, source):
                 return  # owned by another node: forwarded there
             self.counters.publish_rejected += 1
             return
@@ -443,16 +501,15 @@ class Runtime:
             return
         self.counters.publish_messages += 1
         self._last_used[session_id] = t_arrival
-        self.engine.push_capture(session_id, arkit, rotations, t_arrival)
-        session.source = source.kind
+        self.engine.push_capture(session_id, arkit, rotations, t_arrival, source=source.kind)
         if session_id in self.subscribers:
             self.kick()
 
     def ensure_capture_session(self, session_id: str, rig: str) -> bool:
         """Session factory for capture sources: create on first valid packet, within quota."""
-        if session_id in self.engine.sessions:
+        if session_id in self.engine:
             return True
-        if self.cluster is not None and self.cluster.owned_elsewhere(session_id):
+        if self.placement.owned_elsewhere(session_id):
             return True  # its frames are forwarded to the owner (on_frame)
         try:
             self.create_session(CAPTURE_PRINCIPAL, session_id=session_id, rig=rig, source="capture")
@@ -464,6 +521,7 @@ class Runtime:
         return True
 
     def ingest_config(self) -> IngestConfig:
+        """The UDP capture receivers and routing, from the options."""
         o = self.options
         return IngestConfig(
             udp_host=o.udp_host,
@@ -505,6 +563,76 @@ class Runtime:
             self.scheduler.stats.errors += 1
             log.exception("input-driven tick failed")
 
+    # -- admission of sessions that may live on another node ------------------------------
+
+    def admit_viewer(self, principal: Principal, session_id: str) -> None:
+        """Check a viewer may watch the session before its transport is set up (WebRTC); one
+        owned by another node is relayed from there."""
+        if self.placement.owned_elsewhere(session_id):
+            self.placement.authorize(principal, session_id)
+        else:
+            self.session_for(principal, session_id)
+
+    def admit_publisher(self, principal: Principal, session_id: str) -> None:
+        """Check a capture publisher (WebSocket) before its frames flow: the session is made
+        on first use here; one owned by another node gets the frames forwarded there."""
+        principal.require("publish", session_id)
+        if self.placement.owned_elsewhere(session_id):
+            self.placement.authorize(principal, session_id)
+            return
+        if session_id not in self.engine:
+            self.create_session(principal, session_id=session_id, source="publish-ws")
+        self.session_for(principal, session_id, "publish")
+
+    # -- what a placement asks of the runtime (server/placement.py, PlacementHost) ----------
+
+    def local_session(self, session_id: str) -> Session | None:
+        """The session if this process animates it."""
+        return self.engine.find(session_id)
+
+    def take_over(self, session_id: str, meta: SessionMeta) -> Session:
+        """Animate a session another node animated (degraded until input arrives again)."""
+        now = self.now()
+        session = self.engine.create_session(
+            session_id, t=now, rig=meta.rig, tenant=meta.tenant, fps=meta.fps, lod=meta.lod,
+            source=meta.source,
+        )  # fmt: skip
+        self.engine.degrade(session_id, now)
+        return session
+
+    def add_viewer(self, sub: Subscriber, *, counted: bool) -> None:
+        """A subscriber made by the placement (relayed viewer, or a relay to other nodes)."""
+        self.subscribers[sub.session].add(sub)
+        if counted:
+            self.counters.subscribers_total += 1
+
+    def remove_viewer(self, sub: Subscriber) -> None:
+        """Undo ``add_viewer``."""
+        subs = self.subscribers.get(sub.session)
+        if subs is not None:
+            subs.discard(sub)
+            if not subs:
+                del self.subscribers[sub.session]
+
+    def apply_forwarded_capture(
+        self, session_id: str, arkit: npt.NDArray[np.float32],
+        rotations: npt.NDArray[np.float32], kind: str,
+    ) -> bool:  # fmt: skip
+        """A capture frame another node forwarded (its quota checked there)."""
+        session = self.engine.find(session_id)
+        if session is None:
+            return False
+        self.engine.push_capture(session_id, arkit, rotations, self.now())
+        session.source = kind
+        self.counters.publish_messages += 1
+        if session_id in self.subscribers:
+            self.kick()
+        return True
+
+    def reject_publish(self) -> None:
+        """Count one capture frame refused."""
+        self.counters.publish_rejected += 1
+
     # -- the tick --------------------------------------------------------------------------
 
     def tick(self, t: float) -> None:
@@ -521,34 +649,23 @@ class Runtime:
             self.expire_idle(t)
         self.engine.step(t)
         t_ms = self.t_ms(t)
-        pending = self.engine.with_events
-        for session_id in list(pending):  # only sessions that have something to announce
-            session = self.engine.sessions.get(session_id)
-            subs = self.subscribers.get(session_id)
-            if session is None:
-                continue
-            events = list(session.events)
-            session.events.clear()
-            for sub in list(subs or ()):
-                for event in events:
-                    kind = _EVENT_KINDS.get(event.kind)
-                    if kind is None:
-                        continue
-                    try:
-                        sub.outbox.put_control(encode_event(sub.sid, t_ms, kind, event.value))
-                    except Exception:  # an overflowing outbox closes itself
-                        self.counters.closed_slow += 1
-        pending.clear()
+        for event in self.engine.take_events():  # only what changed since the last tick
+            kind = _EVENT_KINDS[event.kind]
+            for sub in list(self.subscribers.get(event.session, ())):
+                try:
+                    sub.outbox.put_control(encode_event(sub.sid, t_ms, kind, event.value))
+                except Exception:  # an overflowing outbox closes itself
+                    self.counters.closed_slow += 1
         for session_id in self.egress.by_session:
             morphs, channels = self.engine.frame(session_id)
             self.egress.push(session_id, morphs, channels, t)
         self.voice.tick(t_ms)  # voice packets first: never after the frame of their t
         for rig_name, streams in self.rig_streams.items():
-            group = self.engine.groups.get(rig_name)
-            if group is None or not len(group.rows):
+            out = self.engine.outputs(rig_name)
+            if out is None:
                 continue
             self.counters.frames_bytes += streams.encode_and_fan_out(
-                t_ms, group.morphs, group.channels, group.fresh_rows
+                t_ms, out.morphs, out.channels, out.fresh
             )
 
     def expire_idle(self, t: float) -> list[str]:
@@ -569,7 +686,7 @@ class Runtime:
             and sid not in self.egress.by_session  # mirrored to a game engine: in use
         ]
         for sid in idle:
-            session = self.engine.sessions.get(sid)
+            session = self.engine.find(sid)
             if session is None:
                 self._last_used.pop(sid, None)
                 continue
@@ -583,11 +700,12 @@ class Runtime:
     # -- reporting -------------------------------------------------------------------------
 
     def stats(self) -> dict[str, object]:
+        """Counters of the whole process (``/stats``)."""
         subs = [s for group in self.subscribers.values() for s in group]
         return {
             "pid": os.getpid(),
             "clock": {"monotonic_t0": self.t0},
-            "sessions": len(self.engine.sessions),
+            "sessions": len(self.engine),
             "subscribers": len(subs),
             "subscribers_by_transport": _count(s.transport for s in subs),
             "tick": self.scheduler.stats.summary(),
@@ -607,10 +725,87 @@ class Runtime:
                 "rejected": self.counters.publish_rejected,
                 "websocket": self.publish_totals.snapshot(self.now()),
             },
-            "states": _count(s.state.value for s in self.engine.sessions.values()),
+            "states": _count(s.state.value for s in self.engine.iter_sessions()),
             "sources": self.ingest.stats(),
-            **({"cluster": self.cluster.stats()} if self.cluster is not None else {}),
+            **self.placement.stats(),
         }
+
+    # Operations the routes call (server/routes/; owned by helper "routes") --------------
+    # A route authenticates and validates, then calls one method here or above: none reads
+    # the engine or the placement itself.
+
+    def session(self, session_id: str) -> Session:
+        """The session animated here (SessionNotFoundError, a 404, once it is deleted)."""
+        return self.engine.get(session_id)
+
+    def input_session(self, principal: Principal, session_id: str) -> Session:
+        """The session an input request addresses: the caller's tenant's, with the ``publish``
+        scope on it, and within the tenant's publish rate (429 beyond)."""
+        session = self.session_for(principal, session_id, "publish")
+        self.quotas.allow_publish(principal.tenant)
+        return session
+
+    def text_delta(self, session_id: str, delta: str, *, final: bool, interrupt: bool) -> None:
+        """A streamed text delta (an LLM's transcript): ``interrupt`` silences the voice too
+        (barge-in); ``final`` ends the last word now (a space, unless it ends in one)."""
+        if interrupt:
+            self.voice.cut(session_id, self.t_ms())
+        ending = " " if final and delta and not delta[-1].isspace() else ""
+        self.push_text(session_id, delta + ending, interrupt=interrupt)
+        self.kick()
+
+    async def add_egress(
+        self, principal: Principal, session_id: str, request: EgressRequest
+    ) -> AttachedEgress:
+        """Mirror a session to a Live Link or VMC receiver (``admin``: the server sends UDP
+        where the request says)."""
+        session = self.session_for(principal, session_id, "admin")
+        return await self.egress.attach(session_id, self.rig_of(session), request)
+
+    def list_egress(self, principal: Principal, session_id: str) -> list[dict[str, object]]:
+        """A session's egress targets, with their counters (``admin``)."""
+        self.session_for(principal, session_id, "admin")
+        return self.egress.describe(session_id)
+
+    def remove_egress(self, principal: Principal, session_id: str, egress_id: str) -> bool:
+        """Stop one egress target (``admin``); False if the session has no such target."""
+        self.session_for(principal, session_id, "admin")
+        return self.egress.detach(session_id, egress_id)
+
+    def health(self) -> dict[str, object]:
+        """What ``/health`` reports besides the version: the session count, and the
+        placement's fields (a cluster: ``status`` "degraded" while Redis is unreachable)."""
+        return {"sessions": self.session_count(), **self.placement.health()}
+
+    def install_placement(self, app: Starlette) -> None:
+        """Add what the HTTP app needs of the placement (a cluster: REST inputs for sessions
+        owned elsewhere are proxied to their owner); before the app's other middleware."""
+        self.placement.install(app)
+
+    async def start(self) -> None:
+        """Before the first tick: the placement joins (before any session exists), then the
+        UDP capture receivers open."""
+        await self.placement.start()
+        await self.ingest.start()
+
+    async def leave(self) -> None:
+        """Shutdown, first step: the placement hands over what this process held."""
+        await self.placement.stop()
+
+    def close_io(self) -> None:
+        """Shutdown: close the capture receivers and the egress sockets."""
+        self.ingest.close()
+        self.egress.close()
+
+
+def _placement(options: ServerOptions, runtime: Runtime) -> Placement:
+    """The cluster (issue 10, docs/deploy.md) with ``--redis``; otherwise this process alone,
+    and nothing of the cluster package is imported."""
+    if not options.redis_url:
+        return LocalPlacement(options, runtime.clock)
+    from avatar_engine.cluster.placement import ClusterPlacement
+
+    return ClusterPlacement(runtime)
 
 
 def _count(items: object) -> dict[str, int]:

@@ -27,12 +27,12 @@ import json
 import logging
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import numpy as np
 
 from avatar_engine.audio.wav import STREAM_RATES
-from avatar_engine.engine.engine import SessionNotFoundError
+from avatar_engine.engine.engine import Engine, SessionNotFoundError
 from avatar_engine.engine.live_voice import LiveClock, LiveFace, Piece
 from avatar_engine.engine.voice_track import VoiceQueueFullError
 from avatar_engine.server.close_codes import (
@@ -42,13 +42,42 @@ from avatar_engine.server.close_codes import (
     CLOSE_SESSION_GONE,
     CLOSE_TOO_BIG,
 )
-from avatar_engine.server.quotas import QuotaExceededError
+from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError
+from avatar_engine.server.voice_out import VoiceOut
 from avatar_engine.types import I16
 
-if TYPE_CHECKING:
-    from avatar_engine.server.runtime import Runtime
-
 log = logging.getLogger("avatar_engine.voice")
+
+
+class LiveRuntime(Protocol):
+    """What a live voice needs of the server's runtime (which imports this module)."""
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the voice's face goes into."""
+        ...
+
+    @property
+    def voice(self) -> VoiceOut:
+        """The sessions' voices and their listeners."""
+        ...
+
+    @property
+    def quotas(self) -> MemoryQuotas:
+        """Tenant quotas (the bridge's deltas count as publish messages)."""
+        ...
+
+    def now(self) -> float:
+        """The runtime's clock."""
+        ...
+
+    def t_ms(self, t: float | None = None) -> int:
+        """Stream time in ms."""
+        ...
+
+    def kick(self) -> None:
+        """Run a tick soon (new input)."""
+        ...
 
 
 DECIDE_AHEAD_MS: Final = 500
@@ -74,7 +103,7 @@ class LiveInputBusyError(ValueError):
 class LiveInput:
     """One live voice into one session (see the module docstring)."""
 
-    def __init__(self, runtime: Runtime, session_id: str, rate: int, delay_ms: int,
+    def __init__(self, runtime: LiveRuntime, session_id: str, rate: int, delay_ms: int,
                  owner: str, *, yields: bool = False) -> None:  # fmt: skip
         self.runtime = runtime
         self.session_id = session_id
@@ -249,7 +278,7 @@ class LiveInput:
 class LiveInputs:
     """The live voices of a runtime: at most one per session, :data:`MAX_LIVE_INPUTS` in all."""
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: LiveRuntime) -> None:
         self.runtime = runtime
         self.inputs: dict[str, LiveInput] = {}
 

@@ -40,6 +40,8 @@ MAX_CONTROL_BYTES: Final = 4096
 
 @dataclass(eq=False)
 class Peer:
+    """One answered offer: its connection, channels, subscriber and tasks."""
+
     pc: RTCPeerConnection
     session: str
     lod: int
@@ -75,10 +77,7 @@ class WebRtcGateway:
     ) -> RTCSessionDescription:
         """Check access, then answer the offer; streaming starts when the channels open."""
         principal.require("subscribe", session_id)
-        if self.runtime.cluster is not None and self.runtime.cluster.owned_elsewhere(session_id):
-            self.runtime.cluster.authorize(principal, session_id)  # relayed (cluster mode)
-        else:
-            self.runtime.session_for(principal, session_id)
+        self.runtime.admit_viewer(principal, session_id)
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
         if kind != "offer":
@@ -175,6 +174,7 @@ class WebRtcGateway:
         task.add_done_callback(self._closing.discard)
 
     async def close(self, peer: Peer) -> None:
+        """Unsubscribe the peer and close its connection (once)."""
         if peer not in self.peers:
             return
         self.peers.discard(peer)
@@ -188,5 +188,6 @@ class WebRtcGateway:
             await peer.pc.close()
 
     async def close_all(self) -> None:
+        """Close every peer (at shutdown)."""
         for peer in list(self.peers):
             await self.close(peer)
