@@ -10,6 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Control, Ping, Pong
+from avatar_engine.codec.wire import ControlOp
 from avatar_engine.engine.engine import LISTENING_INTENSITY, SessionExistsError
 from avatar_engine.engine.engine import SessionNotFoundError as NotFound
 from avatar_engine.ingest.sink import SourceInfo
@@ -219,3 +222,26 @@ def test_the_app_in_process_routes_to_the_runtime(srv: InProcessServer) -> None:
     assert srv.delete("/sessions/web").status_code == 204
     assert viewer.sub.outbox.closed
     assert srv.get("/sessions/web").status_code == 404
+
+
+def test_control_messages_switch_the_level_answer_pings_and_unsubscribe(
+    srv: InProcessServer,
+) -> None:
+    srv.runtime.create_session(ANONYMOUS, session_id="a")
+    viewer = srv.watch("a", lod=0)
+    srv.advance(0.1)
+    sid, rt = viewer.sub.sid, srv.runtime
+    viewer.decoder.decoder.expect_lod(sid, 3)
+    before = len(viewer.frames)
+    assert rt.on_client_message(viewer.sub, Control(ControlOp.SET_LOD, sid, 3))
+    srv.advance(0.2)
+    after = viewer.frames[before:]
+    assert after[0].lod == 3 and after[0].keyframe  # the new level starts with a keyframe
+    assert {f.lod for f in after} == {3}
+    assert rt.on_client_message(viewer.sub, Ping(42, 0))
+    srv.deliver()
+    pong = Decoder().feed(viewer.messages[-1])
+    assert isinstance(pong, Pong) and pong.nonce == 42 and pong.t_ms == rt.t_ms()
+    assert not rt.on_client_message(viewer.sub, Control(ControlOp.UNSUBSCRIBE, sid))
+    with pytest.raises(ValueError, match=r"lod must be 0\.\.3"):
+        rt.on_client_message(viewer.sub, Control(ControlOp.SET_LOD, sid, 7))
