@@ -245,3 +245,13 @@ def test_control_messages_switch_the_level_answer_pings_and_unsubscribe(
     assert not rt.on_client_message(viewer.sub, Control(ControlOp.UNSUBSCRIBE, sid))
     with pytest.raises(ValueError, match=r"lod must be 0\.\.3"):
         rt.on_client_message(viewer.sub, Control(ControlOp.SET_LOD, sid, 7))
+
+
+def test_an_input_kicks_a_tick_at_once_between_scheduled_ones(srv: InProcessServer) -> None:
+    srv.post("/sessions", json={"id": "a"})
+    viewer = srv.watch("a")
+    srv.advance(0.1)
+    srv.clock.t += 0.005  # between two scheduled ticks
+    assert srv.post("/sessions/a/text", json={"delta": "Hello there. "}).status_code == 202
+    assert viewer.said("speaking") == [True]  # no scheduled tick ran: the kick did
+    assert viewer.events[-1].received == srv.clock.t
