@@ -58,8 +58,9 @@ class Block(Generic[S]):
         self.data = data
 
     def by_row(self) -> npt.NDArray[S]:
-        """``data`` with the row axis first (a view)."""
-        return np.moveaxis(self.data, self.spec.axis, 0)
+        """``data`` with the row axis first (``data`` itself for most blocks, else a view)."""
+        axis = self.spec.axis
+        return self.data if axis == 0 else np.moveaxis(self.data, axis, 0)
 
     def _allocate(self, capacity: int) -> npt.NDArray[S]:
         spec = self.spec
@@ -173,7 +174,9 @@ class RowTable(Generic[K]):
 
     def block(self, name: str) -> npt.NDArray[Any]:
         """The live rows of one block, row axis first: a view, valid until the next add."""
-        return self._blocks[name].by_row()[: len(self._ids)]
+        block = self._blocks[name]
+        rows = block.data if block.spec.axis == 0 else block.by_row()
+        return rows[: len(self._ids)]
 
     def _grow(self) -> None:
         old = self._capacity
