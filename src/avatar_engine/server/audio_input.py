@@ -60,7 +60,7 @@ class AudioInput:
         pcm = parse_wav(data, "request body")
         voice_room(self.runtime, session_id, pcm.duration * 1000.0, delay_ms)  # before the work
         timeline = await asyncio.to_thread(timeline_from_pcm, pcm, text)
-        session = self.runtime.engine.get(session_id)
+        session = self.runtime.session(session_id)  # deleted meanwhile: 404
         utterance = from_segments(timeline.segments, fps=float(session.fps))
         samples = np.clip(np.round(pcm.samples * 32768.0), -32768, 32767).astype(np.int16)
         schedule_voiced(self.runtime, session, samples, pcm.rate, utterance, delay_ms=delay_ms)
@@ -71,7 +71,7 @@ class AudioInput:
         response. The lip-sync runs in the background (a sender is never slowed down by it,
         so it keeps real time); ``final`` waits for the rest, so the counts add up."""
         runtime = self.runtime
-        runtime.engine.get(session_id)
+        runtime.session(session_id)
         try:
             raw = base64.b64decode(chunk.pcm16, validate=True)
         except (binascii.Error, ValueError):

@@ -12,16 +12,20 @@ from avatar_engine.server.runtime import Runtime
 
 
 class RuntimeCollector(Collector):
+    """Prometheus collector that reads the runtime's counters at scrape time (nothing is counted
+    twice)."""
+
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
     def collect(self) -> Iterator[Metric]:
+        """The metric families of one scrape, from a fresh ``runtime.stats()``."""
         stats = self.runtime.stats()
         tick = self.runtime.scheduler.stats
         yield GaugeMetricFamily(
             "avatar_engine_sessions",
             "Sessions in this process",
-            value=len(self.runtime.engine.sessions),
+            value=self.runtime.session_count(),
         )
         subs = GaugeMetricFamily(
             "avatar_engine_subscribers", "Connected subscribers", labels=["transport"]
@@ -82,6 +86,7 @@ class RuntimeCollector(Collector):
 
 
 def metrics_text(runtime: Runtime) -> bytes:
+    """The Prometheus text exposition of the runtime (``/metrics``), from a private registry."""
     registry = CollectorRegistry(auto_describe=True)
     registry.register(RuntimeCollector(runtime))
     return generate_latest(registry)
