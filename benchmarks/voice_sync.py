@@ -98,7 +98,9 @@ def drift(run: vp.Run) -> dict[str, float]:
     return out
 
 
-async def _bridge_once(ws_url: str, session: str, pcm: bytes, rate: int) -> None:
+async def _bridge_once(ws_url: str, session: str, pcm: bytes, rate: int, sent: list[float]) -> None:
+    """Stream ``pcm`` as 100 ms deltas at real time; appends the wall-clock time (ms) the
+    first delta was sent to ``sent``."""
     import websockets
 
     url = f"{ws_url}/sessions/{session}/voice?rate={rate}&delay_ms={BRIDGE_DELAY_MS}"
@@ -109,6 +111,8 @@ async def _bridge_once(ws_url: str, session: str, pcm: bytes, rate: int) -> None
         for k, i in enumerate(range(0, len(pcm), step)):
             delta = base64.b64encode(pcm[i : i + step]).decode()
             await ws.send(json.dumps({"type": "response.output_audio.delta", "delta": delta}))
+            if k == 0:
+                sent.append(time.time() * 1000.0)
             await asyncio.sleep(max(0.0, t0 + (k + 1) * 0.1 - time.monotonic()))
         await ws.send(json.dumps({"type": "response.output_audio.done"}))
         await asyncio.sleep(0.3)
@@ -119,21 +123,29 @@ def bridge_run(pg: Any, ws_url: str, times: int) -> tuple[vp.Run, list[dict[str,
     with wave.open(str(BRIDGE_WAV)) as w:
         rate, pcm = w.getframerate(), w.readframes(w.getnframes())
     dur_ms = 1000 * len(pcm) / 2 / rate
+    samples = np.frombuffer(pcm, "<i2").astype(np.float64) / 32768.0
+    per_ms = rate // 1000
+    loud = (samples[: len(samples) // per_ms * per_ms] ** 2).reshape(-1, per_ms).mean(axis=1)
+    onset_ms = float(np.argmax(loud > vp.AUDIBLE))  # the recording's own leading silence
     session = pg.evaluate("new URL(location.href).searchParams.get('session')")
+    # the page's clock from this machine's wall clock (one clock, same machine)
+    origin = float(pg.evaluate("performance.timeOrigin"))
     spoken: list[dict[str, Any]] = []
     with vp.StreamListener(ws_url, session) as listener:
         start = pg.evaluate(vp.COUNTERS_JS)
         for _ in range(times):
             n_before = len(listener.record.audio)
-            t0 = pg.evaluate("performance.now()")
+            sent: list[float] = []
             # its own thread: Playwright's sync API owns this thread's event loop
             sender = threading.Thread(
-                target=asyncio.run, args=(_bridge_once(ws_url, session, pcm, rate),)
+                target=asyncio.run, args=(_bridge_once(ws_url, session, pcm, rate, sent),)
             )
             sender.start()
             sender.join()
             time.sleep(dur_ms / 1000 * 0.2 + 1.0)
             first_t = listener.record.audio[n_before][0]
+            # "audio in": when the recording's first sound was sent (its first delta + onset)
+            t0 = sent[0] - origin + onset_ms
             spoken.append(
                 {
                     "text": BRIDGE_WAV.name,

@@ -22,6 +22,7 @@ from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Audio, Event, Frame, Hello, encode_control
 from avatar_engine.codec.wire import AudioCodec, ControlOp, EventKind
 from avatar_engine.engine.voice_track import LEAD_MS
+from avatar_engine.server.voice_speak import VOICE_LEAD_MS
 from server_process import ServerProcess
 
 FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
@@ -164,9 +165,10 @@ def test_pcm16_voice_starts_with_the_mouth_and_off_gets_none(server: ServerProce
           f"opens {opens} (stream ms)")  # fmt: skip
     frame = 1000 / 60
     still = max(t for t, v in seen.frames if t < moves)
-    # the mouth is still until the voice's first t and moves from the next frame on (a frame
-    # of this busy machine's tick may be late, but never one before the voice)
-    assert moves >= first - frame and still < first + frame
+    # the mouth is still until the lead before the voice's first t (its anticipation fitted
+    # into the lead, VOICE_LEAD_MS) and moves from the next frame on (a frame of this busy
+    # machine's tick may be late, but never one before the lead)
+    assert moves >= first - VOICE_LEAD_MS - frame and still < first + frame
     assert abs(opens - sound) <= 2 * 1000 / 60
     quiet, _ = scenario(server, "pcm", "audio=off", 2.5,
                         ("/sessions/pcm/speak", {"text": "Nobody hears this."}))  # fmt: skip
@@ -188,7 +190,7 @@ def test_set_audio_switches_the_voice_with_a_new_hello_and_a_keyframe(
             return encode_control(ControlOp.SET_AUDIO, seen.hellos[0].sid, audio=AudioCodec.PCM16)
 
         url = f"{server.ws_url}/sessions/switch/stream?audio=off"
-        task = asyncio.create_task(watch(url, 4.0, seen, ready, switch=(switch, set_pcm)))
+        task = asyncio.create_task(watch(url, 5.0, seen, ready, switch=(switch, set_pcm)))
         await asyncio.wait_for(ready.wait(), 10)
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
             response = await client.post("/sessions/switch/speak", json={"text": text})

@@ -90,8 +90,24 @@ async () => {
       if (i !== undefined) { mesh = o; idx = i; return; }
     }
   });
-  const rec = { rate: ctx.sampleRate, blocks: [], frames: [], clock: [], morph: mesh?.name };
+  const rec = { rate: ctx.sampleRate, blocks: [], frames: [], clock: [], morph: mesh?.name,
+                arrivals: [], scheduled: [] };
   window.voiceProbe = rec;
+  // the hops of each packet: arrival (with the face's offset then), and when it was scheduled
+  // to be heard (its t through the player's mapping)
+  const push = v.push.bind(v);
+  v.push = (r) => {
+    rec.arrivals.push(performance.now(), r.t, c.jitter ? c.jitter.offset : NaN);
+    push(r);
+  };
+  const schedule = v._schedule.bind(v);
+  v._schedule = (nowMs) => {
+    const n = v.sources.length, last = v.sources[n - 1];
+    schedule(nowMs);
+    for (let i = v.sources.length - 1; i >= 0 && v.sources[i] !== last; i--) {
+      rec.scheduled.push(performance.now(), v.sources[i].t, v.sources[i].t + v.map);
+    }
+  };
   tap.port.onmessage = (e) => { for (const x of e.data) rec.blocks.push(x); };
   d.onFrame = (t) => {
     const ts = ctx.getOutputTimestamp();
@@ -127,15 +143,14 @@ LOSSY_JS = """
 })();
 """
 
-# delay_ms 150 (the demo page's too): the utterance starts 150 ms after synthesis, so its first
-# packets reach the page ahead of their time (with 0 they are due the moment they are made).
+# As the demo page speaks: no delay_ms (the server's default lead) unless a lead is given.
 SPEAK_JS = """
 async ([text, lead]) => {
   const session = new URL(location.href).searchParams.get('session');
   const t0 = performance.now();
   const r = await fetch(`sessions/${session}/speak`, {
     method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ text, delay_ms: lead ?? 150 }) });
+    body: JSON.stringify(lead == null ? { text } : { text, delay_ms: lead }) });
   return { t0, t1: performance.now(), status: r.status, body: await r.json() };
 }
 """
@@ -262,15 +277,43 @@ class PageRecord:
     blocks: np.ndarray  # (n, 2): context frame, mean square
     frames: np.ndarray  # (n, 2): rAF time, jaw
     clock: np.ndarray  # (n, 3): rAF time, context ms - performance ms (heard), map
+    arrivals: np.ndarray  # (n, 3): AUDIO arrival time, its t, the face's offset then
+    scheduled: np.ndarray  # (n, 3): when a packet was scheduled, its t, when it is to be heard
 
     @classmethod
     def from_page(cls, data: dict[str, Any]) -> PageRecord:
+        def rows(key: str, width: int) -> np.ndarray:
+            return np.asarray(data.get(key, []), float).reshape(-1, width)
+
+        scheduled = rows("scheduled", 3)
         return cls(
             rate=float(data["rate"]),
-            blocks=np.asarray(data["blocks"], float).reshape(-1, 2),
-            frames=np.asarray(data["frames"], float).reshape(-1, 2),
-            clock=np.asarray(data["clock"], float).reshape(-1, 3),
+            blocks=rows("blocks", 2),
+            frames=rows("frames", 2),
+            clock=rows("clock", 3),
+            arrivals=rows("arrivals", 3),
+            scheduled=scheduled[np.argsort(scheduled[:, 0], kind="stable")],
         )
+
+    def hops(self, t0: float, start_ms: float) -> dict[str, float]:
+        """Where the time from a request (page time ``t0``) to the first sound of the
+        utterance starting at stream time ``start_ms`` went, each in ms after ``t0``: the
+        utterance's start on the page's fastest-path clock (``placed``: synthesis plus the
+        lead), its first packet's arrival, the moment it was scheduled, the time it was
+        scheduled to be heard (``planned``), and the first audible block (``audible``; later
+        than ``planned`` by the voice's own leading silence)."""
+        nan = float("nan")
+        out = {"placed": nan, "arrived": nan, "scheduled": nan, "planned": nan}
+        a = self.arrivals[(self.arrivals[:, 0] > t0) & (self.arrivals[:, 1] >= start_ms)]
+        if len(a):
+            out["arrived"] = float(a[0, 0] - t0)
+            out["placed"] = float(start_ms + a[0, 2] - t0)
+        s = self.scheduled[(self.scheduled[:, 0] > t0) & (self.scheduled[:, 1] >= start_ms)]
+        if len(s):
+            out["scheduled"] = float(s[0, 0] - t0)
+            out["planned"] = float(s[0, 2] - t0)
+        out["audible"] = self.first_audible(t0) - t0
+        return out
 
     def heard_ms(self) -> np.ndarray:
         """performance.now() at which each block's middle is heard."""
@@ -330,6 +373,7 @@ class SentenceResult:
     heard: bool  # loud blocks inside the sentence's window
     mouth_moves: float  # mean jaw while loud minus while quiet
     latency_ms: float  # POST /speak sent -> first audible sample heard
+    hops: dict[str, float]  # PageRecord.hops: where that latency went (ms after the request)
 
     @property
     def sync_error_ms(self) -> float:
@@ -375,6 +419,7 @@ def analyse(
                 heard=bool(loud.sum() > 200),
                 mouth_moves=moves,
                 latency_ms=page.first_audible(s["t0"]) - s["t0"],
+                hops={"answered": s["t1"] - s["t0"], **page.hops(s["t0"], start)},
             )
         )
     return out
@@ -399,6 +444,10 @@ def summary(results: list[SentenceResult]) -> dict[str, float]:
         "face_lag_median_ms": float(np.median([r.face_lag_ms for r in ok])),
         "speak_to_audible_median_ms": float(np.nanmedian(lat)),
         "speak_to_audible_max_ms": float(np.nanmax(lat)),
+        **{
+            f"hop_{k}_median_ms": float(np.nanmedian([r.hops[k] for r in results]))
+            for k in results[0].hops
+        },
     }
 
 
@@ -440,15 +489,17 @@ def open_demo(browser: Any, url: str, query: str = "", lossy: bool = False) -> A
     return pg
 
 
-def speak_all(pg: Any, ws_url: str, sentences: list[str], gap_s: float = 0.4) -> Run:
-    """Say each sentence (POST /speak from the page), one after another with a pause between;
-    record the page and the stream; analyse."""
+def speak_all(
+    pg: Any, ws_url: str, sentences: list[str], gap_s: float = 0.4, lead: int | None = None
+) -> Run:
+    """Say each sentence (POST /speak from the page, with ``delay_ms`` ``lead`` if given),
+    one after another with a pause between; record the page and the stream; analyse."""
     session = pg.evaluate("new URL(location.href).searchParams.get('session')")
     spoken = []
     with StreamListener(ws_url, session) as listener:
         start = pg.evaluate(COUNTERS_JS)
         for text in sentences:
-            r = pg.evaluate(SPEAK_JS, [text])
+            r = pg.evaluate(SPEAK_JS, [text, lead])
             if r["status"] >= 300:
                 raise RuntimeError(f"POST /speak: {r['status']} {r['body']}")
             r["text"] = text

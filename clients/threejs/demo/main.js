@@ -141,9 +141,9 @@ $('controls').addEventListener('submit', async (e) => {
   if (!text || !session) return;
   client.unlockAudio().catch(() => {}); // pressing Enter or Speak is a gesture: sound may start
   try {
-    // delay_ms: the voice starts 150 ms after it is synthesised, so its first packets reach
-    // the page ahead of their time (the face waits for them otherwise)
-    await api(`sessions/${encodeURIComponent(session)}/speak`, { text, delay_ms: 150 });
+    // no delay_ms: the server sends the first packets a little ahead (its default lead), and
+    // the client plays them as soon as its audio output allows
+    await api(`sessions/${encodeURIComponent(session)}/speak`, { text });
     $('say').select();
   } catch (err) { announce(String(err.message)); }
 });

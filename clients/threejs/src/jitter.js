@@ -20,6 +20,12 @@
 // frames are inside it: a blink reopening fast would otherwise get a negative weight for a
 // few frames, which opens the eye wider than at rest (a stare).
 //
+// Lateness. `lateMs` estimates the 95th percentile of how much later than the fastest path
+// frames arrive (a quantile tracker: it climbs LATE_STEP_MS x 0.95 per later frame and falls
+// LATE_STEP_MS x 0.05 per earlier one). A delay of one interval plus `lateMs` interpolates
+// nearly every frame instead of extrapolating past the newest; a voice's playout uses it as the
+// face's floor (playout.js).
+//
 // Gaps. A chained stream sends nothing while the face is still (docs/protocol.md 6.4), so two
 // frames far apart mean "held, then changed": across a gap longer than 1.5 intervals the older
 // value is held until one interval before the newer frame, then interpolated over that
@@ -28,6 +34,10 @@
 /** Result of {@link JitterBuffer#sample}. */
 /** The ring never grows past this many frames (about 2 s at 60 fps). */
 const MAX_CAPACITY = 128;
+/** The share of frames the lateness estimate covers. */
+export const LATE_QUANTILE = 0.95;
+/** Step of the lateness estimate per frame (ms): at 60 fps it climbs up to 114 ms/s, falls 6 ms/s. */
+export const LATE_STEP_MS = 2;
 
 export const SampleStatus = Object.freeze({
   EMPTY: 'empty',
@@ -106,6 +116,7 @@ export class JitterBuffer {
     this.offset = NaN;   // local - server ms; NaN until the first frame
     this.pushed = 0;
     this.dropped = 0;    // frames refused as older than the newest
+    this.lateMs = 0;     // ~95th percentile of arrival after the fastest path (ms)
     this.morphCount = 0; // leading values that are morph weights (the rest: channels)
   }
 
@@ -131,6 +142,8 @@ export class JitterBuffer {
     const s = arrivalMs - t;
     if (Number.isNaN(this.offset) || s < this.offset) this.offset = s;
     else this.offset += (s - this.offset) * this.relax;
+    const late = s - this.offset;
+    this.lateMs = Math.max(0, this.lateMs + LATE_STEP_MS * (late > this.lateMs ? LATE_QUANTILE : LATE_QUANTILE - 1));
     this.head = (this.head + 1) % this.capacity;
     if (this.count < this.capacity) this.count += 1;
     this.times[this.head] = t;

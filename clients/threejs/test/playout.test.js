@@ -39,20 +39,54 @@ test('without a codec, while locked, or before the context runs, the face keeps 
   }
 });
 
-test('late audio widens the cushion (capped), which then decays slowly', () => {
+test('late audio widens the cushion (capped), which then relaxes toward the current arrivals', () => {
   const p = new VoicePlayout();
   const j = jitterAt(500);
   p.noteAudio(500 + 100 + 80, 100, j); // arrives 80 ms after the frames' fastest path
   assert.equal(p.lateMs, 80);
   p.noteAudio(500 + 100, 100, j); // on time: the max decays, it does not drop
-  assert.ok(p.lateMs < 80 && p.lateMs > 79.9);
+  assert.ok(p.lateMs < 80 && p.lateMs > 79);
   p.noteLate(5000);
   assert.equal(p.lateMs, LATE_CAP_MS);
-  for (let i = 0; i < 1000; i++) p.noteLate(0);
-  assert.ok(Math.abs(p.lateMs - LATE_CAP_MS / 2) < 2, 'about half after 1000 packets');
+  for (let i = 0; i < 100; i++) p.noteLate(0);
+  assert.ok(Math.abs(p.lateMs - LATE_CAP_MS / 2) < 2, 'about half after 100 packets (2 s of speech)');
   const v = fakeVoice();
   p.tick(0, v, j);
   assert.equal(j.minDelayMs, Math.round(45 + p.lateMs));
+});
+
+test('audio arriving early shortens the face delay, down to the face floor', () => {
+  const p = new VoicePlayout();
+  const j = jitterAt(500);
+  const v = fakeVoice({ latencyMs: 60 });
+  for (let i = 0; i < 2000; i++) p.noteLate(-250); // an utterance's packets, sent 250 ms ahead
+  p.noteAudio(500 + 1000 - 30, 1000, j); // the next one's first packet: 30 ms ahead of its time
+  assert.equal(p.lateMs, -30);
+  p.tick(0, v, j);
+  assert.equal(j.minDelayMs, 30, 'the output latency less the 30 ms the packet came early');
+  assert.deepEqual(v.ticks.at(-1), [0, 500 + 30], 'heard as soon as it can be played');
+  const far = new VoicePlayout();
+  for (let i = 0; i < 2000; i++) far.noteLate(-5000); // far ahead: the face keeps its own floor
+  assert.ok(Math.abs(far.lateMs + LATE_CAP_MS) < 0.01, 'capped at -LATE_CAP_MS');
+  far.tick(1, v, j);
+  assert.equal(j.minDelayMs, Math.round(1000 / 60 + j.lateMs));
+});
+
+test('late frames raise the face floor of a voiced stream', () => {
+  const p = new VoicePlayout();
+  const j = new JitterBuffer(1, { frameIntervalMs: 1000 / 60 });
+  for (let k = 0; k < 600; k++) j.push(k * 20, [0], [], k * 20 + (k % 10 === 0 ? 0 : 40)); // 90% of frames 40 ms late
+  assert.ok(j.lateMs > 30 && j.lateMs <= 42, `frames' lateness ${j.lateMs}`);
+  p.noteLate(-300);
+  p.tick(0, fakeVoice(), j);
+  assert.equal(j.minDelayMs, Math.round(1000 / 60 + j.lateMs));
+});
+
+test('audio before the first frame (no clock offset yet) is not noted', () => {
+  const p = new VoicePlayout();
+  const j = new JitterBuffer(1, { frameIntervalMs: 1000 / 60 });
+  p.noteAudio(1000, 0, j);
+  assert.equal(p.lateMs, 0);
 });
 
 test('no lateness is noted before the jitter buffer exists', () => {

@@ -60,7 +60,7 @@ test('AUDIO of the stream is played and timed; other streams are ignored', () =>
   link.player = fakePlayer();
   link.audio({ sid: 8, codec: 'opus', t: 0 }, 100, null);
   assert.deepEqual(link.player.pushed, []);
-  const jitter = { offset: 50, delayMs: 17, minDelayMs: 0, setMinDelay(ms) { this.minDelayMs = ms; this.delayMs = ms; } };
+  const jitter = { offset: 50, delayMs: 17, minDelayMs: 0, frameIntervalMs: 17, lateMs: 0, setMinDelay(ms) { this.minDelayMs = ms; this.delayMs = ms; } };
   const packet = { sid: 7, codec: 'opus', t: 40 };
   link.audio(packet, 100, jitter);
   assert.deepEqual(link.player.pushed, [packet]);

@@ -163,6 +163,8 @@ export declare class JitterBuffer {
   readonly offset: number;
   readonly delayMs: number;
   readonly maxExtrapolationMs: number;
+  /** About the 95th percentile of how much later than the fastest path frames arrive (ms). */
+  readonly lateMs: number;
   readonly newestT: number;
   dropped: number;
   setFrameInterval(ms: number): void;

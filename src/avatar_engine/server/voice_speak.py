@@ -8,11 +8,15 @@ Three ways a request gets a voice:
 - ``audio`` (any TTS's WAV, base64) with timings: the face from the timings, the audio relayed;
 - ``audio`` with ``text``: the engine's aligner places the text on the audio (a worker thread).
 
-Placement: the utterance starts ``delay_ms`` after the request, or when the audio already
-queued for the session ends (sentences posted one after another play one after another),
-unless ``interrupt`` cuts what is queued first. The face's keys go to
+Placement: the utterance starts ``delay_ms`` after its audio is ready (default
+:data:`VOICE_LEAD_MS` for a request with a voice), or when the audio already queued for the
+session ends (sentences posted one after another play one after another), unless
+``interrupt`` cuts what is queued first. The face's keys go to
 :meth:`~avatar_engine.server.voice_out.VoiceOut.feed_face` at the same stream times as the
-audio, so its first key and the audio's first sample share ``t``.
+audio, so its first key and the audio's first sample share ``t``. The face starts moving a
+little before the sound (anticipation: espeak-ng's curves begin about 150 ms ahead of it);
+when the lead is shorter, that part is fitted between now and the sound rather than lost
+(:func:`fit_anticipation`).
 
 When the default voice cannot run here (no libespeak-ng), the face still speaks the text
 (the text path), and the degradation is visible: the session's state goes to ``degraded``
@@ -49,6 +53,13 @@ if TYPE_CHECKING:
     from avatar_engine.server.runtime import Runtime
 
 DEFAULT_VOICE: Final = "espeak"
+VOICE_LEAD_MS: Final = 40
+"""Default ``delay_ms`` of a ``/speak`` with a voice: its first packets are sent this long
+before they play. A client needs each packet its audio output latency (plus decoding) before
+its time; the browser client shortens its face's playout delay by however early audio
+arrives (clients/threejs/src/playout.js), so a lead up to that latency (browsers: about
+40-70 ms) costs a listener nothing, and beyond it adds to the time to the first sound. 40 ms
+lets the first packets travel ahead of their time on a loaded server."""
 
 
 class Voices:
@@ -101,10 +112,11 @@ async def speak_request(
     voice's errors for the caller's 4xx."""
 
     fps = float(session.fps)
+    lead = body.delay_ms if "delay_ms" in body.model_fields_set else VOICE_LEAD_MS
     if body.audio is not None:
         samples, rate = _wav_samples(body.audio)
         if not body.interrupt:  # fail before aligning audio that cannot queue
-            voice_room(runtime, session.id, 1000.0 * samples.shape[0] / rate, body.delay_ms)
+            voice_room(runtime, session.id, 1000.0 * samples.shape[0] / rate, lead)
         if body.text is None:
             utterance = await asyncio.to_thread(body.utterance, fps)
             how = "timings"
@@ -113,7 +125,7 @@ async def speak_request(
                 voiced_from_audio, samples, rate, text=body.text, fps=fps
             )
             utterance, how = voiced.utterance, "aligned"
-        return _schedule(runtime, session, body, samples, rate, utterance, "relay", how)
+        return _schedule(runtime, session, body, lead, samples, rate, utterance, "relay", how)
     if body.text is None:
         return await _face_only(runtime, session, body)
     if body.voice == "none":
@@ -127,14 +139,15 @@ async def speak_request(
         return _degraded(runtime, session, body, body.text, exc)
     options = VoiceOptions(lang=body.lang, rate_wpm=body.rate, pitch=body.pitch, fps=fps)
     voiced = await asyncio.to_thread(voice.synthesize, body.text, options)
-    return _schedule(runtime, session, body, voiced.samples, voiced.rate, voiced.utterance,
-                     name, "voice")  # fmt: skip
+    return _schedule(runtime, session, body, lead, voiced.samples, voiced.rate,
+                     voiced.utterance, name, "voice")  # fmt: skip
 
 
 def _schedule(
     runtime: Runtime,
     session: Session,
     body: SpeakRequest,
+    lead_ms: int,
     samples: np.ndarray,
     rate: int,
     utterance: Utterance,
@@ -142,7 +155,7 @@ def _schedule(
     how: str,
 ) -> dict[str, object]:
     placed = schedule_voiced(runtime, session, samples, rate, utterance,
-                             delay_ms=body.delay_ms, interrupt=body.interrupt)  # fmt: skip
+                             delay_ms=lead_ms, interrupt=body.interrupt)  # fmt: skip
     return {"session": session.id, "scheduled": True, "voice": voice, "face": how, **placed}
 
 
@@ -186,13 +199,28 @@ def schedule_voiced(
     track = runtime.voice.track(session.id)
     track.queue(samples, rate, start_ms, now_ms)
     keys = utterance.keys
-    face = FaceFrames(start_ms + keys.times * 1000.0, keys.values)
-    runtime.voice.feed_face(session.id, face, now_ms)
+    times = fit_anticipation(start_ms + keys.times * 1000.0, start_ms, now_ms)
+    runtime.voice.feed_face(session.id, FaceFrames(times, keys.values), now_ms)
     runtime.voice.wake(session.id)
     if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
         session.set_state(SessionState.READY, now)
     runtime.kick()
     return {"start_ms": start_ms, "duration_ms": round(duration_ms)}
+
+
+def fit_anticipation(times: np.ndarray, start_ms: float, now_ms: float) -> np.ndarray:
+    """Key times (stream ms, ascending) of a face whose sound starts at ``start_ms``: the keys
+    before the sound that would fall before ``now_ms`` (in the past, never shown) are moved
+    into ``[now_ms, start_ms)`` instead, keeping their order and shape, so the face still
+    moves into the first sound rather than jumping to its middle."""
+    first = float(times[0]) if times.shape[0] else start_ms
+    if first >= now_ms or start_ms <= now_ms:
+        return times
+    before = times < start_ms
+    scale = (start_ms - now_ms) / (start_ms - first)
+    out = times.copy()
+    out[before] = now_ms + (times[before] - first) * scale
+    return out
 
 
 async def _face_only(runtime: Runtime, session: Session, body: SpeakRequest) -> dict[str, object]:
