@@ -46,7 +46,6 @@ from avatar_engine.kernels.backends import require_native, resolve_backend
 if TYPE_CHECKING:
     from websockets.http11 import Request
 
-    from avatar_engine.server.streams import Subscriber
     from avatar_engine.transport.outbox import Outbox
 
 STREAM_PATH = re.compile(r"^/sessions/[^/]+/stream$")
@@ -146,6 +145,17 @@ FrameLink = DirectLink | DataChannelLink
 """Where a viewer's frames may go straight from the fan-out pass."""
 
 
+class Viewer(Protocol):
+    """What the fan-out pass needs of a viewer (a
+    :class:`~avatar_engine.server.streams.Subscriber`, which imports this module)."""
+
+    @property
+    def outbox(self) -> Outbox: ...
+
+    @property
+    def direct(self) -> FrameLink | None: ...
+
+
 def current_link() -> DirectLink | None:
     """The direct link of the stream connection whose ASGI task is running, if any."""
     return _LINK.get()
@@ -183,7 +193,7 @@ def send_backend(name: str | None = None) -> SendToAll:
 
 
 def offer_to_all(
-    subscribers: Iterable[Subscriber], message: bytes, *, keyframe: bool, hold: bool = False
+    subscribers: Iterable[Viewer], message: bytes, *, keyframe: bool, hold: bool = False
 ) -> bool:
     """One group's frame to all its viewers in one pass: framed once, written directly to every
     viewer that is keeping up (one native call for all their sockets), offered to the outbox of
