@@ -47,9 +47,14 @@ from avatar_engine.server.egress_hub import (
     EgressRequest,
     parse_egress_url,
 )
-from avatar_engine.server.placement import LocalPlacement, Placement, SessionMeta
+from avatar_engine.server.placement import (
+    LocalPlacement,
+    Placement,
+    PlacementFactory,
+    SessionMeta,
+)
 from avatar_engine.server.quotas import QuotaExceededError
-from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
+from avatar_engine.server.scheduler import Clock, InputBacklog, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 from avatar_engine.server.voice_bridge import LiveInputs
 from avatar_engine.server.voice_out import VoiceOut
@@ -65,6 +70,10 @@ log = logging.getLogger("avatar_engine.server")
 
 KICK_INTERVAL_S = 0.001
 """Closest spacing of input-driven ticks (capture, speech) between the scheduled ones."""
+KICK_GATHER_S = 0.004
+"""Longest an input-driven tick waits for capture packets already waiting to be read
+(:class:`~avatar_engine.server.scheduler.InputBacklog`): a burst of a hundred phones' packets
+is read in about 3 ms, then one tick carries it all."""
 
 CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
 """Who owns sessions that UDP capture sources create (allowlisted by the options)."""
@@ -94,7 +103,12 @@ class Counters:
 class Runtime:
     """One process's engine and everything attached to it."""
 
-    def __init__(self, options: ServerOptions, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        options: ServerOptions,
+        clock: Clock | None = None,
+        placement: PlacementFactory | None = None,
+    ) -> None:
         self.options = options
         self.clock: Clock = clock or MonotonicClock()
         self.t0 = self.clock.now()
@@ -104,7 +118,7 @@ class Runtime:
             public_key_path=options.jwt_public_key,
             audience=options.jwt_audience,
         )
-        self.placement = _placement(options, self)
+        self.placement = _placement(options, self, placement)
         """Where sessions live: this process alone, or a cluster (``--redis``, docs/deploy.md)."""
         self.quotas = self.placement.quotas
         self.scheduler = TickScheduler(self.clock, options.tick_hz, self.tick)
@@ -124,6 +138,8 @@ class Runtime:
         self._background: set[asyncio.Task[None]] = set()
         self._kick_pending = False
         self._last_kick = -1.0
+        self._kick_asked = -1.0
+        self._backlog = InputBacklog(lambda: [r.transport for r in self.ingest.receivers.values()])
         self._last_tick_t = -float("inf")
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
@@ -539,7 +555,8 @@ class Runtime:
 
         Kicks coalesce (every input of one loop iteration shares one) and are spaced at least
         ``KICK_INTERVAL_S`` apart, so a flood of capture packets costs at most that many
-        extra ticks per second.
+        extra ticks per second; a kick waits (up to ``KICK_GATHER_S``) while capture packets
+        are still waiting to be read, so a burst is carried by one tick.
         """
         if self._kick_pending:
             return
@@ -548,6 +565,7 @@ class Runtime:
         except RuntimeError:  # no loop (tests driving the runtime by hand)
             return
         self._kick_pending = True
+        self._kick_asked = self.now()
         wait = self._last_kick + KICK_INTERVAL_S - self.now()
         if wait > 0:
             loop.call_later(wait, self._kick)
@@ -555,6 +573,9 @@ class Runtime:
             loop.call_soon(self._kick)
 
     def _kick(self) -> None:
+        if self.now() < self._kick_asked + KICK_GATHER_S and self._backlog.waiting():
+            asyncio.get_running_loop().call_soon(self._kick)  # read the rest of the burst first
+            return
         self._kick_pending = False
         self._last_kick = self.now()
         try:
@@ -798,14 +819,19 @@ class Runtime:
         self.egress.close()
 
 
-def _placement(options: ServerOptions, runtime: Runtime) -> Placement:
-    """The cluster (issue 10, docs/deploy.md) with ``--redis``; otherwise this process alone,
-    and nothing of the cluster package is imported."""
-    if not options.redis_url:
-        return LocalPlacement(options, runtime.clock)
-    from avatar_engine.cluster.placement import ClusterPlacement
-
-    return ClusterPlacement(runtime)
+def _placement(
+    options: ServerOptions, runtime: Runtime, factory: PlacementFactory | None
+) -> Placement:
+    """The placement the caller made (the cluster's, with ``--redis``: docs/deploy.md), else
+    this process alone. The runtime never imports the cluster package."""
+    if factory is not None:
+        return factory(runtime)
+    if options.redis_url:
+        raise ValueError(
+            "redis_url is set: pass the cluster's placement "
+            "(avatar_engine.cluster.placement.ClusterPlacement)"
+        )
+    return LocalPlacement(options, runtime.clock)
 
 
 def _count(items: object) -> dict[str, int]:

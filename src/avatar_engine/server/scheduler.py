@@ -2,6 +2,8 @@
 
 A late tick is counted and the schedule skips ahead to the next slot; missed ticks are never
 replayed in a burst, because a burst of stale frames is worse than a dropped one.
+:class:`InputBacklog` lets an input-driven tick wait until a burst of capture packets has been
+read, so one tick carries the whole burst.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import select
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -120,3 +123,36 @@ class TickScheduler:
             self.stats.ticks += 1
             self.stats.record(self.clock.now() - started)
             next_t += self.period
+
+
+class InputBacklog:
+    """Is capture input already waiting in the kernel, not yet read? (a non-blocking ``poll``
+    of the capture sockets).
+
+    asyncio reads one datagram per socket per loop iteration. A tick kicked by the first packet
+    of a burst (100 phones' frames of one instant) would run before the loop has read the
+    other 99, and every later kick would again carry only the few packets read in between: the
+    burst is read in slices between whole ticks, and its last packets wait for many ticks. An
+    input-driven tick therefore waits while this says more is waiting (for a bounded time), and
+    then carries the whole burst.
+    """
+
+    def __init__(self, transports: Callable[[], Iterable[asyncio.BaseTransport | None]]) -> None:
+        self._transports = transports
+        """The capture receivers' transports (read each time: receivers start after this)."""
+        self._poll = select.poll()
+        self._fds: set[int] = set()
+
+    def waiting(self) -> bool:
+        fds = set()
+        for transport in self._transports():
+            sock = None if transport is None else transport.get_extra_info("socket")
+            if sock is not None and sock.fileno() >= 0:
+                fds.add(sock.fileno())
+        if fds != self._fds:
+            for fd in self._fds - fds:
+                self._poll.unregister(fd)
+            for fd in fds - self._fds:
+                self._poll.register(fd, select.POLLIN)
+            self._fds = fds
+        return bool(self._poll.poll(0))
