@@ -18,8 +18,9 @@ processes, :mod:`avatar_engine.client.lean`):
 
 optionally **asgi**: the same server with uvicorn's own WebSocket protocol, so every frame
 goes through a writer task and an ASGI send per viewer (the path before issue 16); then
-**stall**: N = the largest count again with one viewer that never reads (the others' p99
-beside the healthy run, the server's RSS growth); **capture**: 100 publishing sessions with
+**stall**: N = the largest count, ``--repeat`` times without and then with one more viewer
+that never reads, on one server (the others' median p99 of each kind, the server's RSS from
+the first run to the last); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99); **webrtc**: ``--webrtc`` aiortc viewers (if
 asked). Every load process reports its own CPU; the load average is printed with each row.
 """
@@ -254,6 +255,7 @@ def main() -> int:
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
         "asgi (the ASGI path before issue 16, for comparison), stall, capture, webrtc",
     )
+    parser.add_argument("--repeat", type=int, default=2, help="healthy/stalled pairs (stall)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = set(args.only.split(","))
@@ -294,13 +296,23 @@ def main() -> int:
     if "stall" in cases:
         n = max(args.viewers)
         server = ServerProcess().wait_ready(60)
+        p99: dict[str, list[float]] = {"healthy": [], "stalled": []}
         try:
-            healthy = _sim(server, args, subscribers=n)
-            show("healthy", _server_row(n, healthy, floors.get(n, {})))
-            stalled = _sim(server, args, subscribers=n + 1, stalled=1)
-            show("stalled", _server_row(n, stalled, floors.get(n, {})))
+            rss0 = proc_sample(server.proc.pid)[1]
+            for _ in range(args.repeat):  # alternate, so drift in the load hits both alike
+                for name, stalled in (("healthy", 0), ("stalled", 1)):
+                    r = _sim(server, args, subscribers=n + stalled, stalled=stalled)
+                    row = _server_row(n, r, floors.get(n, {}))
+                    p99[name].append(row["p99_ms"])
+                    show(name, row)
+            rss1 = proc_sample(server.proc.pid)[1]
         finally:
             server.stop()
+        healthy, stalled = (float(np.median(p99[k])) for k in ("healthy", "stalled"))
+        show("stall", {"viewers": n, "p99_ms_healthy_median": healthy,
+                       "p99_ms_stalled_median": stalled,
+                       "p99_change_percent": round(100 * (stalled / healthy - 1), 1),
+                       "server_rss_mib": [round(rss0, 1), round(rss1, 1)]})  # fmt: skip
     if "capture" in cases:
         server = ServerProcess().wait_ready(60)
         try:
