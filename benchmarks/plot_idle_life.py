@@ -52,7 +52,7 @@ def blink_stats(minutes: float, sessions: int = 6) -> None:
     for label, in_word in (("idle", None), ("speaking (0.35 s words, 0.15 s pauses)", 0.5)):
         life = ProceduralLife(sessions, LifeParams())
         for row in range(sessions):
-            life.reset_row(row, row, 0.0)
+            life.start_row(row, row, 0.0)
         zeros = np.zeros(sessions, np.float32)
         channels = np.zeros((sessions, 9), np.float32)
         words = np.zeros(sessions, np.bool_)

@@ -26,7 +26,7 @@ def _simulate(
     """Run procedural life alone (no rig) and record blink onsets and outputs."""
     life = ProceduralLife(sessions, LifeParams())
     for row in range(sessions):
-        life.reset_row(row, seed0 + row, 0.0)
+        life.start_row(row, seed0 + row, 0.0)
     zeros = np.zeros(sessions, np.float32)
     channels = np.zeros((sessions, 9), np.float32)
     stress = np.zeros(sessions, np.float32)
@@ -122,7 +122,7 @@ def test_deterministic_and_independent_of_row() -> None:
 def test_gaze_follows_look_target_and_thinking_averts() -> None:
     life = ProceduralLife(2, LifeParams())
     for row in range(2):
-        life.reset_row(row, row, 0.0)
+        life.start_row(row, row, 0.0)
     life.look[1] = (0.3, -0.1)
     life.draw_aversion(0)
     zeros = np.zeros(2, np.float32)

@@ -366,7 +366,7 @@ class Animator:
         random streams and schedule its first blink, breath and gaze from now."""
         now = 0.0 if self.time is None else self.time
         self._seeds[row] = int(seed) % (1 << 64)
-        self.life.reset_row(row, seed, now)
+        self.life.start_row(row, seed, now)
 
     def _check_row(self, row: int) -> None:
         if not 0 <= row < self.n_active:
@@ -381,7 +381,7 @@ class Animator:
         *,
         intensity: float = 1.0,
         transition: float = 0.4,
-        easing: Easing = "cubic",
+        easing: Easing = Easing.CUBIC,
         hold: float = math.inf,
         decay: float = 1.0,
     ) -> None:
@@ -400,7 +400,7 @@ class Animator:
         intensity: float,
         *,
         transition: float = 0.4,
-        easing: Easing = "cubic",
+        easing: Easing = Easing.CUBIC,
         hold: float = math.inf,
         decay: float = 1.0,
     ) -> None:

@@ -161,32 +161,21 @@ class ProceduralLife:
         # output
         self.features = declare("life.features", (len(FEATURES),), np.float32)
 
-    def reset_row(self, row: int, seed: int, now: float) -> None:
-        """Start a session afresh from ``seed`` at time ``now``."""
+    def start_row(self, row: int, seed: int, now: float) -> None:
+        """Start a new row (its blocks at their defaults) from ``seed`` at time ``now``:
+        its random streams, breathing rhythm, head motion and first events."""
         p = self.params
         self.keys[row] = rng.session_keys([seed])[0]
-        self.counters[row] = 0
         rows = np.array([row], np.intp)
         u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_SETUP, 17)[0]
         # First blink, fixation and micro-saccade fall at random offsets so sessions that
         # start together do not blink together.
         self.next_blink[row] = now + u[0] * p.blink.interval_median
-        self.blink_t0[row] = -np.inf
-        self.blink_close[row] = 0.05
-        self.blink_open[row] = 0.1
-        self.gaze_omega[row] = settle_omega(p.gaze.saccade_time)
-        self.head_omega[row] = settle_omega(p.head.settle)
-        self.blink_count[row] = 0
-        self.blink_value[row] = 0.0
         self.breath_period[row] = p.breath.period_min + u[1] * (
             p.breath.period_max - p.breath.period_min
         )
         self.breath_cycle[row] = self.breath_period[row]
         self.breath_phase[row] = u[2]
-        self.breath[row] = 0.0
-        for name in ("look", "fixation", "micro", "avert", "gaze", "gaze_vel", "gaze_goal",
-                     "head", "head_vel", "head_goal", "brow", "features"):  # fmt: skip
-            getattr(self, name)[row] = 0.0
         self.next_fixation[row] = now + u[3] * p.gaze.fixation_mean
         self.next_micro[row] = now + u[4] * p.gaze.micro_mean
         self.head_freq[row] = p.head.freq_min + u[5:11] * (p.head.freq_max - p.head.freq_min)
