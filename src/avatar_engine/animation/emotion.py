@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Final, Literal
+from enum import StrEnum
+from typing import Any, Final
 
 import numpy as np
 
@@ -36,7 +37,16 @@ EMOTION_INDEX: Final[dict[str, int]] = {n: i for i, n in enumerate(EMOTION_NAMES
 THINKING: Final = EMOTION_INDEX["thinking"]
 EASING_CUBIC: Final = 0
 EASING_SPRING: Final = 1
-Easing = Literal["cubic", "spring"]
+
+
+class Easing(StrEnum):
+    """How an emotion moves to a new target; the value is the ``easing`` name requests send."""
+
+    CUBIC = "cubic"
+    """Cubic in/out over exactly the transition time (predictable, for scripted cues)."""
+    SPRING = "spring"
+    """A critically damped spring that settles to 2 % in the transition time (smooth when
+    targets change often)."""
 
 
 def cubic_in_out(u: F64) -> F64:
@@ -108,7 +118,7 @@ class EmotionState:
         decay_start = self.start[row] + self.duration[row] + self.hold[row]
         self.base[row] = base
         if now >= decay_start:
-            easing: Easing = "cubic" if self.easing[row] == EASING_CUBIC else "spring"
+            easing = Easing.CUBIC if self.easing[row] == EASING_CUBIC else Easing.SPRING
             decay = float(self.decay[row])
             self.set(row, base, now=now, transition=decay, easing=easing, hold=np.inf, decay=decay)
         else:
@@ -126,8 +136,10 @@ class EmotionState:
         decay: float,
     ) -> None:
         """Start a transition of one session from its current mix to ``target``."""
-        if easing not in ("cubic", "spring"):
-            raise ValueError(f"easing must be 'cubic' or 'spring', got {easing!r}")
+        try:
+            easing = Easing(easing)
+        except ValueError:
+            raise ValueError(f"easing must be 'cubic' or 'spring', got {easing!r}") from None
         for label, value in (("transition", transition), ("decay", decay)):
             if not math.isfinite(value) or value < 0.0:
                 raise ValueError(f"{label} must be a finite number of seconds >= 0")
@@ -139,9 +151,9 @@ class EmotionState:
         self.duration[row] = max(transition, 1e-3)
         self.hold[row] = hold
         self.decay[row] = max(decay, 1e-3)
-        self.easing[row] = EASING_CUBIC if easing == "cubic" else EASING_SPRING
+        self.easing[row] = EASING_CUBIC if easing is Easing.CUBIC else EASING_SPRING
         self.omega[row] = settle_omega(max(transition, 1e-3))
-        if easing == "cubic":
+        if easing is Easing.CUBIC:
             self.velocity[row] = 0.0
         self.live[row] = True
 
