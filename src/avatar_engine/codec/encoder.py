@@ -59,6 +59,8 @@ class EncodedTick:
     """0 = nothing this tick (not due, or an empty chained delta), 1 = keyframe, 2 = delta."""
 
     def message(self, k: int) -> memoryview:
+        """Stream ``k``'s message this tick (empty if it sent nothing): a view, valid until
+        the next encode."""
         return self.buffer[int(self.offsets[k]) : int(self.offsets[k + 1])]
 
 
@@ -82,6 +84,7 @@ class QuantTables:
 
     @classmethod
     def for_schema(cls, schema: StreamSchema) -> QuantTables:
+        """Every table of ``schema``, built once per encoder (the kernel only indexes them)."""
         tabs = [schema.quant_table(lv, b) for lv in range(LOD_LEVELS) for b in (8, 16)]
         return cls(
             tab_off=np.cumsum([0] + [len(t.index) for t in tabs[:-1]]).astype(np.int32),
@@ -192,6 +195,7 @@ class BatchEncoder:
         return k
 
     def remove_stream(self, k: int) -> None:
+        """Free slot ``k`` at once, whatever its subscriber count (see :meth:`release`)."""
         self.active[k] = 0
         self._refs[k] = 0
         self._groups = {key: slot for key, slot in self._groups.items() if slot != k}
@@ -224,6 +228,7 @@ class BatchEncoder:
         return False
 
     def subscribers(self, slot: int) -> int:
+        """How many subscribers share ``slot``'s bytes."""
         return int(self._refs[slot])
 
     def move_row(self, src: int, dst: int) -> None:
