@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.animation.animator import Animator
+from avatar_engine.animation.emotion import Easing
 from avatar_engine.engine.sessions import (
     ConversationState,
     Session,
@@ -352,14 +353,14 @@ class Engine:
         intensity: float = 1.0,
         transition_s: float = 0.4,
         hold_s: float = float("inf"),
-        easing: str = "cubic",
+        easing: Easing | str = Easing.CUBIC,
     ) -> None:
         """Blend to an emotion ``mix`` (name -> weight) over ``transition_s``, held for
         ``hold_s``; announced as an EMOTION event naming the strongest component."""
         session, group, row = self._where(session_id)
         group.animator.set_emotion(
             row, mix, intensity=intensity, transition=transition_s, hold=hold_s,
-            easing="spring" if easing == "spring" else "cubic",
+            easing=Easing.SPRING if easing == Easing.SPRING else Easing.CUBIC,
         )  # fmt: skip
         name = max(mix, key=lambda k: mix[k]) if mix else "neutral"
         session.emotion = name

@@ -34,9 +34,10 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Final, Literal
+from typing import IO, Any, Final
 
 import msgpack
 import numpy as np
@@ -50,7 +51,14 @@ MAX_RECORD_BYTES: Final = 1 << 20
 MAX_NAMES: Final = 4096
 _PREFIX = struct.Struct("<II")
 
-Kind = Literal["capture", "stream"]
+
+class RecordingKind(StrEnum):
+    """What an ``.avrec``'s frames are; the value is the header's ``kind`` string."""
+
+    CAPTURE = "capture"
+    """ARKit capture: the 52 weights and nine rotations a phone sent."""
+    STREAM = "stream"
+    """A session's output stream: its rig's morphs and channels."""
 
 
 class AvrecFormatError(ValueError):
@@ -62,7 +70,7 @@ class AvrecHeader:
     """The first record of an ``.avrec``: what the frames hold (captured ARKit values or a rig's
     stream), their names in order, and where they came from."""
 
-    kind: Kind
+    kind: RecordingKind
     rig: str
     names: tuple[str, ...]
     channels: tuple[str, ...]
@@ -76,7 +84,7 @@ class AvrecHeader:
         return {
             "format": FORMAT,
             "version": VERSION,
-            "kind": self.kind,
+            "kind": self.kind.value,
             "rig": self.rig,
             "names": list(self.names),
             "channels": list(self.channels),
@@ -93,10 +101,11 @@ class AvrecHeader:
             raise AvrecFormatError("the first record is not an avrec header")
         if obj.get("version") != VERSION:
             raise AvrecFormatError(f"avrec version {obj.get('version')!r}, expected {VERSION}")
-        kind = obj.get("kind")
+        raw_kind = obj.get("kind")
+        if raw_kind not in tuple(RecordingKind):
+            raise AvrecFormatError(f"unknown recording kind {raw_kind!r}")
+        kind = RecordingKind(raw_kind)
         names, channels = obj.get("names"), obj.get("channels")
-        if kind not in ("capture", "stream"):
-            raise AvrecFormatError(f"unknown recording kind {kind!r}")
         for label, seq in (("names", names), ("channels", channels)):
             if not isinstance(seq, list) or not all(isinstance(n, str) for n in seq):
                 raise AvrecFormatError(f"header {label} must be a list of strings")
@@ -362,7 +371,7 @@ def capture_header(
     from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 
     return AvrecHeader(
-        kind="capture",
+        kind=RecordingKind.CAPTURE,
         rig="arkit52",
         names=ARKIT_NAMES,
         channels=ROTATION_NAMES,
@@ -383,7 +392,7 @@ def stream_header(
 ) -> AvrecHeader:
     """Header for a recording of a session's output stream (a rig's morphs and channels)."""
     return AvrecHeader(
-        kind="stream",
+        kind=RecordingKind.STREAM,
         rig=rig,
         names=tuple(names),
         channels=tuple(channels),

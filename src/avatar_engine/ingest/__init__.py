@@ -14,7 +14,13 @@ from avatar_engine.ingest.receivers import (
 )
 from avatar_engine.ingest.routing import Router, RoutingConfig
 from avatar_engine.ingest.service import IngestConfig, IngestService
-from avatar_engine.ingest.sink import CaptureSink, CollectingSink, SessionFactory, SourceInfo
+from avatar_engine.ingest.sink import (
+    CaptureSink,
+    CollectingSink,
+    SessionFactory,
+    SourceInfo,
+    SourceKind,
+)
 
 __all__ = [
     "CaptureSink",
@@ -30,5 +36,6 @@ __all__ = [
     "RoutingConfig",
     "SessionFactory",
     "SourceInfo",
+    "SourceKind",
     "VmcReceiver",
 ]

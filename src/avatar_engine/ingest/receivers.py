@@ -35,7 +35,7 @@ from avatar_engine.formats.rotation import DEGREES_PER_UNIT, MAX_ROTATION_UNITS
 from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenBucket
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
 from avatar_engine.ingest.routing import Router
-from avatar_engine.ingest.sink import CaptureSink, SourceInfo
+from avatar_engine.ingest.sink import CaptureSink, SourceInfo, SourceKind
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_COUNT
 from avatar_engine.types import F32
@@ -85,7 +85,8 @@ class Peer:
 class DatagramReceiver(asyncio.DatagramProtocol):
     """The shared receive path; subclasses implement :meth:`decode`."""
 
-    kind: ClassVar[str] = "udp"
+    kind: ClassVar[SourceKind]
+    """Which input this receiver is (each subclass names its own)."""
     default_config: ClassVar[ReceiverConfig] = ReceiverConfig()
 
     def __init__(
@@ -306,7 +307,7 @@ class LiveLinkReceiver(DatagramReceiver):
     default 1.0 passes the app's values through, like ``convert`` does).
     """
 
-    kind = "livelink"
+    kind = SourceKind.LIVELINK
     default_config = ReceiverConfig(port=11111, max_datagram=1024)
 
     def __init__(
@@ -356,7 +357,7 @@ class VmcReceiver(DatagramReceiver):
     declared rate.
     """
 
-    kind = "vmc"
+    kind = SourceKind.VMC
     default_config = ReceiverConfig(
         port=vmc.DEFAULT_PORT,
         max_datagram=vmc.MAX_DATAGRAM_BYTES,
@@ -408,7 +409,7 @@ class IFacialMocapReceiver(DatagramReceiver):
     other host are dropped (``unexpected_peer``). The session is ``name`` (``ifacialmocap``).
     """
 
-    kind = "ifacialmocap"
+    kind = SourceKind.IFACIALMOCAP
     default_config = ReceiverConfig(
         port=ifacialmocap.DEFAULT_PORT, max_datagram=ifacialmocap.MAX_FRAME_BYTES
     )
@@ -496,7 +497,7 @@ class PublishUdpReceiver(DatagramReceiver):
     with a PONG to the sender so a publisher can measure its round trip.
     """
 
-    kind = "publish-udp"
+    kind = SourceKind.PUBLISH_UDP
     default_config = ReceiverConfig(port=0, max_datagram=1472, max_packet_rate_hz=480.0)
     """1472 bytes: docs/protocol.md 3.7 says a UDP publisher MUST stay under it."""
 

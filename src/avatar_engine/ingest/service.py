@@ -69,11 +69,12 @@ class IngestService:
         self._clock = clock
         self.receivers: dict[str, DatagramReceiver] = {}
 
-    def _receiver_config(self, kind: str, default: ReceiverConfig, port: int) -> ReceiverConfig:
-        override = self.config.overrides.get(kind)
+    def _receiver_config(self, cls: type[DatagramReceiver], port: int) -> ReceiverConfig:
+        """The limits of one receiver: its kind's override, else its defaults on ``port``."""
+        override = self.config.overrides.get(cls.kind)
         if override is not None:
             return override
-        return with_port(default, self.config.udp_host, port)
+        return with_port(cls.default_config, self.config.udp_host, port)
 
     def _build(self) -> list[DatagramReceiver]:
         c = self.config
@@ -83,9 +84,7 @@ class IngestService:
                 LiveLinkReceiver(
                     self._sink,
                     self.router,
-                    config=self._receiver_config(
-                        "livelink", LiveLinkReceiver.default_config, c.livelink_port
-                    ),
+                    config=self._receiver_config(LiveLinkReceiver, c.livelink_port),
                     clock=self._clock,
                     rotation_scale=c.livelink_rotation_scale,
                 )
@@ -95,7 +94,7 @@ class IngestService:
                 VmcReceiver(
                     self._sink,
                     self.router,
-                    config=self._receiver_config("vmc", VmcReceiver.default_config, c.vmc_port),
+                    config=self._receiver_config(VmcReceiver, c.vmc_port),
                     clock=self._clock,
                     name=c.vmc_name,
                     degrees_per_unit=c.degrees_per_unit,
@@ -106,9 +105,7 @@ class IngestService:
                 IFacialMocapReceiver(
                     self._sink,
                     self.router,
-                    config=self._receiver_config(
-                        "ifacialmocap", IFacialMocapReceiver.default_config, c.ifacialmocap_port
-                    ),
+                    config=self._receiver_config(IFacialMocapReceiver, c.ifacialmocap_port),
                     clock=self._clock,
                     phone_host=c.ifacialmocap_phone,
                     name=c.ifacialmocap_name,
@@ -120,9 +117,7 @@ class IngestService:
                 PublishUdpReceiver(
                     self._sink,
                     self.router,
-                    config=self._receiver_config(
-                        "publish-udp", PublishUdpReceiver.default_config, c.publish_udp_port
-                    ),
+                    config=self._receiver_config(PublishUdpReceiver, c.publish_udp_port),
                     clock=self._clock,
                 )
             )

@@ -8,11 +8,23 @@ sink and the engine can be tested without sockets.
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from avatar_engine.types import F32
+
+
+class SourceKind(StrEnum):
+    """Which input a capture frame came through; the value is the name stats, logs, routing
+    keys (``livelink:iPhone``) and per-kind receiver limits use."""
+
+    LIVELINK = "livelink"
+    VMC = "vmc"
+    IFACIALMOCAP = "ifacialmocap"
+    PUBLISH_UDP = "publish-udp"
+    PUBLISH_WS = "publish-ws"
 
 
 class SourceInfo(NamedTuple):
@@ -22,8 +34,7 @@ class SourceInfo(NamedTuple):
     is several times cheaper on the receive path.
     """
 
-    kind: str
-    """``livelink``, ``vmc``, ``ifacialmocap``, ``publish-udp``, ``publish-ws``."""
+    kind: SourceKind
     key: str
     """The routing key: Live Link subject, VMC/iFacialMocap sender host, publisher id."""
     peer: str = ""

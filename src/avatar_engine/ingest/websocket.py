@@ -41,7 +41,7 @@ from avatar_engine.codec import (
 from avatar_engine.formats.recording import AvrecWriter, stream_header
 from avatar_engine.ingest.limits import LogLimiter, TokenBucket
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
-from avatar_engine.ingest.sink import CaptureSink, SourceInfo
+from avatar_engine.ingest.sink import CaptureSink, SourceInfo, SourceKind
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.types import F32
@@ -264,7 +264,7 @@ async def serve_publish(
                 if result.unknown:
                     stats.drop("unknown_name", result.unknown)
                 stats.clamped += result.clamped
-                info = SourceInfo("publish-ws", session_id, peer, "", result.t)
+                info = SourceInfo(SourceKind.PUBLISH_WS, session_id, peer, "", result.t)
                 try:
                     sink.on_frame(session_id, result.arkit, result.rotations, now, info)
                 except Exception as exc:

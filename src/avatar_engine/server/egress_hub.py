@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -36,10 +37,20 @@ def _bone_schema(schema: dict[str, Any]) -> None:
                 item.update(minimum=-10.0, maximum=10.0)
 
 
+class EgressKind(StrEnum):
+    """The protocol an egress target speaks; the value is the request's ``kind`` and the
+    config URL's scheme."""
+
+    LIVELINK = "livelink"
+    """Unreal's Live Link Face UDP (ARKit 52 and head/eye rotations)."""
+    VMC = "vmc"
+    """VMC over OSC/UDP (VSeeFace, Warudo, VRM tools)."""
+
+
 class EgressRequest(RequestBody):
     """Body of ``POST /sessions/{id}/egress``."""
 
-    kind: Literal["livelink", "vmc"]
+    kind: EgressKind
     host: Annotated[str, Field(min_length=1, max_length=253)] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     subject: Annotated[str, Field(min_length=1, max_length=64)] = "avatar-engine"
@@ -73,9 +84,9 @@ def parse_egress_url(url: str) -> tuple[str, EgressRequest]:
     """``livelink://HOST:PORT/SESSION`` or ``vmc://HOST:PORT/SESSION`` (the config form)."""
     parts = urlsplit(url)
     session = parts.path.strip("/")
-    if parts.scheme not in ("livelink", "vmc") or not parts.hostname or not session:
+    if parts.scheme not in tuple(EgressKind) or not parts.hostname or not session:
         raise ValueError(f"egress {url!r}: expected livelink://HOST:PORT/SESSION or vmc://...")
-    kind: Literal["livelink", "vmc"] = "livelink" if parts.scheme == "livelink" else "vmc"
+    kind = EgressKind(parts.scheme)
     return session, EgressRequest(kind=kind, host=parts.hostname, port=parts.port)
 
 
@@ -94,7 +105,7 @@ class EgressHub:
         if len(targets) >= MAX_TARGETS_PER_SESSION:
             raise ValueError(f"a session has at most {MAX_TARGETS_PER_SESSION} egress targets")
         target: LiveLinkEgress | VmcEgress
-        if request.kind == "livelink":
+        if request.kind is EgressKind.LIVELINK:
             target = LiveLinkEgress(
                 request.host, request.port or 11111, subject=request.subject,
                 timecode=request.timecode,

@@ -13,7 +13,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from avatar_engine.animation.emotion import EMOTION_NAMES
+from avatar_engine.animation.emotion import EMOTION_NAMES, Easing
+from avatar_engine.engine.sessions import ConversationState
 from avatar_engine.server.limits import (
     MAX_POLLY_CHARS,
     MAX_TEXT_CHARS,
@@ -186,7 +187,7 @@ class EmotionRequest(RequestBody):
     transition_ms: Annotated[int, Field(ge=0, le=60_000)] = 400
     hold_ms: Annotated[int | None, Field(ge=0, le=3_600_000)] = None
     """Hold this long, then decay back to the baseline (default: hold until changed)."""
-    easing: Literal["cubic", "spring"] = "cubic"
+    easing: Easing = Easing.CUBIC
 
     @model_validator(mode="after")
     def _one_of(self) -> EmotionRequest:
@@ -205,7 +206,7 @@ class EmotionRequest(RequestBody):
 class StateRequest(RequestBody):
     """The conversation state a session shows: ``thinking``, ``listening`` or ``idle``."""
 
-    state: Literal["thinking", "listening", "idle"]
+    state: ConversationState
 
 
 class LookRequest(RequestBody):
