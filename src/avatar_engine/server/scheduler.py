@@ -144,6 +144,8 @@ class InputBacklog:
         self._fds: set[int] = set()
 
     def waiting(self) -> bool:
+        """Whether any capture socket has a datagram not yet read (a zero-timeout ``poll``); the set
+        of sockets polled follows the receivers as they start and close."""
         fds = set()
         for transport in self._transports():
             sock = None if transport is None else transport.get_extra_info("socket")
