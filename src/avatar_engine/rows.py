@@ -191,9 +191,10 @@ class BlockField(Generic[S]):
     """A stage attribute backed by a block: ``self.x = rows.declare(...)`` binds it, and
     reading ``self.x`` gives the block's current array (never one a grow replaced)."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "_name")
 
     def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
         self._key = f"_{name}_block"
 
     @overload
@@ -205,7 +206,12 @@ class BlockField(Generic[S]):
     ) -> BlockField[S] | npt.NDArray[S]:
         if obj is None:
             return self
-        block: Block[S] = obj.__dict__[self._key]
+        try:
+            block: Block[S] = obj.__dict__[self._key]
+        except KeyError:
+            raise AttributeError(
+                f"{type(obj).__name__}.{self._name} is not bound: assign it rows.declare(...)"
+            ) from None
         return block.data
 
     def __set__(self, obj: object, block: Block[S]) -> None:
