@@ -21,6 +21,7 @@ from avatar_engine.engine.sessions import (
     SessionState,
 )
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ARKIT_NAMES, ROTATION_COUNT
+from avatar_engine.speech.lipsync import from_text
 
 FPS = 60
 JAW = ARKIT_NAMES.index("jawOpen")
@@ -246,3 +247,36 @@ def test_the_same_inputs_give_the_same_outputs() -> None:
         faces.append((out.morphs.copy(), out.channels.copy()))
     np.testing.assert_array_equal(faces[0][0], faces[1][0])
     np.testing.assert_array_equal(faces[0][1], faces[1][1])
+
+
+def test_timed_speech_moves_the_mouth_from_its_start_not_from_its_push(engine: Engine) -> None:
+    engine.create_session("a", t=0.0)
+    open_ = engine.rig_of("a").morph_names.index("V_Open")
+    utterance = from_text("Bob bought a map.")
+    end = 1.0 + float(utterance.keys.times[-1])
+    engine.play("a", utterance, start=1.0, t=0.0)
+    peaks = {"before": 0.0, "during": 0.0}
+    for k in range(1, round((end + 0.5) * FPS)):
+        engine.step(k / FPS)
+        when = "before" if k / FPS < 1.0 else "during"
+        peaks[when] = max(peaks[when], float(engine.frame("a")[0][open_]))
+    assert peaks["before"] < 0.05 and peaks["during"] > 0.3
+    events = engine.take_events()
+    assert kinds(events, "a") == [(SPEAKING, True), (SPEAKING, False)]  # queued, then done
+    assert end <= events[1].t <= end + 0.5
+
+
+def test_streamed_frames_move_the_mouth_where_they_are_spliced(engine: Engine) -> None:
+    engine.create_session("a", t=0.0)
+    engine.create_session("b", t=0.0)
+    frames = from_text("Hello world.", start=0.5).keys  # sampled elsewhere, streamed in
+    engine.play_frames("a", frames.times, frames.values, 0.0)
+    open_ = engine.rig_of("a").morph_names.index("V_Open")
+    peak = {"a": 0.0, "b": 0.0}
+    for k in range(1, 2 * FPS):
+        engine.step(k / FPS)
+        for sid, highest in peak.items():
+            peak[sid] = max(highest, float(engine.frame(sid)[0][open_]))
+    assert peak["a"] > 0.3 and peak["b"] < 0.05
+    assert kinds(engine.take_events(), "a")[0] == (SPEAKING, True)
+    assert not engine.get("b").speaking
