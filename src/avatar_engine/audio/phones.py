@@ -33,12 +33,11 @@ from functools import cache
 from typing import Any, Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.audio.adapt import AcousticModel, Adapter, Transform, acoustic_model, fit
 from avatar_engine.audio.cepstra import CepstraStream, FrontEnd, front_end
 from avatar_engine.kernels.audio_features import RATE
-from avatar_engine.types import F32, F64
+from avatar_engine.types import F32, F64, I32
 
 FRAME_S: Final = 0.01
 BOUNDARY_OFFSET_S: Final = 0.0078
@@ -359,9 +358,7 @@ def dithered_cepstra(front: FrontEnd, samples: F32) -> F64:
     return out
 
 
-def _phone_codebooks(
-    phones: Sequence[TimedPhone], n: int, model: AcousticModel
-) -> npt.NDArray[np.int32]:
+def _phone_codebooks(phones: Sequence[TimedPhone], n: int, model: AcousticModel) -> I32:
     """Per frame: the codebook of the timed phone over it (-1 for silence)."""
     out = np.full(n, -1, np.int32)
     for p in phones:

@@ -46,6 +46,7 @@ from avatar_engine.codec.wire import (
     ProtocolError,
     pcm16_max_bytes,
 )
+from avatar_engine.types import F32
 
 _U64_MAX: Final = (1 << 64) - 1
 
@@ -217,7 +218,7 @@ class Capture:
     pid: int
     seq: int
     t_ms: int
-    values: npt.NDArray[np.float32] | None = None
+    values: F32 | None = None
     """Positional: float32 in the publish hello's order (morphs then channels)."""
     named: dict[str, float] = field(default_factory=dict)
     """By name: no publish hello needed."""

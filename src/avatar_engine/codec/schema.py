@@ -21,7 +21,7 @@ from avatar_engine.codec.wire import (
     MAX_MORPHS,
 )
 from avatar_engine.rigs.profile import RigProfile
-from avatar_engine.types import F64, I32
+from avatar_engine.types import F32, F64, I32
 
 F32_MAX = float(np.finfo(np.float32).max)
 """Ranges must be float32 values so every decoder's float32 output is finite (and C++'s
@@ -229,16 +229,14 @@ def quantize(values: npt.NDArray[np.floating], table: QuantTable) -> tuple[F64, 
     return x, code.astype(np.int32)
 
 
-def dequantize_morphs(codes: npt.ArrayLike, lo: F64, hi: F64, bits: int) -> npt.NDArray[np.float32]:
+def dequantize_morphs(codes: npt.ArrayLike, lo: F64, hi: F64, bits: int) -> F32:
     """``float32(lo + (hi - lo) * code / Q)``, evaluated left to right in double."""
     q, _ = code_limits(bits)
     c = np.asarray(codes, dtype=np.float64)
     return (lo + ((hi - lo) * c) / q).astype(np.float32)
 
 
-def dequantize_channels(
-    codes: npt.ArrayLike, rot_scale: float, bits: int
-) -> npt.NDArray[np.float32]:
+def dequantize_channels(codes: npt.ArrayLike, rot_scale: float, bits: int) -> F32:
     """``float32(rot_scale * code / R)``, evaluated left to right in double."""
     _, r = code_limits(bits)
     c = np.asarray(codes, dtype=np.float64)

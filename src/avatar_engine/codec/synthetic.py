@@ -10,18 +10,17 @@ they rest), not realistic animation.
 from __future__ import annotations
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.rigs.arkit import ARKIT_NAMES
-from avatar_engine.types import F32
+from avatar_engine.types import F32, F64
 
 _I = {name: i for i, name in enumerate(ARKIT_NAMES)}
 
 
-def _bump(t: npt.NDArray[np.float64], centre: float, width: float) -> npt.NDArray[np.float64]:
+def _bump(t: F64, centre: float, width: float) -> F64:
     """A raised-cosine bump of total ``width`` seconds centred on ``centre`` (0 outside)."""
     u = np.clip((t - centre) / (width / 2), -1.0, 1.0)
-    out: npt.NDArray[np.float64] = 0.5 * (1.0 + np.cos(np.pi * u))
+    out: F64 = 0.5 * (1.0 + np.cos(np.pi * u))
     return out
 
 

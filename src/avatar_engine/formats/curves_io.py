@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import numpy.typing as npt
+
+from avatar_engine.types import F32, F64
 
 DECIMALS = 6
 """Written precision: 1e-6 is far below what a 16-bit morph target can show."""
@@ -30,9 +31,9 @@ class MorphCurves:
     rig: str
     fps: float
     morph_names: Sequence[str]
-    frames: npt.NDArray[np.float32]
+    frames: F32
     """(N, M) morph values at times ``i / fps``."""
-    channels: Mapping[str, npt.NDArray[np.float32]] = field(default_factory=dict)
+    channels: Mapping[str, F32] = field(default_factory=dict)
     """Channel name -> (N,) values."""
 
     def __post_init__(self) -> None:
@@ -43,9 +44,7 @@ class MorphCurves:
                 raise ValueError(f"channel {name!r} must have one value per frame")
 
 
-def resample_uniform(
-    times: npt.NDArray[np.float64], values: npt.NDArray[np.float32], fps: float
-) -> npt.NDArray[np.float32]:
+def resample_uniform(times: F64, values: F32, fps: float) -> F32:
     """Linearly resample rows taken at ``times`` onto a uniform ``fps`` grid from time 0."""
     if times.shape[0] != values.shape[0]:
         raise ValueError("one time per row is required")

@@ -32,6 +32,7 @@ from avatar_engine.rigs.arkit import (
     UnknownNameError,
     normalize_arkit_name,
 )
+from avatar_engine.types import F32
 
 DEFAULT_PORT: Final = 49983
 """The phone listens for the handshake here, and the app streams to this port on the PC."""
@@ -77,9 +78,9 @@ class IfmFrameError(ValueError):
 class IfmFrame:
     """One parsed frame: engine-ready arrays plus what the parser had to fix."""
 
-    arkit: npt.NDArray[np.float32]
+    arkit: F32
     """52 weights in canonical order, 0..1 (names the frame lacks are 0)."""
-    rotations: npt.NDArray[np.float32]
+    rotations: F32
     """9 rotation channels in engine units (degrees / ``degrees_per_unit``)."""
     head_position: tuple[float, float, float] | None
     """The head ``tx, ty, tz`` the app sends (metres, camera space); not an engine channel."""

@@ -20,6 +20,8 @@ from typing import Final
 import numpy as np
 import numpy.typing as npt
 
+from avatar_engine.types import F32
+
 PACKET_VERSION: Final = 6
 VALUE_COUNT: Final = 61
 MAX_NAME_BYTES: Final = 256
@@ -64,7 +66,7 @@ class LiveLinkFrame:
     subframe: float
     fps_numerator: int
     fps_denominator: int
-    values: npt.NDArray[np.float32]
+    values: F32
     """61 float32: 52 ARKit weights then 9 rotations."""
 
     @property

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT, NameBinding, UnknownNameError
+from avatar_engine.types import F32, F64
 
 DEFAULT_FPS: Final = 60.0
 """Live Link Face records at 60 fps unless set to 30; the CSV does not say which."""
@@ -35,11 +35,11 @@ class TakeFormatError(ValueError):
 class Take:
     """A capture take as arrays: one row per frame."""
 
-    times: npt.NDArray[np.float64]
+    times: F64
     """Seconds from the first frame."""
-    arkit: npt.NDArray[np.float32]
+    arkit: F32
     """(N, 52) ARKit weights in canonical order."""
-    rotations: npt.NDArray[np.float32]
+    rotations: F32
     """(N, 9) Live Link rotations (HeadYaw ... RightEyeRoll), in the app's units."""
     fps: float
 

@@ -41,7 +41,8 @@ from typing import IO, Any, Final
 
 import msgpack
 import numpy as np
-import numpy.typing as npt
+
+from avatar_engine.types import F32, F64
 
 MAGIC: Final = b"AVREC1\r\n"
 FORMAT: Final = "avatar-engine/avrec"
@@ -131,8 +132,8 @@ class AvrecFrame:
     order."""
 
     t: float
-    values: npt.NDArray[np.float32]
-    channels: npt.NDArray[np.float32]
+    values: F32
+    channels: F32
 
 
 def encode_record(obj: object) -> bytes:
@@ -143,9 +144,7 @@ def encode_record(obj: object) -> bytes:
     return _PREFIX.pack(len(payload), zlib.crc32(payload)) + payload
 
 
-def encode_frame(
-    t: float, values: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
-) -> bytes:
+def encode_frame(t: float, values: F32, channels: F32) -> bytes:
     """A frame record: time, then values and channels as little-endian float32 bytes."""
     return encode_record(
         [
@@ -271,9 +270,7 @@ class AvrecWriter:
         self._fh.write(MAGIC + encode_record(header.to_msgpack()))
         self._fh.flush()
 
-    def write(
-        self, t: float, values: npt.NDArray[np.float32], channels: npt.NDArray[np.float32]
-    ) -> None:
+    def write(self, t: float, values: F32, channels: F32) -> None:
         """Append one frame; the shapes must match the header (a mismatch is a caller error, not a
         file to repair later)."""
         if values.shape != (len(self.header.names),):
@@ -315,10 +312,10 @@ class AvrecRecording:
     record were skipped."""
 
     header: AvrecHeader
-    times: npt.NDArray[np.float64]
-    values: npt.NDArray[np.float32]
+    times: F64
+    values: F32
     """(N, len(names))."""
-    channels: npt.NDArray[np.float32]
+    channels: F32
     """(N, len(channels))."""
     skipped_tail_bytes: int
     """Bytes after the last good record (a torn write, or corruption named by ``error``)."""

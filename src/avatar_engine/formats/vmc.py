@@ -31,7 +31,6 @@ from enum import StrEnum
 from typing import Any, Final, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.formats import osc
 from avatar_engine.formats.osc import OscMessage
@@ -49,6 +48,7 @@ from avatar_engine.rigs.arkit import (
     UnknownNameError,
     normalize_arkit_name,
 )
+from avatar_engine.types import F32
 
 DEFAULT_PORT: Final = 39539
 """Where a Marionette (receiver) listens; Performers send here."""
@@ -153,14 +153,14 @@ ARKIT_TO_VRM: Final[dict[str, dict[str, float]]] = {
 """VRM preset (UniVRM spelling) -> ARKit weights, for VMC output with VRM names."""
 
 
-def _preset_vector(table: dict[str, float]) -> npt.NDArray[np.float32]:
+def _preset_vector(table: dict[str, float]) -> F32:
     vec = np.zeros(ARKIT_COUNT, dtype=np.float32)
     for name, weight in table.items():
         vec[_A[name]] = weight
     return vec
 
 
-_PRESET_VECTORS: Final[dict[str, npt.NDArray[np.float32]]] = {
+_PRESET_VECTORS: Final[dict[str, F32]] = {
     key: _preset_vector(table) for key, table in VRM_TO_ARKIT.items()
 }
 _EGRESS_MATRIX: Final = np.stack([_preset_vector(t) for t in ARKIT_TO_VRM.values()])
@@ -170,7 +170,7 @@ PERFECT_SYNC_NAMES: Final[tuple[str, ...]] = tuple(n[0].upper() + n[1:] for n in
 """The 52 Perfect Sync clip names (PascalCase ARKit), in canonical order."""
 
 
-def _resolve_name(name: str) -> int | npt.NDArray[np.float32] | None:
+def _resolve_name(name: str) -> int | F32 | None:
     """ARKit index, a VRM preset's ARKit vector, or None for an unknown name."""
     try:
         canonical = normalize_arkit_name(name)
@@ -226,8 +226,8 @@ def parse_datagram(data: bytes) -> list[OscMessage]:
 class VmcFrame:
     """One applied frame: engine-ready arrays."""
 
-    arkit: npt.NDArray[np.float32]
-    rotations: npt.NDArray[np.float32]
+    arkit: F32
+    rotations: F32
     values: int
     """How many ``Blend/Val`` messages made this frame."""
 
@@ -323,7 +323,7 @@ class VmcDecoder:
         self._presets.fill(0.0)
         self._values = 0
 
-    def _lookup(self, name: str) -> int | npt.NDArray[np.float32] | None:
+    def _lookup(self, name: str) -> int | F32 | None:
         """Resolve a name not in the cache yet, and cache it."""
         resolved = _resolve_name(name)
         if len(self._cache) >= self._CACHE_LIMIT:  # bounded: garbage names cannot grow it
@@ -457,9 +457,7 @@ osc_message_bytes = osc.message_bytes
 osc_bundle_bytes = osc.bundle_bytes
 
 
-def vmc_blend_values(
-    arkit: npt.NDArray[np.float32], names: NameSet = "perfect_sync"
-) -> list[tuple[str, float]]:
+def vmc_blend_values(arkit: F32, names: NameSet = "perfect_sync") -> list[tuple[str, float]]:
     """The ``(clip name, value)`` pairs a frame sends for a name set."""
     weights = np.clip(np.asarray(arkit, dtype=np.float32).reshape(-1), 0.0, 1.0)
     if weights.shape[0] != ARKIT_COUNT:
@@ -473,8 +471,8 @@ def vmc_blend_values(
 
 
 def build_vmc_frame(
-    arkit: npt.NDArray[np.float32],
-    rotations: npt.NDArray[np.float32] | None = None,
+    arkit: F32,
+    rotations: F32 | None = None,
     *,
     names: NameSet = "perfect_sync",
     degrees_per_unit: float = DEGREES_PER_UNIT,

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec import Capture, Decoder, ProtocolError, PublishHello
 from avatar_engine.codec.messages import Ping, Pong
@@ -35,6 +34,7 @@ from avatar_engine.rigs.arkit import (
     UnknownNameError,
     normalize_arkit_name,
 )
+from avatar_engine.types import F32
 
 MAX_PUBLISHERS: Final = 16
 """Publisher ids remembered per connection or UDP sender (the codec bounds hellos alike)."""
@@ -54,9 +54,9 @@ class PublishFrame:
     seq: int
     t: float
     """The publisher's timestamp in seconds (``t_ms / 1000``)."""
-    arkit: npt.NDArray[np.float32]
+    arkit: F32
     """The publisher's current values (decoder state: valid until the next ``feed``)."""
-    rotations: npt.NDArray[np.float32]
+    rotations: F32
     unknown: int
     clamped: int
 

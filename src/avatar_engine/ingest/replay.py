@@ -28,7 +28,6 @@ from typing import Final, Protocol
 from urllib.parse import urlsplit
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec import encode_capture, encode_publish_hello
 from avatar_engine.formats import ifacialmocap
@@ -42,7 +41,7 @@ from avatar_engine.rigs.arkit import (
     NameBinding,
 )
 from avatar_engine.transport.egress import LiveLinkEgress, VmcEgress
-from avatar_engine.types import F32
+from avatar_engine.types import F32, F64
 
 logger = logging.getLogger("avatar_engine.replay")
 
@@ -58,7 +57,7 @@ class ReplayError(ValueError):
 class TakeFrames:
     """A take as the replay needs it: times, ARKit rows and rotation rows."""
 
-    times: npt.NDArray[np.float64]
+    times: F64
     arkit: F32
     rotations: F32
     source: str

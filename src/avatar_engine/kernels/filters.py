@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, require_native, resolve_backend
 from avatar_engine.rows import BlockField, RowTable, table_of
-from avatar_engine.types import F32, I8, U8
+from avatar_engine.types import F32, F64, I8, U8
 
 SETTLE_2PCT = 5.8335
 """``omega * t`` at which a critically damped step response is within 2 % of its target."""
@@ -90,7 +90,7 @@ class SpringFn(Protocol):
     def __call__(self, state: SpringState, dt: float, target: F32, /) -> None: ...
 
 
-def _alpha(cutoff: npt.NDArray[np.float64], dt: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+def _alpha(cutoff: F64, dt: F64) -> F64:
     r = (2.0 * math.pi) * cutoff * dt
     return r / (r + 1.0)
 

@@ -25,7 +25,7 @@ from avatar_engine.kernels.backends import BackendName, require_native, resolve_
 from avatar_engine.rigs.arkit import ARKIT_NAMES
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rigs.sparse import SparseMap
-from avatar_engine.types import F32
+from avatar_engine.types import F32, I32
 
 
 class NonFiniteInputError(ValueError):
@@ -46,7 +46,7 @@ class RetargetTables:
     offset: F32
     lower: F32
     upper: F32
-    exclusive: npt.NDArray[np.int32]
+    exclusive: I32
 
     @classmethod
     def for_rig(cls, rig: RigProfile, source: str, source_names: Sequence[str]) -> RetargetTables:
@@ -66,14 +66,14 @@ class RetargetArrays(NamedTuple):
     field name (the sparse map in CSR form, ``exclusive`` as ``(P, 2)`` pairs)."""
 
     n_inputs: int
-    indptr: npt.NDArray[np.int32]
-    indices: npt.NDArray[np.int32]
+    indptr: I32
+    indices: I32
     weights: F32
     gain: F32
     offset: F32
     lower: F32
     upper: F32
-    exclusive: npt.NDArray[np.int32]
+    exclusive: I32
 
     @classmethod
     def of(cls, tables: RetargetTables) -> RetargetArrays:

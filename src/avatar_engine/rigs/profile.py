@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 from pydantic import ValidationError
 
 from avatar_engine.rigs.schema import (
@@ -24,6 +23,7 @@ from avatar_engine.rigs.schema import (
     RigFile,
 )
 from avatar_engine.rigs.sparse import SparseMap
+from avatar_engine.types import F32, I8, I32
 
 _DATA_PACKAGE = "avatar_engine.rigs.data"
 
@@ -198,12 +198,12 @@ class RigProfile:
     spec: RigFile
     source: str
     morph_names: tuple[str, ...] = field(init=False)
-    region_codes: npt.NDArray[np.int8] = field(init=False)
-    lower: npt.NDArray[np.float32] = field(init=False)
-    upper: npt.NDArray[np.float32] = field(init=False)
-    gain: npt.NDArray[np.float32] = field(init=False)
-    offset: npt.NDArray[np.float32] = field(init=False)
-    exclusive: npt.NDArray[np.int32] = field(init=False)
+    region_codes: I8 = field(init=False)
+    lower: F32 = field(init=False)
+    upper: F32 = field(init=False)
+    gain: F32 = field(init=False)
+    offset: F32 = field(init=False)
+    exclusive: I32 = field(init=False)
     """``(P, 2)`` morph indices: column 0 dominant, column 1 suppressed."""
 
     def __post_init__(self) -> None:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
+
+from avatar_engine.types import F32, F64, I32
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +19,10 @@ class SparseMap:
 
     n_outputs: int
     n_inputs: int
-    indptr: npt.NDArray[np.int32]
+    indptr: I32
     """``indptr[m]:indptr[m+1]`` is the slice of ``indices``/``weights`` for output ``m``."""
-    indices: npt.NDArray[np.int32]
-    weights: npt.NDArray[np.float32]
+    indices: I32
+    weights: F32
 
     @classmethod
     def from_triplets(
@@ -45,7 +46,7 @@ class SparseMap:
             weights=np.array([w for _, w in ordered], dtype=np.float32),
         )
 
-    def to_dense(self) -> npt.NDArray[np.float64]:
+    def to_dense(self) -> F64:
         """The full ``n_outputs x n_inputs`` matrix (float64), for the numpy reference."""
         dense = np.zeros((self.n_outputs, self.n_inputs), dtype=np.float64)
         rows = np.repeat(np.arange(self.n_outputs), np.diff(self.indptr))

@@ -14,14 +14,13 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-import numpy as np
-import numpy.typing as npt
 from pydantic import Field, field_validator
 
 from avatar_engine.formats.vmc import EGRESS_BONES, BonePositions, check_bone_positions
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.server.inputs import RequestBody
 from avatar_engine.transport.egress import ArkitView, LiveLinkEgress, SessionEgress, VmcEgress
+from avatar_engine.types import F32
 
 MAX_TARGETS_PER_SESSION = 8
 
@@ -139,8 +138,8 @@ class EgressHub:
     def push(
         self,
         session: str,
-        morphs: npt.NDArray[np.float32],
-        channels: npt.NDArray[np.float32],
+        morphs: F32,
+        channels: F32,
         t: float,
     ) -> None:
         """Send one frame of ``session`` (its rig's morphs and channels at stream time ``t``) to

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.codec.encoder import NONE, BatchEncoder
 from avatar_engine.codec.messages import StreamParams, encode_hello
@@ -22,6 +21,7 @@ from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rows import RowTable
 from avatar_engine.server.fanout import FrameLink, current_link, offer_to_all
 from avatar_engine.transport.outbox import Outbox
+from avatar_engine.types import B1, F32
 
 INITIAL_SLOTS = 64
 
@@ -142,9 +142,9 @@ class RigStreams:
     def encode_and_fan_out(
         self,
         t_ms: int,
-        morphs: npt.NDArray[np.float32],
-        channels: npt.NDArray[np.float32],
-        fresh_rows: npt.NDArray[np.bool_] | None = None,
+        morphs: F32,
+        channels: F32,
+        fresh_rows: B1 | None = None,
     ) -> int:
         """Encode every due stream once and offer the bytes to its subscribers; returns bytes.
 

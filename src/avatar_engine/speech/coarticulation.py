@@ -41,7 +41,7 @@ import numpy.typing as npt
 
 from avatar_engine.speech.timing import Segments
 from avatar_engine.speech.visemes import VISEME_INDEX, VISEMES
-from avatar_engine.types import F32, F64
+from avatar_engine.types import B1, F32, F64
 
 N_VISEMES: Final = len(VISEMES)
 LAYERS: Final = ("lips", "jaw", "tongue")
@@ -62,7 +62,7 @@ class DominanceTable:
     carryover: F64  # (15,)
     shape: float
     core: float
-    tongue_only: npt.NDArray[np.bool_]  # (15,)
+    tongue_only: B1  # (15,)
     contact: F64  # (15,) 0 = not a contact viseme
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.retarget import RetargetKernel, RetargetTables, make_kernel
@@ -37,10 +36,10 @@ from avatar_engine.speech.coarticulation import (
     dominance_table,
 )
 from avatar_engine.speech.visemes import VISEMES
-from avatar_engine.types import F32
+from avatar_engine.types import F32, I8
 
 
-def morph_layers(rig: RigProfile, viseme_map: SparseMap) -> npt.NDArray[np.int8]:
+def morph_layers(rig: RigProfile, viseme_map: SparseMap) -> I8:
     """Articulator layer of every morph of ``rig`` (see the module docstring)."""
     jaw = REGION_ORDER.index(Region.JAW)
     tongue = REGION_ORDER.index(Region.TONGUE)

@@ -21,10 +21,10 @@ from dataclasses import dataclass
 from typing import Final
 
 import numpy as np
-import numpy.typing as npt
 
 from avatar_engine.speech.g2p import Phone, Silence, Unit
 from avatar_engine.speech.visemes import HH, SIL, VISEME_INDEX, VOWEL_VISEMES
+from avatar_engine.types import F32, F64, I8
 
 REFERENCE_WPM: Final = 168.0
 """The rate at which unscaled mean durations speak typical English text, pauses included
@@ -50,11 +50,11 @@ class Segments:
     ``emphasis`` scales its targets (stressed vowels open the jaw more).
     """
 
-    viseme: npt.NDArray[np.int8]
-    start: npt.NDArray[np.float64]
-    end: npt.NDArray[np.float64]
-    strength: npt.NDArray[np.float32]
-    emphasis: npt.NDArray[np.float32]
+    viseme: I8
+    start: F64
+    end: F64
+    strength: F32
+    emphasis: F32
     labels: tuple[str, ...]
 
     def __len__(self) -> int:
