@@ -217,11 +217,19 @@ def test_removing_a_session_in_the_middle_keeps_the_others_intact(engine: Engine
     assert all(e.session != "s1" for e in engine.take_events())
 
 
-def test_degrade_marks_lost_input(engine: Engine) -> None:
+def test_degrade_marks_lost_input_and_recover_only_undoes_that(engine: Engine) -> None:
     engine.create_session("a", t=0.0)
     engine.degrade("a", 1.0)
     assert engine.get("a").state is SessionState.DEGRADED
-    assert kinds(engine.take_events(), "a") == [(STATE, "degraded")]
+    engine.recover("a", 2.0)
+    engine.set_thinking("a", True, 3.0)
+    engine.recover("a", 4.0)  # not degraded: nothing to undo
+    assert engine.get("a").state is SessionState.THINKING
+    assert kinds(engine.take_events(), "a") == [
+        (STATE, "degraded"),
+        (STATE, "ready"),
+        (STATE, "thinking"),
+    ]
 
 
 def test_pending_events_are_bounded_per_session(engine: Engine) -> None:

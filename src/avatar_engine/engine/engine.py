@@ -223,6 +223,12 @@ class Engine:
         capture arrives again."""
         self.get(session_id).set_state(SessionState.DEGRADED, t)
 
+    def recover(self, session_id: str, t: float) -> None:
+        """DEGRADED back to READY (what degraded it works again); any other state stays."""
+        session = self.get(session_id)
+        if session.state is SessionState.DEGRADED:
+            session.set_state(SessionState.READY, t)
+
     # -- queries -----------------------------------------------------------------------------
 
     def get(self, session_id: str) -> Session:

@@ -491,6 +491,14 @@ class Runtime:
         """Thinking, listening or idle now (``Engine.set_conversation_state``)."""
         self.engine.set_conversation_state(session_id, state, self.now())
 
+    def degrade(self, session_id: str) -> None:
+        """DEGRADED now: a path the session needs cannot run (e.g. its voice)."""
+        self.engine.degrade(session_id, self.now())
+
+    def recover(self, session_id: str) -> None:
+        """DEGRADED back to READY now (the path runs again); any other state stays."""
+        self.engine.recover(session_id, self.now())
+
     def look_at(self, session_id: str, yaw: float, pitch: float) -> None:
         """Aim the gaze (channel units: 1.0 is the eye channel's full scale)."""
         self.engine.look_at(session_id, yaw, pitch)
@@ -643,8 +651,7 @@ class Runtime:
         session = self.engine.find(session_id)
         if session is None:
             return False
-        self.engine.push_capture(session_id, arkit, rotations, self.now())
-        session.source = kind
+        self.engine.push_capture(session_id, arkit, rotations, self.now(), source=kind)
         self.counters.publish_messages += 1
         if session_id in self.subscribers:
             self.kick()

@@ -37,7 +37,7 @@ import numpy as np
 
 from avatar_engine.audio.wav import parse_wav
 from avatar_engine.engine.live_voice import FaceFrames
-from avatar_engine.engine.sessions import Session, SessionState
+from avatar_engine.engine.sessions import Session
 from avatar_engine.engine.voice_track import MAX_QUEUED_MS, VoiceQueueFullError
 from avatar_engine.server.inputs import SpeakRequest
 from avatar_engine.speech.lipsync import Utterance
@@ -193,7 +193,7 @@ def schedule_voiced(
     now_ms = runtime.t_ms(now)
     if interrupt:
         runtime.voice.cut(session.id, now_ms)
-        runtime.engine.interrupt(session.id, now)
+        runtime.interrupt(session.id)
     duration_ms = 1000.0 * samples.shape[0] / rate
     start_ms = voice_room(runtime, session.id, duration_ms, delay_ms)
     track = runtime.voice.track(session.id)
@@ -202,8 +202,8 @@ def schedule_voiced(
     times = fit_anticipation(start_ms + keys.times * 1000.0, start_ms, now_ms)
     runtime.voice.feed_face(session.id, FaceFrames(times, keys.values), now_ms)
     runtime.voice.wake(session.id)
-    if runtime.voice.degraded.pop(session.id, None) and session.state is SessionState.DEGRADED:
-        session.set_state(SessionState.READY, now)
+    if runtime.voice.degraded.pop(session.id, None):
+        runtime.recover(session.id)
     runtime.kick()
     return {"start_ms": start_ms, "duration_ms": round(duration_ms)}
 
@@ -230,7 +230,7 @@ async def _face_only(runtime: Runtime, session: Session, body: SpeakRequest) -> 
     now = runtime.now()
     if body.interrupt:
         runtime.voice.cut(session.id, runtime.t_ms(now))
-    runtime.engine.play(session.id, utterance, now + body.delay_ms / 1000, now)
+    runtime.play(session.id, utterance, now + body.delay_ms / 1000)
     runtime.kick()
     return {"session": session.id, "scheduled": True, "voice": None}
 
@@ -243,8 +243,7 @@ def _text_face(
     if body.interrupt:
         runtime.voice.cut(session.id, runtime.t_ms(now))
     spoken = text if text.endswith((" ", "\n")) else text + " "
-    runtime.engine.push_text(session.id, spoken, now, options=body.stream_options(),
-                             interrupt=body.interrupt)  # fmt: skip
+    runtime.push_text(session.id, spoken, options=body.stream_options(), interrupt=body.interrupt)
     runtime.kick()
     return {"session": session.id, "scheduled": True, "voice": None}
 
@@ -256,5 +255,5 @@ def _degraded(
     session's state (an EVENT to viewers) say that it is silent and why."""
     response = _text_face(runtime, session, body, text)
     runtime.voice.degraded[session.id] = str(exc)
-    session.set_state(SessionState.DEGRADED, runtime.now())
+    runtime.degrade(session.id)
     return {**response, "degraded": f"silent: {exc}"}
