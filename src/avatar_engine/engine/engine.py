@@ -1,8 +1,10 @@
 """The engine: sessions grouped by rig, and one batched call per stage per tick.
 
 Sans-I/O: the engine never reads a clock or touches a socket. The shell pushes inputs with the
-time they arrived, calls :meth:`Engine.step` with the tick time, and reads each rig group's
-output rows (``morphs``, ``channels``) to encode.
+time they arrived (``push_capture``, ``push_text``, ``play``, ``set_emotion``...), calls
+:meth:`Engine.step` with the tick time, then takes out what happened (:meth:`Engine.take_events`)
+and each rig's output rows to encode (:meth:`Engine.outputs`). That narrow surface is all the
+shell uses (the server's ``Runtime`` is its one caller); ``tests/test_engine.py`` drives it alone.
 
 Per rig group and tick: capture rows are retargeted (one call), speech is sampled and mapped
 (one call each), then the animator runs emotion, procedural life, smoothing, the compositor
@@ -270,23 +272,6 @@ class Engine:
         """White-box access to one rig's stages, for stage benchmarks and tests; the shell
         reads :meth:`outputs` instead."""
         return self._groups[rig]
-
-    # Transitional (issue 17): the shell's old reads, removed once every call site uses the
-    # surface above (see /work/notes/surface.md).
-    @property
-    def sessions(self) -> dict[str, Session]:
-        """Transitional: use :meth:`find`, ``in``, ``len`` or :meth:`iter_sessions`."""
-        return self._sessions
-
-    @property
-    def groups(self) -> dict[str, RigGroup]:
-        """Transitional: use :meth:`rig_of`, :meth:`rows_of` or :meth:`outputs`."""
-        return self._groups
-
-    @property
-    def with_events(self) -> set[str]:
-        """Transitional: use :meth:`take_events`."""
-        return self._with_events
 
     def _where(self, session_id: str) -> tuple[Session, RigGroup, int]:
         session = self.get(session_id)
