@@ -14,6 +14,7 @@ from typing import Any, Final
 from avatar_engine.cli.usage import EXIT_BAD_INPUT, Subparsers
 from avatar_engine.server.config import ConfigError, ServerOptions, load_options, option_docs
 from avatar_engine.server.logging_setup import configure_logging
+from avatar_engine.server.placement import PlacementFactory
 from avatar_engine.server.serve import ports_in_use, run_server
 
 FLAGS: Final[dict[str, dict[str, Any]]] = {
@@ -94,5 +95,15 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"avatar-engine: error: {busy}")
         return EXIT_BAD_INPUT
     configure_logging(options.log_format, options.log_level)
-    asyncio.run(run_server(options))
+    asyncio.run(run_server(options, cluster_placement(options)))
     return 0
+
+
+def cluster_placement(options: ServerOptions) -> PlacementFactory | None:
+    """The cluster's placement with ``--redis`` (docs/deploy.md), else None (one process, and
+    nothing of the cluster package is imported)."""
+    if not options.redis_url:
+        return None
+    from avatar_engine.cluster.placement import ClusterPlacement
+
+    return ClusterPlacement

@@ -28,8 +28,8 @@ from avatar_engine.server.routes import egress, inputs, pages, rigs, service, se
 from avatar_engine.server.routes.deps import ErrorStatuses
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.voice_speak import Voices
+from avatar_engine.server.webrtc import WebRtcGateway
 from avatar_engine.speech.lipsync import from_text
-from avatar_engine.transport.webrtc import WebRtcGateway
 
 log = logging.getLogger("avatar_engine.server")
 

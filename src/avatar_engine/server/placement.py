@@ -5,8 +5,9 @@ asks its placement everything that depends on where the others are: which stream
 whether a session is owned by another node, how to serve a viewer or a capture frame of such a
 session, and which background work keeps the placement true. The single-process answer is
 :class:`LocalPlacement` (nothing is elsewhere); the cluster's is
-:class:`~avatar_engine.cluster.placement.ClusterPlacement` (docs/deploy.md). The runtime calls
-both the same way, never asking which one it has.
+:class:`~avatar_engine.cluster.placement.ClusterPlacement` (docs/deploy.md), which the command
+line hands to the runtime with ``--redis``. The runtime calls both the same way, never asking
+which one it has.
 
 A placement reaches back into the runtime only through :class:`PlacementHost`, the few
 operations a node needs to adopt, hand over or relay a session. This module imports neither
@@ -16,6 +17,7 @@ the runtime nor the cluster, so both import it and not each other.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -206,6 +208,10 @@ class Placement(Protocol):
     async def stop(self) -> None:
         """Stop it, handing over what this process held."""
         ...
+
+
+PlacementFactory = Callable[[PlacementHost], Placement]
+"""Makes a runtime's placement (given the runtime): how the command line picks the cluster's."""
 
 
 class LocalPlacement:

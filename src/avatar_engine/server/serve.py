@@ -16,6 +16,7 @@ from avatar_engine.server.app import create_app
 from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.fanout import StreamProtocol
 from avatar_engine.server.limits import MAX_URL_BYTES
+from avatar_engine.server.placement import PlacementFactory
 from avatar_engine.server.runtime import Runtime
 
 log = logging.getLogger("avatar_engine.server")
@@ -48,9 +49,9 @@ def ports_in_use(options: ServerOptions) -> str | None:
     return None
 
 
-async def run_server(options: ServerOptions) -> None:
-    """Serve until SIGTERM/SIGINT."""
-    runtime = Runtime(options)
+async def run_server(options: ServerOptions, placement: PlacementFactory | None = None) -> None:
+    """Serve until SIGTERM/SIGINT (``placement``: the cluster's, with ``--redis``)."""
+    runtime = Runtime(options, placement=placement)
     app = create_app(runtime)
     config = uvicorn.Config(
         app,

@@ -39,8 +39,8 @@ from avatar_engine.server.routes.deps import (
 )
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.server.webrtc import WebRtcGateway
 from avatar_engine.transport.outbox import CLOSE_NOT_READING, OutboxOverflowError
-from avatar_engine.transport.webrtc import WebRtcGateway
 
 
 class RtcOffer(RequestBody):
