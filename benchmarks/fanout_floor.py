@@ -19,8 +19,9 @@ processes, :mod:`avatar_engine.client.lean`):
 optionally **asgi**: the same server with uvicorn's own WebSocket protocol, so every frame
 goes through a writer task and an ASGI send per viewer (the path before issue 16); then
 **stall**: N = the largest count, ``--repeat`` times without and then with one more viewer
-that never reads, on one server (the others' median p99 of each kind, the server's RSS from
-the first run to the last); **capture**: 100 publishing sessions with
+that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
+over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
+server, and after the last); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99); **webrtc**: ``--webrtc`` aiortc viewers (if
 asked). Every load process reports its own CPU; the load average is printed with each row.
 """
@@ -41,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
 import numpy as np
 
@@ -200,8 +202,11 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
     for key, value in over.items():
         setattr(ns, key, value)
     rss0 = proc_sample(server.proc.pid)[1]
+    tick0 = httpx.get(server.url + "/stats", timeout=10).json()["tick"]
     report = run_simulation(ns)
     report["rss_growth_mib"] = round(proc_sample(server.proc.pid)[1] - rss0, 1)
+    for key in ("late", "skipped"):  # this run's, not since the server started
+        report["server_tick"][key] -= tick0[key]
     return report
 
 
@@ -297,22 +302,27 @@ def main() -> int:
         n = max(args.viewers)
         server = ServerProcess().wait_ready(60)
         p99: dict[str, list[float]] = {"healthy": [], "stalled": []}
+        growth: list[float] = []
         try:
-            rss0 = proc_sample(server.proc.pid)[1]
+            rss: list[float] = []
             for _ in range(args.repeat):  # alternate, so drift in the load hits both alike
                 for name, stalled in (("healthy", 0), ("stalled", 1)):
                     r = _sim(server, args, subscribers=n + stalled, stalled=stalled)
                     row = _server_row(n, r, floors.get(n, {}))
                     p99[name].append(row["p99_ms"])
+                    rss.append(proc_sample(server.proc.pid)[1])
+                    if stalled:
+                        growth.append(row["rss_growth_mib"])
                     show(name, row)
-            rss1 = proc_sample(server.proc.pid)[1]
         finally:
             server.stop()
         healthy, stalled = (float(np.median(p99[k])) for k in ("healthy", "stalled"))
         show("stall", {"viewers": n, "p99_ms_healthy_median": healthy,
                        "p99_ms_stalled_median": stalled,
                        "p99_change_percent": round(100 * (stalled / healthy - 1), 1),
-                       "server_rss_mib": [round(rss0, 1), round(rss1, 1)]})  # fmt: skip
+                       "rss_growth_mib_stalled_runs": growth,
+                       "server_rss_mib_after_first_run_and_last": [round(rss[0], 1),
+                                                                   round(rss[-1], 1)]})  # fmt: skip
     if "capture" in cases:
         server = ServerProcess().wait_ready(60)
         try:
