@@ -62,12 +62,12 @@ class Block(Generic[S]):
         axis = self.spec.axis
         return self.data if axis == 0 else np.moveaxis(self.data, axis, 0)
 
-    def _allocate(self, capacity: int) -> npt.NDArray[S]:
-        spec = self.spec
-        by_row = np.empty((capacity, *spec.shape), spec.dtype)
-        by_row[...] = spec.default
-        out: npt.NDArray[S] = np.moveaxis(by_row, 0, spec.axis).copy()
-        return out
+
+def _allocate(spec: BlockSpec, capacity: int) -> npt.NDArray[Any]:
+    """A C-contiguous array of ``capacity`` rows for ``spec``, every row at its default."""
+    by_row = np.empty((capacity, *spec.shape), spec.dtype)
+    by_row[...] = spec.default
+    return np.moveaxis(by_row, 0, spec.axis).copy()
 
 
 class RowTable(Generic[K]):
@@ -105,8 +105,7 @@ class RowTable(Generic[K]):
         value = np.asarray(default, dtype)
         np.broadcast_to(value, shape)  # a default that does not fit a row fails here
         spec = BlockSpec(name, tuple(shape), np.dtype(dtype), value, axis)
-        block: Block[S] = Block(spec, np.empty(0, dtype))
-        block.data = block._allocate(self._capacity)
+        block: Block[S] = Block(spec, _allocate(spec, self._capacity))
         self._blocks[name] = block
         return block
 
@@ -182,7 +181,7 @@ class RowTable(Generic[K]):
         old = self._capacity
         self._capacity *= 2
         for block in self._blocks.values():
-            grown = block._allocate(self._capacity)
+            grown = _allocate(block.spec, self._capacity)
             np.moveaxis(grown, block.spec.axis, 0)[:old] = block.by_row()
             block.data = grown
 
