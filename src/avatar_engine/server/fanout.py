@@ -64,15 +64,17 @@ def frame_header(size: int) -> bytes:
 
 
 class DirectLink:
-    """One stream connection's transport, for frames that bypass the ASGI send."""
+    """One stream connection's transport, for frames that bypass the ASGI send. Its flags
+    (with the viewer's outbox) decide whether a frame may go straight to the socket: see
+    :func:`offer_to_all`."""
 
-    __slots__ = ("_protocol", "asgi_sending", "fd", "open", "paused", "transport")
+    __slots__ = ("asgi_sending", "fd", "open", "paused", "protocol", "transport")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
-        self._protocol = protocol
+        self.protocol = protocol
         self.transport = protocol.transport
         self.fd: int = self.transport.get_extra_info("socket").fileno()
-        """The socket's descriptor, for :func:`send_to_all` (valid while ``open``)."""
+        """The socket's descriptor, for the native send loop (valid while ``open``)."""
         self.open = True
         """False once the connection is lost (set by the protocol before its socket closes,
         so the descriptor written to is always this connection's)."""
@@ -81,20 +83,8 @@ class DirectLink:
         self.asgi_sending = 0
         """ASGI sends of this connection in flight (awaiting a paused transport)."""
 
-    def claim(self, outbox: Outbox) -> bool:
-        """May this tick's frame be written to the socket itself, now? Only if nothing waits
-        ahead of it: not in the outbox (``outbox.take_direct()``, which counts it as sent), not
-        in the transport's buffer, not in an ASGI send; and the connection is open."""
-        return (
-            self.open
-            and not self.paused
-            and not self.asgi_sending
-            and not self._protocol.close_sent
-            and outbox.take_direct()
-        )
-
     def finish(self, wire: bytes, sent: int) -> None:
-        """The kernel took ``sent`` bytes of a claimed write (``-errno``: none). The transport's
+        """The kernel took ``sent`` bytes of a direct write (``-errno``: none). The transport's
         buffer was empty, so its write keeps the byte order: it sends the remainder (and then
         pauses this link until it has), or reports a broken socket and closes the connection,
         as any failed write does."""
@@ -209,14 +199,22 @@ def offer_to_all(
     for sub in subscribers:
         link = sub.direct
         outbox = sub.outbox
-        if link is not None:
-            if isinstance(link, DirectLink):
-                if link.claim(outbox):
-                    links.append(link)
-                    fds.append(link.fd)
-                    continue
-            elif link.try_write(message, outbox):
+        if type(link) is DirectLink:
+            # Straight to the socket only if nothing waits ahead of this frame: not in the
+            # transport's buffer, not in an ASGI send, not in the outbox (take_direct, which
+            # counts it as sent); and the connection is open. Inline: this runs per viewer.
+            if (
+                link.open
+                and not link.paused
+                and not link.asgi_sending
+                and not link.protocol.close_sent
+                and outbox.take_direct()
+            ):
+                links.append(link)
+                fds.append(link.fd)
                 continue
+        elif isinstance(link, DataChannelLink) and link.try_write(message, outbox):
+            continue
         if hold and not keyframe and outbox.awaiting_keyframe:
             need = True
             continue
