@@ -16,7 +16,8 @@ frame (tests/voice_probe.py says how, and how the offsets are taken). Prints:
    realtime-API deltas at real time, 10 times; offsets, and first delta to first sound and
    first moving mouth against the lip-sync delay + 60 ms.
 
-    python benchmarks/voice_sync.py [--sentences 20] [--skip-lossy] [--skip-bridge] [--json OUT]
+    python benchmarks/voice_sync.py [--sentences 20] [--skip-lossy] [--skip-bridge] [--lead MS]
+                                    [--json OUT]
 """
 
 from __future__ import annotations
@@ -182,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sentences", type=int, default=20)
     ap.add_argument("--skip-lossy", action="store_true")
     ap.add_argument("--skip-bridge", action="store_true")
+    ap.add_argument("--lead", type=int, help="POST /speak delay_ms (default: the server's)")
     ap.add_argument("--json", type=Path, help="write the figures here")
     args = ap.parse_args(argv)
     from playwright.sync_api import sync_playwright
@@ -195,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             # load the next one
             browser = launch(p, vp.AUTOPLAY)
             pg = vp.open_demo(browser, srv.url)
-            run = vp.speak_all(pg, srv.ws_url, sentences)
+            run = vp.speak_all(pg, srv.ws_url, sentences, lead=args.lead)
             figures["espeak"] = table(
                 run, f"espeak-ng, POST /speak, {pg.evaluate('avatarDemo.client.transportKind')}"
             )
@@ -203,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.skip_lossy:
                 browser = launch(p, vp.AUTOPLAY)
                 pg = vp.open_demo(browser, srv.url, "&transport=websocket", lossy=True)
-                run = vp.speak_all(pg, srv.ws_url, sentences)
+                run = vp.speak_all(pg, srv.ws_url, sentences, lead=args.lead)
                 figures["lossy"] = table(
                     run, "espeak-ng over a lossy, jittery WebSocket (5% dropped, 5% delayed)"
                 )

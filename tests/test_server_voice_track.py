@@ -14,7 +14,13 @@ import pytest
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Audio, Event, Frame, Hello, encode_control
 from avatar_engine.codec.wire import AudioCodec, ControlOp, DeltaMode, EventKind
-from avatar_engine.engine.live_voice import MARGIN_MS, LiveClock, LiveFace
+from avatar_engine.engine.live_voice import (
+    MARGIN_MS,
+    LiveClock,
+    LiveFace,
+    look_ahead_ms,
+    play_delay_ms,
+)
 from avatar_engine.engine.voice_track import (
     LEAD_MS,
     PACKET_MS,
@@ -199,7 +205,7 @@ def fox() -> tuple[np.ndarray, int]:
 
 
 def test_live_clock_anchors_at_arrival_plus_delay_and_reanchors_after_an_underrun() -> None:
-    clock, a = LiveClock(24000, 200), 200 + MARGIN_MS  # arrival -> anchor
+    clock, a = LiveClock(24000, 200), 200  # arrival -> anchor: exactly the lip-sync delay
     first = clock.place(2400, now_ms=1000)
     assert (first.anchor_ms, first.t_ms, first.new_segment) == (1000 + a, 1000.0 + a, True)
     second = clock.place(2400, now_ms=1100)  # on time: continues the segment
@@ -215,6 +221,12 @@ def test_live_clock_anchors_at_arrival_plus_delay_and_reanchors_after_an_underru
         LiveClock(24000, 200, max_queued_ms=1000).place(24000, now_ms=0)
 
 
+def test_the_delay_is_the_play_delay_and_the_look_ahead_keeps_a_work_margin() -> None:
+    assert (play_delay_ms(200), look_ahead_ms(200)) == (200, 200 - MARGIN_MS)
+    assert (play_delay_ms(0), look_ahead_ms(0)) == (MARGIN_MS, 0)  # never before the work
+    assert LiveFace(24000, 200).params.delay_s == pytest.approx((200 - MARGIN_MS) / 1000)
+
+
 def test_live_face_frames_share_the_audio_anchor() -> None:
     samples, rate = fox()
     clock, face = LiveClock(rate, 200), LiveFace(rate, 200)
@@ -225,7 +237,7 @@ def test_live_face_frames_share_the_audio_anchor() -> None:
         times.append(face.run(piece, samples[i : i + step]).t_ms)
     times.append(face.finish().t_ms)
     t = np.concatenate(times)
-    assert t[0] == 1200.0 + MARGIN_MS  # frame 0 at the anchor, where sample 0 plays
+    assert t[0] == 1200.0  # frame 0 at the anchor, where sample 0 plays
     assert np.allclose(np.diff(t), 10.0)  # 10 ms frames, gapless
     assert t.shape[0] == pytest.approx(samples.shape[0] / rate * 100, abs=2)
 

@@ -3,14 +3,14 @@ the stream clock, and the face the streaming lip-sync decides for it. Sans-I/O: 
 argument (stream milliseconds).
 
 The streaming lip-sync (:class:`~avatar_engine.audio.stream.LipSyncStream`) decides the face
-for audio frame ``h`` (10 ms) once it holds ``delay`` more audio. So a *segment* of live audio
-gets an **anchor**: its sample 0 plays at ``anchor = arrival of its first chunk + delay +
-MARGIN_MS``, sample ``i`` at ``anchor + 1000 i / rate``, and frame ``h`` at ``anchor + 10 h``.
-Audio and face share the anchor, so they play together, exactly; and for a sender that keeps
-up with real time, frame ``h`` is decided before it is shown (its look-ahead arrived
-``delay`` before its own audio plays; :data:`MARGIN_MS` covers the work after that). The
-voice therefore reaches viewers delayed by the lip-sync delay (plus the margin), as the face
-does.
+for audio frame ``h`` (10 ms) once it holds its look-ahead of more audio. So a *segment* of
+live audio gets an **anchor**: its sample 0 plays at ``anchor = arrival of its first chunk +
+delay``, sample ``i`` at ``anchor + 1000 i / rate``, and frame ``h`` at ``anchor + 10 h``.
+Audio and face share the anchor, so they play together, exactly, and viewers get the voice
+delayed by exactly the lip-sync delay. The recogniser looks :data:`MARGIN_MS` less than the
+delay ahead (:func:`look_ahead_ms`), so for a sender that keeps up with real time frame ``h``
+is decided that long before it is shown (its look-ahead arrived ``delay - MARGIN_MS`` after
+its own audio, which plays ``delay`` after it); the margin covers the work after that.
 
 A new segment (a new anchor) starts at the first chunk, after :meth:`LiveClock.end` (the
 sender's "done") or a cut, and when the sender falls behind real time: a chunk whose place on
@@ -34,12 +34,25 @@ from avatar_engine.speech.coarticulation import CHANNELS
 from avatar_engine.types import F32, F64, I16
 
 DEFAULT_DELAY_MS: Final = 200
-"""The lip-sync delay budget of a live voice unless the sender asks for another (0..1000)."""
+"""The lip-sync delay of a live voice unless the sender asks for another (0..1000): how long
+after it arrives its audio and face play."""
 MARGIN_MS: Final = 60
-"""Added to the delay budget in the anchor. A frame is decided once the delay's worth of
-audio after it has arrived: for a sender that keeps exactly real time that is the moment the
-frame is due, and the recogniser's block, the worker thread and the splice would make it
-late. 60 ms (a 40 ms block and 20 ms of work) puts the face in the curves before its time."""
+"""Kept out of the recogniser's look-ahead. A frame is decided once its look-ahead of audio
+has arrived; were that the whole delay, for a sender that keeps exactly real time it would
+be the moment the frame is due, and the recogniser's block, the worker and the splice would
+make it late. 60 ms (a 40 ms block and 20 ms of work) puts the face in the curves before its
+time. A delay under 60 ms plays 60 ms after arrival (no look-ahead)."""
+
+
+def look_ahead_ms(delay_ms: int) -> int:
+    """How far the lip-sync of a live voice with this delay looks ahead of each frame."""
+    return max(0, delay_ms - MARGIN_MS)
+
+
+def play_delay_ms(delay_ms: int) -> int:
+    """How long after arriving a live voice's audio and face play (the delay, at least
+    :data:`MARGIN_MS`)."""
+    return max(delay_ms, MARGIN_MS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +105,7 @@ class LiveClock:
         start = self.anchor_ms + 1000.0 * self.samples / self.rate
         new = not self._open or start < now_ms
         if new:
-            anchor = now_ms + self.delay_ms + MARGIN_MS
+            anchor = now_ms + play_delay_ms(self.delay_ms)
             if not_before_ms > anchor:
                 anchor = math.ceil(not_before_ms)
             start = float(anchor)
@@ -144,7 +157,7 @@ class LiveFace:
 
     def __init__(self, rate: int, delay_ms: int) -> None:
         self.rate = rate
-        self.params = StreamParams(delay_s=delay_ms / 1000)
+        self.params = StreamParams(delay_s=look_ahead_ms(delay_ms) / 1000)
         self._stream: LipSyncStream | None = None
         self._spare: LipSyncStream | None = None
         self._segment = -1

@@ -3,8 +3,9 @@
 A :class:`LiveInput` takes a session's live audio as it arrives. Each chunk is placed on the
 stream clock (:class:`~avatar_engine.engine.live_voice.LiveClock`) and queued on the session's
 voice track at once, so viewers get it without waiting for the face; a worker task runs the
-streaming lip-sync on the same chunks in a thread (:class:`~avatar_engine.engine.live_voice.
-LiveFace`) and splices the face frames it decides at the same stream times. Audio and face
+streaming lip-sync on the same chunks in the server's lip-sync process
+(:class:`~avatar_engine.server.face_worker.FaceWorker`, off the event loop's GIL) and splices
+the face frames it decides at the same stream times. Audio and face
 therefore play together, ``delay_ms`` (the lip-sync delay) after the audio arrived.
 
 A realtime agent sends faster than real time: each chunk's face is decided
@@ -33,7 +34,7 @@ import numpy as np
 
 from avatar_engine.audio.wav import STREAM_RATES
 from avatar_engine.engine.engine import Engine, SessionNotFoundError
-from avatar_engine.engine.live_voice import LiveClock, LiveFace, Piece
+from avatar_engine.engine.live_voice import LiveClock, Piece
 from avatar_engine.engine.voice_track import VoiceQueueFullError
 from avatar_engine.server.close_codes import (
     CLOSE_BAD_REQUEST,
@@ -42,6 +43,7 @@ from avatar_engine.server.close_codes import (
     CLOSE_SESSION_GONE,
     CLOSE_TOO_BIG,
 )
+from avatar_engine.server.face_worker import FaceWorker
 from avatar_engine.server.quotas import MemoryQuotas, QuotaExceededError
 from avatar_engine.server.voice_out import VoiceOut
 from avatar_engine.types import I16
@@ -103,8 +105,8 @@ class LiveInputBusyError(ValueError):
 class LiveInput:
     """One live voice into one session (see the module docstring)."""
 
-    def __init__(self, runtime: LiveRuntime, session_id: str, rate: int, delay_ms: int,
-                 owner: str, *, yields: bool = False) -> None:  # fmt: skip
+    def __init__(self, runtime: LiveRuntime, faces: FaceWorker, session_id: str, rate: int,
+                 delay_ms: int, owner: str, *, yields: bool = False) -> None:  # fmt: skip
         self.runtime = runtime
         self.session_id = session_id
         self.rate = rate
@@ -113,7 +115,9 @@ class LiveInput:
         self.yields = yields
         """An idle input of this kind (REST chunks between utterances) gives way to a new one."""
         self.clock = LiveClock(rate, delay_ms)
-        self._face = LiveFace(rate, delay_ms)
+        self._faces = faces
+        self._face = faces.new_key()
+        """This voice's face in the lip-sync process (a new one after a cut)."""
         self._work: deque[tuple[int, str, Piece | None, I16 | None]] = deque()
         """(generation, "audio" | "finish" | "prepare", piece, samples)"""
         self._ready = asyncio.Event()
@@ -171,7 +175,8 @@ class LiveInput:
         played = self.clock.played_ms(now_ms)
         self._generation += 1
         self._work.clear()
-        self._face = LiveFace(self.rate, self.delay_ms)  # the old one may be busy in a thread
+        self._faces.drop(self._face)  # after what it is busy with, if anything
+        self._face = self._faces.new_key()
         self._submit("prepare")
         self.clock.end()
         runtime.voice.cut(self.session_id, now_ms)
@@ -199,6 +204,7 @@ class LiveInput:
                     if not self._work:
                         self._idle.set()
                         if self._closing:
+                            self._faces.drop(self._face)
                             return
                     self._ready.clear()
                     with contextlib.suppress(TimeoutError):
@@ -226,15 +232,15 @@ class LiveInput:
 
     async def _step(self, generation: int, kind: str, piece: Piece | None,
                     samples: I16 | None) -> None:  # fmt: skip
-        face = self._face
+        face, call = self._face, self._faces.call
         try:
             if kind == "prepare":
-                await asyncio.to_thread(face.prepare)
+                await call(face, self.rate, self.delay_ms, "prepare")
                 return
             if piece is not None and samples is not None:
-                frames = await asyncio.to_thread(face.run, piece, samples)
+                frames = await call(face, self.rate, self.delay_ms, "run", piece, samples)
             else:
-                frames = await asyncio.to_thread(face.finish)
+                frames = await call(face, self.rate, self.delay_ms, "finish")
                 if not self._closing:
                     self._submit("prepare")  # the next response starts without the wait
         except (ValueError, RuntimeError, TypeError) as exc:  # the voice goes on, faceless
@@ -242,7 +248,7 @@ class LiveInput:
             log.warning("live voice: the face failed", extra={"session": self.session_id,
                                                                "reason": repr(exc)})  # fmt: skip
             return
-        if generation != self._generation:
+        if generation != self._generation or frames is None:
             return  # cut while it ran
         self.frames += len(frames)
         self.runtime.voice.feed_face(self.session_id, frames, self.runtime.t_ms())
@@ -271,6 +277,7 @@ class LiveInput:
         """The session is gone: drop everything."""
         self._generation += 1
         self._work.clear()
+        self._faces.drop(self._face)
         if self._task is not None:
             self._task.cancel()
 
@@ -281,6 +288,8 @@ class LiveInputs:
     def __init__(self, runtime: LiveRuntime) -> None:
         self.runtime = runtime
         self.inputs: dict[str, LiveInput] = {}
+        self.faces = FaceWorker()
+        """Where their lip-sync runs (one process for all, started with the first)."""
 
     def open(self, session_id: str, rate: int, delay_ms: int, owner: str, *,
              yields: bool = False) -> LiveInput:  # fmt: skip
@@ -303,7 +312,8 @@ class LiveInputs:
             if idle is None:
                 raise QuotaExceededError(f"at most {MAX_LIVE_INPUTS} live voices at once")
             self.close(idle)
-        live = LiveInput(self.runtime, session_id, rate, delay_ms, owner, yields=yields)
+        live = LiveInput(self.runtime, self.faces, session_id, rate, delay_ms, owner,
+                         yields=yields)  # fmt: skip
         self.inputs[session_id] = live
         return live
 
