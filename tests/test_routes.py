@@ -73,8 +73,19 @@ def test_every_resource_declares_its_routes_on_the_router_it_is_given() -> None:
     for resource in (rigs, service, sessions, inputs, egress):
         resource.add_routes(app.router, ErrorStatuses.for_auth(True))
     names = {getattr(route, "name", None) for route in app.router.routes}
-    assert {"rigs", "health", "stats", "create_session", "list_sessions", "speak", "emotion",
-            "publish", "voice", "add_egress", "delete_egress"} <= names  # fmt: skip
+    assert {
+        "rigs",
+        "health",
+        "stats",
+        "create_session",
+        "list_sessions",
+        "speak",
+        "emotion",
+        "publish",
+        "voice",
+        "add_egress",
+        "delete_egress",
+    } <= names
     stats = app.openapi()["paths"]["/stats"]["get"]["responses"]
     assert {"401", "403"} <= stats.keys()  # auth on: declared
 

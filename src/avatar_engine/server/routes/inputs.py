@@ -105,9 +105,13 @@ async def _emotion(
     runtime.input_session(caller, session_id)
     hold = float("inf") if body.hold_ms is None else body.hold_ms / 1000
     runtime.set_emotion(
-        session_id, body.as_mix(), intensity=body.intensity,
-        transition_s=body.transition_ms / 1000, hold_s=hold, easing=body.easing,
-    )  # fmt: skip
+        session_id,
+        body.as_mix(),
+        intensity=body.intensity,
+        transition_s=body.transition_ms / 1000,
+        hold_s=hold,
+        easing=body.easing,
+    )
     return {"session": session_id, "mix": body.as_mix(), "intensity": body.intensity}
 
 
@@ -142,9 +146,13 @@ async def publish(
     client = ws.client
     peer = f"{client.host}:{client.port}" if client else ""
     outcome = await serve_publish(
-        AsgiConnection(ws), session_id, runtime, clock=runtime.clock.now, peer=peer,
+        AsgiConnection(ws),
+        session_id,
+        runtime,
+        clock=runtime.clock.now,
+        peer=peer,
         totals=runtime.publish_totals,
-    )  # fmt: skip
+    )
     if outcome.close_code is not None and ws.application_state is WebSocketState.CONNECTED:
         await ws.close(outcome.close_code, outcome.close_reason)
 
@@ -192,10 +200,18 @@ def add_routes(api: APIRouter, statuses: ErrorStatuses) -> None:
 
     post("speak", speak)
     post("text", text)
-    post("audio", audio, openapi_extra={"requestBody": {"content": {
-        "audio/wav": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": AudioChunk.model_json_schema()},
-    }}})  # fmt: skip
+    post(
+        "audio",
+        audio,
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "audio/wav": {"schema": {"type": "string", "format": "binary"}},
+                    "application/json": {"schema": AudioChunk.model_json_schema()},
+                }
+            }
+        },
+    )
     post("emotion", _emotion)
     post("state", state)
     post("look", look)

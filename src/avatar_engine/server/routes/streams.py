@@ -70,9 +70,14 @@ async def rtc_offer(
 ) -> dict[str, str]:
     """Answer a WebRTC offer whose data channels are ``frames`` and ``control``."""
     answer = await gateway.answer(
-        caller, body.session, body.lod, body.sdp, body.type, body.bits,
+        caller,
+        body.session,
+        body.lod,
+        body.sdp,
+        body.type,
+        body.bits,
         AudioCodec.from_name(body.audio),
-    )  # fmt: skip
+    )
     return {"sdp": answer.sdp, "type": answer.type}
 
 
@@ -85,8 +90,13 @@ async def stream(
     await ws.accept()
     try:
         caller = ws_caller(ws, runtime, token)
-        query = ws_params(ws, lod=("0", "1", "2", "3"), mode=("chained", "keyframe"),
-                          bits=("8", "16"), audio=("opus", "pcm", "pcm16", "off"))  # fmt: skip
+        query = ws_params(
+            ws,
+            lod=("0", "1", "2", "3"),
+            mode=("chained", "keyframe"),
+            bits=("8", "16"),
+            audio=("opus", "pcm", "pcm16", "off"),
+        )
         sub = runtime.subscribe(
             caller,
             session_id,
