@@ -4,9 +4,13 @@ happened (events) and what to encode (outputs) is taken out and checked."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+import avatar_engine
 from avatar_engine.engine.engine import (
     LISTENING_INTENSITY,
     Engine,
@@ -288,3 +292,19 @@ def test_streamed_frames_move_the_mouth_where_they_are_spliced(engine: Engine) -
     assert peak["a"] > 0.3 and peak["b"] < 0.05
     assert kinds(engine.take_events(), "a")[0] == (SPEAKING, True)
     assert not engine.get("b").speaking
+
+
+def test_only_the_runtime_reaches_the_engine() -> None:
+    """The shell's one door into the core is ``Runtime`` (issue 17): no other module reads a
+    ``.engine`` attribute (a runtime's engine), so routes, voice paths and the cluster go
+    through Runtime's methods and the engine's surface stays the one listed in engine.py."""
+    src = Path(avatar_engine.__file__).parent
+    allowed = {src / "server" / "runtime.py"}
+    readers = []
+    for path in sorted(src.rglob("*.py")):
+        if path in allowed or (src / "engine") in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.Attribute) and node.attr == "engine":
+                readers.append(f"{path.relative_to(src)}:{node.lineno}")
+    assert readers == []

@@ -33,8 +33,9 @@ from typing import Any, Final, Protocol
 import numpy as np
 
 from avatar_engine.audio.wav import STREAM_RATES
-from avatar_engine.engine.engine import Engine, SessionNotFoundError
+from avatar_engine.engine.engine import SessionNotFoundError
 from avatar_engine.engine.live_voice import LiveClock, Piece
+from avatar_engine.engine.sessions import Session
 from avatar_engine.engine.voice_track import VoiceQueueFullError
 from avatar_engine.server.close_codes import (
     CLOSE_BAD_REQUEST,
@@ -54,9 +55,12 @@ log = logging.getLogger("avatar_engine.voice")
 class LiveRuntime(Protocol):
     """What a live voice needs of the server's runtime (which imports this module)."""
 
-    @property
-    def engine(self) -> Engine:
-        """The engine the voice's face goes into."""
+    def session(self, session_id: str) -> Session:
+        """The session; SessionNotFoundError once it is deleted."""
+        ...
+
+    def interrupt(self, session_id: str) -> None:
+        """Barge-in now: the face stops speaking and eases to neutral."""
         ...
 
     @property
@@ -142,7 +146,7 @@ class LiveInput:
         if not samples.shape[0]:
             return None
         runtime = self.runtime
-        runtime.engine.get(self.session_id)  # SessionNotFoundError once it is deleted
+        runtime.session(self.session_id)  # SessionNotFoundError once it is deleted
         now_ms = runtime.t_ms()
         track = runtime.voice.track(self.session_id)
         piece = self.clock.place(samples.shape[0], now_ms, track.end_ms)
@@ -181,7 +185,7 @@ class LiveInput:
         self.clock.end()
         runtime.voice.cut(self.session_id, now_ms)
         with contextlib.suppress(SessionNotFoundError):
-            runtime.engine.interrupt(self.session_id, runtime.now())
+            runtime.interrupt(self.session_id)
         runtime.kick()
         return played
 
@@ -409,7 +413,7 @@ async def run_bridge(ws: BridgeSocket, live: LiveInput) -> BridgeOutcome:
             size = len(data) if data is not None else len(text or "")
             if size > MAX_BRIDGE_MESSAGE:
                 raise BridgeError(CLOSE_TOO_BIG, f"messages are limited to {MAX_BRIDGE_MESSAGE} B")
-            runtime.quotas.allow_publish(runtime.engine.get(live.session_id).tenant)
+            runtime.quotas.allow_publish(runtime.session(live.session_id).tenant)
             if data is not None:
                 live.audio(pcm16(data))
                 out.deltas += 1
