@@ -52,15 +52,23 @@ class VoiceQueueFullError(ValueError):
 class Packetizer(Protocol):
     """Cuts PCM into 20 ms packets of one codec (``avatar_engine.voice.AudioPacketizer``)."""
 
-    def push(self, samples: I16, rate: int) -> list[bytes]: ...
+    def push(self, samples: I16, rate: int) -> list[bytes]:
+        """Take samples at ``rate``; return the packets now complete (some are held back)."""
+        ...
 
-    def flush(self) -> list[bytes]: ...
+    def flush(self) -> list[bytes]:
+        """The run ended: return what is held back, the last packet padded or short."""
+        ...
 
-    def reset(self) -> None: ...
+    def reset(self) -> None:
+        """Forget held samples and codec state: the next push starts a new run."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
 class Packet:
+    """One 20 ms packet of one codec: its sequence number, stream time and payload."""
+
     seq: int
     t_ms: int
     payload: bytes
@@ -144,6 +152,7 @@ class VoiceTrack:
 
     @property
     def empty(self) -> bool:
+        """Nothing queued: the tick need not visit this session."""
         return not self._runs
 
     def start_run(self, t_ms: int, rate: int) -> int:
@@ -253,6 +262,7 @@ class VoiceTrack:
         self._cursors.pop(codec, None)
 
     def next_seq(self, codec: AudioCodec) -> int:
+        """The sequence number ``codec``'s next packet will carry (0 before any)."""
         cur = self._cursors.get(codec)
         return 0 if cur is None else cur.seq
 

@@ -322,6 +322,7 @@ class LiveInputs:
         return live
 
     def get(self, session_id: str) -> LiveInput | None:
+        """The session's open live voice, if any (REST chunks continue it)."""
         return self.inputs.get(session_id)
 
     def close(self, live: LiveInput) -> None:
@@ -331,6 +332,7 @@ class LiveInputs:
             del self.inputs[live.session_id]
 
     def drop_session(self, session_id: str) -> None:
+        """The session is gone: its live voice stops, nothing more is decided for it."""
         live = self.inputs.pop(session_id, None)
         if live is not None:
             live.stop()
@@ -342,13 +344,19 @@ class LiveInputs:
 class BridgeSocket(Protocol):
     """What the bridge needs of a WebSocket (Starlette's, in the server)."""
 
-    async def receive(self) -> Any: ...
+    async def receive(self) -> Any:
+        """The next ASGI message (``websocket.receive`` with bytes or text, or disconnect)."""
+        ...
 
-    async def send_text(self, data: str) -> None: ...
+    async def send_text(self, data: str) -> None:
+        """Send a JSON answer (``voice.ready``, ``voice.cut``)."""
+        ...
 
 
 @dataclass
 class BridgeOutcome:
+    """How a bridge connection ended (the close code to send) and what it carried."""
+
     close_code: int = 1000
     close_reason: str = ""
     deltas: int = 0
@@ -358,6 +366,8 @@ class BridgeOutcome:
 
 
 class BridgeError(ValueError):
+    """Bad input on the bridge: the connection closes with ``code`` and ``reason``."""
+
     def __init__(self, code: int, reason: str) -> None:
         super().__init__(reason)
         self.code = code

@@ -50,6 +50,8 @@ Splice = Callable[[str, npt.NDArray[np.float64], npt.NDArray[np.float32]], None]
 
 @dataclass
 class VoiceCounters:
+    """What the voices cost, for ``/stats``."""
+
     packets: int = 0
     """Packets cut (once per session and codec)."""
     messages_bytes: int = 0
@@ -90,6 +92,7 @@ class VoiceOut:
     # -- listeners -----------------------------------------------------------------------
 
     def codec_of(self, sub: Subscriber) -> AudioCodec:
+        """The codec ``sub`` hears the voice in (OFF: none)."""
         return self._codec.get(sub, AudioCodec.OFF)
 
     def listen(self, sub: Subscriber, codec: AudioCodec, now_ms: int) -> None:
@@ -110,6 +113,7 @@ class VoiceOut:
                 sub.outbox.put_audio(encode_audio(sub.sid, packet.seq, packet.t_ms, packet.payload))
 
     def forget(self, sub: Subscriber) -> None:
+        """``sub`` stops listening; a codec nobody hears any more drops its encoder."""
         codec = self._codec.pop(sub, None)
         if codec is None:
             return
@@ -148,6 +152,7 @@ class VoiceOut:
         return had_audio
 
     def drop_session(self, session_id: str) -> None:
+        """The session is gone: its track, waiting face and listeners are forgotten."""
         self._faces.pop(session_id, None)
         self.tracks.pop(session_id, None)
         self.degraded.pop(session_id, None)
@@ -241,6 +246,7 @@ class VoiceOut:
         return sent
 
     def stats(self) -> dict[str, int]:
+        """Counters and sizes for ``/stats``."""
         return {
             "speaking_sessions": len(self._busy),
             "faces_waiting": len(self._faces),
