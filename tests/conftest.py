@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from inprocess import InProcessServer
 from server_process import ServerProcess
+
+if TYPE_CHECKING:
+    from inprocess import InProcessServer
 
 DATA = Path(__file__).parent / "data"
 
@@ -40,6 +43,8 @@ def server() -> Iterator[ServerProcess]:
 def inprocess() -> Iterator[InProcessServer]:
     """The server in process on a fake clock (tests/inprocess.py): no socket, no wall time;
     the test ticks it with ``advance``. A test needing other options builds its own."""
+    from inprocess import InProcessServer  # the app and aiortc load only for tests using it
+
     srv = InProcessServer()
     try:
         yield srv
