@@ -136,42 +136,43 @@ def test_a_stage_cannot_keep_an_array_of_its_own_in_a_block_field() -> None:
         _ = _Stage.__new__(_Stage).level  # never declared: no silent empty array
 
 
-def _arrays_in(obj: object, seen: set[int], path: str = "") -> list[tuple[str, tuple[int, ...]]]:
-    """Every ndarray held in an object's attributes, recursively through project objects."""
-    found: list[tuple[str, tuple[int, ...]]] = []
-    if id(obj) in seen:
+def _walk(obj: object, seen: set[int], path: str = "") -> list[tuple[str, object]]:
+    """Every array and block held in an object's attributes, recursively through project
+    objects (the row table itself is not entered: it is where blocks belong)."""
+    found: list[tuple[str, object]] = []
+    if id(obj) in seen or isinstance(obj, RowTable):
         return found
     seen.add(id(obj))
-    values: dict[str, object] = {}
-    if hasattr(obj, "__dict__"):
-        values.update(vars(obj))
+    values: dict[str, object] = dict(vars(obj)) if hasattr(obj, "__dict__") else {}
     for name in getattr(type(obj), "__slots__", ()):
         if hasattr(obj, name):
             values[name] = getattr(obj, name)
     for name, value in values.items():
-        if isinstance(value, np.ndarray):
-            found.append((f"{path}{name}", value.shape))
-        elif isinstance(value, Block | RowTable):
-            continue  # the table's own storage
+        if isinstance(value, np.ndarray | Block):
+            found.append((f"{path}{name}", value))
         elif type(value).__module__.startswith("avatar_engine"):
-            found += _arrays_in(value, seen, f"{path}{name}.")
+            found += _walk(value, seen, f"{path}{name}.")
     return found
 
 
-def test_no_stage_of_a_rig_group_keeps_a_per_session_array_outside_the_table() -> None:
-    """Every per-row array is a block: nothing to leave out of a list, so a swap-remove
-    cannot miss one. (Rig tables and slot arrays are sized by the rig or the slots.)"""
+def test_every_per_session_array_of_a_rig_group_is_a_block_of_its_table() -> None:
+    """Nothing to leave out of a list, so a swap-remove cannot miss an array: no stage holds
+    a per-row ndarray of its own, and every block a stage holds is in the group's table (not
+    in a private one whose rows would never move). Rig tables and slot arrays are sized by
+    the rig or the speech slots, never by the rows."""
     engine = Engine(backend="numpy")
     for i in range(37):  # grows the table to 64 rows, a size no rig table has here
         engine.create_session(f"s{i}", t=0.0)
     group = engine.group("cc4-extended")
     assert group.rows.capacity == 64
-    outside = [
-        (name, shape)
-        for name, shape in _arrays_in(group, set())
-        if 64 in shape and not name.startswith("rows.")
-    ]
-    assert outside == []
+    held = _walk(group, set())
+    own_arrays = [name for name, v in held if isinstance(v, np.ndarray) and 64 in v.shape]
+    assert own_arrays == []
+    blocks = [(name, v) for name, v in held if isinstance(v, Block)]
+    assert len(blocks) > 80
+    for name, block in blocks:
+        assert isinstance(block, Block)
+        assert np.shares_memory(group.rows.block(block.spec.name), block.data), name
 
 
 def test_encoder_streams_follow_their_rows_through_the_move_hook() -> None:
@@ -193,7 +194,9 @@ def _capture(jaw: float) -> np.ndarray:
     return arkit
 
 
-def _drive(engine: Engine, ids: list[str], start: float, frames: int) -> None:
+def _drive(engine: Engine, ids: list[str], start: float, frames: int) -> dict[str, np.ndarray]:
+    """Feed the capture sessions and step; returns every session's morphs, frame by frame."""
+    out: dict[str, list[np.ndarray]] = {sid: [] for sid in ids}
     for k in range(frames):
         t = start + (k + 1) / 60
         for i, sid in enumerate(ids):
@@ -201,11 +204,15 @@ def _drive(engine: Engine, ids: list[str], start: float, frames: int) -> None:
                 engine.push_capture(sid, _capture(0.3 + 0.2 * np.sin(t + i)),
                                     np.zeros(ROTATION_COUNT, np.float32), t)  # fmt: skip
         engine.step(t)
+        for sid in ids:
+            morphs, channels = engine.frame(sid)
+            out[sid].append(np.concatenate([morphs, channels]))
+    return {sid: np.array(rows) for sid, rows in out.items()}
 
 
 def test_removing_a_session_leaves_every_other_exactly_as_it_was() -> None:
     """Speech slots, capture, emotion, life, filters and compositor state all move with the
-    row: the moved sessions' frames match an engine where nobody was removed."""
+    row: the moved sessions' frames match, frame by frame, an engine where nobody was removed."""
     ids = ["gone", "cap1", "moody", "cap2", "talker"]
     moved, kept = Engine(backend="numpy"), Engine(backend="numpy")
     for engine in (moved, kept):
@@ -219,9 +226,7 @@ def test_removing_a_session_leaves_every_other_exactly_as_it_was() -> None:
     moved.delete_session("cap1")  # cap2 (now last) moves into row 1, with its capture
     assert (moved.row_of("talker"), moved.row_of("cap2")) == (0, 1)
     live = ["moody", "cap2", "talker"]
-    _drive(moved, live, 0.5, 90)
-    _drive(kept, live, 0.5, 90)
+    got, want = _drive(moved, live, 0.5, 90), _drive(kept, live, 0.5, 90)
     for sid in live:
-        for got, want in zip(moved.frame(sid), kept.frame(sid), strict=True):
-            np.testing.assert_array_equal(got, want, err_msg=sid)
+        np.testing.assert_array_equal(got[sid], want[sid], err_msg=sid)
     assert moved.get("talker").speaking and kept.get("talker").speaking
