@@ -12,13 +12,14 @@ import pytest
 
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Control, Ping, Pong
-from avatar_engine.codec.wire import ControlOp
+from avatar_engine.codec.wire import ControlOp, DeltaMode
 from avatar_engine.engine.engine import LISTENING_INTENSITY, SessionExistsError
 from avatar_engine.engine.engine import SessionNotFoundError as NotFound
 from avatar_engine.ingest.sink import SourceInfo
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ARKIT_NAMES, ROTATION_COUNT
 from avatar_engine.server.auth import ANONYMOUS, DEFAULT_TENANT, Principal
 from avatar_engine.server.quotas import QuotaExceededError
+from avatar_engine.transport.outbox import CLOSE_NOT_READING, MAX_CONTROL_MESSAGES
 from inprocess import InProcessServer, Viewer
 
 JAW = ARKIT_NAMES.index("jawOpen")
@@ -255,3 +256,20 @@ def test_an_input_kicks_a_tick_at_once_between_scheduled_ones(srv: InProcessServ
     assert srv.post("/sessions/a/text", json={"delta": "Hello there. "}).status_code == 202
     assert viewer.said("speaking") == [True]  # no scheduled tick ran: the kick did
     assert viewer.events[-1].received == srv.clock.t
+
+
+def test_a_viewer_that_never_reads_is_closed_and_the_others_keep_their_events(
+    srv: InProcessServer,
+) -> None:
+    rt = srv.runtime
+    rt.create_session(ANONYMOUS, session_id="a")
+    reader = srv.watch("a")
+    stalled = rt.subscribe(
+        ANONYMOUS, "a", lod=0, mode=DeltaMode.CHAINED, bits=8, transport="test"
+    )  # fmt: skip  (never drained)
+    for k in range(MAX_CONTROL_MESSAGES + 5):
+        rt.set_emotion("a", {"happy": 1.0}, intensity=k / 100)
+        srv.advance(1 / 60)
+    assert stalled.outbox.closed and stalled.outbox.close_reason == CLOSE_NOT_READING
+    assert rt.stats()["frames"]["closed_slow"] >= 1  # type: ignore[index]
+    assert len(reader.said("emotion")) == MAX_CONTROL_MESSAGES + 5  # none lost
