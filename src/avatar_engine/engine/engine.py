@@ -68,6 +68,13 @@ class RigGroup:
     (capture input here, the animator's planes and state, speech slots), and the stages
     compiled for that rig. Adding or removing a session is one table operation."""
 
+    _capture = BlockField[np.float32]()
+    """(rows, 52) the last ARKit capture frame, before retargeting."""
+    _rotations = BlockField[np.float32]()
+    _capture_t = BlockField[np.float64]()
+    _capture_live = BlockField[np.bool_]()
+    _capture_fresh = BlockField[np.bool_]()
+    """Capture arrived since the previous step."""
     _channels = BlockField[np.float32]()
     _fresh = BlockField[np.bool_]()
 
@@ -77,11 +84,11 @@ class RigGroup:
         self.rig = rig
         self.rows: RowTable[str] = RowTable(capacity=8)
         declare = self.rows.declare
-        declare("capture", (ARKIT_COUNT,), np.float32)
-        declare("rotations", (ROTATION_COUNT,), np.float32)
-        declare("capture_t", (1,), np.float64)
-        declare("capture_live", (1,), np.bool_)
-        declare("capture_fresh", (1,), np.bool_)
+        self._capture = declare("capture", (ARKIT_COUNT,), np.float32)
+        self._rotations = declare("rotations", (ROTATION_COUNT,), np.float32)
+        self._capture_t = declare("capture_t", (), np.float64)
+        self._capture_live = declare("capture_live", (), np.bool_)
+        self._capture_fresh = declare("capture_fresh", (), np.bool_)
         self.retarget = Retargeter(rig, backend=backend)
         self.animator = Animator(rig, rows=self.rows, backend=backend)
         self.speech = SpeechStage(rig, self.rows, backend)
@@ -106,12 +113,22 @@ class RigGroup:
         """The session's row now (a removal may move it)."""
         return self.rows.row(session_id)
 
+    def store_capture(self, row: int, arkit: F32, rotations: F32 | None, t: float) -> None:
+        """Keep a capture frame for the next step (rotations stay as they were if None)."""
+        self._capture[row] = arkit
+        if rotations is not None:
+            self._rotations[row] = rotations
+        self._capture_t[row] = t
+        self._capture_live[row] = True
+        self._capture_fresh[row] = True
+
     def lost_capture(self, t: float) -> list[str]:
         """Sessions whose capture just went quiet (vectorised; only changes are returned)."""
-        if not len(self.rows):
+        n = len(self.rows)
+        if not n:
             return []
-        live = self.rows.block("capture_live")[:, 0]
-        stale = live & (t - self.rows.block("capture_t")[:, 0] > CAPTURE_TIMEOUT_S)
+        live = self._capture_live[:n]
+        stale = live & (t - self._capture_t[:n] > CAPTURE_TIMEOUT_S)
         rows = np.flatnonzero(stale)
         live[rows] = False
         return [self.rows.ids[r] for r in rows.tolist()]
@@ -122,12 +139,12 @@ class RigGroup:
         if not n:
             return []
         anim = self.animator
-        fresh = self.rows.block("capture_fresh")[:, 0]
+        fresh = self._capture_fresh[:n]
         self._fresh[:n] = fresh
         if fresh.any():
             capture_morphs = anim.capture_morphs[:n]
-            self.retarget.run(self.rows.block("capture"), capture_morphs)
-            anim.capture_channels[:n] = self.rows.block("rotations")
+            self.retarget.run(self._capture[:n], capture_morphs)
+            anim.capture_channels[:n] = self._rotations[:n]
             anim.capture_new[:n] = fresh
             fresh[:] = False
         changes = self.speech.step(t, n, anim.speech_morphs, anim.speaking, anim.in_word)
@@ -292,12 +309,7 @@ class Engine:
         """Store a validated capture frame (52 ARKit weights, 9 rotations) for the next tick;
         ``source`` names the capture path the session is now fed by."""
         session, group, row = self._where(session_id)
-        group.rows.block("capture")[row] = arkit
-        if rotations is not None:
-            group.rows.block("rotations")[row] = rotations
-        group.rows.block("capture_t")[row, 0] = t
-        group.rows.block("capture_live")[row, 0] = True
-        group.rows.block("capture_fresh")[row, 0] = True
+        group.store_capture(row, arkit, rotations, t)
         session.last_capture_t = t
         session.capture_frames += 1
         if source is not None:
