@@ -1,7 +1,9 @@
 """The animate step for many sessions: one call per tick runs every expression stage.
 
-Buffer layout (``Sc`` = capacity rows, the first ``n_active`` are live sessions; ``M`` =
-the rig's morphs; the nine rotation channels are a separate ``C = 9`` block)::
+Every per-session array is a block of a row table (:mod:`avatar_engine.rows`; in an engine,
+the rig group's), read through an attribute that always gives the current array. Layout
+(``Sc`` = capacity rows, the first ``n_active`` are live sessions; ``M`` = the rig's morphs;
+the nine rotation channels are a separate ``C = 9`` block)::
 
     layers_m : (L, Sc, M) float32   one S x M plane per layer, in LAYER_NAMES order
     layers_c : (L, Sc, 9) float32   same for the rotation channels
@@ -181,7 +183,6 @@ class Animator:
     primed_c = BlockField[np.uint8]()
     weights = BlockField[np.float32]()
     _capture_dt = BlockField[np.float32]()
-    _seeds = BlockField[np.uint64]()
 
     def __init__(
         self,
@@ -292,7 +293,6 @@ class Animator:
         self.primed_c = declare("animator.primed_c", (), np.uint8)
         self.weights = declare("animator.weights", (N_LAYERS, N_REGIONS), np.float32)
         self._capture_dt = declare("animator.capture_dt", (), np.float32)
-        self._seeds = declare("animator.seeds", (), np.uint64)
 
     def _sparse_map(self, source: str, names: Sequence[str]) -> SparseMap:
         """The rig's ``source`` mapping, or an empty one if the rig lacks it (said once)."""
@@ -365,7 +365,6 @@ class Animator:
         """Start a freshly added row (the table set every block to its default): seed its
         random streams and schedule its first blink, breath and gaze from now."""
         now = 0.0 if self.time is None else self.time
-        self._seeds[row] = int(seed) % (1 << 64)
         self.life.start_row(row, seed, now)
 
     def _check_row(self, row: int) -> None:
