@@ -11,14 +11,14 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
 
 from avatar_engine.formats.vmc import EGRESS_BONES, BonePositions, check_bone_positions
 from avatar_engine.rigs.profile import RigProfile
-from avatar_engine.server.inputs import RequestBody
+from avatar_engine.server.inputs import RequestBody, enum_values
 from avatar_engine.transport.egress import ArkitView, LiveLinkEgress, SessionEgress, VmcEgress
 from avatar_engine.types import F32
 
@@ -46,10 +46,16 @@ class EgressKind(StrEnum):
     """VMC over OSC/UDP (VSeeFace, Warudo, VRM tools)."""
 
 
+if TYPE_CHECKING:  # to mypy the field is the enum itself
+    EgressKindField = EgressKind
+else:
+    EgressKindField = enum_values(EgressKind)
+
+
 class EgressRequest(RequestBody):
     """Body of ``POST /sessions/{id}/egress``."""
 
-    kind: EgressKind
+    kind: EgressKindField
     host: Annotated[str, Field(min_length=1, max_length=253)] = "127.0.0.1"
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     subject: Annotated[str, Field(min_length=1, max_length=64)] = "avatar-engine"

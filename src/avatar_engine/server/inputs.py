@@ -9,9 +9,10 @@ viseme events, Polly speech marks, word timestamps); ``/text`` takes streamed de
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from avatar_engine.animation.emotion import EMOTION_NAMES, Easing
 from avatar_engine.engine.sessions import ConversationState
@@ -32,6 +33,21 @@ MAX_AUDIO_B64 = 2_000_000
 """Base64 characters of ``/speak``'s ``audio`` (a WAV of about 1.5 MB: 46 s at 16 kHz)."""
 
 Unit = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def enum_values(kind: type[StrEnum]) -> Any:
+    """A request field of a StrEnum, validated as the ``Literal`` of its values and then turned
+    into the member: the OpenAPI document (an inline string ``enum``, no extra component) and
+    the 422 messages stay those of the string literal, while code reads the enum."""
+    return Annotated[Literal[tuple(k.value for k in kind)], AfterValidator(kind)]
+
+
+if TYPE_CHECKING:  # to mypy the fields are the enums themselves
+    EasingField = Easing
+    ConversationStateField = ConversationState
+else:
+    EasingField = enum_values(Easing)
+    ConversationStateField = enum_values(ConversationState)
 
 
 class RequestBody(BaseModel):
@@ -187,7 +203,7 @@ class EmotionRequest(RequestBody):
     transition_ms: Annotated[int, Field(ge=0, le=60_000)] = 400
     hold_ms: Annotated[int | None, Field(ge=0, le=3_600_000)] = None
     """Hold this long, then decay back to the baseline (default: hold until changed)."""
-    easing: Easing = Easing.CUBIC
+    easing: EasingField = Easing.CUBIC
 
     @model_validator(mode="after")
     def _one_of(self) -> EmotionRequest:
@@ -206,7 +222,7 @@ class EmotionRequest(RequestBody):
 class StateRequest(RequestBody):
     """The conversation state a session shows: ``thinking``, ``listening`` or ``idle``."""
 
-    state: ConversationState
+    state: ConversationStateField
 
 
 class LookRequest(RequestBody):
