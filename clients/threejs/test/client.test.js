@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { BufferGeometry, Float32BufferAttribute, Group, Mesh } from 'three';
 import { AvatarStreamClient } from '../src/client.js';
-import { Op, Decoder } from '../src/protocol.js';
+import { Op, Decoder, encodePong } from '../src/protocol.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const vector = JSON.parse(readFileSync(join(here, '..', '..', '..', 'tests', 'vectors', 'chained_8bit.json'), 'utf8'));
@@ -80,6 +80,7 @@ test('a dropped connection reconnects with backoff; a healthy stream resets the 
   await sleep(60);
   assert.equal(made.length, 3, 'one failed attempt, then a successful one');
   assert.deepEqual(reconnects.map((r) => r.delay), [5, 10]);
+  assert.equal(client.stats.reconnects, 2);
   assert.equal(client.transportKind, 'websocket');
   made[2].deliverAll(10000);
   assert.equal(client.state, 'active');
@@ -164,4 +165,51 @@ test('after the stream was up, "no such session" (a restarted server) is retried
   made[2].drop(4410); // deleted on purpose: stop
   assert.equal(client.state, 'error');
   client.disconnect();
+});
+
+test('stats are reported once a second and a slow page makes the budget ask for a coarser LOD', async (t) => {
+  let clock = 0;
+  const { client, made } = fakeClient({ websocket: [false] }, {
+    transport: 'websocket', budget: { minFps: 45, downAfterMs: 2000 }, stallMs: 60000, now: () => clock,
+  });
+  t.after(() => client.disconnect());
+  const stats = [];
+  const lods = [];
+  client.addEventListener('stats', (e) => stats.push(e.detail));
+  client.addEventListener('lod', (e) => lods.push(e.detail));
+  await client.connect('http://127.0.0.1:1', 's1');
+  made[0].deliverAll(0);
+  assert.equal(client.state, 'active');
+  for (clock = 0; clock <= 3000; clock += 100) client.update(clock); // 10 fps
+  assert.deepEqual(stats.map((s) => Math.round(s.renderFps)), [10, 10, 10]);
+  assert.notEqual(stats[0], client.stats, 'each event carries a copy');
+  assert.deepEqual(lods, [{ lod: 1, user: false }], 'over budget for 2 s: one level coarser');
+  assert.deepEqual(Array.from(made[0].sent.at(-1)), [0x94, 4, Op.SET_LOD, client.hello.sid, 1]);
+  assert.equal(client.budget.finestLod, 0, 'the budget may come back to the level the user chose');
+});
+
+test('pings measure the round trip and the server clock; server pings are answered', async (t) => {
+  let clock = 1000;
+  const { client, made } = fakeClient({ websocket: [false] }, { transport: 'websocket', pingMs: 5, now: () => clock });
+  t.after(() => client.disconnect());
+  await client.connect('http://127.0.0.1:1', 's1');
+  await sleep(15);
+  const dec = new Decoder();
+  const sentPings = made[0].sent.filter((b) => dec.feed(b).kind === 'ping');
+  const pings = sentPings.map((b) => dec.feed(b));
+  assert.ok(pings.length >= 1);
+  assert.equal(pings[0].t, 1000, 'stamped with the local clock');
+  clock = 1040;
+  made[0].onmessage(encodePong(pings[0].nonce, 90020), clock);
+  assert.equal(client.stats.rttMs, 40);
+  assert.equal(client.clockOffset, 90020 - 1020);
+  made[0].onmessage(encodePong(pings[0].nonce, 1), clock); // answered already: ignored
+  assert.equal(client.clockOffset, 89000);
+  made[0].deliverAll(1050); // frames stamped on the server clock: latency = arrival + offset - t
+  assert.ok(Number.isFinite(client.stats.latencyMs));
+  const before = made[0].sent.length;
+  made[0].onmessage(sentPings[0], clock); // the same bytes as a PING from the server
+  const reply = dec.feed(made[0].sent[before]);
+  assert.equal(made[0].sent.length, before + 1);
+  assert.deepEqual([reply.kind, reply.nonce, reply.t], ['pong', pings[0].nonce, 1040]);
 });
