@@ -1,7 +1,7 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,cfloor,server,asgi,stall,capture,webrtc] [--json]
+        [--only floor,cfloor,server,asgi,stall,capture,capture-nowait,webrtc] [--repeat 2] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`):
@@ -22,7 +22,9 @@ goes through a writer task and an ASGI send per viewer (the path before issue 16
 that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
 over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
 server, and after the last); **capture**: 100 publishing sessions with
-one viewer each (publish-to-receive p50/p99); **webrtc**: ``--webrtc`` aiortc viewers (if
+one viewer each (publish-to-receive p50/p99), ``--repeat`` times, alternating with
+**capture-nowait** if asked (the same with a kicked tick that does not wait for the rest of a
+capture burst: the server before that fix); **webrtc**: ``--webrtc`` aiortc viewers (if
 asked). Every load process reports its own CPU; the load average is printed with each row.
 """
 
@@ -58,6 +60,11 @@ serve.StreamProtocol = "websockets-sansio"  # uvicorn's own protocol: every fram
 """
 """Loaded by the ``asgi`` case's server (a ``sitecustomize`` on its PYTHONPATH): the path
 before issue 16, where each viewer's writer task sends each frame through the ASGI app."""
+NO_WAIT_HOOK = """import avatar_engine.server.runtime as runtime
+runtime.KICK_GATHER_S = 0.0  # a kick does not wait for the rest of a capture burst
+"""
+"""Loaded by the ``capture-nowait`` case's server: kicked ticks as before the capture-burst fix,
+for a paired comparison with ``capture``."""
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BODY = bytes(9)
 """A delta body of the size the real server sends for a moving face at LOD 0 (~16 B messages)."""
@@ -258,9 +265,11 @@ def main() -> int:
         "--only",
         default="floor,cfloor,server,stall,capture",
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
-        "asgi (the ASGI path before issue 16, for comparison), stall, capture, webrtc",
+        "asgi (the ASGI path before issue 16, for comparison), stall, capture, capture-nowait "
+        "(kicks that do not wait for a capture burst, for comparison), webrtc",
     )
-    parser.add_argument("--repeat", type=int, default=2, help="healthy/stalled pairs (stall)")
+    parser.add_argument("--repeat", type=int, default=2,
+                        help="healthy/stalled pairs (stall); capture runs (capture)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = set(args.only.split(","))
@@ -323,18 +332,23 @@ def main() -> int:
                        "rss_growth_mib_stalled_runs": growth,
                        "server_rss_mib_after_first_run_and_last": [round(rss[0], 1),
                                                                    round(rss[-1], 1)]})  # fmt: skip
-    if "capture" in cases:
-        server = ServerProcess().wait_ready(60)
-        try:
-            r = _sim(server, args, sessions=100, subscribers=100)
-            show("capture", {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
-                             "tick_to_receive_ms": r["tick_to_receive_ms"],
-                             "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
-                             "server_cpu_percent": r["server_cpu_percent"],
-                             "load_cpu_percent": r["load_cpu_percent"],
-                             "load_average": r["load_average"][0]})  # fmt: skip
-        finally:
-            server.stop()
+    for case in ("capture", "capture-nowait") * args.repeat:  # paired, alternating
+        if case not in cases:
+            continue
+        with tempfile.TemporaryDirectory() as hook:
+            (Path(hook) / "sitecustomize.py").write_text(NO_WAIT_HOOK)
+            server = ServerProcess(env={"PYTHONPATH": hook} if case != "capture" else None)
+            try:
+                server.wait_ready(60)
+                r = _sim(server, args, sessions=100, subscribers=100)
+                show(case, {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
+                            "tick_to_receive_ms": r["tick_to_receive_ms"],
+                            "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
+                            "server_cpu_percent": r["server_cpu_percent"],
+                            "load_cpu_percent": r["load_cpu_percent"],
+                            "load_average": r["load_average"][0]})  # fmt: skip
+            finally:
+                server.stop()
     if "webrtc" in cases:
         server = ServerProcess().wait_ready(60)
         try:
