@@ -24,6 +24,14 @@ from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
 
+PASSES = 8
+"""Loop iterations given to pending tasks before a delivery (a WebSocket route's reader and
+writer take a few hops per message)."""
+
+
+OPEN_TIMEOUT_S = 30.0
+"""Bound on a WebSocket handshake in process (a worker thread on a loaded machine)."""
+
 
 class FakeClock:
     """The server's clock, moved only by the test (``sleep`` advances it)."""
@@ -40,10 +48,9 @@ class FakeClock:
 
 
 @dataclass(eq=False)
-class Viewer:
-    """One in-memory subscriber and everything decoded from its outbox so far."""
+class Received:
+    """Everything a client decoded so far, in the order a transport delivered it."""
 
-    sub: Subscriber
     decoder: StreamDecoder = field(default_factory=lambda: StreamDecoder(names=True))
     frames: list[DecodedFrame] = field(default_factory=list)
     events: list[DecodedEvent] = field(default_factory=list)
@@ -66,6 +73,56 @@ class Viewer:
         return max((f.morphs.get(morph, 0.0) for f in self.frames), default=0.0)
 
 
+@dataclass(eq=False)
+class Viewer(Received):
+    """One in-memory subscriber: what the runtime queued in its outbox, decoded."""
+
+    sub: Subscriber = field(kw_only=True)
+
+
+class InProcessSocket(Received):
+    """A WebSocket client of the app, spoken to over ASGI on the harness's loop: the route's
+    reader and writer tasks run beside the test's ticks, never in another thread."""
+
+    def __init__(self, server: InProcessServer, path: str, query: str = "") -> None:
+        super().__init__()
+        self._server = server
+        self._incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._incoming.put_nowait({"type": "websocket.connect"})
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self._sent = asyncio.Event()
+        scope = {
+            "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
+            "raw_path": path.encode(), "query_string": query.encode(), "headers": [],
+            "server": ("in-process", 80), "client": ("127.0.0.1", 50000), "subprotocols": [],
+            "root_path": "",
+        }  # fmt: skip
+        self.task = server.loop.create_task(server.app(scope, self._incoming.get, self._send))
+        server.sockets.append(self)
+
+    async def _send(self, message: dict[str, Any]) -> None:
+        self._sent.set()
+        if message["type"] == "websocket.send" and message.get("bytes") is not None:
+            self.feed(message["bytes"], self._server.clock.t)
+        elif message["type"] == "websocket.close":
+            self.close_code = message.get("code", 1000)
+            self.close_reason = message.get("reason") or ""
+
+    async def opened(self) -> None:
+        """Wait until the route answered the handshake: its first message, or its close. (The
+        route's dependencies run in a worker thread, so this can take a real moment.)"""
+        while not (self.messages or self.close_code is not None or self.task.done()):
+            self._sent.clear()
+            await asyncio.wait_for(self._sent.wait(), OPEN_TIMEOUT_S)
+
+    def send(self, data: bytes | str) -> None:
+        """A client message (bytes, or text, which the stream route refuses)."""
+        key = "bytes" if isinstance(data, bytes) else "text"
+        self._incoming.put_nowait({"type": "websocket.receive", key: data})
+        self._server.deliver()
+
+
 class InProcessServer:
     """A runtime and its app on a fake clock; ``advance`` ticks and delivers to viewers."""
 
@@ -80,8 +137,12 @@ class InProcessServer:
             transport=httpx.ASGITransport(app=self.app), base_url="http://in-process"
         )
         self.viewers: list[Viewer] = []
+        self.sockets: list[InProcessSocket] = []
 
     def close(self) -> None:
+        for sock in self.sockets:
+            sock._incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+        self.deliver()
         self.loop.run_until_complete(self.http.aclose())
         self.loop.close()
 
@@ -106,6 +167,13 @@ class InProcessServer:
 
     # -- viewers and time ------------------------------------------------------------------
 
+    def connect(self, path: str, query: str = "") -> InProcessSocket:
+        """Open a WebSocket route (e.g. ``/sessions/a/stream``) in process."""
+        sock = InProcessSocket(self, path, query)
+        self.loop.run_until_complete(sock.opened())
+        self.deliver()
+        return sock
+
     def watch(
         self,
         session: str,
@@ -122,7 +190,7 @@ class InProcessServer:
             bits=self.runtime.options.quant_bits if bits is None else bits,
             transport="test", audio=audio,
         )  # fmt: skip
-        viewer = Viewer(sub)
+        viewer = Viewer(sub=sub)
         self.viewers.append(viewer)
         self.deliver()
         return viewer
@@ -140,7 +208,8 @@ class InProcessServer:
         self.loop.run_until_complete(self._deliver())
 
     async def _deliver(self) -> None:
-        await asyncio.sleep(0)  # let kicks scheduled by a route run first
+        for _ in range(PASSES):  # let kicks, and the routes' socket tasks, run first
+            await asyncio.sleep(0)
         for viewer in self.viewers:
             while True:
                 taking = asyncio.ensure_future(viewer.sub.outbox.next_messages())

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from avatar_engine.codec.decoder import Decoder
-from avatar_engine.codec.messages import Control, Ping, Pong
+from avatar_engine.codec.messages import Control, Ping, Pong, encode_control, encode_ping
 from avatar_engine.codec.wire import ControlOp, DeltaMode
 from avatar_engine.engine.engine import LISTENING_INTENSITY, SessionExistsError
 from avatar_engine.engine.engine import SessionNotFoundError as NotFound
@@ -273,3 +273,41 @@ def test_a_viewer_that_never_reads_is_closed_and_the_others_keep_their_events(
     assert stalled.outbox.closed and stalled.outbox.close_reason == CLOSE_NOT_READING
     assert rt.stats()["frames"]["closed_slow"] >= 1  # type: ignore[index]
     assert len(reader.said("emotion")) == MAX_CONTROL_MESSAGES + 5  # none lost
+
+
+def test_the_stream_route_in_process_switches_level_answers_pings_and_closes_on_abuse(
+    srv: InProcessServer,
+) -> None:
+    srv.post("/sessions", json={"id": "ws"})
+    ws = srv.connect("/sessions/ws/stream", "lod=0&audio=off")
+    srv.advance(0.1)
+    hello = ws.decoder.hello
+    assert hello is not None and ws.said("state") == ["ready"] and ws.frames[0].keyframe
+    ws.decoder.decoder.expect_lod(hello.sid, 3)
+    before = len(ws.frames)
+    ws.send(encode_control(ControlOp.SET_LOD, hello.sid, 3))
+    srv.advance(0.2)
+    assert ws.frames[before].lod == 3 and ws.frames[before].keyframe
+    ws.send(encode_ping(42, 0))
+    assert isinstance(Decoder().feed(ws.messages[-1]), Pong)
+    assert srv.runtime.stats()["subscribers_by_transport"] == {"websocket": 1}
+    ws.send("text please")
+    assert (ws.close_code, ws.close_reason) == (1003, "binary msgpack messages only")
+    assert srv.runtime.stats()["subscribers"] == 0  # the route unsubscribed on its way out
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "code", "word"),
+    [
+        ("/sessions/nobody/stream", "", 4404, "nobody"),
+        ("/sessions/ws/stream", "lod=7", 4400, "lod"),
+        ("/sessions/ws/stream", "mode=diagonal", 4400, "mode"),
+    ],
+)
+def test_the_stream_route_refuses_with_a_close_code_and_reason(
+    srv: InProcessServer, path: str, query: str, code: int, word: str
+) -> None:
+    srv.post("/sessions", json={"id": "ws"})
+    ws = srv.connect(path, query)
+    assert ws.close_code == code and word in ws.close_reason
+    assert ws.messages == []
