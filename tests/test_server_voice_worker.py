@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from avatar_engine.engine.live_voice import FaceFrames, LiveClock, LiveFace, Piece
+from avatar_engine.server import face_worker
 from avatar_engine.server.face_worker import FaceWorker
 
 FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
@@ -47,10 +48,10 @@ def test_the_worker_decides_the_same_frames_as_in_process_and_keeps_faces_apart(
 
     async def run() -> tuple[FaceFrames, FaceFrames]:
         worker = FaceWorker()
-        a, b = worker.new_key(), worker.new_key()
+        a, b = worker.new_key("a"), worker.new_key("b")
         try:
             await worker.call(a, rate, 200, "prepare")
-            got: dict[int, list[FaceFrames | None]] = {a: [], b: []}
+            got: dict[tuple[int, str], list[FaceFrames | None]] = {a: [], b: []}
             for p, s in placed:  # two voices interleaved: each keeps its own stream
                 for key in (a, b):
                     got[key].append(await worker.call(key, rate, 200, "run", p, samples[s]))
@@ -73,7 +74,7 @@ def test_a_dead_worker_fails_its_calls_and_is_replaced() -> None:
 
     async def run() -> FaceFrames | None:
         worker = FaceWorker()
-        key = worker.new_key()
+        key = worker.new_key("a")
         try:
             await worker.call(key, rate, 200, "prepare")
             pool = worker._executor()
@@ -83,9 +84,31 @@ def test_a_dead_worker_fails_its_calls_and_is_replaced() -> None:
                 for _ in range(50):  # the pool notices within a call or two
                     await worker.call(key, rate, 200, "run", piece, samples[s])
                     await asyncio.sleep(0.05)
-            return await worker.call(worker.new_key(), rate, 200, "run", piece, samples[s])
+            return await worker.call(worker.new_key("a"), rate, 200, "run", piece, samples[s])
         finally:
             worker.shutdown()
 
     frames = asyncio.run(run())
     assert frames is not None  # a new process serves the next call
+
+
+def test_what_a_face_learned_of_a_voice_starts_its_next_face_warm() -> None:
+    """In the worker (run in-process here): a dropped face leaves its voice to the next face
+    of the same session, so that one does not stop to learn it again; other sessions start
+    cold."""
+    samples, rate = fox()
+    first = (900_001, "warm-test")
+    for piece, s in pieces(rate, samples.shape[0]):
+        face_worker._call(first, rate, 200, "run", piece, samples[s])
+    face_worker._call(first, rate, 200, "finish", None, None)
+    face_worker._call(first, rate, 200, "drop", None, None)
+    again, other = (900_002, "warm-test"), (900_003, "someone-else")
+    for key in (again, other):
+        face_worker._call(key, rate, 200, "prepare", None, None)
+    try:
+        assert face_worker._FACES[again].params.voice is not None
+        assert face_worker._FACES[other].params.voice is None
+    finally:
+        for key in (again, other):
+            face_worker._call(key, rate, 200, "drop", None, None)
+        face_worker._VOICES.clear()

@@ -152,12 +152,15 @@ class LiveFace:
     Building a lip-sync stream (its phone recogniser) takes 0.1-0.3 s, longer than the delay
     budget: a segment that had to build one would show its first frames late. So the next
     segment's stream is built ahead (:meth:`prepare`: when the input opens and after each
-    segment ends), warm with what the last one learned of the voice.
+    segment ends), warm with what the last one learned of the voice. A cold stream stops to
+    learn the voice after 0.5 s and 1.5 s of it (re-decoding what it heard: 0.1-0.5 s of CPU,
+    during which the face falls behind); ``voice`` (what an earlier face of the same sender
+    learned, :meth:`voice`) starts it warm instead.
     """
 
-    def __init__(self, rate: int, delay_ms: int) -> None:
+    def __init__(self, rate: int, delay_ms: int, voice: Voice | None = None) -> None:
         self.rate = rate
-        self.params = StreamParams(delay_s=look_ahead_ms(delay_ms) / 1000)
+        self.params = _with_voice(StreamParams(delay_s=look_ahead_ms(delay_ms) / 1000), voice)
         self._stream: LipSyncStream | None = None
         self._spare: LipSyncStream | None = None
         self._segment = -1
@@ -169,8 +172,11 @@ class LiveFace:
             self._spare = LipSyncStream(self.rate, self._params())
 
     def _params(self) -> StreamParams:
-        voice = None if self._stream is None else self._stream.voice()
-        return _with_voice(self.params, voice)
+        return _with_voice(self.params, self.voice())
+
+    def voice(self) -> Voice | None:
+        """What this face's recogniser has learned of the voice (None before any audio)."""
+        return None if self._stream is None else self._stream.voice()
 
     def run(self, piece: Piece, samples: I16) -> FaceFrames:
         """The face frames this chunk decides (and, at a new segment, the previous one's

@@ -12,7 +12,10 @@ One worker process serves all the live voices of a server. Each voice's
 call; a voice's calls come one at a time, in order (its :class:`~avatar_engine.server.
 voice_bridge.LiveInput` awaits each), so its stream's state is never shared. A call costs a
 round trip through a pipe (well under a millisecond) and the pickling of a chunk and its
-frames (a few kB). If the process dies, the calls in flight fail like any face error (the
+frames (a few kB). What a face learned of its sender's voice outlives it (by the key's
+*voice*, the session): the sender's next connection starts warm instead of stopping twice in
+its first 1.5 s of voice to learn it again (:class:`~avatar_engine.engine.live_voice.
+LiveFace`). If the process dies, the calls in flight fail like any face error (the
 voice plays on, faceless) and the next call starts a new process.
 """
 
@@ -22,31 +25,48 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+from collections import OrderedDict
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from typing import Final, Literal
 
+from avatar_engine.audio.phones import Voice
 from avatar_engine.engine.live_voice import FaceFrames, LiveFace, Piece
 from avatar_engine.types import I16
 
 Op = Literal["prepare", "run", "finish", "drop"]
+FaceKey = tuple[int, str]
+"""(face, voice): one live face, and whose voice it hears (the session)."""
+
+MAX_VOICES: Final = 1024
+"""Learned voices kept in the worker (the least recently used go first)."""
 
 START_METHOD: Final = "forkserver"
 """How the worker starts: not by forking the server (its threads and event loop would be
 copied mid-flight), and faster than a fresh interpreter per restart."""
 
-_FACES: dict[int, LiveFace] = {}
+_FACES: dict[FaceKey, LiveFace] = {}
 """In the worker process: the live faces by key."""
+_VOICES: OrderedDict[str, Voice] = OrderedDict()
+"""In the worker process: what the last face of each voice learned."""
 
 
-def _call(key: int, rate: int, delay_ms: int, op: Op, piece: Piece | None,
+def _call(key: FaceKey, rate: int, delay_ms: int, op: Op, piece: Piece | None,
           samples: I16 | None) -> FaceFrames | None:  # fmt: skip
-    """Runs in the worker: one step of the face under ``key`` (made on first use)."""
+    """Runs in the worker: one step of the face under ``key`` (made on first use, warm with
+    its voice if an earlier face learned it)."""
+    voice_key = key[1]
     if op == "drop":
-        _FACES.pop(key, None)
+        old = _FACES.pop(key, None)
+        learned = None if old is None else old.voice()
+        if learned is not None:
+            _VOICES[voice_key] = learned
+            _VOICES.move_to_end(voice_key)
+            while len(_VOICES) > MAX_VOICES:
+                _VOICES.popitem(last=False)
         return None
     face = _FACES.get(key)
     if face is None:
-        face = _FACES[key] = LiveFace(rate, delay_ms)
+        face = _FACES[key] = LiveFace(rate, delay_ms, _VOICES.get(voice_key))
     if op == "prepare":
         face.prepare()
         return None
@@ -64,9 +84,10 @@ class FaceWorker:
         self._pool: ProcessPoolExecutor | None = None
         self._keys = itertools.count()
 
-    def new_key(self) -> int:
-        """A key for a new face (the face itself is made in the worker by its first call)."""
-        return next(self._keys)
+    def new_key(self, voice: str) -> FaceKey:
+        """A key for a new face hearing ``voice`` (a session; the face itself is made in the
+        worker by its first call)."""
+        return next(self._keys), voice
 
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
@@ -76,7 +97,7 @@ class FaceWorker:
 
     async def call(
         self,
-        key: int,
+        key: FaceKey,
         rate: int,
         delay_ms: int,
         op: Op,
@@ -96,8 +117,9 @@ class FaceWorker:
                 pool.shutdown(wait=False, cancel_futures=True)
             raise RuntimeError(f"the lip-sync worker stopped: {exc!r}") from None
 
-    def drop(self, key: int) -> None:
-        """Forget face ``key`` in the worker (its voice ended); nothing waits for it."""
+    def drop(self, key: FaceKey) -> None:
+        """Forget face ``key`` in the worker (its voice ended), keeping what it learned of
+        the voice; nothing waits for it."""
         if self._pool is not None:  # (dead or shut down: nothing to forget)
             with contextlib.suppress(BrokenExecutor, RuntimeError):
                 self._pool.submit(_call, key, 0, 0, "drop", None, None)

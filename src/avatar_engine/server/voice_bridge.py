@@ -120,7 +120,7 @@ class LiveInput:
         """An idle input of this kind (REST chunks between utterances) gives way to a new one."""
         self.clock = LiveClock(rate, delay_ms)
         self._faces = faces
-        self._face = faces.new_key()
+        self._face = faces.new_key(session_id)
         """This voice's face in the lip-sync process (a new one after a cut)."""
         self._work: deque[tuple[int, str, Piece | None, I16 | None]] = deque()
         """(generation, "audio" | "finish" | "prepare", piece, samples)"""
@@ -180,7 +180,7 @@ class LiveInput:
         self._generation += 1
         self._work.clear()
         self._faces.drop(self._face)  # after what it is busy with, if anything
-        self._face = self._faces.new_key()
+        self._face = self._faces.new_key(self.session_id)
         self._submit("prepare")
         self.clock.end()
         runtime.voice.cut(self.session_id, now_ms)
