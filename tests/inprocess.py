@@ -91,6 +91,7 @@ class InProcessSocket(Received):
         self._incoming.put_nowait({"type": "websocket.connect"})
         self.close_code: int | None = None
         self.close_reason = ""
+        self.accepted = False
         self._sent = asyncio.Event()
         scope = {
             "type": "websocket", "asgi": {"version": "3.0"}, "scheme": "ws", "path": path,
@@ -103,16 +104,19 @@ class InProcessSocket(Received):
 
     async def _send(self, message: dict[str, Any]) -> None:
         self._sent.set()
-        if message["type"] == "websocket.send" and message.get("bytes") is not None:
+        if message["type"] == "websocket.accept":
+            self.accepted = True
+        elif message["type"] == "websocket.send" and message.get("bytes") is not None:
             self.feed(message["bytes"], self._server.clock.t)
         elif message["type"] == "websocket.close":
             self.close_code = message.get("code", 1000)
             self.close_reason = message.get("reason") or ""
 
     async def opened(self) -> None:
-        """Wait until the route answered the handshake: its first message, or its close. (The
-        route's dependencies run in a worker thread, so this can take a real moment.)"""
-        while not (self.messages or self.close_code is not None or self.task.done()):
+        """Wait until the route answered the handshake (accepted, closed or gone). The route's
+        dependencies run in a worker thread, so this can take a real moment; what follows the
+        accept runs on the loop and is delivered by the passes of ``deliver``."""
+        while not (self.accepted or self.close_code is not None or self.task.done()):
             self._sent.clear()
             await asyncio.wait_for(self._sent.wait(), OPEN_TIMEOUT_S)
 

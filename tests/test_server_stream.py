@@ -1,5 +1,7 @@
-"""Streams from a real server process to real peers: capture in over UDP and WebSocket publish,
-frames out over WebSocket and WebRTC, LOD switches, misbehaving clients, SIGTERM under load."""
+"""Streams from a real server process to real peers: capture in over UDP, frames out over
+WebSocket and WebRTC, LOD switches, stalled and vanishing clients, SIGTERM under load. What
+only the app decides (WebSocket publish, close codes, refused offers) runs in process on a
+fake clock (tests/inprocess.py)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from avatar_engine.codec.messages import (
 from avatar_engine.codec.wire import ControlOp
 from avatar_engine.formats.livelink import build_packet
 from avatar_engine.rigs.arkit import ARKIT_NAMES
+from inprocess import InProcessServer
 from server_process import ServerProcess
 
 JAW = ARKIT_NAMES.index("jawOpen")
@@ -110,24 +113,21 @@ def test_vmc_from_python_osc_drives_the_vmc_session(server: ServerProcess) -> No
     assert response.json()["capture_frames"] > 0
 
 
-def test_websocket_publish_positional_and_by_name(server: ServerProcess) -> None:
-    async def scenario() -> float:
-        decoder = Decoder()
-        async with websockets.connect(f"{server.ws_url}/sessions/pub1/publish") as pub:
-            await pub.send(encode_publish_hello(1, list(ARKIT_NAMES), [], 60))
-            await pub.send(encode_capture(1, 0, 0, np.full(52, 0.1, np.float32)))
-            await asyncio.sleep(0.1)
-            async with websockets.connect(f"{server.ws_url}/sessions/pub1/stream") as ws:
-                seen = await frames_until(ws, decoder, 1)
-                hello = next(m for m in seen if isinstance(m, Hello))
-                for seq in range(1, 40):
-                    await pub.send(encode_capture(1, seq, seq * 16, {"JawOpen": 0.6}))
-                    await frames_until(ws, decoder, 1)
-                    if abs(jaw_open(decoder, hello) - 0.6) < 1 / 255:
-                        break
-                return jaw_open(decoder, hello)
-
-    assert asyncio.run(scenario()) == pytest.approx(0.6, abs=1 / 255)
+def test_websocket_publish_positional_and_by_name(inprocess: InProcessServer) -> None:
+    srv = inprocess
+    pub = srv.connect("/sessions/pub1/publish")
+    pub.send(encode_publish_hello(1, list(ARKIT_NAMES), [], 60))
+    pub.send(encode_capture(1, 0, 0, np.full(52, 0.1, np.float32)))
+    srv.advance(0.1)
+    ws = srv.connect("/sessions/pub1/stream")
+    srv.advance(1 / 60)
+    assert ws.decoder.hello is not None and ws.frames
+    for seq in range(1, 40):
+        pub.send(encode_capture(1, seq, seq * 16, {"JawOpen": 0.6}))
+        srv.advance(1 / 60)
+        if abs(ws.frames[-1].morphs["Jaw_Open"] - 0.6) < 1 / 255:
+            break
+    assert ws.frames[-1].morphs["Jaw_Open"] == pytest.approx(0.6, abs=1 / 255)
 
 
 def test_lod_switch_gives_a_keyframe_of_the_new_level(server: ServerProcess) -> None:
@@ -158,31 +158,18 @@ def test_lod_switch_gives_a_keyframe_of_the_new_level(server: ServerProcess) -> 
     ("message", "code"),
     [("text please", 1003), (b"\xc1", 1007), (b"\x00" * 10000, 1009)],
 )
-def test_malformed_stream_messages_close_with_a_code(server: ServerProcess, message: object,
+def test_malformed_stream_messages_close_with_a_code(inprocess: InProcessServer, message: object,
                                                      code: int) -> None:  # fmt: skip
-    httpx.post(server.url + "/sessions", json={"id": "bad1"})
-
-    async def scenario() -> int | None:
-        async with websockets.connect(f"{server.ws_url}/sessions/bad1/stream") as ws:
-            await ws.recv()
-            await ws.send(message)  # type: ignore[arg-type]
-            with pytest.raises(websockets.ConnectionClosed):
-                while True:
-                    await asyncio.wait_for(ws.recv(), 5)
-            return ws.close_code
-
-    assert asyncio.run(scenario()) == code
-    assert httpx.get(server.url + "/health").status_code == 200
+    inprocess.post("/sessions", json={"id": "bad1"})
+    ws = inprocess.connect("/sessions/bad1/stream")
+    assert ws.messages  # the hello came first
+    ws.send(message)  # type: ignore[arg-type]
+    assert ws.close_code == code
+    assert inprocess.get("/health").status_code == 200
 
 
-def test_unknown_session_stream_closes_4404(server: ServerProcess) -> None:
-    async def scenario() -> int | None:
-        async with websockets.connect(f"{server.ws_url}/sessions/nobody/stream") as ws:
-            with pytest.raises(websockets.ConnectionClosed):
-                await ws.recv()
-            return ws.close_code
-
-    assert asyncio.run(scenario()) == 4404
+def test_unknown_session_stream_closes_4404(inprocess: InProcessServer) -> None:
+    assert inprocess.connect("/sessions/nobody/stream").close_code == 4404
 
 
 def test_stalled_and_vanishing_subscribers_do_not_hurt_the_others(server: ServerProcess) -> None:
@@ -258,19 +245,15 @@ def test_webrtc_peer_receives_frames_on_the_unreliable_channel(server: ServerPro
     assert kinds[0] == "Hello" and "Frame" in kinds
 
 
-def test_bad_webrtc_offers_are_4xx(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url) as c:
-        c.post("/sessions", json={"id": "rtc2"})
-        bad = c.post("/rtc/offer", json={"sdp": "v=0 nonsense", "type": "offer", "session": "rtc2"})
-        assert bad.status_code == 400 and "offer" in bad.json()["detail"]
-        assert (
-            c.post("/rtc/offer", json={"sdp": "x", "type": "answer", "session": "rtc2"}).status_code
-            == 422
-        )
-        assert (
-            c.post("/rtc/offer", json={"sdp": "x", "type": "offer", "session": "none"}).status_code
-            == 404
-        )
+def test_bad_webrtc_offers_are_4xx(inprocess: InProcessServer) -> None:
+    c = inprocess
+    c.post("/sessions", json={"id": "rtc2"})
+    bad = c.post("/rtc/offer", json={"sdp": "v=0 nonsense", "type": "offer", "session": "rtc2"})
+    assert bad.status_code == 400 and "offer" in bad.json()["detail"]
+    wrong_type = {"sdp": "x", "type": "answer", "session": "rtc2"}
+    assert c.post("/rtc/offer", json=wrong_type).status_code == 422
+    no_session = {"sdp": "x", "type": "offer", "session": "none"}
+    assert c.post("/rtc/offer", json=no_session).status_code == 404
 
 
 def test_sigterm_under_load_exits_within_five_seconds() -> None:
