@@ -100,7 +100,7 @@ class LevelTracker:
 
     @property
     def decay_per_hop(self) -> float:
-        """How far (dB) the tracked peak may fall per feature hop: the decay rate at the hop rate."""
+        """How far (dB) the tracked peak may fall per feature hop (the decay rate per hop)."""
         return self.params.decay_db_per_s * HOP_S
 
     def update(self, features: F32) -> tuple[B1, F32]:
