@@ -1,6 +1,7 @@
-"""Issue 20 reproductions on the streaming paths of a real ``serve``: PING bursts, handshake
-errors, publish drops in /stats and /metrics, Live Link subjects per sender, and the Python
-client's reconnect."""
+"""Issue 20 reproductions on the streaming paths: PING bursts, handshake errors, publish drops
+in /stats and /metrics, Live Link subjects per sender, and the Python client's reconnect. The
+handshake errors and publish drops are the app's own decisions and run in process on a fake
+clock (tests/inprocess.py); the rest needs a real ``serve`` and its sockets."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from avatar_engine.transport.outbox import (
     Outbox,
     OutboxOverflowError,
 )
+from inprocess import InProcessServer
 from server_process import ServerProcess
 
 STARTUP_S = 120.0
@@ -87,40 +89,29 @@ def test_the_outbox_counts_pongs_apart_and_names_its_overflow() -> None:
                         ("bits=12", "bits")],
 )  # fmt: skip
 def test_bad_stream_parameters_close_4400_with_a_reason(
-    server: ServerProcess, query: str, word: str
+    inprocess: InProcessServer, query: str, word: str
 ) -> None:
-    httpx.post(f"{server.url}/sessions", json={"id": "params"})
-
-    async def close() -> tuple[int | None, str]:
-        async with websockets.connect(f"{server.ws_url}/sessions/params/stream?{query}") as ws:
-            with pytest.raises(websockets.ConnectionClosed):
-                await asyncio.wait_for(ws.recv(), 10)
-            return ws.close_code, ws.close_reason
-
-    code, reason = asyncio.run(close())
-    assert code == 4400 and word in reason
+    inprocess.post("/sessions", json={"id": "params"})
+    ws = inprocess.connect("/sessions/params/stream", query)
+    assert ws.close_code == 4400 and word in ws.close_reason
 
 
-def test_publish_drops_are_counted_in_stats_and_metrics(server: ServerProcess) -> None:
+def test_publish_drops_are_counted_in_stats_and_metrics(inprocess: InProcessServer) -> None:
     values = np.full(len(ARKIT_NAMES) + len(ROTATION_NAMES), 0.5, np.float32)
     nan = values.copy()
     nan[3] = np.nan
-
-    async def publish() -> None:
-        async with websockets.connect(f"{server.ws_url}/sessions/pub/publish") as ws:
-            await ws.send(b"\xc1garbage")
-            await ws.send(encode_publish_hello(1, ARKIT_NAMES, ROTATION_NAMES, 60))
-            await ws.send(encode_capture(1, 0, 0, nan))
-            for seq in range(1, 300):  # far over 120 frames/s with a burst of 30
-                await ws.send(encode_capture(1, seq, seq, values))
-            await ws.send(encode_ping(1, 0))
-            await asyncio.wait_for(ws.recv(), 10)  # the pong: everything before it was read
-
-    asyncio.run(publish())
-    drops = httpx.get(f"{server.url}/stats").json()["publish"]["websocket"]["drops"]
+    pub = inprocess.connect("/sessions/pub/publish")
+    pub.send(b"\xc1garbage")
+    pub.send(encode_publish_hello(1, ARKIT_NAMES, ROTATION_NAMES, 60))
+    pub.send(encode_capture(1, 0, 0, nan))
+    for seq in range(1, 300):  # far over 120 frames/s with a burst of 30 (no time passes)
+        pub.send(encode_capture(1, seq, seq, values))
+    pub.send(encode_ping(1, 0))
+    assert isinstance(Decoder().feed(pub.messages[-1]), Pong)  # everything before it was read
+    drops = inprocess.get("/stats").json()["publish"]["websocket"]["drops"]
     assert drops.get("non_finite", 0) >= 1 and drops.get("rate_limited", 0) >= 100
     assert any(reason.startswith("protocol") for reason in drops), drops
-    metrics = httpx.get(f"{server.url}/metrics").text
+    metrics = inprocess.get("/metrics").text
     assert 'avatar_engine_capture_dropped_total{kind="publish-ws",reason="rate_limited"}' in metrics
 
 
