@@ -1,9 +1,9 @@
-"""JWT scopes, session binding and tenant quotas (401/403/429): the REST checks on the app in
-process (tests/inprocess.py); WebSocket close codes and the log on a real server."""
+"""JWT scopes, session binding and tenant quotas (401/403/429, WebSocket 4401/4429) on the app
+in process (tests/inprocess.py); what is said in the log and the refusal to start on a public
+address without auth on a real server."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
@@ -12,7 +12,6 @@ from collections.abc import Iterator
 import httpx
 import jwt
 import pytest
-import websockets
 
 from inprocess import InProcessServer
 from server_process import ServerProcess
@@ -96,24 +95,13 @@ def test_session_quota_is_429_with_a_reason(app: InProcessServer) -> None:
     )
 
 
-def test_websocket_auth_and_subscriber_quota_close_codes(server: ServerProcess) -> None:
-    async def scenario() -> None:
-        with httpx.Client(base_url=server.url) as c:
-            c.post("/sessions", json={"id": "w1"}, headers=bearer(token("admin", tenant="ws")))
-        url = f"{server.ws_url}/sessions/w1/stream"
-        async with websockets.connect(url) as ws:
-            with pytest.raises(websockets.ConnectionClosed):
-                await ws.recv()
-            assert ws.close_code == 4401
-        ok = token("subscribe", tenant="ws")
-        async with websockets.connect(f"{url}?token={ok}") as first:
-            assert await asyncio.wait_for(first.recv(), 5)  # the hello
-            async with websockets.connect(f"{url}?token={ok}") as second:
-                with pytest.raises(websockets.ConnectionClosed):
-                    await second.recv()
-                assert second.close_code == 4429
-
-    asyncio.run(scenario())
+def test_websocket_auth_and_subscriber_quota_close_codes(app: InProcessServer) -> None:
+    app.post("/sessions", json={"id": "w1"}, headers=bearer(token("admin", tenant="ws")))
+    assert app.connect("/sessions/w1/stream").close_code == 4401
+    ok = f"token={token('subscribe', tenant='ws')}"
+    first = app.connect("/sessions/w1/stream", ok)
+    assert first.messages and first.close_code is None  # the hello
+    assert app.connect("/sessions/w1/stream", ok).close_code == 4429
 
 
 def test_public_bind_without_auth_refuses_to_start() -> None:
@@ -126,4 +114,11 @@ def test_public_bind_without_auth_refuses_to_start() -> None:
 
 
 def test_secret_never_reaches_the_log(server: ServerProcess) -> None:
+    with httpx.Client(base_url=server.url) as c:  # what the tests above send, in process
+        c.get("/sessions")
+        c.get("/sessions", headers=bearer("garbage"))
+        c.get("/sessions", headers=bearer(token("admin", ttl=-10)))
+        c.post("/sessions", json={"id": "l1"}, headers=bearer(token("publish", sessions=["l2"])))
+        c.post("/sessions", json={"id": "l1"}, headers=bearer(token("admin", tenant="log")))
+        c.get("/sessions/l1", params={"token": token("subscribe", tenant="log")})
     assert SECRET not in server.log()
