@@ -1,6 +1,7 @@
-"""Issue 20 reproductions with auth on, against a real ``serve``: tenant isolation, tokens out
-of the access log, authentication before the body, /stats behind auth; and the start-up
-refusals (empty secret, open UDP without auth, a UDP port in use)."""
+"""Issue 20 reproductions with auth on: tenant isolation and /stats behind auth on the app in
+process (tests/inprocess.py); tokens out of the access log, authentication before the body and
+the start-up refusals (empty secret, open UDP without auth, a UDP port in use) against a real
+``serve``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import jwt
 import pytest
 import websockets
 
+from inprocess import InProcessServer
 from server_process import ServerProcess, free_port
 
 STARTUP_S = 120.0
@@ -32,6 +34,16 @@ def token(scope: str, *, tenant: str, sessions: object = "*") -> str:
 
 def bearer(tok: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok}"}
+
+
+@pytest.fixture
+def app() -> Iterator[InProcessServer]:
+    """The app in process with the real server's options."""
+    srv = InProcessServer(jwt_secret=SECRET)
+    try:
+        yield srv
+    finally:
+        srv.close()
 
 
 @pytest.fixture(scope="module")
@@ -54,29 +66,28 @@ async def _close_code(url: str) -> int | None:
         return ws.close_code
 
 
-def test_another_tenants_session_is_404_whatever_the_token_names(server: ServerProcess) -> None:
+def test_another_tenants_session_is_404_whatever_the_token_names(app: InProcessServer) -> None:
     owner = bearer(token("admin", tenant="t1"))
     intruder_token = token("admin", tenant="t2", sessions=["A"])
     intruder = bearer(intruder_token)
-    with httpx.Client(base_url=server.url) as c:
-        assert c.post("/sessions", json={"id": "A"}, headers=owner).status_code == 201
-        assert c.get("/sessions/A", headers=intruder).status_code == 404
-        speak = c.post("/sessions/A/speak", json={"text": "hi", "voice": "none"}, headers=intruder)
-        assert speak.status_code == 404
-        assert (
-            c.post("/sessions/A/emotion", json={"emotion": "sad"}, headers=intruder).status_code
-            == 404
-        )
-        created = c.post("/sessions", json={"id": "A"}, headers=intruder)
-        assert created.status_code == 404 and "exists" not in created.text  # not 409
-        assert c.delete("/sessions/A", headers=intruder).status_code == 404
-        assert c.get("/sessions", headers=intruder).json()["sessions"] == []
-        base = f"{server.ws_url}/sessions/A"
-        assert asyncio.run(_close_code(f"{base}/stream?token={intruder_token}")) == 4404
-        assert asyncio.run(_close_code(f"{base}/publish?token={intruder_token}")) == 4404
-        assert c.get("/sessions/A", headers=owner).status_code == 200  # untouched
-        mine = c.post("/sessions", json={"id": "A"}, headers=owner)
-        assert mine.status_code == 409  # the owner may learn its own session exists
+    c = app
+    assert c.post("/sessions", json={"id": "A"}, headers=owner).status_code == 201
+    assert c.get("/sessions/A", headers=intruder).status_code == 404
+    speak = c.post("/sessions/A/speak", json={"text": "hi", "voice": "none"}, headers=intruder)
+    assert speak.status_code == 404
+    assert (
+        c.post("/sessions/A/emotion", json={"emotion": "sad"}, headers=intruder).status_code == 404
+    )
+    created = c.post("/sessions", json={"id": "A"}, headers=intruder)
+    assert created.status_code == 404 and "exists" not in created.text  # not 409
+    assert c.delete("/sessions/A", headers=intruder).status_code == 404
+    assert c.get("/sessions", headers=intruder).json()["sessions"] == []
+    query = f"token={intruder_token}"
+    assert c.connect("/sessions/A/stream", query).close_code == 4404
+    assert c.connect("/sessions/A/publish", query).close_code == 4404
+    assert c.get("/sessions/A", headers=owner).status_code == 200  # untouched
+    mine = c.post("/sessions", json={"id": "A"}, headers=owner)
+    assert mine.status_code == 409  # the owner may learn its own session exists
 
 
 # -- 5. tokens in the access log ------------------------------------------------------------
@@ -119,14 +130,13 @@ def test_an_unauthenticated_body_is_refused_before_it_is_read(server: ServerProc
 # -- 13. /stats needs an admin token when auth is on ---------------------------------------
 
 
-def test_stats_needs_an_admin_token(server: ServerProcess) -> None:
-    with httpx.Client(base_url=server.url) as c:
-        assert c.get("/stats").status_code == 401
-        viewer = bearer(token("subscribe", tenant="t1"))
-        assert c.get("/stats", headers=viewer).status_code == 403
-        stats = c.get("/stats", headers=bearer(token("admin", tenant="t1")))
-        assert stats.status_code == 200 and "sessions" in stats.json()
-        assert c.get("/metrics").status_code == 200  # counters only: public like /health
+def test_stats_needs_an_admin_token(app: InProcessServer) -> None:
+    assert app.get("/stats").status_code == 401
+    viewer = bearer(token("subscribe", tenant="t1"))
+    assert app.get("/stats", headers=viewer).status_code == 403
+    stats = app.get("/stats", headers=bearer(token("admin", tenant="t1")))
+    assert stats.status_code == 200 and "sessions" in stats.json()
+    assert app.get("/metrics").status_code == 200  # counters only: public like /health
 
 
 # -- 13. start-up refusals: exit 2 with one line ---------------------------------------------
