@@ -28,7 +28,6 @@ PASSES = 8
 """Loop iterations given to pending tasks before a delivery (a WebSocket route's reader and
 writer take a few hops per message)."""
 
-
 OPEN_TIMEOUT_S = 30.0
 """Bound on a WebSocket handshake in process (a worker thread on a loaded machine)."""
 
@@ -126,6 +125,10 @@ class InProcessSocket(Received):
         self._incoming.put_nowait({"type": "websocket.receive", key: data})
         self._server.deliver()
 
+    def disconnect(self) -> None:
+        """The client goes away (the route's reader sees ``websocket.disconnect``)."""
+        self._incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+
 
 class InProcessServer:
     """A runtime and its app on a fake clock; ``advance`` ticks and delivers to viewers."""
@@ -145,7 +148,7 @@ class InProcessServer:
 
     def close(self) -> None:
         for sock in self.sockets:
-            sock._incoming.put_nowait({"type": "websocket.disconnect", "code": 1000})
+            sock.disconnect()
         self.deliver()
         self.loop.run_until_complete(self.http.aclose())
         self.loop.close()
