@@ -1,7 +1,8 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,cfloor,server,asgi,stall,capture,capture-nowait,webrtc] [--repeat 2] [--json]
+        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,capture-nowait,webrtc]
+        [--repeat 2] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`):
@@ -16,8 +17,10 @@ processes, :mod:`avatar_engine.client.lean`):
   delivered frame, its ratio to each floor, viewers per core at 60 fps, delivered frames per
   viewer per second, p99 tick-to-receive, gaps (skipped frames seen by viewers);
 
-optionally **asgi**: the same server with uvicorn's own WebSocket protocol, so every frame
-goes through a writer task and an ASGI send per viewer (the path before issue 16); then
+optionally **server-pysend**: the same server with the Python reference send loop (one
+``os.write`` per viewer, as before the native loop); **asgi**: the same server with uvicorn's
+own WebSocket protocol, so every frame goes through a writer task and an ASGI send per viewer
+(the path before issue 16); then
 **stall**: N = the largest count, ``--repeat`` times without and then with one more viewer
 that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
 over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
@@ -65,6 +68,12 @@ runtime.KICK_GATHER_S = 0.0  # a kick does not wait for the rest of a capture bu
 """
 """Loaded by the ``capture-nowait`` case's server: kicked ticks as before the capture-burst fix,
 for a paired comparison with ``capture``."""
+PYSEND_HOOK = """import avatar_engine.server.fanout as fanout
+fanout.send_backend = lambda name=None: fanout.send_to_all_reference  # one os.write per viewer
+"""
+"""Loaded by the ``server-pysend`` case's server: the fan-out pass with the Python reference send
+loop instead of the native one (the path before the native loop), for comparison."""
+HOOKS = {"asgi": ASGI_HOOK, "server-pysend": PYSEND_HOOK}
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BODY = bytes(9)
 """A delta body of the size the real server sends for a moving face at LOD 0 (~16 B messages)."""
@@ -265,6 +274,7 @@ def main() -> int:
         "--only",
         default="floor,cfloor,server,stall,capture",
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
+        "server-pysend (the server with the Python send loop), "
         "asgi (the ASGI path before issue 16, for comparison), stall, capture, capture-nowait "
         "(kicks that do not wait for a capture burst, for comparison), webrtc",
     )
@@ -294,12 +304,12 @@ def main() -> int:
                 row = floor(n, args, native=name == "cfloor")
                 floors[n][name] = row["cpu_us_per_frame"]
                 show(name, row)
-        for case in ("server", "asgi"):
+        for case in ("server", "server-pysend", "asgi"):
             if case not in cases:
                 continue
             with tempfile.TemporaryDirectory() as hook:
-                (Path(hook) / "sitecustomize.py").write_text(ASGI_HOOK)
-                server = ServerProcess(env={"PYTHONPATH": hook} if case == "asgi" else None)
+                (Path(hook) / "sitecustomize.py").write_text(HOOKS.get(case, ""))
+                server = ServerProcess(env={"PYTHONPATH": hook} if case in HOOKS else None)
                 try:
                     server.wait_ready(60)
                     base = _sim(server, args, subscribers=0)["server_cpu_percent"]
