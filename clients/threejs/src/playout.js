@@ -51,7 +51,7 @@ export const DELAY_STEP_MS = 5;
  * @property {string | null | undefined} codec   the stream's voice, null/undefined without one
  * @property {string} soundState                 SoundState
  * @property {number} latencyMs                  output latency + margin; NaN until the context runs
- * @property {boolean} playing                   between 'voicestart' and 'voicestop'
+ * @property {boolean} busy                      sound scheduled or playing (the mapping must hold)
  * @property {(nowMs: number, mapMs: number) => void} tick
  */
 
@@ -106,7 +106,7 @@ export class VoicePlayout {
   tick(nowMs, voice, jitter) {
     if (!voice || !jitter) return;
     const minDelay = this.faceDelayMs(voice, jitter);
-    if (Math.abs(minDelay - jitter.minDelayMs) > DELAY_STEP_MS && !voice.playing) jitter.setMinDelay(Math.round(minDelay));
+    if (Math.abs(minDelay - jitter.minDelayMs) > DELAY_STEP_MS && !voice.busy) jitter.setMinDelay(Math.round(minDelay));
     voice.tick(nowMs, jitter.offset + jitter.delayMs);
   }
 }

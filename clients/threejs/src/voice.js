@@ -155,6 +155,12 @@ export class VoicePlayer extends EventTarget {
   get playing() { return this._playing; }
 
   /**
+   * Whether sound is scheduled or playing (from the first packet scheduled until `hangoverMs`
+   * after the last ends): the playout mapping it was scheduled on must not move under it.
+   */
+  get busy() { return this._playing || this.now() < this._playEndLocal + this.options.hangoverMs; }
+
+  /**
    * The stream's voice, from its hello. Returns false if this player cannot decode `codec`
    * (Opus without WebCodecs, or a decoder that refused the configuration): ask for 'pcm'.
    * @param {'opus'|'pcm16'|null} codec

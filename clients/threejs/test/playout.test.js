@@ -9,7 +9,7 @@ import { LATE_CAP_MS, VoicePlayout } from '../src/playout.js';
 /** The part of a VoicePlayer the playout drives; `ticks` records tick(nowMs, mapMs). */
 function fakeVoice(fields = {}) {
   const ticks = [];
-  return { codec: 'opus', soundState: 'unlocked', latencyMs: 45, playing: false, ticks, tick: (now, map) => ticks.push([now, map]), ...fields };
+  return { codec: 'opus', soundState: 'unlocked', latencyMs: 45, busy: false, ticks, tick: (now, map) => ticks.push([now, map]), ...fields };
 }
 
 /** A 60 fps buffer whose clock offset is `offset` (local minus stream ms). */
@@ -106,10 +106,10 @@ test('the delay changes only between utterances and only by more than a few ms',
   p.tick(1, v, j);
   assert.equal(j.minDelayMs, 45);
   v.latencyMs = 120;
-  v.playing = true; // mid-utterance: never pulled away from its face
+  v.busy = true; // scheduled or mid-utterance: never pulled away from its face
   p.tick(2, v, j);
   assert.equal(j.minDelayMs, 45);
-  v.playing = false;
+  v.busy = false;
   p.tick(3, v, j);
   assert.equal(j.minDelayMs, 120);
   assert.equal(v.ticks.length, 4, 'the voice is ticked every time');

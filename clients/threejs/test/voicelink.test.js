@@ -21,7 +21,7 @@ function fakeHost(fields = {}) {
 
 /** The part of a VoicePlayer VoiceLink drives. */
 function fakePlayer(fields = {}) {
-  const p = { soundState: 'unlocked', codec: 'opus', decoder: {}, latencyMs: 40, playing: false, pushed: [], ticks: [], cuts: [] };
+  const p = { soundState: 'unlocked', codec: 'opus', decoder: {}, latencyMs: 40, busy: false, pushed: [], ticks: [], cuts: [] };
   return Object.assign(p, {
     push: (a) => p.pushed.push(a), tick: (now, map) => p.ticks.push([now, map]), cut: (t, seq) => p.cuts.push([t, seq]),
     reset() {}, close() {}, ...fields,
