@@ -352,6 +352,8 @@ export declare class VoicePlayer extends EventTarget {
   readonly output: GainNode;
   readonly soundState: SoundStateValue;
   readonly playing: boolean;
+  /** Sound scheduled or playing: the playout mapping holds while it is. */
+  readonly busy: boolean;
   readonly stats: VoiceStats;
   volume: number;
   muted: boolean;
