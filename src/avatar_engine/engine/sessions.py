@@ -10,7 +10,7 @@ import re
 from collections import deque
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Final
+from typing import Final, TypeAlias
 
 SESSION_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,127}$")
 MAX_PENDING_EVENTS: Final = 64
@@ -60,6 +60,10 @@ def check_session_id(session_id: str) -> str:
     return session_id
 
 
+EventValue: TypeAlias = str | bool | tuple[str, float]
+"""A state's name, whether the session speaks, or an emotion's (name, intensity)."""
+
+
 @dataclass(frozen=True, slots=True)
 class SessionEvent:
     """Something a session's subscribers are told (taken out by ``Engine.take_events``)."""
@@ -67,7 +71,7 @@ class SessionEvent:
     session: str
     kind: SessionEventKind
     """``STATE`` (value: a state name), ``SPEAKING`` (bool) or ``EMOTION`` ((name, intensity))."""
-    value: object
+    value: EventValue
     t: float
 
 
@@ -91,7 +95,7 @@ class Session:
     with_events: set[str] | None = None
     """The engine's set of sessions holding events: the tick visits only those."""
 
-    def emit(self, kind: SessionEventKind, value: object, t: float) -> None:
+    def emit(self, kind: SessionEventKind, value: EventValue, t: float) -> None:
         """Queue an event for the subscribers (bounded: the oldest goes first) and mark the
         session for the engine's next ``take_events``."""
         self.events.append(SessionEvent(self.id, kind, value, t))
