@@ -1,0 +1,121 @@
+"""Where capture-to-frame time goes inside the server at 100 publishing sessions (issue 16).
+
+    .venv/bin/python benchmarks/fanout_capture_trace.py [--duration 5] [--nowait]
+
+Runs a real ``avatar-engine serve`` with a ``sitecustomize`` that records, in the server, when
+each capture frame reached ``Runtime.on_frame`` (with its jaw value) and when every tick
+started and ended; then the same load as ``fanout_floor.py --only capture`` (100 sessions, the
+lean Live Link publisher, one viewer each). Printed: how far apart the arrivals of one
+published instant (a jaw flip of all 100 sessions, sent within about a millisecond) are spread
+inside the server, and how long an arrival waits for the start and the end of the next tick.
+``--nowait``: kicked ticks do not wait for the rest of a capture burst (the server before that
+fix). The load average is printed; the trace adds a few microseconds per frame and tick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fanout_floor import NO_WAIT_HOOK, _sim
+from server_process import ServerProcess
+
+TRACE_HOOK = """import json, os, threading, time
+import avatar_engine.server.runtime as rt
+from avatar_engine.rigs.arkit import ARKIT_NAMES
+JAW = ARKIT_NAMES.index("jawOpen")
+frames, ticks = [], []
+_on_frame, _tick = rt.Runtime.on_frame, rt.Runtime.tick
+def on_frame(self, session_id, arkit, rotations, t_arrival, source):
+    frames.append((time.monotonic(), session_id, float(arkit[JAW])))
+    return _on_frame(self, session_id, arkit, rotations, t_arrival, source)
+def tick(self, t):
+    start = time.monotonic()
+    try:
+        return _tick(self, t)
+    finally:
+        ticks.append((start, time.monotonic()))
+rt.Runtime.on_frame, rt.Runtime.tick = on_frame, tick
+def dump():
+    out = os.environ["AVATAR_ENGINE_TRACE"]
+    while True:
+        time.sleep(1.0)
+        with open(out + ".tmp", "w") as f:
+            json.dump({"frames": list(frames), "ticks": list(ticks)}, f)
+        os.replace(out + ".tmp", out)
+threading.Thread(target=dump, daemon=True).start()
+"""
+"""The server's side of the trace (a ``sitecustomize``): dumped once a second to a JSON file."""
+
+
+def analyse(trace: dict[str, Any]) -> dict[str, object]:
+    """Arrival spread of each flip burst and each flip arrival's wait for the next tick."""
+    last: dict[str, float] = {}
+    flips = []
+    for now, session, jaw in trace["frames"]:
+        if session in last and abs(jaw - last[session]) > 0.3:  # the published jaw flipped
+            flips.append(now)
+        last[session] = jaw
+    ticks = np.array(trace["ticks"])
+    arrivals = np.sort(np.array(flips))
+    bursts = np.split(arrivals, np.flatnonzero(np.diff(arrivals) > 0.05) + 1)
+    spread = [1e3 * (b[-1] - b[0]) for b in bursts if len(b) > 1]
+    nxt = np.searchsorted(ticks[:, 0], arrivals)
+    ok = nxt < len(ticks)
+    wait_start = 1e3 * (ticks[nxt[ok], 0] - arrivals[ok])
+    wait_end = 1e3 * (ticks[nxt[ok], 1] - arrivals[ok])
+
+    def pct(v: object) -> list[float]:
+        return [round(float(x), 2) for x in np.percentile(np.asarray(v), [50, 99])]
+
+    return {
+        "flip_arrivals": len(arrivals),
+        "bursts": len(spread),
+        "burst_spread_ms_p50_max": [round(float(np.median(spread)), 2), round(max(spread), 2)],
+        "arrival_to_tick_start_ms_p50_p99": pct(wait_start),
+        "arrival_to_tick_end_ms_p50_p99": pct(wait_end),
+        "tick_ms_p50_p99": pct(1e3 * (ticks[:, 1] - ticks[:, 0])),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=5.0)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--nowait", action="store_true")
+    args = parser.parse_args()
+    args.sessions = 100
+    print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)
+    with tempfile.TemporaryDirectory() as hook:
+        (Path(hook) / "sitecustomize.py").write_text(
+            TRACE_HOOK + (NO_WAIT_HOOK if args.nowait else "")
+        )
+        out = str(Path(hook) / "trace.json")
+        server = ServerProcess(env={"PYTHONPATH": hook, "AVATAR_ENGINE_TRACE": out})
+        try:
+            server.wait_ready(60)
+            r = _sim(server, args, sessions=100, subscribers=100)
+            time.sleep(1.5)  # one more dump after the run
+            trace = json.loads(Path(out).read_text())
+        finally:
+            server.stop()
+    print(json.dumps({"nowait": args.nowait,
+                      "publish_to_receive_ms": r["publish_to_receive_ms"],
+                      "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
+                      "server_cpu_percent": r["server_cpu_percent"],
+                      "load_average": r["load_average"][0]} | analyse(trace)))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
