@@ -80,6 +80,8 @@ class FlipDetector:
         self._base = 0.0
 
     def observe(self, jaw: float, now: float) -> float | None:
+        """Feed the jaw value of a frame received at ``now``; the publish-to-receive latency (ms)
+        when this frame is the first to show the current flip, else None."""
         k = int((now - self.t0) / FLIP_S)
         if k != self._last_k:
             self._base = jaw if self._last_jaw is None else self._last_jaw
@@ -461,6 +463,8 @@ class LiveLinkPublisher:
         self.wall_s = 0.0
 
     def run(self, until: float) -> None:
+        """Send every session's packet at each 60 fps slot until ``until`` (blocking); a late
+        process skips the slots it missed (counted in ``late_ticks``) rather than bursting."""
         cpu0, wall0 = time.process_time(), time.monotonic()
         t0, pairs, address = self._t0, self._pairs, self._address
         k = max(self._k, math.ceil((wall0 - t0) * FPS))
@@ -483,6 +487,7 @@ class LiveLinkPublisher:
         self.wall_s += time.monotonic() - wall0
 
     def close(self) -> None:
+        """Close the publisher's sockets."""
         for sock in self._socks:
             sock.close()
 

@@ -69,12 +69,14 @@ class NodeResult:
               "closed")  # fmt: skip
 
     def add(self, r: dict[str, Any]) -> None:
+        """Merge one load process's result for this node: counters summed, latencies kept."""
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + int(r.get(name, 0)))
         self.tick_to_receive_ms.append(tick_latencies([r]))
         self.publish_to_receive_ms += r["publish_to_receive_ms"]
 
     def ticks(self) -> npt.NDArray[np.float64]:
+        """Every tick-to-receive latency (ms) the merged processes measured, as one array."""
         return np.concatenate(self.tick_to_receive_ms) if self.tick_to_receive_ms else np.zeros(0)
 
 
@@ -230,15 +232,16 @@ def _viewer_specs(args: argparse.Namespace, sessions: list[str], sub_urls: list[
 
 
 def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the load the ``simulate`` flags in ``args`` describe against a running server and
+    return its report (the module docstring lists what is measured).
+
+    The server's sessions ``sim-0..`` are re-created, viewer processes connect while capture
+    already flows, then publishing and measuring run for ``--duration`` seconds.
+    """
     base = args.url.rstrip("/")
-    host = urlsplit(base).hostname or "127.0.0.1"
     stats = httpx.get(base + "/stats", timeout=10).json()
     server_t0, pid = float(stats["clock"]["monotonic_t0"]), int(stats["pid"])
-    sessions = [f"sim-{i}" for i in range(args.sessions)]
-    with httpx.Client(base_url=base, timeout=10) as client:
-        for s in sessions:
-            client.delete(f"/sessions/{s}")
-            client.post("/sessions", json={"id": s}).raise_for_status()
+    sessions = _fresh_sessions(base, args.sessions)
     # Subscribers go round-robin to --subscribe-url nodes (cluster mode), else to --url.
     sub_urls = [u.rstrip("/") for u in (args.subscribe_url or [base])]
     node_pids = {url: int(httpx.get(url + "/stats", timeout=10).json()["pid"])
@@ -246,67 +249,158 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
     t0 = time.monotonic()
     common = {"t0": t0, "server_t0": server_t0, "limit_s": args.connect_s + args.duration + 90,
               "linger_s": LINGER_S}  # fmt: skip
-    specs = _viewer_specs(args, sessions, sub_urls, common)
-    ctx = mp.get_context("spawn")
-    queue, ready, shared = ctx.Queue(), ctx.Queue(), ctx.Array("d", 2)
-    procs = [ctx.Process(target=_load_process, args=(args.transport, spec, ready, shared, queue),
-                         daemon=True) for spec in specs]  # fmt: skip
-    for p in procs:
-        p.start()
+    load = _LoadProcesses.start(args.transport, _viewer_specs(args, sessions, sub_urls, common))
+    host = urlsplit(base).hostname or "127.0.0.1"
     publisher = LiveLinkPublisher(host, args.livelink_port, sessions, t0)
-    waiting = len(procs)
-    give_up = time.monotonic() + 60 + args.subscribers / 50  # handshakes under load
-    while waiting and time.monotonic() < give_up:  # viewers connect while capture flows
-        if args.publish == "livelink":
-            publisher.run(time.monotonic() + 0.1)
-        else:
-            time.sleep(0.1)
-        while waiting and not ready.empty():
-            ready.get()
-            waiting -= 1
+    load.wait_connected(args, publisher)
     start = time.monotonic() + (args.connect_s if args.transport == "webrtc" else 0.5)
     end = start + args.duration
-    shared[0], shared[1] = start, end
+    load.shared[0], load.shared[1] = start, end
     if args.publish == "livelink":
         publisher.run(start)
     time.sleep(max(0.0, start - time.monotonic()))
-    sent0, pub_cpu0, pub_wall0 = publisher.sent, publisher.cpu_s, publisher.wall_s
-    cpu0, rss0 = proc_sample(pid)
-    node_cpu0 = {url: proc_sample(p) for url, p in node_pids.items()}
-    wall0 = time.monotonic()
-    if args.publish == "livelink":
-        publisher.run(end)
-        pub = {"sent": publisher.sent - sent0, "cpu_s": publisher.cpu_s - pub_cpu0,
-               "wall_s": publisher.wall_s - pub_wall0}  # fmt: skip
-    elif args.publish == "ws":
-        ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
-        cpu_p = time.process_time()
-        sent = asyncio.run(_publish_ws(ws_base, sessions, t0, end))
-        pub = {"sent": sent, "cpu_s": time.process_time() - cpu_p,
-               "wall_s": time.monotonic() - wall0}  # fmt: skip
-    else:
-        pub = {}
-        time.sleep(max(0.0, end - time.monotonic()))
+    window = _Samples.take(pid, node_pids)
+    pub = _publish(args, publisher, base, sessions, t0, end)
     publisher.close()
-    cpu1, rss1 = proc_sample(pid)
-    node_cpu1 = {url: proc_sample(p) for url, p in node_pids.items()}
-    wall1 = time.monotonic()
+    window.close(pid, node_pids)
     server_stats = httpx.get(base + "/stats", timeout=10).json()  # viewers still connected
-    by_url: dict[str, NodeResult] = {u: NodeResult() for u in sub_urls}
-    load_cpu = []
-    for _ in procs:
-        url, result = queue.get(timeout=args.connect_s + 120)
-        by_url[url].add(result)
-        load_cpu.append(round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1))
-    for proc in procs:
-        proc.join(timeout=10)
+    by_url, load_cpu = load.collect(args, sub_urls)
     total = NodeResult()
     for r in by_url.values():
         for name in NodeResult.COUNTS:
             setattr(total, name, getattr(total, name) + getattr(r, name))
         total.tick_to_receive_ms.append(r.ticks())
         total.publish_to_receive_ms += r.publish_to_receive_ms
+    return _report(args, total, pub, server_stats, window, load_cpu) | (
+        {"nodes": _node_report(by_url, window.node_cpu0, window.node_cpu1, window.wall, args)}
+        if args.subscribe_url
+        else {}
+    )
+
+
+def _fresh_sessions(base: str, n: int) -> list[str]:
+    """Sessions ``sim-0 .. sim-{n-1}``, deleted first so every run starts from new ones."""
+    sessions = [f"sim-{i}" for i in range(n)]
+    with httpx.Client(base_url=base, timeout=10) as client:
+        for s in sessions:
+            client.delete(f"/sessions/{s}")
+            client.post("/sessions", json={"id": s}).raise_for_status()
+    return sessions
+
+
+@dataclass
+class _LoadProcesses:
+    """The viewer processes of one run, with the queues they report on and the shared
+    measurement window (start, end) they read."""
+
+    procs: list[Any]
+    queue: Any
+    ready: Any
+    shared: Any
+
+    @staticmethod
+    def start(transport: str, specs: list[dict[str, Any]]) -> _LoadProcesses:
+        ctx = mp.get_context("spawn")
+        queue, ready, shared = ctx.Queue(), ctx.Queue(), ctx.Array("d", 2)
+        procs = [ctx.Process(target=_load_process, args=(transport, spec, ready, shared, queue),
+                             daemon=True) for spec in specs]  # fmt: skip
+        for p in procs:
+            p.start()
+        return _LoadProcesses(procs, queue, ready, shared)
+
+    def wait_connected(self, args: argparse.Namespace, publisher: LiveLinkPublisher) -> None:
+        """Until every process says its viewers are connected (bounded), while capture flows."""
+        waiting = len(self.procs)
+        give_up = time.monotonic() + 60 + args.subscribers / 50  # handshakes under load
+        while waiting and time.monotonic() < give_up:  # viewers connect while capture flows
+            if args.publish == "livelink":
+                publisher.run(time.monotonic() + 0.1)
+            else:
+                time.sleep(0.1)
+            while waiting and not self.ready.empty():
+                self.ready.get()
+                waiting -= 1
+
+    def collect(
+        self, args: argparse.Namespace, sub_urls: list[str]
+    ) -> tuple[dict[str, NodeResult], list[float]]:
+        """Every process's result merged per node, and each process's CPU percent."""
+        by_url: dict[str, NodeResult] = {u: NodeResult() for u in sub_urls}
+        load_cpu = []
+        for _ in self.procs:
+            url, result = self.queue.get(timeout=args.connect_s + 120)
+            by_url[url].add(result)
+            load_cpu.append(round(100 * result["cpu_s"] / max(1e-9, result["wall_s"]), 1))
+        for proc in self.procs:
+            proc.join(timeout=10)
+        return by_url, load_cpu
+
+
+@dataclass
+class _Samples:
+    """The server's (and each node's) CPU time and RSS at the window's start and end."""
+
+    cpu0: float
+    rss0: float
+    node_cpu0: dict[str, tuple[float, float]]
+    wall0: float
+    cpu1: float = 0.0
+    rss1: float = 0.0
+    node_cpu1: dict[str, tuple[float, float]] = field(default_factory=dict)
+    wall1: float = 0.0
+
+    @staticmethod
+    def take(pid: int, node_pids: dict[str, int]) -> _Samples:
+        cpu0, rss0 = proc_sample(pid)
+        node_cpu0 = {url: proc_sample(p) for url, p in node_pids.items()}
+        return _Samples(cpu0, rss0, node_cpu0, time.monotonic())
+
+    def close(self, pid: int, node_pids: dict[str, int]) -> None:
+        self.cpu1, self.rss1 = proc_sample(pid)
+        self.node_cpu1 = {url: proc_sample(p) for url, p in node_pids.items()}
+        self.wall1 = time.monotonic()
+
+    @property
+    def wall(self) -> float:
+        return self.wall1 - self.wall0
+
+
+def _publish(
+    args: argparse.Namespace,
+    publisher: LiveLinkPublisher,
+    base: str,
+    sessions: list[str],
+    t0: float,
+    end: float,
+) -> dict[str, float]:
+    """Publish until ``end`` the way ``--publish`` says; what was sent and its CPU and wall time."""
+    wall0 = time.monotonic()
+    if args.publish == "livelink":
+        sent0, cpu0, pub_wall0 = publisher.sent, publisher.cpu_s, publisher.wall_s
+        publisher.run(end)
+        return {"sent": publisher.sent - sent0, "cpu_s": publisher.cpu_s - cpu0,
+                "wall_s": publisher.wall_s - pub_wall0}  # fmt: skip
+    if args.publish == "ws":
+        ws_base = base.replace("http://", "ws://").replace("https://", "wss://")
+        cpu_p = time.process_time()
+        sent = asyncio.run(_publish_ws(ws_base, sessions, t0, end))
+        return {"sent": sent, "cpu_s": time.process_time() - cpu_p,
+                "wall_s": time.monotonic() - wall0}  # fmt: skip
+    time.sleep(max(0.0, end - time.monotonic()))
+    return {}
+
+
+def _report(
+    args: argparse.Namespace,
+    total: NodeResult,
+    pub: dict[str, float],
+    server_stats: dict[str, Any],
+    window: _Samples,
+    load_cpu: list[float],
+) -> dict[str, Any]:
+    """The run's report, in the order ``simulate`` prints it."""
     healthy = max(1, args.subscribers - args.stalled)
+    cpu = window.cpu1 - window.cpu0
     return {
         "sessions": args.sessions,
         "subscribers": args.subscribers,
@@ -328,16 +422,14 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
         "bytes_per_frame": round(total.bytes / max(1, total.frames), 1),
         "tick_to_receive_ms": _percentiles(total.ticks()),
         "publish_to_receive_ms": _percentiles(total.publish_to_receive_ms),
-        "server_cpu_percent": round(100 * (cpu1 - cpu0) / max(1e-9, wall1 - wall0), 1),
-        "server_cpu_us_per_frame": round(1e6 * (cpu1 - cpu0) / max(1, total.frames), 2),
-        "server_rss_mib": {"start": round(rss0, 1), "end": round(rss1, 1)},
+        "server_cpu_percent": round(100 * cpu / max(1e-9, window.wall), 1),
+        "server_cpu_us_per_frame": round(1e6 * cpu / max(1, total.frames), 2),
+        "server_rss_mib": {"start": round(window.rss0, 1), "end": round(window.rss1, 1)},
         "server_tick": server_stats["tick"],
         "load_cpu_percent": {"viewer_processes": load_cpu,
                              "publisher": round(100 * pub.get("cpu_s", 0.0)
                                                 / max(1e-9, pub.get("wall_s", 1.0)), 1)},
         "load_average": [round(x, 2) for x in os.getloadavg()],
-        **({"nodes": _node_report(by_url, node_cpu0, node_cpu1, wall1 - wall0, args)}
-           if args.subscribe_url else {}),
     }  # fmt: skip
 
 

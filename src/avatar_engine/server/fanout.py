@@ -95,12 +95,15 @@ class FrameChannel(Protocol):
     """What :class:`DataChannelLink` needs of an aiortc ``RTCDataChannel``."""
 
     @property
-    def readyState(self) -> str: ...  # noqa: N802 - aiortc's (and the W3C API's) name
+    def readyState(self) -> str:  # noqa: N802 - aiortc's (and the W3C API's) name
+        """``"open"`` while frames can be sent."""
 
     @property
-    def bufferedAmount(self) -> int: ...  # noqa: N802
+    def bufferedAmount(self) -> int:  # noqa: N802
+        """Bytes queued in the channel and not yet sent (the backlog check)."""
 
-    def send(self, data: bytes) -> None: ...
+    def send(self, data: bytes) -> None:
+        """Queue one message on the channel (unreliable: a lost frame stays lost)."""
 
 
 class DataChannelLink:
@@ -140,10 +143,12 @@ class Viewer(Protocol):
     :class:`~avatar_engine.server.streams.Subscriber`, which imports this module)."""
 
     @property
-    def outbox(self) -> Outbox: ...
+    def outbox(self) -> Outbox:
+        """The viewer's outbox: a frame goes direct only while nothing waits in it."""
 
     @property
-    def direct(self) -> FrameLink | None: ...
+    def direct(self) -> FrameLink | None:
+        """The viewer's direct link, or None when its frames always go through the outbox."""
 
 
 def current_link() -> DirectLink | None:
@@ -233,6 +238,9 @@ class StreamProtocol(WebSocketsSansIOProtocol):
     link: DirectLink | None = None
 
     def handle_connect(self, event: Request) -> None:
+        """On a stream URL, open the connection's direct link (and refuse per-connection
+        compression, so every viewer can share one framed message) before the ASGI app sees the
+        connection; other URLs are uvicorn's as is."""
         if self.scheme != "ws" or not STREAM_PATH.match(event.path.partition("?")[0]):
             super().handle_connect(event)
             return
@@ -253,21 +261,26 @@ class StreamProtocol(WebSocketsSansIOProtocol):
         return self.link
 
     def pause_writing(self) -> None:
+        """The transport's buffer is over its mark: direct writes stop, frames go to the outbox."""
         super().pause_writing()
         if self.link is not None:
             self.link.paused = True
 
     def resume_writing(self) -> None:
+        """The buffer drained: direct writes may go again."""
         super().resume_writing()
         if self.link is not None:
             self.link.paused = False
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """Mark the direct link closed before uvicorn tears the connection down."""
         if self.link is not None:
             self.link.open = False
         super().connection_lost(exc)
 
     async def send(self, message: Any) -> None:
+        """The ASGI app's send, counted while in progress so the fan-out pass does not write a frame
+        into the middle of one."""
         link = self.link
         if link is None:
             await super().send(message)
