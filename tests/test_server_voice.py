@@ -148,7 +148,8 @@ def test_speak_is_audible_in_opus_and_the_voice_covers_the_moving_mouth(
     assert ts == [ts[0] + 20 * k for k in range(len(ts))]  # contiguous, one utterance
     assert abs(len(ts) * 20 - body["duration_ms"]) <= 40
     moving = [t for t, v in seen.frames if v > OPEN]
-    assert ts[0] - 1000 / 60 <= moving[0] < ts[-1]  # the mouth moves while the voice plays
+    # the mouth moves while the voice plays (opening into its first sound within the lead)
+    assert ts[0] - VOICE_LEAD_MS - 1000 / 60 <= moving[0] < ts[-1]
     assert moving[-1] <= ts[-1] + 20 + 150  # and closes with the last sound (its ease-out)
 
 
