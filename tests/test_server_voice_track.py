@@ -297,3 +297,15 @@ def test_without_the_default_voice_the_face_speaks_and_the_session_says_degraded
     named = SpeakRequest(text="Hello", voice="espeak")
     with pytest.raises(VoiceUnavailableError, match="espeak-ng"):
         asyncio.run(speak_request(rt, voices, session, named))  # named: the caller's 400
+
+
+def test_a_lead_shorter_than_the_faces_anticipation_fits_it_in_instead_of_losing_it() -> None:
+    from avatar_engine.server.voice_speak import fit_anticipation
+
+    start, keys = 1000.0, np.array([850.0, 900.0, 950.0, 1000.0, 1050.0])
+    fitted = fit_anticipation(keys, start, now_ms=960.0)  # a 40 ms lead, 150 ms anticipation
+    assert fitted[0] == 960.0 and (np.diff(fitted) > 0).all()  # from now, in order
+    assert np.allclose(fitted[:3], [960.0, 960.0 + 40 / 3, 960.0 + 80 / 3])  # same shape
+    assert np.array_equal(fitted[3:], keys[3:])  # the sound's own keys stay where they are
+    assert np.array_equal(fit_anticipation(keys, start, now_ms=800.0), keys)  # lead long enough
+    assert np.array_equal(fit_anticipation(keys, start, now_ms=1000.0), keys)  # no lead
