@@ -31,6 +31,7 @@ from avatar_engine.server.auth import DEFAULT_TENANT, Principal
 from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.server.voice_speak import fit_anticipation
 from avatar_engine.voice import AudioPacketizer
 
 FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
@@ -300,8 +301,6 @@ def test_without_the_default_voice_the_face_speaks_and_the_session_says_degraded
 
 
 def test_a_lead_shorter_than_the_faces_anticipation_fits_it_in_instead_of_losing_it() -> None:
-    from avatar_engine.server.voice_speak import fit_anticipation
-
     start, keys = 1000.0, np.array([850.0, 900.0, 950.0, 1000.0, 1050.0])
     fitted = fit_anticipation(keys, start, now_ms=960.0)  # a 40 ms lead, 150 ms anticipation
     assert fitted[0] == 960.0 and (np.diff(fitted) > 0).all()  # from now, in order
