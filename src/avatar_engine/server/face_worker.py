@@ -25,6 +25,9 @@ import asyncio
 import contextlib
 import itertools
 import multiprocessing
+import os
+import threading
+import time
 from collections import OrderedDict
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from typing import Final, Literal
@@ -44,10 +47,29 @@ START_METHOD: Final = "forkserver"
 """How the worker starts: not by forking the server (its threads and event loop would be
 copied mid-flight), and faster than a fresh interpreter per restart."""
 
+PARENT_CHECK_S: Final = 1.0
+"""How often the worker checks that its server still runs."""
+
 _FACES: dict[FaceKey, LiveFace] = {}
 """In the worker process: the live faces by key."""
 _VOICES: OrderedDict[str, Voice] = OrderedDict()
 """In the worker process: what the last face of each voice learned."""
+
+
+def _watch_parent(server_pid: int) -> None:
+    """Runs in the worker as it starts: exit once the server that owns it is gone. A worker
+    waits on its queue, and a server killed without a shutdown would otherwise leave it (and
+    its start server) behind for good."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(PARENT_CHECK_S)
+            try:
+                os.kill(server_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="face-worker-parent", daemon=True).start()
 
 
 def _call(key: FaceKey, rate: int, delay_ms: int, op: Op, piece: Piece | None,
@@ -92,7 +114,10 @@ class FaceWorker:
     def _executor(self) -> ProcessPoolExecutor:
         if self._pool is None:
             context = multiprocessing.get_context(START_METHOD)
-            self._pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+            self._pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=context, initializer=_watch_parent,
+                initargs=(os.getpid(),),
+            )  # fmt: skip
         return self._pool
 
     async def call(

@@ -821,9 +821,11 @@ class Runtime:
         await self.placement.stop()
 
     def close_io(self) -> None:
-        """Shutdown: close the capture receivers and the egress sockets."""
+        """Shutdown: close the capture receivers, the egress sockets and the live voices'
+        lip-sync process."""
         self.ingest.close()
         self.egress.close()
+        self.live.faces.shutdown()
 
 
 def _placement(
