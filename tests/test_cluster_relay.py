@@ -1,14 +1,37 @@
 """Cluster relay pieces without Redis: stream ids, the owner's relay outbox, and a relaying
-node's group delivery (the same bytes to every local viewer; keyframes first for late ones)."""
+node's group delivery (the same bytes to every local viewer; keyframes first for late ones; the
+voice to its codec's listeners, named in hellos only when the owner relays it)."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from types import SimpleNamespace
 
-from avatar_engine.cluster.keys import KIND_CONTROL, KIND_DELTA, KIND_KEYFRAME, Keys, stream_sid
-from avatar_engine.cluster.relay import RelayOutbox, RemoteGroup
-from avatar_engine.codec.wire import DeltaMode
+import msgpack
+
+from avatar_engine.cluster.keys import (
+    KIND_AUDIO,
+    KIND_CONTROL,
+    KIND_DELTA,
+    KIND_KEYFRAME,
+    KIND_VOICE_CUT,
+    Keys,
+    stream_sid,
+)
+from avatar_engine.cluster.link import ClusterCounters
+from avatar_engine.cluster.registry import SessionMeta
+from avatar_engine.cluster.relay import RelayOutbox, RemoteGroup, VoiceRelayOutbox
+from avatar_engine.cluster.viewers import RemoteViewers
+from avatar_engine.codec.decoder import Decoder
+from avatar_engine.codec.messages import Hello
+from avatar_engine.codec.wire import AudioCodec, DeltaMode
+from avatar_engine.server.auth import DEFAULT_TENANT, Principal
+from avatar_engine.server.config import ServerOptions
+from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import StreamKey, Subscriber
+
+ADMIN = Principal("t", DEFAULT_TENANT, frozenset({"admin"}), None)
 
 
 def test_stream_ids_are_a_function_of_the_group_key() -> None:
@@ -77,3 +100,71 @@ def test_a_relaying_node_hands_the_same_bytes_to_its_viewers() -> None:
             assert (await viewer.outbox.next_messages()) == ([b"ev"], b"d2")
 
     asyncio.run(scenario())
+
+
+def test_the_voice_goes_out_tagged_with_its_codec_and_only_to_its_listeners() -> None:
+    sent: list[bytes] = []
+    box = VoiceRelayOutbox("ch", lambda _channel, data: sent.append(data) is None, AudioCodec.PCM16)
+    box.put_audio(b"A1")
+    box.put_control(b"CUT")  # the voice fan-out's only control message: VOICE_CUT
+    assert sent == [bytes([KIND_AUDIO, 2]) + b"A1", bytes([KIND_VOICE_CUT, 2]) + b"CUT"]
+
+    async def scenario() -> None:
+        key = StreamKey("s1", 0, DeltaMode.CHAINED, 8)
+        group = RemoteGroup("s1", key, "ch")
+        pcm, opus, deaf = _viewer(key), _viewer(key), _viewer(key)
+        group.subs |= {pcm, opus, deaf}
+        group.codecs.update({pcm: AudioCodec.PCM16, opus: AudioCodec.OPUS})
+        assert group.wanted_codecs() == [1, 2]
+        for data in sent:
+            assert group.deliver(data) is False
+        assert (await pcm.outbox.next_messages()) == ([b"A1", b"CUT"], None)
+        for other in (opus, deaf):
+            assert not other.outbox._control
+
+    asyncio.run(scenario())
+
+
+class _Link:
+    """A link that records what would be published and runs nothing."""
+
+    def __init__(self) -> None:
+        self.published: list[list[object]] = []
+
+    def publish(self, channel: str, data: bytes) -> bool:
+        self.published.append(msgpack.unpackb(data))
+        return True
+
+    def spawn(self, coro: Coroutine[object, object, object]) -> None:
+        coro.close()
+
+
+def test_a_relayed_viewers_hello_names_the_voice_only_if_its_owner_relays_it() -> None:
+    rt = Runtime(ServerOptions(livelink_port=0, vmc_port=0))
+    session = rt.create_session(ADMIN, session_id="s")
+    registry = SimpleNamespace(
+        meta={"s": SessionMeta.of(session)}, owners={"s": "old"}, voice_nodes={"me"}, node_id="me"
+    )
+    link = _Link()
+    viewers = RemoteViewers(link, Keys(), registry, rt, rt.quotas, ClusterCounters())  # type: ignore[arg-type]
+
+    def hello_of(sub: Subscriber) -> Hello:
+        message = Decoder().feed(sub.outbox._control[0])
+        assert isinstance(message, Hello)
+        return message
+
+    def subscribe() -> Subscriber:
+        return viewers.subscribe(ADMIN, "s", lod=0, mode=DeltaMode.CHAINED, bits=8,
+                                 transport="test", audio=AudioCodec.PCM16)  # fmt: skip
+
+    # An owner that never said it relays the voice (an older node): the hello says no audio.
+    deaf = subscribe()
+    assert hello_of(deaf).audio is AudioCodec.OFF
+    assert viewers.subs[deaf].wanted_codecs() == []
+    registry.voice_nodes.add("new")
+    registry.owners["s"] = "new"
+    heard = subscribe()
+    assert hello_of(heard).audio is AudioCodec.PCM16
+    assert link.published[-1][0] == "K" and link.published[-1][6] == [int(AudioCodec.PCM16)]
+    viewers.detach(heard)
+    assert viewers.subs[deaf].wanted_codecs() == []

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.engine.sessions import Session
 from avatar_engine.ingest.sink import SourceInfo, SourceKind
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ROTATION_COUNT
@@ -51,7 +51,7 @@ class ElsewherePlacement(LocalPlacement):
 
     def subscribe_remote(
         self, principal: Principal, session_id: str, *,
-        lod: int, mode: DeltaMode, bits: int, transport: str,
+        lod: int, mode: DeltaMode, bits: int, transport: str, audio: AudioCodec,
     ) -> Subscriber:  # fmt: skip
         sub = Subscriber(session_id, principal.tenant, transport,
                          StreamKey(session_id, lod, mode, bits), 7, self.host.now())  # fmt: skip

@@ -22,6 +22,10 @@ from avatar_engine.server.streams import StreamKey
 KIND_KEYFRAME: Final = 1
 KIND_DELTA: Final = 2
 KIND_CONTROL: Final = 3
+KIND_AUDIO: Final = 4
+"""An AUDIO message for one codec's listeners: the kind, the codec's byte, the message."""
+KIND_VOICE_CUT: Final = 5
+"""A VOICE_CUT for one codec's listeners, laid out like :data:`KIND_AUDIO`."""
 
 
 def stream_sid(session: str, mode: DeltaMode, bits: int) -> int:
@@ -67,6 +71,11 @@ class Keys:
     def node(self, node: str) -> str:
         """STRING the node's advertised HTTP URL, expiring unless the node is alive."""
         return f"{self.prefix}:node:{node}"
+
+    @property
+    def voice_nodes(self) -> str:
+        """SET of node ids whose relays carry the voice (older nodes never join it)."""
+        return f"{self.prefix}:voice-nodes"
 
     @property
     def epoch(self) -> str:

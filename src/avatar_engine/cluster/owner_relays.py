@@ -4,6 +4,9 @@ A :class:`~avatar_engine.cluster.relay.RelayOutbox` stands in the stream group a
 subscriber; it lives while some node keeps asking for it (``W``/``K`` requests every quarter
 lease) and is dropped after six missed refreshes. A ``K`` also gets a private keyframe back on
 the asking node's channel (``k``), so a late joiner there waits only for the round trip.
+The requests also name the codecs the asking nodes' viewers hear the voice in: the relay keeps
+one voice listener per codec (:class:`~avatar_engine.cluster.relay.VoiceRelayOutbox`), so the
+voice is still encoded once per (session, codec) here, whatever the number of nodes.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ import time
 
 from avatar_engine.cluster.keys import Keys, stream_sid
 from avatar_engine.cluster.link import RedisLink, pack
-from avatar_engine.cluster.relay import Relay, RelayOutbox
+from avatar_engine.cluster.relay import Relay, RelayOutbox, VoiceRelayOutbox
 from avatar_engine.codec.messages import encode_event
-from avatar_engine.codec.wire import EventKind
+from avatar_engine.codec.wire import AudioCodec, EventKind
 from avatar_engine.server.placement import PlacementHost
 from avatar_engine.server.streams import StreamKey, Subscriber
 
@@ -29,12 +32,39 @@ class OwnerRelays:
         self.lease_s = lease_s
         self.relays: dict[tuple[str, StreamKey], Relay] = {}
 
-    def want(self, key: StreamKey, reply_to: str | None) -> None:
+    def want(self, key: StreamKey, reply_to: str | None, codecs: list[int] | None = None) -> None:
         """Another node asks for a group (``W``), and for a private keyframe (``K``:
-        ``reply_to`` names the node)."""
+        ``reply_to`` names the node), with the voice in ``codecs`` (None: a node that asks
+        for no voice, such as an older one)."""
         relay = self._ensure(key)
-        if reply_to is not None and relay is not None and relay.sub.group is not None:
+        if relay is None:
+            return
+        self._want_voices(relay, {AudioCodec(c) for c in codecs or () if c})
+        if reply_to is not None and relay.sub.group is not None:
             self._answer_keyframe(relay, reply_to)
+
+    def _want_voices(self, relay: Relay, codecs: set[AudioCodec]) -> None:
+        """Listen to the session's voice in ``codecs`` for the relay's channel (each codec
+        once, whichever nodes ask for it)."""
+        now = time.monotonic()
+        sub = relay.sub
+        for codec in codecs:
+            relay.voice_wanted[codec] = now
+            if codec in relay.voices:
+                continue
+            listener = Subscriber(sub.session, sub.tenant, "redis-relay", sub.key, sub.sid,
+                                  sub.connected_t)  # fmt: skip
+            channel = self.keys.group_channel(sub.key)
+            listener.outbox = VoiceRelayOutbox(channel, self.link.publish, codec)
+            relay.voices[codec] = listener
+            self.host.voice.listen(listener, codec, self.host.t_ms())
+
+    def _drop_voices(self, relay: Relay, older_than: float) -> None:
+        """Stop relaying the codecs nobody asked for since ``older_than``."""
+        for codec, at in list(relay.voice_wanted.items()):
+            if at < older_than:
+                del relay.voice_wanted[codec]
+                self.host.voice.forget(relay.voices.pop(codec))
 
     def _ensure(self, key: StreamKey) -> Relay | None:
         host = self.host
@@ -66,6 +96,7 @@ class OwnerRelays:
         if relay is None:
             return
         sub = relay.sub
+        self._drop_voices(relay, float("inf"))
         self.host.remove_viewer(sub)
         session = self.host.local_session(sub.session)
         if session is not None and sub.group is not None:
@@ -90,6 +121,7 @@ class OwnerRelays:
             if now - relay.last_want > expiry:
                 self._drop(rk)
                 continue
+            self._drop_voices(relay, now - expiry)
             outbox = relay.sub.outbox
             if isinstance(outbox, RelayOutbox) and outbox.dropped and self.link.redis_ok:
                 outbox.dropped = False

@@ -38,7 +38,7 @@ from avatar_engine.cluster.owner_relays import OwnerRelays
 from avatar_engine.cluster.quotas import RedisQuotas
 from avatar_engine.cluster.registry import Registry, SessionMeta
 from avatar_engine.cluster.viewers import RemoteViewers
-from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.engine.engine import SessionExistsError
 from avatar_engine.engine.sessions import Session, SessionState
 from avatar_engine.ingest.sink import SourceInfo
@@ -116,11 +116,11 @@ class ClusterPlacement:
 
     def subscribe_remote(
         self, principal: Principal, session_id: str, *,
-        lod: int, mode: DeltaMode, bits: int, transport: str,
+        lod: int, mode: DeltaMode, bits: int, transport: str, audio: AudioCodec,
     ) -> Subscriber:  # fmt: skip
-        """A viewer on this node of a group relayed from the owner."""
+        """A viewer on this node of a group (and its voice) relayed from the owner."""
         return self.viewers.subscribe(principal, session_id, lod=lod, mode=mode, bits=bits,
-                                      transport=transport)  # fmt: skip
+                                      transport=transport, audio=audio)  # fmt: skip
 
     def is_remote(self, sub: Subscriber) -> bool:
         """The subscriber's frames come through the relay."""
@@ -168,6 +168,7 @@ class ClusterPlacement:
                 "relays_out": len(self.relays.relays),
                 "relayed_groups_in": len(self.viewers.groups),
                 "relayed_subscribers": len(self.viewers.subs),
+                "voice_nodes": len(self.registry.voice_nodes),
                 "outgoing_queue": self.link.queued,
                 "counters": vars(self.counters).copy(),
                 "quota_global_refusals": self.quotas.global_refusals,
@@ -228,7 +229,8 @@ class ClusterPlacement:
         self.counters.takeovers += 1
         # This node's relayed subscribers of the session now get it first-hand.
         streams = host.streams_of(session)
-        for sub in self.viewers.take_back(session_id):
+        for sub, audio in self.viewers.take_back(session_id):
+            host.voice.listen(sub, audio, host.t_ms())
             stream_group = streams.group(sub.key, sub.sid)
             sub.group = stream_group
             stream_group.subscribers.add(sub)
@@ -312,10 +314,10 @@ class ClusterPlacement:
             self.forwarding.apply(m[1], m[2], m[3], m[4])
         elif kind in ("W", "K", "k"):
             key = StreamKey(str(m[1]), int(m[2]), DeltaMode(int(m[3])), int(m[4]))
-            if kind == "W":
-                self.relays.want(key, None)
+            if kind == "W":  # the codecs: absent from an older node's requests
+                self.relays.want(key, None, m[5] if len(m) > 5 else None)
             elif kind == "K":
-                self.relays.want(key, str(m[5]))
+                self.relays.want(key, str(m[5]), m[6] if len(m) > 6 else None)
             elif m[5] is not None:
                 self.viewers.offer_keyframe(key, bytes(m[5]), None if m[6] is None else bytes(m[6]))
 

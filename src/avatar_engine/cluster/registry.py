@@ -140,6 +140,8 @@ class Registry:
         """Owner node of every session in the registry (as of the last scan or broadcast)."""
         self.meta: dict[str, SessionMeta] = {}
         self.node_urls: dict[str, str] = {}
+        self.voice_nodes: set[str] = {node_id}
+        """Nodes whose relays carry the voice (as of the last scan)."""
         self.ownerless_since: dict[str, float] = {}
         self.fresh_at: dict[str, float] = {}
         """When a broadcast last updated a session: a scan that started earlier read older
@@ -206,6 +208,7 @@ class Registry:
         pipe = self.link.redis.pipeline(transaction=False)
         pipe.set(keys.node(me), self.advertise_url, px=2 * lease_ms)
         pipe.sadd(keys.nodes, me)
+        pipe.sadd(keys.voice_nodes, me)
         for tenant, count in self.quotas.local_subscriber_counts().items():
             pipe.set(keys.quota_subscribers(tenant, me), count, ex=SUBSCRIBER_COUNT_TTL_S)
         registering = [s for s in self.unregistered if s in self.meta]
@@ -229,7 +232,7 @@ class Registry:
             self.link.publish(keys.broadcast, pack(["D", session_id]))
         if deleting:
             results = results[: len(results) - 2 * len(deleting)]
-        n_fixed = 2 + len(self.quotas.local_subscriber_counts())
+        n_fixed = 3 + len(self.quotas.local_subscriber_counts())
         outcome = results[n_fixed:]
         for session_id, ok in zip(registering, outcome[: len(registering)], strict=True):
             self.unregistered.discard(session_id)
@@ -250,6 +253,7 @@ class Registry:
         keys = self.keys
         started = time.monotonic()
         ids = sorted(text(s) for s in await self.link.redis.smembers(keys.sessions))
+        self.voice_nodes = {text(n) for n in await self.link.redis.smembers(keys.voice_nodes)}
         owners = await self.link.redis.mget([keys.owner(s) for s in ids]) if ids else []
         await self._fetch_meta([s for s in ids if s not in self.meta])
         listed = set(ids)

@@ -4,10 +4,14 @@ On the **owner**, a :class:`RelayOutbox` stands in the stream group as one more 
 tick offers it the group's bytes exactly as it offers them to local sockets, and it publishes
 them, once, on the group's channel. Events reach it the same way (the tick's per-subscriber
 event loop), so relayed viewers get state, speaking and emotion events in order with frames.
+The voice reaches it as one :class:`VoiceRelayOutbox` listener per codec some relaying node
+asked for: the AUDIO bytes encoded once per (stream id, codec) go on the same channel, tagged
+with their codec, ahead of the frame of their ``t`` (the tick sends the voice first).
 
 On a **relaying node**, a :class:`RemoteGroup` holds that node's local subscribers of the group
-and hands every message from the channel to their outboxes, the same bytes for all. A local
-subscriber that joined late (or lost a frame) waits for a keyframe, asked of the owner.
+and hands every message from the channel to their outboxes, the same bytes for all (voice
+messages to those listening in that codec, on the reliable path). A local subscriber that
+joined late (or lost a frame) waits for a keyframe, asked of the owner.
 """
 
 from __future__ import annotations
@@ -16,7 +20,14 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from avatar_engine.cluster.keys import KIND_CONTROL, KIND_DELTA, KIND_KEYFRAME
+from avatar_engine.cluster.keys import (
+    KIND_AUDIO,
+    KIND_CONTROL,
+    KIND_DELTA,
+    KIND_KEYFRAME,
+    KIND_VOICE_CUT,
+)
+from avatar_engine.codec.wire import AudioCodec
 from avatar_engine.server.fanout import offer_to_all
 from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport.outbox import Outbox, OutboxOverflowError
@@ -56,12 +67,43 @@ class RelayOutbox(Outbox):
         self._publish(self.channel, bytes((KIND_CONTROL,)) + message)
 
 
+class VoiceRelayOutbox(Outbox):
+    """A voice listener's outbox that publishes on a group's channel (owner side).
+
+    The owner's voice fan-out puts each AUDIO message (encoded once per stream id and codec)
+    here as in any listener's outbox, and a barge-in's VOICE_CUT; both go out tagged with the
+    codec, so a relaying node hands them only to its viewers listening in it. Bounded like
+    the frames: by the link's outgoing queue.
+    """
+
+    __slots__ = ("_publish", "channel", "codec")
+
+    def __init__(self, channel: str, publish: Publish, codec: AudioCodec) -> None:
+        super().__init__()
+        self.channel = channel
+        self._publish = publish
+        self.codec = codec
+
+    def put_audio(self, message: bytes) -> None:
+        """Publish an AUDIO message for this codec's listeners."""
+        if not self._publish(self.channel, bytes((KIND_AUDIO, int(self.codec))) + message):
+            self.audio_dropped += 1
+
+    def put_control(self, message: bytes) -> None:
+        """Publish a VOICE_CUT (the voice fan-out's only control message)."""
+        self._publish(self.channel, bytes((KIND_VOICE_CUT, int(self.codec))) + message)
+
+
 @dataclass(eq=False)
 class Relay:
     """The owner's relay of one group, alive while some node keeps asking for it."""
 
     sub: Subscriber
     last_want: float
+    voices: dict[AudioCodec, Subscriber] = field(default_factory=dict)
+    """One voice listener per codec the relaying nodes' viewers hear."""
+    voice_wanted: dict[AudioCodec, float] = field(default_factory=dict)
+    """When some node last asked for each codec (dropped like the relay, when not asked)."""
 
 
 @dataclass(eq=False)
@@ -72,8 +114,14 @@ class RemoteGroup:
     key: StreamKey
     channel: str
     subs: set[Subscriber] = field(default_factory=set)
+    codecs: dict[Subscriber, AudioCodec] = field(default_factory=dict)
+    """The codec each listening viewer hears the voice in (not listening: absent)."""
     last_request: float = -1.0
     relayed: int = 0
+
+    def wanted_codecs(self) -> list[int]:
+        """The codecs the owner should relay the voice in for this group."""
+        return sorted({int(c) for c in self.codecs.values()})
 
     def deliver(self, data: bytes) -> bool:
         """Hand one channel message to every local subscriber; True if one needs a keyframe.
@@ -95,8 +143,20 @@ class RemoteGroup:
                 # An overflowing outbox closes itself; its socket's writer ends the subscription.
                 with contextlib.suppress(OutboxOverflowError):
                     sub.outbox.put_control(payload)
+        elif kind in (KIND_AUDIO, KIND_VOICE_CUT) and len(payload) > 1:
+            self._deliver_voice(kind, payload[0], payload[1:])
         self.relayed += 1
         return need
+
+    def _deliver_voice(self, kind: int, codec: int, message: bytes) -> None:
+        for sub, heard in list(self.codecs.items()):
+            if heard != codec:
+                continue
+            if kind == KIND_AUDIO:
+                sub.outbox.put_audio(message)
+            else:
+                with contextlib.suppress(OutboxOverflowError):  # a dead reader: it is closing
+                    sub.outbox.put_control(message)
 
     def offer_keyframe(self, keyframe: bytes, state_event: bytes | None) -> None:
         """The owner's answer to a keyframe request: only for those waiting for one."""

@@ -4,7 +4,10 @@ Subscribers of a session owned elsewhere join a group channel (one :class:`Remot
 stream group this node needs); the owner publishes every group some node asks for (``W``
 requests, refreshed every quarter lease, expiring) once, and the node hands the bytes to its
 local subscribers (:mod:`avatar_engine.cluster.relay`). A late joiner asks the owner for a
-private keyframe (``K``) and waits only for the round trip.
+private keyframe (``K``) and waits only for the round trip. Both requests name the codecs
+the group's viewers hear the voice in; the owner relays it on the same channel. A viewer's
+hello names its codec only when the owner is a node that relays the voice (the registry's
+voice nodes): with an older owner it says no audio.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from avatar_engine.cluster.registry import Registry, SessionMeta
 from avatar_engine.cluster.relay import RemoteGroup
 from avatar_engine.codec.messages import encode_event, encode_hello
 from avatar_engine.codec.schema import StreamSchema
-from avatar_engine.codec.wire import DeltaMode, EventKind
+from avatar_engine.codec.wire import AudioCodec, DeltaMode, EventKind
 from avatar_engine.engine.engine import SessionNotFoundError
 from avatar_engine.engine.sessions import SessionState
 from avatar_engine.rigs.profile import load_rig
@@ -49,6 +52,8 @@ class RemoteViewers:
         self.groups: dict[str, RemoteGroup] = {}
         """By channel name."""
         self.subs: dict[Subscriber, RemoteGroup] = {}
+        self.audio: dict[Subscriber, AudioCodec] = {}
+        """The codec each relayed viewer asked to hear the voice in."""
         self._schemas: dict[str, StreamSchema] = {}
 
     def authorize(self, principal: Principal, session_id: str) -> SessionMeta:
@@ -60,9 +65,9 @@ class RemoteViewers:
 
     def subscribe(
         self, principal: Principal, session_id: str, *,
-        lod: int, mode: DeltaMode, bits: int, transport: str,
+        lod: int, mode: DeltaMode, bits: int, transport: str, audio: AudioCodec,
     ) -> Subscriber:  # fmt: skip
-        """A viewer of a session owned elsewhere: hello now, frames from the relay."""
+        """A viewer of a session owned elsewhere: hello now, frames and voice from the relay."""
         meta = self.authorize(principal, session_id)
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
@@ -74,7 +79,9 @@ class RemoteViewers:
         sid = stream_sid(session_id, mode, bits)
         key = StreamKey(session_id, lod, mode, bits)
         sub = Subscriber(session_id, principal.tenant, transport, key, sid, host.now())
-        sub.outbox.put_control(encode_hello(sid, schema, host.stream_params(key)))
+        if audio is not AudioCodec.OFF:
+            self.audio[sub] = audio
+        sub.outbox.put_control(encode_hello(sid, schema, host.stream_params(key), self._heard(sub)))
         self.attach(sub)
         host.add_viewer(sub, counted=True)
         return sub
@@ -85,7 +92,10 @@ class RemoteViewers:
             raise ValueError(f"lod must be 0..3, not {lod}")
         if lod == sub.key.lod:
             return
+        audio = self.audio.get(sub)
         self.detach(sub)
+        if audio is not None:
+            self.audio[sub] = audio
         sub.key = sub.key._replace(lod=lod)
         self.attach(sub)
 
@@ -102,22 +112,35 @@ class RemoteViewers:
         group = self.groups.get(channel)
         sub.group = None
         sub.outbox.awaiting_keyframe = True  # relayed deltas start after a keyframe
+        joining = group is None
         if group is None:
             group = self.groups[channel] = RemoteGroup(sub.key.session, sub.key, channel)
-            group.subs.add(sub)
-            self.subs[sub] = group
+        group.subs.add(sub)
+        self.subs[sub] = group
+        heard = self._heard(sub)
+        if heard is not AudioCodec.OFF:
+            group.codecs[sub] = heard
+        if joining:
             self.link.spawn(self._join(group))
         else:
-            group.subs.add(sub)
-            self.subs[sub] = group
             self.ask_keyframe(group, force=True)
+
+    def _heard(self, sub: Subscriber) -> AudioCodec:
+        """The codec ``sub`` hears: what it asked for if the owner relays the voice, else OFF
+        (its hello says so, rather than promising a voice that never comes)."""
+        owner = self.registry.owners.get(sub.session)
+        if owner is None or owner not in self.registry.voice_nodes:
+            return AudioCodec.OFF
+        return self.audio.get(sub, AudioCodec.OFF)
 
     def detach(self, sub: Subscriber) -> None:
         """Take a viewer off its group channel (left when it was the last)."""
+        self.audio.pop(sub, None)
         group = self.subs.pop(sub, None)
         if group is None:
             return
         group.subs.discard(sub)
+        group.codecs.pop(sub, None)
         if not group.subs and self.groups.get(group.channel) is group:
             del self.groups[group.channel]
             self.link.spawn(self.link.pubsub_call("unsubscribe", group.channel))
@@ -138,10 +161,9 @@ class RemoteViewers:
         group.last_request = now
         key = group.key
         self.counters.keyframe_requests += 1
-        self.link.publish(
-            self.keys.node_channel(owner),
-            pack(["K", key.session, key.lod, int(key.mode), key.bits, self.registry.node_id]),
-        )
+        me = self.registry.node_id
+        ask = ["K", key.session, key.lod, int(key.mode), key.bits, me, group.wanted_codecs()]
+        self.link.publish(self.keys.node_channel(owner), pack(ask))
 
     def ask_all(self) -> None:
         """Every group from a keyframe (the listener reconnected, or Redis came back)."""
@@ -155,7 +177,7 @@ class RemoteViewers:
             owner = self.registry.owners.get(group.session)
             if owner is not None and owner != me:
                 key = group.key
-                want = ["W", key.session, key.lod, int(key.mode), key.bits]
+                want = ["W", key.session, key.lod, int(key.mode), key.bits, group.wanted_codecs()]
                 self.link.publish(self.keys.node_channel(owner), pack(want))
 
     def deliver(self, channel: str, data: bytes) -> bool:
@@ -191,10 +213,10 @@ class RemoteViewers:
                     sub.outbox.awaiting_keyframe = True
                 self.ask_keyframe(group, force=True)
 
-    def take_back(self, session_id: str) -> list[Subscriber]:
+    def take_back(self, session_id: str) -> list[tuple[Subscriber, AudioCodec]]:
         """This node now animates the session: its relayed viewers leave the relay (with a
-        new hello) to be served first-hand; returns them."""
-        taken: list[Subscriber] = []
+        new hello) to be served first-hand; returns them with the codec they hear."""
+        taken: list[tuple[Subscriber, AudioCodec]] = []
         for channel, group in list(self.groups.items()):
             if group.session != session_id:
                 continue
@@ -202,8 +224,9 @@ class RemoteViewers:
             self.link.spawn(self.link.pubsub_call("unsubscribe", channel))
             for sub in group.subs:
                 self.subs.pop(sub, None)
-                self.rehello(sub)
-                taken.append(sub)
+                audio = self.audio.pop(sub, AudioCodec.OFF)
+                self.rehello(sub, audio)
+                taken.append((sub, audio))
         return taken
 
     def tell_state(self, session_id: str, state: SessionState) -> None:
@@ -223,14 +246,22 @@ class RemoteViewers:
                 for sub in list(group.subs):
                     sub.outbox.close()
 
-    def rehello(self, sub: Subscriber) -> None:
+    def rehello(self, sub: Subscriber, audio: AudioCodec | None = None) -> None:
         """A new owner's stream restarts its sequence numbers; the protocol's way to say so is
         a new hello for the same sid (the decoder forgets the old stream and waits for a
-        keyframe, instead of taking the new seq 0 keyframe for a stale one)."""
+        keyframe, instead of taking the new seq 0 keyframe for a stale one). ``audio``: the
+        codec to name (this node serves the voice now); by default the relay's."""
         meta = self.registry.meta.get(sub.session)
         if meta is None:
             return
-        hello = encode_hello(sub.sid, self._schema(meta.rig), self.host.stream_params(sub.key))
+        params = self.host.stream_params(sub.key)
+        group = self.subs.get(sub)
+        heard = self._heard(sub) if audio is None else audio
+        if group is not None:  # a new owner may relay the voice or not: say which
+            group.codecs.pop(sub, None)
+            if heard is not AudioCodec.OFF:
+                group.codecs[sub] = heard
+        hello = encode_hello(sub.sid, self._schema(meta.rig), params, heard)
         sub.outbox.awaiting_keyframe = True
         with contextlib.suppress(OutboxOverflowError):
             sub.outbox.put_control(hello)

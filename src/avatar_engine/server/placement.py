@@ -24,7 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar_engine.codec.messages import StreamParams
-from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.engine.sessions import Session
 from avatar_engine.ingest.sink import SourceInfo
 from avatar_engine.server.auth import Principal
@@ -32,6 +32,7 @@ from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.quotas import MemoryQuotas, QuotaLimits
 from avatar_engine.server.scheduler import Clock
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
+from avatar_engine.server.voice_out import VoiceOut
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -45,6 +46,8 @@ class PlacementHost(Protocol):
     t0: float
     """Stream time origin (a cluster moves it once, to the cluster's shared epoch)."""
     rig_streams: dict[str, RigStreams]
+    voice: VoiceOut
+    """The sessions' voices (a cluster relays them to viewers on other nodes)."""
 
     def now(self) -> float:
         """The runtime's clock."""
@@ -160,7 +163,7 @@ class Placement(Protocol):
 
     def subscribe_remote(
         self, principal: Principal, session_id: str, *,
-        lod: int, mode: DeltaMode, bits: int, transport: str,
+        lod: int, mode: DeltaMode, bits: int, transport: str, audio: AudioCodec,
     ) -> Subscriber:  # fmt: skip
         """A viewer of a session owned elsewhere (``owned_elsewhere`` is true)."""
         ...
@@ -256,7 +259,7 @@ class LocalPlacement:
 
     def subscribe_remote(
         self, principal: Principal, session_id: str, *,
-        lod: int, mode: DeltaMode, bits: int, transport: str,
+        lod: int, mode: DeltaMode, bits: int, transport: str, audio: AudioCodec,
     ) -> Subscriber:  # fmt: skip
         """Never called (``owned_elsewhere`` is always False)."""
         raise AssertionError("no session is owned elsewhere")

@@ -314,7 +314,8 @@ class Runtime:
         principal.require("subscribe", session_id)
         if self.placement.owned_elsewhere(session_id):
             return self.placement.subscribe_remote(principal, session_id, lod=lod, mode=mode,
-                                                   bits=bits, transport=transport)  # fmt: skip
+                                                   bits=bits, transport=transport,
+                                                   audio=audio)  # fmt: skip
         session = self.session_for(principal, session_id, "subscribe")
         if not 0 <= lod <= 3:
             raise ValueError(f"lod must be 0..3, not {lod}")
@@ -365,7 +366,7 @@ class Runtime:
         """SET_AUDIO: a new hello naming the voice, a keyframe (the hello resets the viewer's
         stream), then the voice in that codec from the packets not yet played."""
         if self.placement.is_remote(sub):
-            return  # the voice is the owning node's; relayed viewers have none (docs/server.md)
+            return  # a relayed viewer keeps the codec it subscribed with (the relay's)
         streams = self.streams_of(self.engine.get(sub.session))
         sub.outbox.put_control(streams.hello(sub.sid, self.stream_params(sub.key), audio))
         self.voice.listen(sub, audio, self.t_ms())
