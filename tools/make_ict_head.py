@@ -663,8 +663,12 @@ def eye_parts(model: Model, side: str) -> tuple[Part, Part]:
 
 
 def eye_centre(model: Model, side: str) -> F64:
+    """The eyeball's centre, rounded to a nanometre: the least-squares fit's last digits
+    differ between CPUs (BLAS kernels), and the centre is written into the GLB's JSON as
+    text, so unrounded it made the committed file unreproducible on another machine."""
     lo, hi = PARTS[f"sclera_{side}"]
-    return sphere_fit(model.neutral[lo:hi])[0]
+    centre: F64 = np.round(sphere_fit(model.neutral[lo:hi])[0], 9)
+    return centre
 
 
 # ------------------------------------------------------------------ assembling the head
