@@ -7,6 +7,7 @@ real ``serve``."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -23,7 +24,6 @@ import httpx
 import numpy as np
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 
 from avatar_engine.server import errors
 from inprocess import InProcessServer
@@ -270,7 +270,12 @@ def test_an_unexpected_error_is_a_500_in_the_documented_shape() -> None:
     async def boom() -> None:
         raise RuntimeError("internal detail that must not leak")
 
-    response = TestClient(app, raise_server_exceptions=False).get("/boom")
+    async def get() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            return await client.get("/boom")
+
+    response = asyncio.run(get())
     assert response.status_code == 500
     assert _shape(response)["error"] == "internal" and "leak" not in response.text
 
