@@ -13,6 +13,7 @@ from server_process import ServerProcess
 
 if TYPE_CHECKING:
     from inprocess import InProcessServer
+    from test_cluster_nodes import RedisProcess
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,3 +51,15 @@ def inprocess() -> Iterator[InProcessServer]:
         yield srv
     finally:
         srv.close()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisProcess]:
+    """A real ``redis-server`` on a free loopback port, empty, for one test (cluster mode)."""
+    from test_cluster_nodes import RedisProcess  # only the cluster tests pay for its imports
+
+    server = RedisProcess()
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -35,10 +34,11 @@ from avatar_engine.codec.messages import (
 from avatar_engine.codec.wire import ControlOp
 from server_process import ServerProcess, free_port
 
-pytestmark = pytest.mark.skipif(
+REDIS_SKIP = pytest.mark.skipif(
     shutil.which("redis-server") is None,
     reason="redis-server is not on PATH (Debian: apt-get install redis-server; CI installs it)",
 )
+pytestmark = REDIS_SKIP
 
 STATE = 0  # EVENT kind
 
@@ -90,13 +90,6 @@ class RedisProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    yield server
-    server.stop()
 
 
 def start_nodes(redis: RedisProcess, count: int, *extra: str) -> list[ServerProcess]:

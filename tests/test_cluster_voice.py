@@ -10,12 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import shutil
 import time
-from collections.abc import Iterator
 
 import httpx
-import pytest
 import websockets
 
 from avatar_engine.codec.decoder import Decoder
@@ -23,6 +20,7 @@ from avatar_engine.codec.messages import Audio, Event, Frame, Hello
 from avatar_engine.codec.wire import AudioCodec, EventKind
 from avatar_engine.engine.voice_track import PACKET_MS
 from test_cluster_nodes import (
+    REDIS_SKIP,
     RedisProcess,
     known_everywhere,
     start_nodes,
@@ -31,19 +29,9 @@ from test_cluster_nodes import (
     wait_for,
 )
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None,
-    reason="redis-server is not on PATH (Debian: apt-get install redis-server; CI installs it)",
-)
+pytestmark = REDIS_SKIP
 
 SENTENCE = "Hello there, this sentence is long enough to be cut in the middle of it."
-
-
-@pytest.fixture
-def redis_server() -> Iterator[RedisProcess]:
-    server = RedisProcess()
-    yield server
-    server.stop()
 
 
 class Listener:

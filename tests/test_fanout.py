@@ -149,22 +149,28 @@ def test_a_viewer_that_stops_reading_falls_back_to_the_outbox_and_others_stream_
     assert stats["tick"]["errors"] == 0 and stats["subscribers"] >= 1  # the stalled one stays
 
 
+def _small_buffered_pair() -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP connection ``(ours, peer)`` with 4 KiB buffers on the sending and the
+    receiving side, so a few frames fill it; ``ours`` is non-blocking, as a transport's is."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        peer = socket.socket()
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        peer.connect(listener.getsockname())
+        ours, _ = listener.accept()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    ours.setblocking(False)
+    return ours, peer
+
+
 def test_a_socket_that_stops_draining_pauses_its_link_and_the_outbox_keeps_the_latest() -> None:
     """The real protocol class on a real loopback socket whose peer never reads."""
     message = bytes(200)
 
     async def scenario() -> tuple[Subscriber, StreamProtocol, bool]:
         loop = asyncio.get_running_loop()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        peer = socket.socket()
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        peer.connect(listener.getsockname())
-        conn, _ = listener.accept()
-        listener.close()
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        conn.setblocking(False)
+        conn, peer = _small_buffered_pair()
         protocol = StreamProtocol(uvicorn.Config(_unused_app), ServerState(), {}, _loop=loop)
         await loop.connect_accepted_socket(lambda: protocol, conn)
         sub = Subscriber("s", "t", "websocket", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
@@ -252,17 +258,8 @@ def test_short_writes_finish_through_the_transport_and_the_byte_stream_stays_who
 
     async def scenario() -> tuple[bytes, Subscriber, int]:
         loop = asyncio.get_running_loop()
-        listener = socket.socket()
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(1)
-        peer = socket.socket()
-        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        peer.connect(listener.getsockname())
+        conn, peer = _small_buffered_pair()
         peer.setblocking(False)
-        conn, _ = listener.accept()
-        listener.close()
-        conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        conn.setblocking(False)
         protocol = StreamProtocol(uvicorn.Config(_unused_app), ServerState(), {}, _loop=loop)
         await loop.connect_accepted_socket(lambda: protocol, conn)
         sub = Subscriber("s", "t", "websocket", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
