@@ -362,8 +362,10 @@ def main() -> int:
     if "webrtc" in cases:
         server = ServerProcess().wait_ready(60)
         try:
-            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc", connect_s=15.0)
-            show("webrtc", _server_row(args.webrtc, r, {}) | {"connected": r["connected"]})
+            base = _sim(server, args, subscribers=0)["server_cpu_percent"]
+            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc")
+            row = _server_row(args.webrtc, r, {}, base)
+            show("webrtc", row | {"connected": r["connected"]})
         finally:
             server.stop()
     if args.json:

@@ -141,43 +141,132 @@ class ViewerTotals:
     tick_to_receive_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
     publish_to_receive_ms: list[float] = field(default_factory=list)
 
+    def result(self, cpu_s: float, wall_s: float) -> dict[str, Any]:
+        """A viewer process's report: these totals, the latencies (tick-to-receive as float32
+        bytes) and the process's CPU and wall seconds over the measured window."""
+        return {
+            "frames": self.frames,
+            "bytes": self.bytes,
+            "audio": self.audio,
+            "gaps": self.gaps,
+            "viewers_with_gaps": self.viewers_with_gaps,
+            "connected": self.connected,
+            "failed": self.failed,
+            "closed": self.closed,
+            "tick_to_receive_ms": self.tick_to_receive_ms.tobytes(),
+            "publish_to_receive_ms": self.publish_to_receive_ms,
+            "cpu_s": cpu_s,
+            "wall_s": wall_s,
+        }
 
-class _Viewer:
-    """One raw WebSocket viewer: handshake, frame headers, the few fields it counts."""
+
+class MessageCounter:
+    """What one viewer counts of the stream messages it receives, whatever carries them: the
+    few msgpack fields for gaps and latency, and the full decode of a probe viewer."""
 
     __slots__ = (
-        "buf",
         "decoder",
         "flips",
         "gaps",
         "jaw_index",
-        "key",
         "key_seq",
         "key_t",
         "last_seq",
         "last_t",
-        "sock",
-        "stall",
-        "state",
         "totals",
     )
 
-    def __init__(self, sock: socket.socket, key: bytes, totals: ViewerTotals, *, probe: bool,
-                 t0: float, stall: bool) -> None:  # fmt: skip
-        self.sock = sock
-        self.key = key
+    def __init__(self, totals: ViewerTotals, *, probe: bool, t0: float) -> None:
         self.totals = totals
-        self.buf = b""
-        self.state = _HANDSHAKING
         self.last_seq = -1
         self.last_t = -1
         self.key_seq = -1
         self.key_t = -1
         self.gaps = 0
-        self.stall = stall
         self.decoder = Decoder() if probe else None
         self.flips = FlipDetector(t0) if probe else None
         self.jaw_index = -1
+
+    def request_keyframe(self, control: bytes) -> None:
+        """Send a probe's keyframe request (``control``) to the server (per transport)."""
+        raise NotImplementedError
+
+    def message(self, b: bytes, i: int, size: int, now: float,
+                window: tuple[float, float, float]) -> None:  # fmt: skip
+        """Count the stream message ``b[i : i + size]`` received at ``now`` if it falls in the
+        window (start, end, the server's monotonic start), from its header fields only."""
+        kind = b[i + 1]
+        if kind not in (_KEYFRAME, _DELTA):
+            if kind == _AUDIO and window[0] <= now < window[1]:
+                self.totals.audio += 1
+            elif kind == _HELLO and self.decoder is not None:
+                self.probe(b[i : i + size], now, window)
+            return
+        _sid, j = _read_uint(b, i + 2)
+        _lod, j = _read_uint(b, j)
+        seq, j = _read_uint(b, j)
+        if kind == _KEYFRAME:
+            t, _ = _read_uint(b, j)
+            self.key_seq, self.key_t = seq, t
+        else:
+            back, j = _read_uint(b, j)
+            dt, _ = _read_uint(b, j)
+            if back == 1 and self.last_seq == (seq - 1) & 0xFFFF:
+                t = self.last_t + dt
+            elif self.key_seq == (seq - back) & 0xFFFF:
+                t = self.key_t + dt
+            else:
+                t = -1  # reference lost: the server sends a keyframe next
+        counted = window[0] <= now < window[1]
+        if counted:
+            totals = self.totals
+            totals.frames += 1
+            totals.bytes += size
+            if self.last_seq >= 0 and (missed := ((seq - self.last_seq) & 0xFFFF) - 1) > 0:
+                if self.gaps == 0:
+                    totals.viewers_with_gaps += 1
+                self.gaps += missed
+                totals.gaps += missed
+            if t >= 0:
+                totals.tick_to_receive_ms.append((now - window[2]) * 1e3 - t)
+        self.last_seq, self.last_t = seq, t
+        if self.decoder is not None:
+            self.probe(b[i : i + size], now, window)
+
+    def probe(self, message: bytes, now: float, window: tuple[float, float, float]) -> None:
+        """Full decode (probe viewers only): the jaw value, for publish-to-receive."""
+        assert self.decoder is not None and self.flips is not None
+        decoded = self.decoder.feed(message)
+        if isinstance(decoded, Hello):
+            self.jaw_index = decoded.schema.morph_names.index("Jaw_Open")
+        elif isinstance(decoded, NeedKeyframe):
+            self.request_keyframe(
+                encode_control(ControlOp.REQUEST_KEYFRAME, decoded.sid, decoded.lod)
+            )
+        elif isinstance(decoded, Frame) and self.jaw_index >= 0:
+            jaw = float(self.decoder.stream(decoded.sid).morphs[self.jaw_index])
+            latency = self.flips.observe(jaw, now)
+            if latency is not None and window[0] <= now < window[1]:
+                self.totals.publish_to_receive_ms.append(latency)
+
+
+class _Viewer(MessageCounter):
+    """One raw WebSocket viewer: handshake, frame headers, the few fields it counts."""
+
+    __slots__ = ("buf", "key", "sock", "stall", "state")
+
+    def __init__(self, sock: socket.socket, key: bytes, totals: ViewerTotals, *, probe: bool,
+                 t0: float, stall: bool) -> None:  # fmt: skip
+        super().__init__(totals, probe=probe, t0=t0)
+        self.sock = sock
+        self.key = key
+        self.buf = b""
+        self.state = _HANDSHAKING
+        self.stall = stall
+
+    def request_keyframe(self, control: bytes) -> None:
+        """As a masked client frame on the socket."""
+        self.sock.send(client_frame(_OP_BINARY, control))
 
     def handshake_done(self) -> bool | None:
         """Read the handshake response: True when open, False when refused, None for more."""
@@ -228,7 +317,7 @@ class _Viewer:
                 break
             opcode = buf[pos] & 0x0F
             if opcode == _OP_BINARY:
-                self._message(buf, start, length, now, window)
+                self.message(buf, start, length, now, window)
             elif opcode == _OP_PING:
                 self.sock.send(client_frame(_OP_PONG, buf[start : start + length]))
             elif opcode == _OP_CLOSE:
@@ -237,61 +326,6 @@ class _Viewer:
                 return
             pos = start + length
         self.buf = buf[pos:] if pos < n else b""
-
-    def _message(self, b: bytes, i: int, size: int, now: float,
-                 window: tuple[float, float, float]) -> None:  # fmt: skip
-        kind = b[i + 1]
-        if kind not in (_KEYFRAME, _DELTA):
-            if kind == _AUDIO and window[0] <= now < window[1]:
-                self.totals.audio += 1
-            elif kind == _HELLO and self.decoder is not None:
-                self._probe(b[i : i + size], now, window)
-            return
-        _sid, j = _read_uint(b, i + 2)
-        _lod, j = _read_uint(b, j)
-        seq, j = _read_uint(b, j)
-        if kind == _KEYFRAME:
-            t, _ = _read_uint(b, j)
-            self.key_seq, self.key_t = seq, t
-        else:
-            back, j = _read_uint(b, j)
-            dt, _ = _read_uint(b, j)
-            if back == 1 and self.last_seq == (seq - 1) & 0xFFFF:
-                t = self.last_t + dt
-            elif self.key_seq == (seq - back) & 0xFFFF:
-                t = self.key_t + dt
-            else:
-                t = -1  # reference lost: the server sends a keyframe next
-        counted = window[0] <= now < window[1]
-        if counted:
-            totals = self.totals
-            totals.frames += 1
-            totals.bytes += size
-            if self.last_seq >= 0 and (missed := ((seq - self.last_seq) & 0xFFFF) - 1) > 0:
-                if self.gaps == 0:
-                    totals.viewers_with_gaps += 1
-                self.gaps += missed
-                totals.gaps += missed
-            if t >= 0:
-                totals.tick_to_receive_ms.append((now - window[2]) * 1e3 - t)
-        self.last_seq, self.last_t = seq, t
-        if self.decoder is not None:
-            self._probe(b[i : i + size], now, window)
-
-    def _probe(self, message: bytes, now: float, window: tuple[float, float, float]) -> None:
-        """Full decode (probe viewers only): the jaw value, for publish-to-receive."""
-        assert self.decoder is not None and self.flips is not None
-        decoded = self.decoder.feed(message)
-        if isinstance(decoded, Hello):
-            self.jaw_index = decoded.schema.morph_names.index("Jaw_Open")
-        elif isinstance(decoded, NeedKeyframe):
-            control = encode_control(ControlOp.REQUEST_KEYFRAME, decoded.sid, decoded.lod)
-            self.sock.send(client_frame(_OP_BINARY, control))
-        elif isinstance(decoded, Frame) and self.jaw_index >= 0:
-            jaw = float(self.decoder.stream(decoded.sid).morphs[self.jaw_index])
-            latency = self.flips.observe(jaw, now)
-            if latency is not None and window[0] <= now < window[1]:
-                self.totals.publish_to_receive_ms.append(latency)
 
 
 def _upgrade_request(host: str, port: int, path: str) -> tuple[bytes, bytes]:
@@ -415,20 +449,7 @@ def run_viewers(
         ep.close()
     if math.isnan(cpu0):
         cpu0, wall0 = cpu1, wall1
-    return {
-        "frames": totals.frames,
-        "bytes": totals.bytes,
-        "audio": totals.audio,
-        "gaps": totals.gaps,
-        "viewers_with_gaps": totals.viewers_with_gaps,
-        "connected": totals.connected,
-        "failed": totals.failed,
-        "closed": totals.closed,
-        "tick_to_receive_ms": totals.tick_to_receive_ms.tobytes(),
-        "publish_to_receive_ms": totals.publish_to_receive_ms,
-        "cpu_s": cpu1 - cpu0,
-        "wall_s": wall1 - wall0,
-    }
+    return totals.result(cpu1 - cpu0, wall1 - wall0)
 
 
 def livelink_packets(subject: str, device: str = "sim") -> list[bytes]:

@@ -16,7 +16,8 @@ by ``--duration``; traffic goes only to the URL given (loopback by default).
 WebSocket viewers and Live Link publishers are the lean ones of :mod:`avatar_engine.client.lean`
 (raw sockets, one ``epoll`` loop per process, header-only parsing, prebuilt packets), and every
 load process reports its own CPU, so the report shows whether the generator or the server was
-the limit. WebRTC viewers are aiortc peers (one asyncio task each).
+the limit. WebRTC viewers are real aiortc peers whose frames take the lean receive path of
+:mod:`avatar_engine.client.rtc_lean` (many per process, their CPU reported likewise).
 """
 
 from __future__ import annotations
@@ -37,12 +38,12 @@ import numpy.typing as npt
 import websockets
 
 from avatar_engine.client.lean import (
-    FlipDetector,
     LiveLinkPublisher,
     jaw_at,
     run_viewers,
     tick_latencies,
 )
+from avatar_engine.client.rtc_lean import run_rtc_viewers
 from avatar_engine.codec.messages import encode_capture, encode_publish_hello
 
 LINGER_S = 2.0
@@ -89,64 +90,6 @@ def _percentiles(values: Any) -> dict[str, float]:
     }
 
 
-async def _rtc_subscriber(base: str, session: str, end: float, window: tuple[float, float],
-                          server_t0: float, out: dict[str, Any], t0: float) -> None:  # fmt: skip
-    from avatar_engine.client.subscriber import DecodedFrame, subscribe_rtc
-
-    last_seq: int | None = None
-    flips = FlipDetector(t0)
-    gaps = 0
-    try:
-        agen = subscribe_rtc(base, session, names=True)
-        connected = False
-        while (remaining := end - time.monotonic()) > 0:
-            try:
-                item = await asyncio.wait_for(anext(agen), remaining)
-            except (TimeoutError, StopAsyncIteration):
-                break
-            if not connected:
-                out["connected"] += 1
-                connected = True
-            if not isinstance(item, DecodedFrame) or not window[0] <= item.received < window[1]:
-                continue
-            out["frames"] += 1
-            out["bytes"] += item.size
-            if last_seq is not None and (missed := (item.seq - last_seq) % 65536 - 1) > 0:
-                out["viewers_with_gaps"] += gaps == 0
-                gaps += missed
-                out["gaps"] += missed
-            last_seq = item.seq
-            out["ticks"].append((item.received - (server_t0 + item.t_ms / 1e3)) * 1e3)
-            jaw = item.morphs.get("Jaw_Open", 0.0)
-            if (latency := flips.observe(jaw, item.received)) is not None:
-                out["publish_to_receive_ms"].append(latency)
-        await agen.aclose()
-    except Exception:
-        out["failed"] += 1
-
-
-def _rtc_worker(spec: dict[str, Any], window: tuple[float, float]) -> dict[str, Any]:
-    """One process of aiortc viewers (WebRTC has no lean twin: DTLS and SCTP need aiortc);
-    they connect during the ``--connect-s`` before the window."""
-    out: dict[str, Any] = {name: 0 for name in NodeResult.COUNTS}
-    out |= {"ticks": [], "publish_to_receive_ms": []}
-    spec = spec | {"start": window[0], "end": window[1]}
-
-    async def run() -> None:
-        await asyncio.gather(*(
-            _rtc_subscriber(spec["base"], session, spec["end"], window, spec["server_t0"], out,
-                            spec["t0"])
-            for session in spec["sessions"]
-        ))  # fmt: skip
-
-    cpu0, wall0 = time.process_time(), time.monotonic()
-    asyncio.run(run())
-    out["tick_to_receive_ms"] = np.asarray(out.pop("ticks"), np.float32).tobytes()
-    out["cpu_s"] = time.process_time() - cpu0  # includes the peers' setup
-    out["wall_s"] = time.monotonic() - wall0
-    return out
-
-
 def _load_process(kind: str, spec: dict[str, Any], ready: Any, shared: Any, queue: Any) -> None:
     """A viewer process: connects, says it is ready, then measures the window the coordinator
     sets in ``shared`` (start, end; zeros until known)."""
@@ -154,13 +97,8 @@ def _load_process(kind: str, spec: dict[str, Any], ready: Any, shared: Any, queu
     def window_of() -> tuple[float, float] | None:
         return (shared[0], shared[1]) if shared[1] > 0 else None
 
-    if kind == "ws":
-        result = run_viewers(spec, on_ready=lambda: ready.put(1), window_of=window_of)
-    else:
-        ready.put(1)
-        while (window := window_of()) is None:
-            time.sleep(0.05)
-        result = _rtc_worker(spec, window)
+    run = run_viewers if kind == "ws" else run_rtc_viewers
+    result = run(spec, on_ready=lambda: ready.put(1), window_of=window_of)
     queue.put((spec["base"], result))
 
 
@@ -253,7 +191,7 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
     host = urlsplit(base).hostname or "127.0.0.1"
     publisher = LiveLinkPublisher(host, args.livelink_port, sessions, t0)
     load.wait_connected(args, publisher)
-    start = time.monotonic() + (args.connect_s if args.transport == "webrtc" else 0.5)
+    start = time.monotonic() + 0.5
     end = start + args.duration
     load.shared[0], load.shared[1] = start, end
     if args.publish == "livelink":

@@ -28,6 +28,7 @@ from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.server.auth import Principal
 from avatar_engine.server.fanout import DataChannelLink
 from avatar_engine.server.streams import Subscriber
+from avatar_engine.transport.rtc_datapath import FastSender
 
 log = logging.getLogger("avatar_engine.webrtc")
 
@@ -125,11 +126,14 @@ class WebRtcGateway:
             return
         # Frames go out from the fan-out pass; the writer task sends the rest (and frames
         # whenever the outbox holds one).
-        peer.subscriber.direct = DataChannelLink(peer.channels["frames"], MAX_BUFFERED_BYTES)
-        peer.tasks.append(asyncio.create_task(self._write_loop(peer, peer.subscriber)))
+        # Both send frames through one FastSender (one DATA chunk and one DTLS record in the
+        # calling step, no aiortc task per message; see transport/rtc_datapath.py).
+        frames = FastSender(peer.channels["frames"])
+        peer.subscriber.direct = DataChannelLink(frames, MAX_BUFFERED_BYTES)
+        peer.tasks.append(asyncio.create_task(self._write_loop(peer, peer.subscriber, frames)))
 
-    async def _write_loop(self, peer: Peer, sub: Subscriber) -> None:
-        frames, control = peer.channels["frames"], peer.channels["control"]
+    async def _write_loop(self, peer: Peer, sub: Subscriber, frames: FastSender) -> None:
+        control = peer.channels["control"]
         while True:
             controls, frame = await sub.outbox.next_messages()
             if not controls and frame is None:

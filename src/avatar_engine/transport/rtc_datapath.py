@@ -1,0 +1,294 @@
+"""Data-channel messages without aiortc's per-message task: the one module that reaches into
+aiortc's SCTP, DTLS and ICE internals.
+
+aiortc's ``RTCDataChannel.send`` queues the message and schedules a task
+(``ensure_future(_data_channel_flush())``) that walks nine coroutines down to the UDP socket; a
+received packet goes from the socket through an ``asyncio.Queue`` to the DTLS task, then through
+SCTP's chunk objects and an event emitter. Per viewer per frame that is most of the cost of a
+WebRTC viewer, on the server and on a load generator alike. What a small unordered message
+really needs is one DATA chunk, one DTLS record and one ``sendto``; what a receiver needs is one
+DTLS decryption, the chunk's header, and a SACK for every second packet (RFC 9260 6.2, as
+browsers' SCTP stacks do).
+
+:class:`DatagramPath` sends one SCTP packet through a connected peer's DTLS and ICE path
+synchronously. :class:`FastSender` sends a small message on an unordered channel in the calling
+step, booking the chunk exactly where aiortc's own ``_send``/``_transmit`` would (TSN, sent
+queue, flight size, T3 timer), so aiortc's SACK, abandonment and FORWARD TSN handling see no
+difference; anything outside that simple case (association not established, data queued ahead,
+congestion window full, a large or ordered message) goes through ``channel.send`` as before.
+:class:`LeanReceiver` takes a peer's incoming datagrams for itself: an in-order, single-chunk
+DATA packet is decrypted, handed to a callback and acknowledged here; everything else (STUN,
+other chunks, out-of-order TSNs) goes to aiortc's own code as before.
+
+These are aiortc's private attributes, so they are used only with an aiortc release this was
+tested against (:data:`AIORTC_TESTED`): with another one :func:`internals_ok` is False, senders
+and receivers fall back to aiortc's public path and a warning is logged once, and
+``tests/test_rtc_datapath.py`` fails until the new release is checked and added.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import struct
+import time
+from collections.abc import Callable
+from functools import cache, partial
+from importlib.metadata import version
+from typing import Any, Final
+
+from aiortc.rtcdatachannel import RTCDataChannel
+from aiortc.rtcdtlstransport import State as DtlsState
+from aiortc.rtcsctptransport import (
+    SCTP_DATA_FIRST_FRAG,
+    SCTP_DATA_LAST_FRAG,
+    SCTP_DATA_UNORDERED,
+    USERDATA_MAX_LENGTH,
+    WEBRTC_BINARY,
+    DataChunk,
+    RTCSctpTransport,
+    tsn_plus_one,
+)
+from google_crc32c import value as crc32c
+from OpenSSL import SSL
+
+log = logging.getLogger("avatar_engine.rtc_datapath")
+
+AIORTC_TESTED: Final = ("1.16.",)
+"""aiortc release prefixes whose internals this module was checked against."""
+_UNORDERED_WHOLE: Final = SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
+_ESTABLISHED: Final = RTCSctpTransport.State.ESTABLISHED
+_HEADER = struct.Struct("!HHL")
+_CHECKSUM = struct.Struct("<L")
+_DATA = struct.Struct("!BBHLHHL")
+_SACK = struct.Struct("!BBHLLHH")
+_BINARY: Final = WEBRTC_BINARY.to_bytes(4, "big")
+_DATA_HEAD: Final = 28
+"""Common header (12 bytes) and a DATA chunk's header (16 bytes)."""
+SACK_EVERY: Final = 2
+"""A lean receiver acknowledges every second packet (RFC 9260 6.2's delayed SACK)."""
+
+
+@cache
+def internals_ok() -> bool:
+    """True when the installed aiortc is one this module was tested against (else the public,
+    slower path is used everywhere, and this is logged once)."""
+    installed = version("aiortc")
+    ok = installed.startswith(AIORTC_TESTED)
+    if not ok:
+        log.warning(
+            "aiortc %s is not one the data-channel fast path was tested with (%s): using "
+            "aiortc's own send and receive",
+            installed,
+            ", ".join(AIORTC_TESTED),
+        )
+    return ok
+
+
+def sctp_packet(sctp: RTCSctpTransport, chunk: bytes) -> bytes:
+    """One SCTP packet of ``chunk`` on ``sctp``'s association, with its CRC32c."""
+    header = _HEADER.pack(sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
+    return header + _CHECKSUM.pack(crc32c(header + b"\0\0\0\0" + chunk)) + chunk
+
+
+class DatagramPath:
+    """A connected peer's DTLS connection and nominated ICE pair: one SCTP packet in, one DTLS
+    record out on the pair's UDP socket, in the calling step (aiortc does the same in a chain
+    of coroutines)."""
+
+    __slots__ = ("addr", "dtls", "protocol", "ssl")
+
+    def __init__(self, sctp: RTCSctpTransport) -> None:
+        self.dtls = sctp.transport
+        assert self.dtls._ssl is not None, "DTLS is connected"
+        self.ssl: SSL.Connection = self.dtls._ssl
+        pair = self.dtls.transport._connection._nominated[1]
+        self.protocol: Any = pair.protocol
+        """aioice's ``StunProtocol`` of the pair: its ``transport`` is the UDP socket."""
+        self.addr: tuple[str, int] = pair.remote_addr
+
+    @property
+    def connected(self) -> bool:
+        """The DTLS connection is up (records can be sent)."""
+        return self.dtls._state is DtlsState.CONNECTED
+
+    def send_packet(self, packet: bytes) -> None:
+        """Encrypt one SCTP packet as one DTLS record and send it (nothing once the DTLS
+        connection is shut down: aiortc's own path reports the close)."""
+        ssl = self.ssl
+        try:
+            ssl.send(packet)
+            record = ssl.bio_read(2048)
+        except SSL.Error:
+            return
+        self.protocol.transport.sendto(record, self.addr)
+
+
+class FastSender:
+    """Small messages on one unordered channel, sent in the calling step. It has the channel's
+    ``readyState``, ``bufferedAmount`` and ``send``, so it stands where the channel would."""
+
+    __slots__ = ("_channel", "_path", "_sctp", "fast")
+
+    def __init__(self, channel: RTCDataChannel) -> None:
+        self._channel = channel
+        self._sctp: RTCSctpTransport = channel.transport
+        self._path: DatagramPath | None = None
+        self.fast = 0
+        """Messages sent on the fast path (the rest went through ``channel.send``)."""
+
+    @property
+    def readyState(self) -> str:  # noqa: N802 - the channel's (and the W3C API's) name
+        """The channel's state."""
+        return self._channel.readyState
+
+    @property
+    def bufferedAmount(self) -> int:  # noqa: N802
+        """Bytes aiortc still queues for the channel (the fast path queues none)."""
+        return self._channel.bufferedAmount
+
+    def send(self, data: bytes) -> None:
+        """Send ``data``: as one DATA chunk now when the association is idle enough, else
+        through the channel (aiortc's queue and task)."""
+        sctp = self._sctp
+        channel = self._channel
+        path = self._path
+        if (
+            path is None
+            or sctp._association_state is not _ESTABLISHED
+            or sctp._data_channel_queue
+            or sctp._outbound_queue
+            or sctp._forward_tsn_chunk is not None
+            or sctp._flight_size >= sctp._cwnd
+            or not 0 < len(data) <= USERDATA_MAX_LENGTH
+            or not path.connected
+        ):
+            if path is None and self._ready():
+                self.send(data)
+                return
+            channel.send(data)
+            return
+        chunk = DataChunk(_UNORDERED_WHOLE)
+        tsn = chunk.tsn = sctp._local_tsn
+        chunk.stream_id = stream = channel.id
+        chunk.protocol = WEBRTC_BINARY
+        chunk.user_data = data
+        chunk._abandoned = chunk._acked = chunk._retransmit = chunk._in_flight = False
+        chunk._book_size = len(data)
+        chunk._expiry = None
+        chunk._max_retransmits = channel.maxRetransmits
+        chunk._misses = 0
+        chunk._sent_count = 1
+        chunk._sent_time = time.time()
+        sctp._local_tsn = tsn_plus_one(tsn)
+        sctp._sent_queue.append(chunk)
+        sctp._flight_size_increase(chunk)
+        length = 16 + len(data)
+        body = _DATA.pack(0, _UNORDERED_WHOLE, length, tsn, stream, 0, WEBRTC_BINARY) + data
+        path.send_packet(sctp_packet(sctp, body + b"\0" * (-length % 4)))
+        if sctp._t3_handle is None:
+            sctp._t3_start()
+        self.fast += 1
+
+    def _ready(self) -> bool:
+        """Open the fast path once the association is up and the channel qualifies (unordered,
+        no lifetime, a tested aiortc)."""
+        channel = self._channel
+        if (
+            channel.ordered
+            or channel.maxPacketLifeTime is not None
+            or channel.id is None
+            or self._sctp._association_state is not _ESTABLISHED
+            or not internals_ok()
+        ):
+            return False
+        self._path = DatagramPath(self._sctp)
+        return True
+
+
+class LeanReceiver:
+    """Takes a connected peer's incoming datagrams. A DTLS record holding one whole, unordered,
+    binary DATA chunk with the next TSN goes to ``on_message(stream_id, payload)`` and is
+    acknowledged every :data:`SACK_EVERY` packets (or by :meth:`flush_sack`, which a caller
+    runs on a timer); anything else goes to aiortc: STUN to aioice's handler, other SCTP
+    packets to the association (which sends its own SACK)."""
+
+    __slots__ = ("_originals", "_path", "_sctp", "fast", "on_message", "unacked")
+
+    def __init__(self, sctp: RTCSctpTransport,
+                 on_message: Callable[[int, bytes], None]) -> None:  # fmt: skip
+        self._sctp = sctp
+        self._path = DatagramPath(sctp)
+        self.on_message = on_message
+        self.unacked = 0
+        self.fast = 0
+        """Packets handled here (the rest went to aiortc)."""
+        # Every local socket of the ICE agent, not only the nominated pair's: the peer may send
+        # to another candidate pair that succeeded (aiortc reads them all).
+        self._originals: list[tuple[Any, Callable[[bytes, Any], None]]] = []
+        protocols: list[Any] = self._path.dtls.transport._connection._protocols
+        for protocol in protocols:
+            self._originals.append((protocol, protocol.datagram_received))
+            protocol.datagram_received = partial(self._datagram, protocol.datagram_received)
+
+    def close(self) -> None:
+        """Give the datagrams back to aiortc."""
+        for protocol, original in self._originals:
+            protocol.datagram_received = original
+
+    def _datagram(self, original: Callable[[bytes, Any], None], data: bytes, addr: Any) -> None:
+        if not 19 < data[0] < 64:  # not DTLS (RFC 7983): STUN (consent checks) or other
+            original(data, addr)
+            return
+        ssl = self._path.ssl
+        ssl.bio_write(data)
+        try:
+            packet = ssl.recv(2048)
+        except SSL.Error:  # no whole record, an alert, a close: aiortc's path decides
+            packet = b""
+        with contextlib.suppress(SSL.Error):  # what OpenSSL sends back (DTLS 1.3 acks): none
+            self._path.protocol.transport.sendto(ssl.bio_read(2048), self._path.addr)
+        if not packet:
+            return
+        sctp = self._sctp
+        if (
+            len(packet) >= _DATA_HEAD
+            and packet[12] == 0  # a DATA chunk: unordered, first and last fragment, binary
+            and packet[13] & 7 == 7  # (an ordered one goes to aiortc, which keeps its order)
+            and packet[24:28] == _BINARY
+        ):
+            length = (packet[14] << 8) | packet[15]
+            tsn = int.from_bytes(packet[16:20], "big")
+            last = sctp._last_received_tsn
+            if (
+                12 + length + (-length % 4) == len(packet)
+                and last is not None
+                and tsn == tsn_plus_one(last)
+                and not sctp._sack_misordered
+            ):
+                sctp._last_received_tsn = tsn
+                self.fast += 1
+                self.on_message((packet[20] << 8) | packet[21], packet[_DATA_HEAD : 12 + length])
+                self.unacked += 1
+                if self.unacked >= SACK_EVERY:
+                    self.flush_sack()
+                return
+        self.unacked = 0  # aiortc acknowledges everything so far with this packet
+        task = asyncio.ensure_future(sctp._handle_data(packet))
+        task.add_done_callback(_log_failure)
+
+    def flush_sack(self) -> None:
+        """Acknowledge every packet received so far (cumulative TSN, no gaps)."""
+        if not self.unacked:
+            return
+        self.unacked = 0
+        sctp = self._sctp
+        rwnd = max(0, sctp._advertised_rwnd)
+        chunk = _SACK.pack(3, 0, 16, sctp._last_received_tsn, rwnd, 0, 0)
+        self._path.send_packet(sctp_packet(sctp, chunk))
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and (exc := task.exception()) is not None:
+        log.debug("aiortc could not handle a packet: %r", exc)

@@ -1,0 +1,108 @@
+"""The data-channel fast path (transport/rtc_datapath.py) between two real aiortc peers.
+
+It books chunks in aiortc's private SCTP state, so these tests are what fails when aiortc
+changes: the installed release must be one the module lists as tested, every message must take
+the fast path on both sides, and aiortc's own bookkeeping (flight size, sent queue, cumulative
+TSN) must come out as if aiortc had sent and acknowledged them itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from importlib.metadata import version
+
+from aiortc import RTCConfiguration, RTCPeerConnection
+from aiortc.rtcdatachannel import RTCDataChannel
+
+from avatar_engine.transport.rtc_datapath import (
+    AIORTC_TESTED,
+    FastSender,
+    LeanReceiver,
+    internals_ok,
+)
+
+
+async def _pair() -> tuple[RTCPeerConnection, RTCPeerConnection, dict[str, RTCDataChannel],
+                           dict[str, RTCDataChannel]]:  # fmt: skip
+    """Two connected peers on loopback; the offerer's channels and the answerer's."""
+    offerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    answerer = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    mine = {
+        "frames": offerer.createDataChannel("frames", ordered=False, maxRetransmits=0),
+        "control": offerer.createDataChannel("control"),
+    }
+    theirs: dict[str, RTCDataChannel] = {}
+    both_open = asyncio.Event()
+
+    @answerer.on("datachannel")
+    def on_channel(channel: RTCDataChannel) -> None:
+        theirs[channel.label] = channel
+        if len(theirs) == 2:
+            both_open.set()
+
+    await offerer.setLocalDescription(await offerer.createOffer())
+    await answerer.setRemoteDescription(offerer.localDescription)
+    await answerer.setLocalDescription(await answerer.createAnswer())
+    await offerer.setRemoteDescription(answerer.localDescription)
+    await asyncio.wait_for(both_open.wait(), 15)
+    while any(c.readyState != "open" for c in mine.values()):
+        await asyncio.sleep(0.01)
+    return offerer, answerer, mine, theirs
+
+
+def test_the_installed_aiortc_is_one_the_fast_path_was_tested_with() -> None:
+    assert version("aiortc").startswith(AIORTC_TESTED), (
+        f"aiortc {version('aiortc')}: check transport/rtc_datapath.py against its SCTP, DTLS "
+        "and ICE internals, then add it to AIORTC_TESTED"
+    )
+    assert internals_ok()
+
+
+def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
+    async def scenario() -> None:
+        offerer, answerer, mine, theirs = await _pair()
+        try:
+            got: list[tuple[int, bytes]] = []
+            via_aiortc: list[bytes] = []
+            mine["frames"].on("message", via_aiortc.append)
+            sctp, their_sctp = offerer.sctp, answerer.sctp
+            assert sctp is not None and their_sctp is not None
+            receiver = LeanReceiver(sctp, lambda sid, data: got.append((sid, data)))
+            sender = FastSender(theirs["frames"])
+            n = 41
+            for i in range(n):
+                sender.send(b"frame %d" % i)
+                await asyncio.sleep(0.002)
+            await asyncio.sleep(0.1)
+            receiver.flush_sack()  # the odd last packet
+            for _ in range(100):
+                if not their_sctp._sent_queue:
+                    break
+                await asyncio.sleep(0.01)
+            assert sender.fast == n and receiver.fast == n, "every message took the fast path"
+            assert [d for _, d in got] == [b"frame %d" % i for i in range(n)] and not via_aiortc
+            assert {sid for sid, _ in got} == {theirs["frames"].id}
+            # aiortc saw the SACKs: nothing in flight or queued, the timer stopped.
+            assert not their_sctp._sent_queue and their_sctp._t3_handle is None
+            assert their_sctp._flight_size == 0
+            assert sctp._last_received_tsn == (their_sctp._local_tsn - 1) % 2**32
+            # Control messages both ways still go through aiortc, in order, after the frames.
+            echoed: list[bytes] = []
+            theirs["control"].on("message", echoed.append)
+            mine["control"].send(b"ping")
+            control_got: list[bytes] = []
+            mine["control"].on("message", control_got.append)
+            theirs["control"].send(b"pong")
+            sender.send(b"after")
+            for _ in range(200):
+                if echoed and control_got and len(got) == n + 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert echoed == [b"ping"] and control_got == [b"pong"]
+            assert got[-1][1] == b"after"
+            receiver.close()
+        finally:
+            await offerer.close()
+            await answerer.close()
+
+    asyncio.run(scenario())
