@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import socket
 
 import pytest
 
-from avatar_engine.server.scheduler import InputBacklog, TickScheduler
+from avatar_engine.server.scheduler import TickScheduler
 
 
 class FakeClock:
@@ -77,36 +76,3 @@ def test_a_failing_tick_is_counted_and_the_loop_goes_on() -> None:
     scheduler = TickScheduler(clock, 60.0, on_tick)
     run(scheduler, 10)
     assert scheduler.stats.errors == 1 and calls >= 10
-
-
-def test_input_backlog_says_whether_a_datagram_waits_to_be_read() -> None:
-    """What lets an input-driven tick wait for the rest of a burst of capture packets."""
-
-    async def scenario() -> list[bool]:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0)
-        )
-        transports: list[asyncio.BaseTransport | None] = [None]  # not started yet
-        backlog = InputBacklog(lambda: transports)
-        seen = [backlog.waiting()]
-        transports.append(transport)
-        sock = transport.get_extra_info("socket")
-        transport.pause_reading()  # the loop must not read it behind the test's back
-        sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        sender.sendto(b"x", sock.getsockname())
-        for _ in range(100):  # loopback delivery is immediate, but be patient
-            if backlog.waiting():
-                break
-            await asyncio.sleep(0.001)
-        seen.append(backlog.waiting())
-        transport.resume_reading()
-        await asyncio.sleep(0.01)  # the loop reads it
-        seen.append(backlog.waiting())
-        transport.close()
-        await asyncio.sleep(0)
-        seen.append(backlog.waiting())  # a closed socket is no longer watched
-        sender.close()
-        return seen
-
-    assert asyncio.run(scenario()) == [False, True, False, False]

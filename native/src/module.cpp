@@ -13,4 +13,5 @@ PYBIND11_MODULE(_core, m) {
     avatar_engine::bindings::register_life(m);
     avatar_engine::bindings::register_audio(m);
     avatar_engine::bindings::register_fanout(m);
+    avatar_engine::bindings::register_ingest(m);
 }

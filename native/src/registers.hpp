@@ -12,5 +12,6 @@ void register_compose(pybind11::module_& m);
 void register_life(pybind11::module_& m);
 void register_audio(pybind11::module_& m);
 void register_fanout(pybind11::module_& m);
+void register_ingest(pybind11::module_& m);
 
 }  // namespace avatar_engine::bindings

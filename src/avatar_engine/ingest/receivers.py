@@ -1,8 +1,11 @@
 """asyncio UDP receivers: Live Link Face, VMC, iFacialMocap and our msgpack publish.
 
-Each receiver is an :class:`asyncio.DatagramProtocol` that moves bytes into a sans-I/O parser
-from :mod:`avatar_engine.formats` (or :mod:`avatar_engine.ingest.publish`) and hands validated
-frames to a :class:`~avatar_engine.ingest.sink.CaptureSink`. Per datagram, in this order:
+Each receiver owns a non-blocking UDP socket on the event loop (``loop.add_reader``); when it
+becomes readable, :meth:`DatagramReceiver.drain` reads every datagram waiting in one call
+(:mod:`avatar_engine.ingest.recv_batch`), so a burst of many phones' packets is read at once
+rather than one per pass of the event loop. Each datagram goes into a sans-I/O parser from
+:mod:`avatar_engine.formats` (or :mod:`avatar_engine.ingest.publish`) and validated frames go
+to a :class:`~avatar_engine.ingest.sink.CaptureSink`. Per datagram, in this order:
 
 1. the sender's peer entry (bounded LRU of ``max_peers`` senders) counts the packet;
 2. oversize datagrams are dropped (``too_large``) before anything else looks at them;
@@ -19,12 +22,14 @@ logged at most once per ``log_interval`` per (sender, reason).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar, Final, cast
+from typing import Any, ClassVar, Final
 
 import numpy as np
 
@@ -34,6 +39,7 @@ from avatar_engine.formats.livelink import LiveLinkPacketError, parse_packet
 from avatar_engine.formats.rotation import DEGREES_PER_UNIT, MAX_ROTATION_UNITS
 from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenBucket
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
+from avatar_engine.ingest.recv_batch import Address, batch_rows, recv_backend
 from avatar_engine.ingest.routing import Router
 from avatar_engine.ingest.sink import CaptureSink, SourceInfo, SourceKind
 from avatar_engine.ingest.stats import SourceStats
@@ -43,7 +49,6 @@ from avatar_engine.types import F32
 logger = logging.getLogger("avatar_engine.ingest")
 
 Clock = Callable[[], float]
-Address = tuple[Any, ...]
 
 SOCKET_RECEIVE_BUFFER: Final = 1 << 20
 """SO_RCVBUF requested for every receiver: a burst while the loop is busy waits in the kernel."""
@@ -82,7 +87,7 @@ class Peer:
         self.state: Any = None
 
 
-class DatagramReceiver(asyncio.DatagramProtocol):
+class DatagramReceiver:
     """The shared receive path; subclasses implement :meth:`decode`."""
 
     kind: ClassVar[SourceKind]
@@ -105,51 +110,87 @@ class DatagramReceiver(asyncio.DatagramProtocol):
         self.totals = SourceStats()
         self.totals.key = self.kind
         self._log = LogLimiter(logger, self.config.log_interval)
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
         self.bound: tuple[str, int] | None = None
+        # One byte more than the largest datagram accepted: a longer one is cut to the row and
+        # then seen as too large.
+        row = self.config.max_datagram + 1
+        self._rows = np.zeros((batch_rows(row), row), np.uint8)
+        self._sizes = np.zeros(len(self._rows), np.int64)
+        self._recv = recv_backend()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> tuple[str, int]:
-        """Bind ``config.host:config.port`` (0 = ephemeral); returns the bound address."""
+        """Bind ``config.host:config.port`` (0 = ephemeral), enlarge the socket's receive buffer
+        (bursts from many phones wait in the kernel) and read it whenever it becomes readable;
+        returns the bound address."""
         loop = asyncio.get_running_loop()
-        await loop.create_datagram_endpoint(
-            lambda: self, local_addr=(self.config.host, self.config.port)
+        infos = await loop.getaddrinfo(
+            self.config.host, self.config.port, type=socket.SOCK_DGRAM, flags=socket.AI_PASSIVE
         )
-        assert self.transport is not None
-        return self.bound or ("", 0)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """asyncio callback: keep the transport, enlarge the socket's receive buffer (bursts from
-        many phones) and note the bound address."""
-        # The selector transport is not a registered DatagramTransport subclass: cast, not check.
-        self.transport = cast(asyncio.DatagramTransport, transport)
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            try:
-                import socket
-
+        family, _, proto, _, address = infos[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM, proto)
+        try:
+            sock.setblocking(False)
+            with contextlib.suppress(OSError):  # not fatal: the OS default buffer still works
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, SOCKET_RECEIVE_BUFFER)
-            except OSError:  # not fatal: the OS default buffer still works
-                pass
-            name = sock.getsockname()
-            self.bound = (str(name[0]), int(name[1]))
+            sock.bind(address)
+            loop.add_reader(sock.fileno(), self.drain)
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = sock
+        name = sock.getsockname()
+        self.bound = (str(name[0]), int(name[1]))
+        return self.bound
 
     def close(self) -> None:
-        """Close the socket (idempotent); frames already delivered stay delivered."""
-        if self.transport is not None:
-            self.transport.close()
-            self.transport = None
+        """Stop reading and close the socket (idempotent); frames already delivered stay
+        delivered."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                asyncio.get_running_loop().remove_reader(sock.fileno())
+            sock.close()
 
     def error_received(self, exc: Exception) -> None:
-        """ICMP errors (port unreachable after a handshake, ...): count and carry on."""
+        """Socket errors (ICMP port unreachable after a handshake, ...): count and carry on."""
         self.totals.drop("socket_error")
         self._log.log("socket_error", self._clock(), f"{self.kind}: socket error: {exc}")
+
+    def send(self, data: bytes, address: Address) -> bool:
+        """One datagram from this receiver's port (a handshake, a PONG); never blocks, and a
+        failure is counted as a socket error (False)."""
+        if self.sock is None:
+            return False
+        try:
+            self.sock.sendto(data, address)
+        except OSError as exc:
+            self.error_received(exc)
+            return False
+        return True
+
+    def drain(self) -> int:
+        """Read every datagram waiting on the socket (at most one batch) and handle each; returns
+        how many were read. Called when the socket becomes readable and before a tick, so a
+        burst is carried by one tick. Never raises."""
+        if self.sock is None:
+            return 0
+        try:
+            addresses = self._recv(self.sock, self._rows, self._sizes)
+        except OSError as exc:
+            self.error_received(exc)
+            return 0
+        rows, sizes = self._rows, self._sizes
+        for i, addr in enumerate(addresses):
+            self.datagram_received(rows[i, : sizes[i]].tobytes(), addr)
+        return len(addresses)
 
     # -- receive path -----------------------------------------------------------------------
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        """asyncio callback for one datagram: decode, validate, route and deliver it. It never
+        """One datagram: decode, validate, route and deliver it. It never
         raises: an unexpected error is counted and logged (rate-limited) so one bad packet cannot
         stop the receiver."""
         try:
@@ -453,15 +494,12 @@ class IFacialMocapReceiver(DatagramReceiver):
 
     def _send_handshake(self) -> None:
         self._timer = None
-        if self.transport is None or self._phone_ip is None:
+        if self.sock is None or self._phone_ip is None:
             return
         now = self._clock()
-        if self._last_frame is None or now - self._last_frame >= self.handshake_interval:
-            try:
-                self.transport.sendto(self.handshake, (self._phone_ip, self.phone_port))
-                self.handshakes_sent += 1
-            except OSError as exc:
-                self.error_received(exc)
+        quiet = self._last_frame is None or now - self._last_frame >= self.handshake_interval
+        if quiet and self.send(self.handshake, (self._phone_ip, self.phone_port)):
+            self.handshakes_sent += 1
         loop = asyncio.get_running_loop()
         self._timer = loop.call_later(self.handshake_interval, self._send_handshake)
 
@@ -527,8 +565,8 @@ class PublishUdpReceiver(DatagramReceiver):
                 now,
                 frame_time=out.t,
             )
-        elif isinstance(out, Ping) and self.transport is not None:
-            self.transport.sendto(encode_pong(out.nonce, out.t_ms), peer.address)
+        elif isinstance(out, Ping):
+            self.send(encode_pong(out.nonce, out.t_ms), peer.address)
         elif isinstance(out, PublishHello):
             peer.stats.key = str(out.pid)
 

@@ -141,6 +141,11 @@ class IngestService:
             receiver.close()
         self.receivers.clear()
 
+    def drain(self) -> int:
+        """Read every datagram waiting on every receiver's socket now (at most one batch each);
+        returns how many were read. The runtime calls this before each tick."""
+        return sum(receiver.drain() for receiver in self.receivers.values())
+
     def forget_session(self, session_id: str) -> None:
         """Call when a session is deleted: the next frame from its source re-creates it."""
         self.router.forget(session_id)

@@ -54,7 +54,7 @@ from avatar_engine.server.placement import (
     SessionMeta,
 )
 from avatar_engine.server.quotas import QuotaExceededError
-from avatar_engine.server.scheduler import Clock, InputBacklog, MonotonicClock, TickScheduler
+from avatar_engine.server.scheduler import Clock, MonotonicClock, TickScheduler
 from avatar_engine.server.streams import RigStreams, StreamKey, Subscriber
 from avatar_engine.server.voice_bridge import LiveInputs
 from avatar_engine.server.voice_out import VoiceOut
@@ -70,10 +70,6 @@ log = logging.getLogger("avatar_engine.server")
 
 KICK_INTERVAL_S = 0.001
 """Closest spacing of input-driven ticks (capture, speech) between the scheduled ones."""
-KICK_GATHER_S = 0.004
-"""Longest an input-driven tick waits for capture packets already waiting to be read
-(:class:`~avatar_engine.server.scheduler.InputBacklog`): a burst of a hundred phones' packets
-is read in about 3 ms, then one tick carries it all."""
 
 CAPTURE_PRINCIPAL = Principal("capture", DEFAULT_TENANT, frozenset({"publish"}), None)
 """Who owns sessions that UDP capture sources create (allowlisted by the options)."""
@@ -138,8 +134,7 @@ class Runtime:
         self._background: set[asyncio.Task[None]] = set()
         self._kick_pending = False
         self._last_kick = -1.0
-        self._kick_asked = -1.0
-        self._backlog = InputBacklog(lambda: [r.transport for r in self.ingest.receivers.values()])
+        self._reading_capture = False
         self._last_tick_t = -float("inf")
         self.ingest = IngestService(self, self.ensure_capture_session, self.ingest_config(),
                                     clock=self.clock.now)  # fmt: skip
@@ -564,17 +559,16 @@ class Runtime:
 
         Kicks coalesce (every input of one loop iteration shares one) and are spaced at least
         ``KICK_INTERVAL_S`` apart, so a flood of capture packets costs at most that many
-        extra ticks per second; a kick waits (up to ``KICK_GATHER_S``) while capture packets
-        are still waiting to be read, so a burst is carried by one tick.
+        extra ticks per second. Capture read by a tick itself (:meth:`tick` drains the capture
+        sockets first) kicks nothing: that tick carries it.
         """
-        if self._kick_pending:
+        if self._kick_pending or self._reading_capture:
             return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # no loop (tests driving the runtime by hand)
             return
         self._kick_pending = True
-        self._kick_asked = self.now()
         wait = self._last_kick + KICK_INTERVAL_S - self.now()
         if wait > 0:
             loop.call_later(wait, self._kick)
@@ -582,11 +576,9 @@ class Runtime:
             loop.call_soon(self._kick)
 
     def _kick(self) -> None:
-        if self.now() < self._kick_asked + KICK_GATHER_S and self._backlog.waiting():
-            asyncio.get_running_loop().call_soon(self._kick)  # read the rest of the burst first
-            return
         self._kick_pending = False
         self._last_kick = self.now()
+        self.scheduler.ran_at(self._last_kick)  # no scheduled tick between two kicked ones
         try:
             self.tick(self._last_kick)
         except Exception:  # same policy as the scheduler: count, log, keep streaming
@@ -669,10 +661,14 @@ class Runtime:
 
         Ticks come from the scheduler (nominal slot times) and from kicks (now); a tick whose
         time is not after the last one is skipped, so time always advances for the stages.
+        Every capture datagram already waiting in the kernel is read first, so the tick carries
+        all of a burst that arrived while the loop was busy (a hundred phones' packets of one
+        instant), not the part the loop happened to read.
         """
         if t <= self._last_tick_t:
             return  # a kick already advanced past this slot: nothing new to compute
         self._last_tick_t = t
+        self._read_capture()
         if t >= self._next_sweep:
             self._next_sweep = t + IDLE_SWEEP_S
             self.expire_idle(t)
@@ -696,6 +692,14 @@ class Runtime:
             self.counters.frames_bytes += streams.encode_and_fan_out(
                 t_ms, out.morphs, out.channels, out.fresh
             )
+
+    def _read_capture(self) -> None:
+        """Drain every capture socket into the engine (the frames kick no further tick)."""
+        self._reading_capture = True
+        try:
+            self.ingest.drain()
+        finally:
+            self._reading_capture = False
 
     def expire_idle(self, t: float) -> list[str]:
         """Delete sessions idle (no subscriber, no egress, no input) for

@@ -2,8 +2,6 @@
 
 A late tick is counted and the schedule skips ahead to the next slot; missed ticks are never
 replayed in a burst, because a burst of stale frames is worse than a dropped one.
-:class:`InputBacklog` lets an input-driven tick wait until a burst of capture packets has been
-read, so one tick carries the whole burst.
 """
 
 from __future__ import annotations
@@ -11,9 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import select
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -90,18 +87,29 @@ class TickScheduler:
         self.on_tick = on_tick
         self.stats = TickStats()
         self._stopped = asyncio.Event()
+        self._next_t = -math.inf
+        """The next slot (seconds of ``clock``); :meth:`ran_at` may move it later."""
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current tick."""
         self._stopped.set()
 
+    def ran_at(self, t: float) -> None:
+        """A tick ran at ``t`` outside the schedule (kicked by input): the next slot moves to one
+        period after it. While input kicks ticks at the tick rate, no scheduled tick then runs
+        between two kicked ones, where it would step the engine a second time per frame (for
+        nothing a viewer sees: the kicked ticks carry the frames) and hold up the loop when the
+        next input arrives; once input stops, slots resume a period after the last kick."""
+        self._next_t = max(self._next_t, t + self.period)
+
     async def run(self) -> None:
         """Tick at every slot of ``period`` until stopped. A late tick is counted and the schedule
         skips the slots it missed (they are never replayed); a tick that raises is counted and
         logged, and the next one runs."""
-        next_t = self.clock.now()
+        self._next_t = max(self._next_t, self.clock.now())
         while not self._stopped.is_set():
             now = self.clock.now()
+            next_t = self._next_t
             if now < next_t:
                 await self.clock.sleep(next_t - now)
                 continue
@@ -122,39 +130,4 @@ class TickScheduler:
                     log.exception("tick failed", extra={"errors": self.stats.errors})
             self.stats.ticks += 1
             self.stats.record(self.clock.now() - started)
-            next_t += self.period
-
-
-class InputBacklog:
-    """Is capture input already waiting in the kernel, not yet read? (a non-blocking ``poll``
-    of the capture sockets).
-
-    asyncio reads one datagram per socket per loop iteration. A tick kicked by the first packet
-    of a burst (100 phones' frames of one instant) would run before the loop has read the
-    other 99, and every later kick would again carry only the few packets read in between: the
-    burst is read in slices between whole ticks, and its last packets wait for many ticks. An
-    input-driven tick therefore waits while this says more is waiting (for a bounded time), and
-    then carries the whole burst.
-    """
-
-    def __init__(self, transports: Callable[[], Iterable[asyncio.BaseTransport | None]]) -> None:
-        self._transports = transports
-        """The capture receivers' transports (read each time: receivers start after this)."""
-        self._poll = select.poll()
-        self._fds: set[int] = set()
-
-    def waiting(self) -> bool:
-        """Whether any capture socket has a datagram not yet read (a zero-timeout ``poll``); the set
-        of sockets polled follows the receivers as they start and close."""
-        fds = set()
-        for transport in self._transports():
-            sock = None if transport is None else transport.get_extra_info("socket")
-            if sock is not None and sock.fileno() >= 0:
-                fds.add(sock.fileno())
-        if fds != self._fds:
-            for fd in self._fds - fds:
-                self._poll.unregister(fd)
-            for fd in fds - self._fds:
-                self._poll.register(fd, select.POLLIN)
-            self._fds = fds
-        return bool(self._poll.poll(0))
+            self._next_t = max(self._next_t, next_t + self.period)
