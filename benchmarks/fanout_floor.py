@@ -1,7 +1,8 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,capture-nowait,webrtc]
+        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,capture-nowait,webrtc,
+        webrtc-aiortc]
         [--repeat 2] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
@@ -27,8 +28,11 @@ over each stalled run, and its RSS after the first run, which connects N viewers
 server, and after the last); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99), ``--repeat`` times, alternating with
 **capture-nowait** if asked (the same with a kicked tick that does not wait for the rest of a
-capture burst: the server before that fix); **webrtc**: ``--webrtc`` aiortc viewers (if
-asked). Every load process reports its own CPU; the load average is printed with each row.
+capture burst: the server before that fix); **webrtc**: ``--webrtc`` lean WebRTC viewers
+(real aiortc peers, :mod:`avatar_engine.client.rtc_lean`) on a fresh server, ``--repeat``
+times, alternating with **webrtc-aiortc** if asked (the server sending frames through aiortc's
+own ``RTCDataChannel.send``: the path before issue 16). Every load process reports its own
+CPU; the load average is printed with each row.
 """
 
 from __future__ import annotations
@@ -73,7 +77,12 @@ fanout.send_backend = lambda name=None: fanout.send_to_all_reference  # one os.w
 """
 """Loaded by the ``server-pysend`` case's server: the fan-out pass with the Python reference send
 loop instead of the native one (the path before the native loop), for comparison."""
-HOOKS = {"asgi": ASGI_HOOK, "server-pysend": PYSEND_HOOK}
+AIORTC_SEND_HOOK = """import avatar_engine.transport.rtc_datapath as datapath
+datapath.internals_ok = lambda: False  # every frame through aiortc's RTCDataChannel.send
+"""
+"""Loaded by the ``webrtc-aiortc`` case's server: WebRTC frames sent the way they were before
+issue 16 (aiortc's queue and task per message), for comparison with ``webrtc``."""
+HOOKS = {"asgi": ASGI_HOOK, "server-pysend": PYSEND_HOOK, "webrtc-aiortc": AIORTC_SEND_HOOK}
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 BODY = bytes(9)
 """A delta body of the size the real server sends for a moving face at LOD 0 (~16 B messages)."""
@@ -263,6 +272,22 @@ def _server_row(n: int, r: dict[str, Any], floors: dict[str, float],
     }
 
 
+def _webrtc_row(args: argparse.Namespace, case: str) -> dict[str, Any]:
+    """``--webrtc`` lean WebRTC viewers (real aiortc peers) on a fresh server, with the
+    server's CPU per delivered frame beside its cost with no viewer (``webrtc-aiortc``: the
+    server sends frames with aiortc's own ``RTCDataChannel.send``)."""
+    with tempfile.TemporaryDirectory() as hook:
+        (Path(hook) / "sitecustomize.py").write_text(HOOKS.get(case, ""))
+        server = ServerProcess(env={"PYTHONPATH": hook} if case in HOOKS else None)
+        try:
+            server.wait_ready(60)
+            base = _sim(server, args, subscribers=0)["server_cpu_percent"]
+            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc")
+            return _server_row(args.webrtc, r, {}, base) | {"connected": r["connected"]}
+        finally:
+            server.stop()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--viewers", type=int, nargs="+", default=[500, 1000, 2000])
@@ -276,10 +301,11 @@ def main() -> int:
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
         "server-pysend (the server with the Python send loop), "
         "asgi (the ASGI path before issue 16, for comparison), stall, capture, capture-nowait "
-        "(kicks that do not wait for a capture burst, for comparison), webrtc",
+        "(kicks that do not wait for a capture burst, for comparison), webrtc, webrtc-aiortc "
+        "(the server sending WebRTC frames through aiortc's own send, for comparison)",
     )
     parser.add_argument("--repeat", type=int, default=2,
-                        help="healthy/stalled pairs (stall); capture runs (capture)")  # fmt: skip
+                        help="healthy/stalled pairs (stall); capture and webrtc runs")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = set(args.only.split(","))
@@ -359,15 +385,9 @@ def main() -> int:
                             "load_average": r["load_average"][0]})  # fmt: skip
             finally:
                 server.stop()
-    if "webrtc" in cases:
-        server = ServerProcess().wait_ready(60)
-        try:
-            base = _sim(server, args, subscribers=0)["server_cpu_percent"]
-            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc")
-            row = _server_row(args.webrtc, r, {}, base)
-            show("webrtc", row | {"connected": r["connected"]})
-        finally:
-            server.stop()
+    for case in ("webrtc", "webrtc-aiortc") * args.repeat:  # paired, alternating
+        if case in cases:
+            show(case, _webrtc_row(args, case))
     if args.json:
         print(json.dumps(out))
     return 0

@@ -69,6 +69,7 @@ def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
             assert sctp is not None and their_sctp is not None
             receiver = LeanReceiver(sctp, lambda sid, data: got.append((sid, data)))
             sender = FastSender(theirs["frames"])
+            acks = LeanReceiver(their_sctp, None)  # the server's side: SACKs only
             n = 41
             for i in range(n):
                 sender.send(b"frame %d" % i)
@@ -80,6 +81,7 @@ def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
                     break
                 await asyncio.sleep(0.01)
             assert sender.fast == n and receiver.fast == n, "every message took the fast path"
+            assert acks.fast == (n + 1) // 2, "every SACK too (one per second packet)"
             assert [d for _, d in got] == [b"frame %d" % i for i in range(n)] and not via_aiortc
             assert {sid for sid, _ in got} == {theirs["frames"].id}
             # aiortc saw the SACKs: nothing in flight or queued, the timer stopped.

@@ -28,7 +28,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
 from avatar_engine.client.lean import MessageCounter, ViewerTotals
-from avatar_engine.transport.rtc_datapath import LeanReceiver
+from avatar_engine.transport.rtc_datapath import LeanReceiver, internals_ok
 
 CONNECT_AT_ONCE: Final = 10
 """Peers of one process negotiating at the same time (each handshake costs CPU on both sides)."""
@@ -83,7 +83,8 @@ class _RtcViewer(MessageCounter):
         while self.frames.readyState != "open" or self.control.readyState != "open":
             await asyncio.sleep(0.02)
         assert pc.sctp is not None, "the channels are open"
-        self.receiver = LeanReceiver(pc.sctp, self.on_frame)
+        if internals_ok():  # else frames keep coming through aiortc's channel events
+            self.receiver = LeanReceiver(pc.sctp, self.on_frame)
 
 
 async def _open(spec: dict[str, Any], totals: ViewerTotals,

@@ -28,7 +28,7 @@ from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.server.auth import Principal
 from avatar_engine.server.fanout import DataChannelLink
 from avatar_engine.server.streams import Subscriber
-from avatar_engine.transport.rtc_datapath import FastSender
+from avatar_engine.transport.rtc_datapath import FastSender, LeanReceiver, internals_ok
 
 log = logging.getLogger("avatar_engine.webrtc")
 
@@ -127,8 +127,11 @@ class WebRtcGateway:
         # Frames go out from the fan-out pass; the writer task sends the rest (and frames
         # whenever the outbox holds one).
         # Both send frames through one FastSender (one DATA chunk and one DTLS record in the
-        # calling step, no aiortc task per message; see transport/rtc_datapath.py).
+        # calling step, no aiortc task per message), and the acknowledgements come back through
+        # a LeanReceiver (see transport/rtc_datapath.py).
         frames = FastSender(peer.channels["frames"])
+        if internals_ok() and peer.pc.sctp is not None:  # the viewer's SACKs, one per 2 frames
+            LeanReceiver(peer.pc.sctp, None)
         peer.subscriber.direct = DataChannelLink(frames, MAX_BUFFERED_BYTES)
         peer.tasks.append(asyncio.create_task(self._write_loop(peer, peer.subscriber, frames)))
 

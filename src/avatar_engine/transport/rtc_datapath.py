@@ -50,6 +50,7 @@ from aiortc.rtcsctptransport import (
     RTCSctpTransport,
     tsn_plus_one,
 )
+from aiortc.utils import uint32_gt, uint32_gte
 from google_crc32c import value as crc32c
 from OpenSSL import SSL
 
@@ -208,18 +209,23 @@ class FastSender:
 
 
 class LeanReceiver:
-    """Takes a connected peer's incoming datagrams. A DTLS record holding one whole, unordered,
-    binary DATA chunk with the next TSN goes to ``on_message(stream_id, payload)`` and is
-    acknowledged every :data:`SACK_EVERY` packets (or by :meth:`flush_sack`, which a caller
-    runs on a timer); anything else goes to aiortc: STUN to aioice's handler, other SCTP
-    packets to the association (which sends its own SACK)."""
+    """Takes a connected peer's incoming datagrams, for the two packets that come once per
+    frame: a DTLS record holding one whole, unordered, binary DATA chunk with the next TSN goes
+    to ``on_message(stream_id, payload)`` (a viewer; None: to aiortc) and is acknowledged every
+    :data:`SACK_EVERY` packets (or by :meth:`flush_sack`, which a caller runs on a timer); a
+    SACK that only moves the cumulative TSN over plainly sent chunks (no gap, no loss, nothing
+    queued or abandoned: the server's steady state) is booked here as aiortc would book it.
+    Anything else goes to aiortc: STUN to aioice's handler, other SCTP packets to the
+    association (which sends its own SACK)."""
 
-    __slots__ = ("_originals", "_path", "_sctp", "fast", "on_message", "unacked")
+    __slots__ = ("_dtls13", "_originals", "_path", "_sctp", "fast", "on_message", "unacked")
 
     def __init__(self, sctp: RTCSctpTransport,
-                 on_message: Callable[[int, bytes], None]) -> None:  # fmt: skip
+                 on_message: Callable[[int, bytes], None] | None) -> None:  # fmt: skip
         self._sctp = sctp
         self._path = DatagramPath(sctp)
+        self._dtls13 = self._path.ssl.get_protocol_version_name() != "DTLSv1.2"
+        """DTLS 1.3 may answer a record (an ACK); 1.2 never does after the handshake."""
         self.on_message = on_message
         self.unacked = 0
         self.fast = 0
@@ -245,38 +251,81 @@ class LeanReceiver:
         ssl.bio_write(data)
         try:
             packet = ssl.recv(2048)
-        except SSL.Error:  # no whole record, an alert, a close: aiortc's path decides
+        except SSL.ZeroReturnError:  # the peer closed DTLS: aiortc's receive task closes too
+            self.close()
+            self._path.dtls.transport._connection._queue.put_nowait(None)
+            return
+        except SSL.Error:  # no whole record, an alert: nothing to hand on
             packet = b""
-        with contextlib.suppress(SSL.Error):  # what OpenSSL sends back (DTLS 1.3 acks): none
-            self._path.protocol.transport.sendto(ssl.bio_read(2048), self._path.addr)
+        if self._dtls13 or not packet:
+            with contextlib.suppress(SSL.Error):  # what OpenSSL sends back, if anything
+                self._path.protocol.transport.sendto(ssl.bio_read(2048), self._path.addr)
         if not packet:
             return
-        sctp = self._sctp
-        if (
-            len(packet) >= _DATA_HEAD
-            and packet[12] == 0  # a DATA chunk: unordered, first and last fragment, binary
-            and packet[13] & 7 == 7  # (an ordered one goes to aiortc, which keeps its order)
-            and packet[24:28] == _BINARY
-        ):
-            length = (packet[14] << 8) | packet[15]
-            tsn = int.from_bytes(packet[16:20], "big")
-            last = sctp._last_received_tsn
-            if (
-                12 + length + (-length % 4) == len(packet)
-                and last is not None
-                and tsn == tsn_plus_one(last)
-                and not sctp._sack_misordered
-            ):
-                sctp._last_received_tsn = tsn
-                self.fast += 1
-                self.on_message((packet[20] << 8) | packet[21], packet[_DATA_HEAD : 12 + length])
-                self.unacked += 1
-                if self.unacked >= SACK_EVERY:
-                    self.flush_sack()
-                return
+        kind = packet[12] if len(packet) >= _DATA_HEAD else -1
+        if (kind == 0 and self._take_data(packet)) or (kind == 3 and self._take_sack(packet)):
+            self.fast += 1
+            return
         self.unacked = 0  # aiortc acknowledges everything so far with this packet
-        task = asyncio.ensure_future(sctp._handle_data(packet))
+        task = asyncio.ensure_future(self._sctp._handle_data(packet))
         task.add_done_callback(_log_failure)
+
+    def _take_data(self, packet: bytes) -> bool:
+        sctp = self._sctp
+        length = (packet[14] << 8) | packet[15]
+        last = sctp._last_received_tsn
+        if (
+            self.on_message is None
+            or packet[13] & 7 != 7  # unordered, first and last fragment (else: aiortc's order)
+            or packet[24:28] != _BINARY
+            or 12 + length + (-length % 4) != len(packet)  # one chunk
+            or last is None
+            or int.from_bytes(packet[16:20], "big") != tsn_plus_one(last)
+            or sctp._sack_misordered
+        ):
+            return False
+        sctp._last_received_tsn = tsn_plus_one(last)
+        self.on_message((packet[20] << 8) | packet[21], packet[_DATA_HEAD : 12 + length])
+        self.unacked += 1
+        if self.unacked >= SACK_EVERY:
+            self.flush_sack()
+        return True
+
+    def _take_sack(self, packet: bytes) -> bool:
+        """A SACK of nothing but a new cumulative TSN, booked as aiortc's
+        ``_receive_sack_chunk`` would (which then finds nothing to send, retransmit, abandon or
+        grow); any other case is aiortc's."""
+        sctp = self._sctp
+        cum = int.from_bytes(packet[16:20], "big")
+        sent = sctp._sent_queue
+        if (
+            len(packet) != _DATA_HEAD  # gap blocks or duplicates
+            or sctp._outbound_queue
+            or sctp._data_channel_queue
+            or sctp._reconfig_queue
+            or sctp._forward_tsn_chunk is not None
+            or sctp._forward_tsn_streams
+            or sctp._fast_recovery_exit is not None
+            or sctp._flight_size >= sctp._cwnd  # (aiortc would grow the window)
+            or not uint32_gt(cum, sctp._last_sacked_tsn)
+            or uint32_gt(sctp._advanced_peer_ack_tsn, sctp._last_sacked_tsn)
+            or any(c._abandoned or c._retransmit or c._acked for c in sent)
+        ):
+            return False
+        sctp._last_sacked_tsn = cum
+        sctp._advanced_peer_ack_tsn = cum
+        first = True
+        while sent and uint32_gte(cum, sent[0].tsn):
+            chunk = sent.popleft()
+            sctp._flight_size_decrease(chunk)
+            if first and chunk._sent_count == 1 and chunk._sent_time is not None:
+                sctp._update_rto(time.time() - chunk._sent_time)
+            first = False
+        if not sent:
+            sctp._t3_cancel()
+        elif not first:
+            sctp._t3_restart()
+        return True
 
     def flush_sack(self) -> None:
         """Acknowledge every packet received so far (cumulative TSN, no gaps)."""
