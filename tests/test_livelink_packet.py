@@ -121,3 +121,42 @@ def test_bit_flips_agree(position: int, bit: int) -> None:
     packet = bytearray(build_packet(UUID, "iPhone", sample_values()))
     packet[position] ^= 1 << bit
     assert outcome(parse_packet, bytes(packet)) == outcome(parse_packet_py, bytes(packet))
+
+
+def batch_outcomes(parse, packets: list[bytes], width: int = 900):  # type: ignore[no-untyped-def]
+    """A batch as a receiver reads it (rows cut at ``width``) through ``parse``: per packet its
+    head and values, or its drop reason."""
+    rows = np.zeros((len(packets) + 1, width), np.uint8)
+    sizes = np.zeros(len(packets) + 1, np.int64)
+    for i, p in enumerate(packets):
+        cut = p[:width]
+        rows[i, : len(cut)] = np.frombuffer(cut, np.uint8)
+        sizes[i] = len(cut)
+    values = np.full((len(packets) + 1, 61), -7.0, np.float32)
+    heads = parse(rows, sizes, len(packets), values)
+    return [("error", h.reason) if isinstance(h, LiveLinkPacketError)
+            else (h, values[i].tobytes()) for i, h in enumerate(heads)]  # fmt: skip
+
+
+def test_the_fast_batch_parser_is_the_one_in_use() -> None:
+    assert livelink._parse_batch is not livelink.parse_batch_py
+
+
+@given(st.lists(st.binary(max_size=900), max_size=6), st.integers(0, 5))
+def test_batch_parsers_agree_with_each_other_and_with_one_packet_at_a_time(
+    junk: list[bytes], seed: int
+) -> None:
+    """Valid packets (timecodes, rates of zero) mixed with random bytes: the Cython batch twin,
+    the reference batch and the one-packet parser say the same for every row."""
+    good = [build_packet(UUID, f"s{k}", sample_values(seed + k), frame_number=k * 31,
+                         subframe=0.25 * k, fps=(60 * (k % 2), 1)) for k in range(3)]  # fmt: skip
+    packets = [*good, *junk]
+    fast = batch_outcomes(livelink.parse_batch, packets)
+    assert fast == batch_outcomes(livelink.parse_batch_py, packets)
+    for packet, row in zip(packets, fast, strict=True):
+        one = outcome(parse_packet_py, packet)
+        if one[0] == "error":
+            assert row == one
+        else:
+            frame = parse_packet_py(packet)
+            assert row == ((frame.device_id, frame.subject, frame.frame_time), one[-1])

@@ -6,7 +6,7 @@ Python wrapper can rebuild a LiveLinkPacketError; the checks and their order are
 """
 
 from libc.math cimport isfinite
-from libc.stdint cimport int32_t, uint8_t, uint32_t
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t
 from libc.string cimport memcpy
 
 import numpy as np
@@ -44,14 +44,13 @@ cdef str _name(const uint8_t* data, Py_ssize_t size, Py_ssize_t* offset, str wha
         raise ValueError(f"name_encoding: {what} is not UTF-8") from None
 
 
-def parse_packet(const uint8_t[::1] packet not None):
-    """Parse a v6 datagram -> (device_id, subject, frame, subframe, fps_num, fps_den, values)."""
-    cdef Py_ssize_t size = packet.shape[0]
+cdef tuple _parse_into(const uint8_t* data, Py_ssize_t size, float* out):
+    """The checks of parse_packet_py, in its order; the 61 values land in ``out``. Returns
+    (device_id, subject, frame, subframe, fps_num, fps_den) or raises ValueError."""
     if size > FIXED_BYTES + 2 * MAX_NAME_BYTES:
         raise ValueError(f"too_large: {size} bytes")
     if size < 1:
         raise ValueError("truncated: empty datagram")
-    cdef const uint8_t* data = &packet[0]
     if data[0] != 6:
         raise ValueError(f"version: version {data[0]}, expected 6")
     cdef Py_ssize_t offset = 1
@@ -69,8 +68,6 @@ def parse_packet(const uint8_t[::1] packet not None):
     offset += 1
     if offset + 4 * VALUE_COUNT != size:
         raise ValueError(f"trailing_bytes: {size - offset - 4 * VALUE_COUNT} extra")
-    values = np.empty(VALUE_COUNT, dtype=np.float32)
-    cdef float[::1] out = values
     cdef Py_ssize_t i
     cdef bint finite = True
     with nogil:
@@ -80,4 +77,37 @@ def parse_packet(const uint8_t[::1] packet not None):
                 finite = False
     if not finite:
         raise ValueError("non_finite: NaN or infinity among the values")
-    return device_id, subject, frame, subframe, num, den, values
+    return device_id, subject, frame, subframe, num, den
+
+
+def parse_packet(const uint8_t[::1] packet not None):
+    """Parse a v6 datagram -> (device_id, subject, frame, subframe, fps_num, fps_den, values)."""
+    values = np.empty(VALUE_COUNT, dtype=np.float32)
+    cdef float[::1] out = values
+    cdef const uint8_t* data = &packet[0] if packet.shape[0] else NULL
+    return _parse_into(data, packet.shape[0], &out[0]) + (values,)
+
+
+def parse_batch(const uint8_t[:, ::1] rows not None, const int64_t[::1] sizes not None,
+                Py_ssize_t n, float[:, ::1] values not None):
+    """Twin of avatar_engine.formats.livelink.parse_batch_py: rows[i, :sizes[i]] for i < n; per
+    row (device_id, subject, frame_time) with its values in ``values[i]``, or the error text
+    "<reason>: <detail>"."""
+    if n > rows.shape[0] or n > sizes.shape[0] or n > values.shape[0] or values.shape[1] != VALUE_COUNT:
+        raise ValueError("parse_batch: n rows of 61 values needed")
+    cdef list heads = []
+    cdef Py_ssize_t i, size
+    cdef tuple head
+    cdef double frame_time
+    for i in range(n):
+        size = min(<Py_ssize_t>sizes[i], rows.shape[1])
+        try:
+            head = _parse_into(&rows[i, 0], size, &values[i, 0])
+        except ValueError as exc:
+            heads.append(str(exc))
+            continue
+        frame_time = 0.0
+        if head[4] > 0 and head[5] > 0:
+            frame_time = (<double>(<int32_t>head[2]) + <double>(<float>head[3])) * <double>(<int32_t>head[5]) / <double>(<int32_t>head[4])
+        heads.append((head[0], head[1], frame_time))
+    return heads
