@@ -41,6 +41,9 @@ except ImportError:  # pragma: no cover - source tree without the built extensio
 NONE: Final = 0
 KEYFRAME: Final = 1
 DELTA: Final = 2
+FOLLOW_TOLERANCE: Final = 1.0
+"""How early, in periods, an input-driven frame may come before its place in the level's rate
+(:meth:`BatchEncoder.make_due`): capture read up to a period late (a busy loop) loses nothing."""
 
 _HEADER_MAX: Final = 48
 """Upper bound of a frame's msgpack header: array, type, sid, lod, seq, t/back/dt, bin header."""
@@ -138,6 +141,8 @@ class BatchEncoder:
         self.last_t = np.zeros(k, np.int64)
         self.kf_t = np.zeros(k, np.int64)
         self.next_due = np.zeros(k, np.float64)
+        self.follow_t = np.zeros(k, np.float64)
+        """When the next input-driven frame is due at the level's rate (see :meth:`make_due`)."""
         self.has_kf = np.zeros(k, np.uint8)
         self.started = np.zeros(k, np.uint8)
         self.force = np.zeros(k, np.uint8)
@@ -185,6 +190,7 @@ class BatchEncoder:
         self.last_t[k] = 0
         self.kf_t[k] = 0
         self.next_due[k] = 0.0
+        self.follow_t[k] = 0.0
         self.has_kf[k] = 0
         self.started[k] = 0
         self.force[k] = 0
@@ -239,22 +245,35 @@ class BatchEncoder:
 
     def make_due(self, slots: npt.NDArray[np.intp], t_ms: int) -> None:
         """Let these streams send at ``t_ms`` (fresh input arrived) instead of at their next
-        slot, when 3/4 of a period has passed since their last frame: a stream that follows
-        its input's arrival never exceeds its level's rate."""
+        slot, unless that would outrun the level's rate.
+
+        The rate check is a virtual schedule (the generic cell rate algorithm): each
+        input-driven frame moves ``follow_t`` one period on from itself (or from now, if
+        later), and an input may come up to :data:`FOLLOW_TOLERANCE` periods before it. So
+        over any stretch of time a stream sends no more than its level's rate plus one frame,
+        while input that arrives at that rate is never dropped for its jitter: a packet read
+        late (the loop was busy in a tick) and the next one read on time are both sent. A
+        check of the interval since the last frame alone dropped the second of such a pair
+        whenever the jitter passed a quarter period (about 3 % of frames at 500 viewers).
+        """
         if not slots.size:
             return
         period = self._tables.period[self.lod[slots]]
-        ready = (self.started[slots] == 1) & (t_ms - self.last_t[slots] >= 0.75 * period)
+        ready = (self.started[slots] == 1) & (
+            t_ms >= self.follow_t[slots] - FOLLOW_TOLERANCE * period
+        )
         due = slots[ready]
         self.next_due[due] = np.minimum(self.next_due[due], float(t_ms))
 
     def follow_input(self, slots: npt.NDArray[np.intp], t_ms: int) -> None:
-        """After sending on input arrival: let the schedule wait 1.5 periods for the next
-        input before sending on its own, so scheduled ticks do not take the slot the next
-        input needs (it would then wait most of a period)."""
+        """After sending on input arrival: advance the virtual schedule one period, and let the
+        schedule wait 1.5 periods for the next input before sending on its own, so scheduled
+        ticks do not take the slot the next input needs (it would then wait most of a
+        period)."""
         if not slots.size:
             return
         period = self._tables.period[self.lod[slots]]
+        self.follow_t[slots] = np.maximum(self.follow_t[slots], float(t_ms)) + period
         self.next_due[slots] = np.maximum(self.next_due[slots], t_ms + 1.5 * period)
 
     def force_keyframe(self, k: int) -> None:
