@@ -1,8 +1,7 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,capture-nowait,webrtc,
-        webrtc-aiortc]
+        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,webrtc,webrtc-aiortc]
         [--repeat 2] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
@@ -26,9 +25,8 @@ own WebSocket protocol, so every frame goes through a writer task and an ASGI se
 that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
 over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
 server, and after the last); **capture**: 100 publishing sessions with
-one viewer each (publish-to-receive p50/p99), ``--repeat`` times, alternating with
-**capture-nowait** if asked (the same with a kicked tick that does not wait for the rest of a
-capture burst: the server before that fix); **webrtc**: ``--webrtc`` lean WebRTC viewers
+one viewer each (publish-to-receive p50/p99, the server's tick errors), ``--repeat`` times, on
+a fresh server each; **webrtc**: ``--webrtc`` lean WebRTC viewers
 (real aiortc peers, :mod:`avatar_engine.client.rtc_lean`) on a fresh server, ``--repeat``
 times, alternating with **webrtc-aiortc** if asked (the server sending frames through aiortc's
 own ``RTCDataChannel.send``: the path before issue 16). Every load process reports its own
@@ -67,11 +65,6 @@ serve.StreamProtocol = "websockets-sansio"  # uvicorn's own protocol: every fram
 """
 """Loaded by the ``asgi`` case's server (a ``sitecustomize`` on its PYTHONPATH): the path
 before issue 16, where each viewer's writer task sends each frame through the ASGI app."""
-NO_WAIT_HOOK = """import avatar_engine.server.runtime as runtime
-runtime.KICK_GATHER_S = 0.0  # a kick does not wait for the rest of a capture burst
-"""
-"""Loaded by the ``capture-nowait`` case's server: kicked ticks as before the capture-burst fix,
-for a paired comparison with ``capture``."""
 PYSEND_HOOK = """import avatar_engine.server.fanout as fanout
 fanout.send_backend = lambda name=None: fanout.send_to_all_reference  # one os.write per viewer
 """
@@ -300,8 +293,8 @@ def main() -> int:
         default="floor,cfloor,server,stall,capture",
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
         "server-pysend (the server with the Python send loop), "
-        "asgi (the ASGI path before issue 16, for comparison), stall, capture, capture-nowait "
-        "(kicks that do not wait for a capture burst, for comparison), webrtc, webrtc-aiortc "
+        "asgi (the ASGI path before issue 16, for comparison), stall, capture, webrtc, "
+        "webrtc-aiortc "
         "(the server sending WebRTC frames through aiortc's own send, for comparison)",
     )
     parser.add_argument("--repeat", type=int, default=2,
@@ -368,23 +361,19 @@ def main() -> int:
                        "rss_growth_mib_stalled_runs": growth,
                        "server_rss_mib_after_first_run_and_last": [round(rss[0], 1),
                                                                    round(rss[-1], 1)]})  # fmt: skip
-    for case in ("capture", "capture-nowait") * args.repeat:  # paired, alternating
-        if case not in cases:
-            continue
-        with tempfile.TemporaryDirectory() as hook:
-            (Path(hook) / "sitecustomize.py").write_text(NO_WAIT_HOOK)
-            server = ServerProcess(env={"PYTHONPATH": hook} if case != "capture" else None)
-            try:
-                server.wait_ready(60)
-                r = _sim(server, args, sessions=100, subscribers=100)
-                show(case, {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
-                            "tick_to_receive_ms": r["tick_to_receive_ms"],
-                            "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
-                            "server_cpu_percent": r["server_cpu_percent"],
-                            "load_cpu_percent": r["load_cpu_percent"],
-                            "load_average": r["load_average"][0]})  # fmt: skip
-            finally:
-                server.stop()
+    for _ in range(args.repeat if "capture" in cases else 0):
+        server = ServerProcess().wait_ready(60)
+        try:
+            r = _sim(server, args, sessions=100, subscribers=100)
+            show("capture", {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
+                             "tick_to_receive_ms": r["tick_to_receive_ms"],
+                             "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
+                             "server_cpu_percent": r["server_cpu_percent"],
+                             "tick_errors": r["server_tick"]["errors"],
+                             "load_cpu_percent": r["load_cpu_percent"],
+                             "load_average": r["load_average"][0]})  # fmt: skip
+        finally:
+            server.stop()
     for case in ("webrtc", "webrtc-aiortc") * args.repeat:  # paired, alternating
         if case in cases:
             show(case, _webrtc_row(args, case))
