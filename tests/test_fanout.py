@@ -31,12 +31,19 @@ from avatar_engine.codec.wire import DeltaMode
 from avatar_engine.kernels.backends import available_backends
 from avatar_engine.server import fanout
 from avatar_engine.server.fanout import (
+    BLOCKED_OUTBOX,
+    BLOCKED_PAUSED,
+    LINKS,
     STREAM_PATH,
+    DirectLink,
     SendToAll,
     StreamProtocol,
+    ViewerSet,
     frame_header,
+    group_backend,
     offer_to_all,
     send_backend,
+    send_group_reference,
     send_to_all_reference,
 )
 from avatar_engine.server.streams import StreamKey, Subscriber
@@ -284,6 +291,124 @@ def test_short_writes_finish_through_the_transport_and_the_byte_stream_stays_who
     assert short > 0  # the case under test happened
     assert received == expected  # every frame whole, in order
     assert sub.outbox.frames_sent == len(messages)  # each one a direct write
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_group_pass_reports_what_the_reference_reports(backend: str) -> None:
+    """One group's pass over a link table: rows with no blocked bit are written (and counted),
+    blocked rows and viewers without a link come back untouched, short and failed writes come
+    back with what the kernel did; the native pass equals the Python reference."""
+    wire = frame_header(60000) + bytes(60000)
+    got = []
+    for send in (send_group_reference, group_backend(backend)):
+        extra = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # before the closed fd
+        keep, fds = _send_cases(wire)  # open, part, full, broken, closed
+        table_fds = np.array([*fds, extra[0].fileno(), -1], np.int32)
+        blocked = np.array([0, 0, 0, 0, 0, BLOCKED_PAUSED, 0], np.uint8)
+        sent = np.full(len(table_fds), 7, np.int64)
+        members = np.array([5, 0, -1, 1, 2, 3, 4], np.int32)  # table rows; -1: no link
+        skip, fail, result = send(wire, members, table_fds, blocked, sent)
+        got.append((skip.tolist(), fail.tolist(), result.tolist(), sent.tolist()))
+        for s in [*keep, *extra]:
+            s.close()
+    reference, result = got
+    assert result == reference
+    skip, fail, codes, sent = reference
+    assert skip == [0, 2]  # the blocked row and the viewer without a link
+    assert fail == [3, 4, 5, 6]  # part, full, broken, closed (the first member wrote it all)
+    assert 0 < codes[0] < len(wire) and codes[1] == -errno.EAGAIN
+    assert codes[3] == -errno.EBADF
+    assert sent == [8, 8, 8, 8, 8, 7, 7]  # every row written to counts the frame as its own
+
+
+class _Path:
+    """A direct path that records what the outbox tells it."""
+
+    def __init__(self) -> None:
+        self.busy: list[bool] = []
+        self.frames_direct = 0
+
+    def outbox_busy(self, busy: bool) -> None:
+        self.busy.append(busy)
+
+
+def test_the_outbox_tells_its_direct_path_when_anything_waits_and_counts_its_frames() -> None:
+    outbox = Outbox()
+    path = _Path()
+    outbox.attach(path)
+    path.frames_direct = 5  # five frames went straight to the socket
+    assert (outbox.frames_offered, outbox.frames_sent) == (5, 5)
+    outbox.put_control(b"hello")
+    outbox.offer_frame(b"k", keyframe=True)
+    assert path.busy == [False, True]  # told once when it started holding something
+
+    async def drain() -> None:
+        await outbox.next_messages()
+
+    asyncio.run(drain())
+    assert path.busy == [False, True, False]
+    assert (outbox.frames_offered, outbox.frames_sent) == (6, 6)
+    outbox.awaiting_keyframe = True  # a loss: nothing but a keyframe may follow
+    assert path.busy[-1]
+    outbox.offer_frame(b"k2", keyframe=True)
+    asyncio.run(drain())
+    assert not path.busy[-1]
+    outbox.close()
+    assert path.busy[-1]
+
+
+class _FakeSocket:
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def fileno(self) -> int:
+        return self.fd
+
+
+class _FakeTransport:
+    def __init__(self, fd: int) -> None:
+        self.sock = _FakeSocket(fd)
+
+    def get_extra_info(self, name: str) -> object:
+        return self.sock
+
+
+class _FakeProtocol:
+    def __init__(self, fd: int) -> None:
+        self.transport = _FakeTransport(fd)
+
+
+def _viewer(fd: int) -> Subscriber:
+    sub = Subscriber("s", "t", "websocket", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
+    sub.direct = DirectLink(_FakeProtocol(fd))  # type: ignore[arg-type]
+    return sub
+
+
+def test_a_group_keeps_its_viewers_rows_in_order_and_a_row_is_never_reused_while_listed() -> None:
+    group: ViewerSet[Subscriber] = ViewerSet()
+    subs = [_viewer(1000 + i) for i in range(20)]
+    for sub in subs:
+        group.add(sub)
+    for sub in subs[::3]:
+        group.discard(sub)
+    group.discard(subs[0])  # not there any more: no change
+    links = [sub.direct for sub in group.members]
+    assert all(type(link) is DirectLink for link in links)
+    assert group.rows().tolist() == [link.row for link in links if type(link) is DirectLink]
+    assert set(group) == set(subs) - set(subs[::3]) and len(group) == len(group.members)
+    kept = group.members[0]
+    link = kept.direct
+    assert type(link) is DirectLink
+    row = link.row
+    assert LINKS.blocked[row] == 0  # nothing waits: it may take direct writes
+    kept.outbox.put_control(b"event")
+    assert LINKS.blocked[row] == BLOCKED_OUTBOX  # the event goes first, through the writer
+    link.lost()  # the connection is gone while the group still lists the viewer
+    assert link.row == row  # not released: a group may still write to it (it is blocked)
+    group.discard(kept)
+    assert link.row == -1 and not link.open  # released once no group lists it
+    group.clear()
+    assert len(group) == 0
 
 
 async def _unused_app(scope: object, receive: object, send: object) -> None:

@@ -9,9 +9,10 @@ Both cases write an 18-byte frame to N loopback TCP sockets and then drain the r
 - ``floor``: a plain ``socket.send()`` loop over the server-side sockets;
 - ``send_to_all``: the fan-out's send loop alone (:func:`~avatar_engine.server.fanout.send_backend`:
   the C++ loop when the native module is built), over the same sockets' descriptors;
-- ``offer_to_all``: :func:`avatar_engine.server.fanout.offer_to_all` over N subscribers whose
-  direct links are uvicorn transports of the real :class:`StreamProtocol` (framing once,
-  checking each outbox and link, one call of that send loop).
+- ``offer_to_all``: :func:`avatar_engine.server.fanout.offer_to_all` over a group's
+  :class:`~avatar_engine.server.fanout.ViewerSet` of N subscribers whose direct links are
+  uvicorn transports of the real :class:`StreamProtocol` (framing once, then one native pass
+  that checks each link's blocked bits in the link table and sends: no Python per viewer).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from uvicorn.server import ServerState
 from avatar_engine.codec.wire import DeltaMode
 from avatar_engine.server.fanout import (
     StreamProtocol,
+    ViewerSet,
     frame_header,
     offer_to_all,
     send_backend,
@@ -67,7 +69,7 @@ class FanOut:
         self.fds = np.array([s.fileno() for s in server_side], np.int32)
         self.send = send_backend()
         self.wire = frame_header(len(MESSAGE)) + MESSAGE
-        self.subs: list[Subscriber] = []
+        self.subs: ViewerSet[Subscriber] = ViewerSet()
         if path == "offer_to_all":
             config = uvicorn.Config(_app)
             state = ServerState()
@@ -78,9 +80,10 @@ class FanOut:
                 )
                 sub = Subscriber("s", "t", "websocket", KEY, 1, 0.0)
                 sub.direct = protocol.open_link()
-                self.subs.append(sub)
+                self.subs.add(sub)
 
     def teardown(self, viewers: int, path: str) -> None:
+        self.subs.clear()
         for s in self.readers + self.socks:
             s.close()
         self.loop.close()

@@ -1,16 +1,22 @@
-// The stream fan-out's send loop (src/avatar_engine/server/fanout.py): one group's framed
+// The stream fan-out's send loops (src/avatar_engine/server/fanout.py): one group's framed
 // WebSocket message written to many sockets in one call, with the GIL released.
 //
-// Python decides which sockets may take a direct write (nothing waiting for that viewer) and
-// hands the rest of each write to the viewer's transport; this loop only does the system
-// calls, one non-blocking send() per socket, and reports what each one did. The numpy/Python
-// reference with the same contract is avatar_engine.server.fanout.send_to_all_reference.
+// send_group is the fan-out pass of one group: its viewers are indices into the process's
+// table of direct links (a struct of arrays: descriptor, "blocked" bits, frames written
+// directly). A viewer with no bit set takes one non-blocking send() and its counter goes up;
+// every other one is returned to Python (blocked: its outbox takes the frame; a short or
+// failed write: its transport sends the rest or reports the break). So a viewer that keeps up
+// costs no Python work at all. send_to_all is the bare loop over descriptors (the floor the
+// benchmark compares with). The Python references with the same contracts are
+// avatar_engine.server.fanout.send_group_reference and send_to_all_reference.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "registers.hpp"
 
@@ -57,6 +63,61 @@ py::array_t<std::int64_t> send_to_all(const py::buffer& wire,
     return out;
 }
 
+// One group's pass: see the file comment. Returns (blocked positions, failed positions, their
+// results: bytes taken by a short write, or -errno), positions into ``members``.
+py::tuple send_group(const py::buffer& wire,
+                     const py::array_t<std::int32_t, py::array::c_style>& members,
+                     const py::array_t<std::int32_t, py::array::c_style>& fds,
+                     const py::array_t<std::uint8_t, py::array::c_style>& blocked,
+                     py::array_t<std::int64_t, py::array::c_style>& sent) {
+    const py::buffer_info data = wire.request();
+    if (data.ndim != 1 || data.itemsize != 1)
+        throw py::value_error("send_group: wire must be a 1-D byte buffer");
+    if (members.ndim() != 1 || fds.ndim() != 1 || blocked.ndim() != 1 || sent.ndim() != 1)
+        throw py::value_error("send_group: members and the table's arrays must be 1-D");
+    const auto table = fds.shape(0);
+    if (blocked.shape(0) != table || sent.shape(0) != table)
+        throw py::value_error("send_group: the table's arrays must have one length");
+    const auto n = static_cast<std::size_t>(members.shape(0));
+    const std::int32_t* member = members.data();
+    for (std::size_t i = 0; i < n; ++i)
+        if (member[i] < -1 || member[i] >= table)
+            throw py::value_error("send_group: a member is not in the table (nor -1)");
+    std::vector<std::int64_t> skip, fail, result;
+    const auto* bytes = static_cast<const char*>(data.ptr);
+    const auto size = static_cast<std::size_t>(data.size);
+    const std::int32_t* fd = fds.data();
+    const std::uint8_t* bits = blocked.data();
+    std::int64_t* count = sent.mutable_data();
+    {
+        // Safe without the GIL: raw buffers of arrays the caller keeps alive; nothing else
+        // runs Python (the event loop's thread is here) to change the table meanwhile.
+        py::gil_scoped_release release;
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::int32_t k = member[i];
+            if (k < 0 || bits[k] != 0) {
+                skip.push_back(static_cast<std::int64_t>(i));
+                continue;
+            }
+            ssize_t got;
+            do {
+                got = ::send(fd[k], bytes, size, MSG_DONTWAIT | MSG_NOSIGNAL);
+            } while (got < 0 && errno == EINTR);
+            count[k] += 1;
+            if (got != static_cast<ssize_t>(size)) {
+                fail.push_back(static_cast<std::int64_t>(i));
+                result.push_back(got < 0 ? -static_cast<std::int64_t>(errno) : got);
+            }
+        }
+    }
+    auto array = [](const std::vector<std::int64_t>& v) {
+        py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
+        std::copy(v.begin(), v.end(), out.mutable_data());
+        return out;
+    };
+    return py::make_tuple(array(skip), array(fail), array(result));
+}
+
 }  // namespace
 #endif
 
@@ -65,6 +126,11 @@ void register_fanout(py::module_& m) {
     m.def("send_to_all", &send_to_all, py::arg("wire"), py::arg("fds"),
           "One non-blocking send() of wire to each socket fd (GIL released): per fd the bytes "
           "sent, or -errno.");
+    m.def("send_group", &send_group, py::arg("wire"), py::arg("members"), py::arg("fds"),
+          py::arg("blocked"), py::arg("sent"),
+          "One group's fan-out pass over a table of direct links (GIL released): a send() to "
+          "each member with no blocked bit (its sent count + 1); returns (blocked positions, "
+          "failed positions, their results: bytes taken or -errno).");
 #else
     (void)m;  // no POSIX send flags: the Python reference loop serves
 #endif

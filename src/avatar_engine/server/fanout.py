@@ -1,5 +1,6 @@
 """Fan-out at the socket floor: a group's frame framed once, written to every viewer's socket in
-one pass, with no task wake-up and no ASGI call per viewer per frame.
+one pass, with no task wake-up and no ASGI call per viewer per frame, and no Python work at all
+for a viewer that keeps up.
 
 Server-to-client WebSocket frames are unmasked (RFC 6455 5.1), so one frame's bytes serve every
 viewer of a (session, LOD, mode, bits) group. :class:`StreamProtocol` is uvicorn's websockets
@@ -7,23 +8,27 @@ sans-I/O protocol with three changes for ``/sessions/{id}/stream`` connections o
 
 - it does not negotiate permessage-deflate (frames of a few dozen quantized bytes gain nothing
   from it, and a compressed frame differs per connection, so it could not be shared);
-- it hands the ASGI app a :class:`DirectLink` to its transport, through a context variable the
-  connection's ASGI task inherits (the app and the runtime need no new argument: a
-  :class:`~avatar_engine.server.streams.Subscriber` made for a WebSocket stream picks it up);
-- it counts ASGI sends in flight and pauses as soon as its transport holds unsent bytes, so a
-  direct write never overtakes a message the app's writer task is still sending.
+- it opens a :class:`DirectLink` to its transport and hands it to the ASGI app through a
+  context variable the connection's ASGI task inherits (the app and the runtime need no new
+  argument: a :class:`~avatar_engine.server.streams.Subscriber` made for a WebSocket stream
+  picks it up);
+- it marks the link blocked while its transport holds unsent bytes, while an ASGI send is in
+  flight and once its close frame is sent, so a direct write never overtakes or follows a
+  message the app's writer task sends.
 
-:func:`offer_to_all` writes the framed bytes straight to a viewer's socket when nothing is
-waiting for that viewer (no control, voice or frame in its outbox, no keyframe awaited, an
-empty transport buffer, no ASGI send in flight); otherwise the frame goes to the viewer's
-outbox as before (latest wins, private keyframe after a loss), and its writer task sends it.
-The direct writes of one group take one call of a native loop (:func:`send_backend`: one
-non-blocking ``send()`` per socket, GIL released); a short write's remainder, a full socket
-or a broken one go to that viewer's transport as any write would. So a viewer that keeps up
-costs one system call and a few flag checks per frame, and every promise of the outbox
-(ordering, the stalled-viewer bound, the counters) still holds: a direct write is counted as
-offered and sent. Handshake, query parameters, JWT scopes and close codes stay in
-the ASGI app unchanged.
+Struct of arrays: every direct link of the process is a row of :data:`LINKS` (descriptor,
+*blocked* bits, frames written directly), and each group keeps its viewers' rows in an array
+(:class:`~avatar_engine.server.streams.ViewerSet`). The bits are the one place the "may this
+viewer take a direct write" state lives: the protocol sets and clears its bits, and the
+viewer's outbox sets :data:`BLOCKED_OUTBOX` while anything waits in it (a control or voice
+message, a frame, an awaited keyframe) or it is closed. :func:`offer_to_all` is then one
+native call per group (:func:`group_backend`): per viewer with no bit set, one non-blocking
+``send()`` and its counter up, GIL released; it returns only the exceptions. A blocked viewer's
+frame goes to its outbox as before (latest wins, private keyframe after a loss) and its writer
+task sends it; a short write's remainder, a full socket or a broken one go to that viewer's
+transport as any write would. Every promise of the outbox (ordering, the stalled-viewer
+bound, the counters: a direct write is counted as offered and sent, in the table) still
+holds. Handshake, query parameters, JWT scopes and close codes stay in the ASGI app unchanged.
 """
 
 from __future__ import annotations
@@ -32,16 +37,16 @@ import errno
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from functools import cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import numpy as np
-import numpy.typing as npt
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from avatar_engine.kernels.backends import require_native, resolve_backend
+from avatar_engine.types import I32, I64, U8
 
 if TYPE_CHECKING:
     from websockets.http11 import Request
@@ -63,25 +68,117 @@ def frame_header(size: int) -> bytes:
     return struct.pack("!BBQ", 0x82, 127, size)
 
 
-class DirectLink:
-    """One stream connection's transport, for frames that bypass the ASGI send. Its flags
-    (with the viewer's outbox) decide whether a frame may go straight to the socket: see
-    :func:`offer_to_all`."""
+BLOCKED_CLOSED: Final = 1
+"""The connection is lost, or its close frame was sent: nothing more may be written."""
+BLOCKED_PAUSED: Final = 2
+"""The transport holds unsent bytes (its high-water mark is 0): a write would overtake them."""
+BLOCKED_ASGI: Final = 4
+"""An ASGI send of this connection is in flight (awaiting the paused transport)."""
+BLOCKED_OUTBOX: Final = 8
+"""Something waits in the viewer's outbox (or it awaits a keyframe, or it is closed)."""
 
-    __slots__ = ("asgi_sending", "fd", "open", "paused", "protocol", "transport")
+
+class LinkTable:
+    """Every direct link of the process, as a struct of arrays: a row per link holds its socket's
+    descriptor, its *blocked* bits (a write may go directly only while they are all clear) and
+    the frames written directly to it. Rows are reused once a link is released; the arrays
+    double when full (callers read them from here at each use)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.fd = np.full(capacity, -1, np.int32)
+        self.blocked = np.full(capacity, BLOCKED_CLOSED, np.uint8)
+        self.sent = np.zeros(capacity, np.int64)
+        self._free = list(range(capacity - 1, -1, -1))
+
+    def open(self, fd: int) -> int:
+        """A row for a new link's socket ``fd`` (no bit set, nothing sent yet)."""
+        if not self._free:
+            n = len(self.fd)
+            self.fd = np.concatenate([self.fd, np.full(n, -1, np.int32)])
+            self.blocked = np.concatenate([self.blocked, np.full(n, BLOCKED_CLOSED, np.uint8)])
+            self.sent = np.concatenate([self.sent, np.zeros(n, np.int64)])
+            self._free = list(range(2 * n - 1, n - 1, -1))
+        row = self._free.pop()
+        self.fd[row], self.blocked[row], self.sent[row] = fd, 0, 0
+        return row
+
+    def release(self, row: int) -> None:
+        """Free a row (its link is closed and no group lists it any more)."""
+        self.fd[row], self.blocked[row], self.sent[row] = -1, BLOCKED_CLOSED, 0
+        self._free.append(row)
+
+
+LINKS = LinkTable()
+"""The process's direct links (one event loop per process: only its thread touches them)."""
+
+
+class DirectLink:
+    """One stream connection's row in :data:`LINKS`, for frames that bypass the ASGI send.
+
+    The row is released when the connection is lost and no group lists the link (a group
+    holds it from its viewer's join to its leave: :meth:`hold`, :meth:`drop`), so a row a group
+    still writes to always belongs to this connection.
+    """
+
+    __slots__ = ("_final_sent", "_holds", "asgi_sending", "protocol", "row", "transport")
 
     def __init__(self, protocol: WebSocketsSansIOProtocol) -> None:
         self.protocol = protocol
         self.transport = protocol.transport
-        self.fd: int = self.transport.get_extra_info("socket").fileno()
-        """The socket's descriptor, for the native send loop (valid while ``open``)."""
-        self.open = True
-        """False once the connection is lost (set by the protocol before its socket closes,
-        so the descriptor written to is always this connection's)."""
-        self.paused = False
-        """The transport holds unsent bytes (set by the protocol: its high-water mark is 0)."""
+        self.row = LINKS.open(self.transport.get_extra_info("socket").fileno())
+        """This link's row in :data:`LINKS` (-1 once released)."""
         self.asgi_sending = 0
-        """ASGI sends of this connection in flight (awaiting a paused transport)."""
+        """ASGI sends of this connection in flight (:data:`BLOCKED_ASGI` while any)."""
+        self._holds = 0
+        self._final_sent = 0
+
+    def block(self, bit: int, on: bool) -> None:
+        """Set (``on``) or clear one of the ``BLOCKED_*`` bits of this link's row."""
+        if self.row >= 0:
+            if on:
+                LINKS.blocked[self.row] |= bit
+            else:
+                LINKS.blocked[self.row] &= ~bit & 0xFF
+
+    @property
+    def open(self) -> bool:
+        """The connection is not lost and its close frame not sent."""
+        return self.row >= 0 and not LINKS.blocked[self.row] & BLOCKED_CLOSED
+
+    @property
+    def paused(self) -> bool:
+        """The transport holds unsent bytes."""
+        return self.row >= 0 and bool(LINKS.blocked[self.row] & BLOCKED_PAUSED)
+
+    @property
+    def frames_direct(self) -> int:
+        """Frames written to this connection directly (counted by the send loop)."""
+        return int(LINKS.sent[self.row]) if self.row >= 0 else self._final_sent
+
+    def hold(self) -> None:
+        """A group lists this link (its row must stay this connection's)."""
+        self._holds += 1
+
+    def drop(self) -> None:
+        """A group no longer lists this link; release the row if the connection is gone."""
+        self._holds -= 1
+        self._release_if_unused()
+
+    def lost(self) -> None:
+        """The connection is gone (before its socket closes, so no write reaches another)."""
+        self.block(BLOCKED_CLOSED, True)
+        self._release_if_unused()
+
+    def _release_if_unused(self) -> None:
+        if self._holds <= 0 and self.row >= 0 and not self.open:
+            self._final_sent = int(LINKS.sent[self.row])
+            LINKS.release(self.row)
+            self.row = -1
+
+    def outbox_busy(self, busy: bool) -> None:
+        """The viewer's outbox holds something (or awaits a keyframe, or is closed): frames go
+        through it until it is empty again (:data:`BLOCKED_OUTBOX`)."""
+        self.block(BLOCKED_OUTBOX, busy)
 
     def finish(self, wire: bytes, sent: int) -> None:
         """The kernel took ``sent`` bytes of a direct write (``-errno``: none). The transport's
@@ -151,14 +248,89 @@ class Viewer(Protocol):
         """The viewer's direct link, or None when its frames always go through the outbox."""
 
 
+V = TypeVar("V", bound=Viewer)
+
+
+class ViewerSet(Generic[V]):
+    """A group's viewers: a set (add, discard, clear, ``in``, iteration, ``len``) that also keeps
+    each viewer's row in :data:`LINKS` in an array, in the same order as its list of viewers,
+    for the one native call of a group's fan-out pass (-1: no direct link, e.g. WebRTC).
+
+    A set made with ``holds`` (a group's) holds its viewers' links, so their rows are not
+    reused while it lists them; one made for a single pass (from any iterable) does not.
+    """
+
+    __slots__ = ("_holds", "_index", "_rows", "members")
+
+    def __init__(self, viewers: Iterable[V] = (), *, holds: bool = True) -> None:
+        self.members: list[V] = []
+        """The viewers, in the order of :meth:`rows` (swap-removal reorders them)."""
+        self._index: dict[V, int] = {}
+        self._rows = np.full(8, -1, np.int32)
+        self._holds = holds
+        for viewer in viewers:
+            self.add(viewer)
+
+    def add(self, viewer: V) -> None:
+        """Add a viewer (no change if it is already here)."""
+        if viewer in self._index:
+            return
+        n = len(self.members)
+        if n == len(self._rows):
+            self._rows = np.concatenate([self._rows, np.full(n, -1, np.int32)])
+        link = viewer.direct
+        if type(link) is DirectLink:
+            self._rows[n] = link.row
+            if self._holds:
+                link.hold()
+        else:
+            self._rows[n] = -1
+        self._index[viewer] = n
+        self.members.append(viewer)
+
+    def discard(self, viewer: V) -> None:
+        """Remove a viewer if it is here (the last one takes its place)."""
+        i = self._index.pop(viewer, None)
+        if i is None:
+            return
+        last = self.members.pop()
+        n = len(self.members)
+        if i < n:
+            self.members[i] = last
+            self._index[last] = i
+            self._rows[i] = self._rows[n]
+        self._rows[n] = -1
+        link = viewer.direct
+        if self._holds and type(link) is DirectLink:
+            link.drop()
+
+    def clear(self) -> None:
+        """Remove every viewer."""
+        for viewer in list(self.members):
+            self.discard(viewer)
+
+    def rows(self) -> I32:
+        """The viewers' rows in :data:`LINKS`, in the order of :attr:`members`."""
+        return self._rows[: len(self.members)]
+
+    def __contains__(self, viewer: object) -> bool:
+        return viewer in self._index
+
+    def __iter__(self) -> Iterator[V]:
+        return iter(list(self.members))
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+
 def current_link() -> DirectLink | None:
     """The direct link of the stream connection whose ASGI task is running, if any."""
     return _LINK.get()
 
 
-def send_to_all_reference(wire: bytes, fds: npt.NDArray[np.int32]) -> npt.NDArray[np.int64]:
-    """The contract of the fan-out's send loop, in Python: one non-blocking write of ``wire`` to
-    each socket in ``fds``; per socket the bytes the kernel took (a short write stays short), or
+def send_to_all_reference(wire: bytes, fds: I32) -> I64:
+    """The contract of the bare send loop, in Python: one non-blocking write of ``wire`` to each
+    socket in ``fds``; per socket the bytes the kernel took (a short write stays short), or
     ``-errno`` (``EAGAIN``: full; ``EPIPE``, ``ECONNRESET``...: broken).
 
     The native ``_core.send_to_all`` (``native/src/register_fanout.cpp``) does the same with
@@ -174,61 +346,104 @@ def send_to_all_reference(wire: bytes, fds: npt.NDArray[np.int32]) -> npt.NDArra
     return out
 
 
-SendToAll = Callable[[bytes, npt.NDArray[np.int32]], npt.NDArray[np.int64]]
+SendToAll = Callable[[bytes, I32], I64]
+SendGroup = Callable[[bytes, I32, I32, U8, I64], tuple[I64, I64, I64]]
+
+
+def send_group_reference(
+    wire: bytes,
+    members: I32,
+    fds: I32,
+    blocked: U8,
+    sent: I64,
+) -> tuple[I64, I64, I64]:
+    """The contract of one group's fan-out pass, in Python. ``members``: rows of a link table
+    (``fds``, ``blocked``, ``sent``), -1 for a viewer with no direct link. Each member whose row
+    has no blocked bit takes one non-blocking write of ``wire`` and its ``sent`` count goes up
+    (the frame is the link's, whatever the kernel did with it). Returns the positions in
+    ``members`` the pass did not finish: (blocked or linkless; written short or not at all;
+    and for the latter, the bytes the kernel took or ``-errno``, as
+    :func:`send_to_all_reference`).
+
+    The native ``_core.send_group`` does the same with the GIL released."""
+    skip: list[int] = []
+    fail: list[int] = []
+    result: list[int] = []
+    for i, row in enumerate(members.tolist()):
+        if row < 0 or blocked[row]:
+            skip.append(i)
+            continue
+        sent[row] += 1
+        try:
+            got = os.write(int(fds[row]), wire)
+        except OSError as exc:
+            got = -(exc.errno or errno.EIO)
+        if got != len(wire):
+            fail.append(i)
+            result.append(got)
+    return (np.array(skip, np.int64), np.array(fail, np.int64), np.array(result, np.int64))
 
 
 @cache
 def send_backend(name: str | None = None) -> SendToAll:
-    """The send loop of a kernel backend (``native``: the C++ loop; any other: the reference),
-    by default the fastest available, as for the engine's kernels (``AVATAR_ENGINE_BACKEND``)."""
+    """The bare send loop of a kernel backend (``native``: the C++ loop; any other: the
+    reference), by default the fastest available, as for the engine's kernels
+    (``AVATAR_ENGINE_BACKEND``)."""
     if resolve_backend(name) == "native":
         send: SendToAll = require_native().send_to_all
         return send
     return send_to_all_reference
 
 
-def offer_to_all(
-    subscribers: Iterable[Viewer], message: bytes, *, keyframe: bool, hold: bool = False
-) -> bool:
-    """One group's frame to all its viewers in one pass: framed once, written directly to every
-    viewer that is keeping up (one native call for all their sockets), offered to the outbox of
-    every other.
+@cache
+def group_backend(name: str | None = None) -> SendGroup:
+    """The fan-out pass of a kernel backend (``native``: the C++ pass; any other: the
+    reference), by default the fastest available."""
+    if resolve_backend(name) == "native":
+        send: SendGroup = require_native().send_group
+        return send
+    return send_group_reference
 
-    ``hold`` (relayed groups): a delta is not offered to a viewer waiting for a keyframe, and
-    not counted as its skip. Returns True when a viewer is waiting for a keyframe after this.
+
+def offer_to_all(
+    subscribers: ViewerSet[Any] | Iterable[Viewer], message: bytes, *, keyframe: bool,
+    hold: bool = False,
+) -> bool:  # fmt: skip
+    """One group's frame to all its viewers in one pass: framed once, written directly to every
+    viewer whose link has no blocked bit (one native call; no Python work per such viewer),
+    offered to the outbox of every other.
+
+    ``subscribers``: a group's :class:`ViewerSet`, or any iterable of viewers (a set is made
+    for this pass). ``hold`` (relayed groups): a delta is not offered to a viewer waiting for a
+    keyframe, and not counted as its skip. Returns True when a viewer is waiting for a keyframe
+    after this.
     """
+    viewers: ViewerSet[Any] = (
+        subscribers if isinstance(subscribers, ViewerSet) else ViewerSet(subscribers, holds=False)
+    )
+    if not viewers.members:
+        return False
     wire = frame_header(len(message)) + message
+    skipped, failed, results = group_backend()(
+        wire, viewers.rows(), LINKS.fd, LINKS.blocked, LINKS.sent
+    )
+    members = viewers.members
+    for i, got in zip(failed.tolist(), results.tolist(), strict=True):
+        link = members[i].direct
+        assert type(link) is DirectLink  # only linked rows are written
+        link.finish(wire, got)
     need = False
-    links: list[DirectLink] = []
-    fds: list[int] = []
-    for sub in subscribers:
-        link = sub.direct
+    for i in skipped.tolist():
+        sub = members[i]
         outbox = sub.outbox
-        if type(link) is DirectLink:
-            # Straight to the socket only if nothing waits ahead of this frame: not in the
-            # transport's buffer, not in an ASGI send, not in the outbox (take_direct, which
-            # counts it as sent); and the connection is open. Inline: this runs per viewer.
-            if (
-                link.open
-                and not link.paused
-                and not link.asgi_sending
-                and not link.protocol.close_sent
-                and outbox.take_direct()
-            ):
-                links.append(link)
-                fds.append(link.fd)
-                continue
-        elif isinstance(link, DataChannelLink) and link.try_write(message, outbox):
+        link = sub.direct
+        if isinstance(link, DataChannelLink) and link.try_write(message, outbox):
             continue
         if hold and not keyframe and outbox.awaiting_keyframe:
             need = True
             continue
         outbox.offer_frame(message, keyframe=keyframe)
         need = need or outbox.awaiting_keyframe
-    if links:
-        sent = send_backend()(wire, np.array(fds, np.int32))
-        for i in np.flatnonzero(sent != len(wire)).tolist():
-            links[i].finish(wire, int(sent[i]))
     return need
 
 
@@ -236,6 +451,7 @@ class StreamProtocol(WebSocketsSansIOProtocol):
     """uvicorn's websockets sans-I/O protocol, plus a :class:`DirectLink` for stream URLs."""
 
     link: DirectLink | None = None
+    _close_sent: bool = False
 
     def handle_connect(self, event: Request) -> None:
         """On a stream URL, open the connection's direct link (and refuse per-connection
@@ -257,36 +473,50 @@ class StreamProtocol(WebSocketsSansIOProtocol):
         not keep up then gets the latest frame from its outbox instead of a queue of stale
         ones (uvicorn's default high-water mark is 64 KiB: seconds of frames)."""
         self.link = DirectLink(self)
+        self.link.block(BLOCKED_CLOSED, self.close_sent)
         self.transport.set_write_buffer_limits(high=0)
         return self.link
+
+    @property
+    def close_sent(self) -> bool:
+        """uvicorn's flag (its close frame is sent), which also blocks direct writes."""
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, value: bool) -> None:
+        self._close_sent = value
+        if value and self.link is not None:
+            self.link.block(BLOCKED_CLOSED, True)
 
     def pause_writing(self) -> None:
         """The transport's buffer is over its mark: direct writes stop, frames go to the outbox."""
         super().pause_writing()
         if self.link is not None:
-            self.link.paused = True
+            self.link.block(BLOCKED_PAUSED, True)
 
     def resume_writing(self) -> None:
         """The buffer drained: direct writes may go again."""
         super().resume_writing()
         if self.link is not None:
-            self.link.paused = False
+            self.link.block(BLOCKED_PAUSED, False)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Mark the direct link closed before uvicorn tears the connection down."""
         if self.link is not None:
-            self.link.open = False
+            self.link.lost()
         super().connection_lost(exc)
 
     async def send(self, message: Any) -> None:
-        """The ASGI app's send, counted while in progress so the fan-out pass does not write a frame
+        """The ASGI app's send, marked in progress so the fan-out pass does not write a frame
         into the middle of one."""
         link = self.link
         if link is None:
             await super().send(message)
             return
         link.asgi_sending += 1
+        link.block(BLOCKED_ASGI, True)
         try:
             await super().send(message)
         finally:
             link.asgi_sending -= 1
+            link.block(BLOCKED_ASGI, link.asgi_sending > 0)

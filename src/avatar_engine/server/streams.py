@@ -19,7 +19,13 @@ from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rows import RowTable
-from avatar_engine.server.fanout import FrameLink, current_link, offer_to_all
+from avatar_engine.server.fanout import (
+    DirectLink,
+    FrameLink,
+    ViewerSet,
+    current_link,
+    offer_to_all,
+)
 from avatar_engine.transport.outbox import Outbox
 from avatar_engine.types import B1, F32
 
@@ -48,13 +54,25 @@ class Subscriber:
     connected_t: float
     group: StreamGroup | None = None
     outbox: Outbox = field(init=False)
-    direct: FrameLink | None = field(init=False)
-    """A viewer's socket or data channel, for frames sent from the fan-out pass
-    (``server/fanout.py``); WebSocket viewers get theirs from the connection."""
+    _direct: FrameLink | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(on_resync=self._lost_a_frame)
         self.direct = current_link() if self.transport == "websocket" else None
+
+    @property
+    def direct(self) -> FrameLink | None:
+        """A viewer's socket or data channel, for frames sent from the fan-out pass
+        (``server/fanout.py``); WebSocket viewers get theirs from the connection. Set it before
+        the viewer joins a group: a group notes a socket's link when the viewer joins."""
+        return self._direct
+
+    @direct.setter
+    def direct(self, link: FrameLink | None) -> None:
+        self._direct = link
+        # A socket link is told when the outbox holds something (no direct write then) and
+        # counts its frames as the outbox's; a data channel asks the outbox per frame.
+        self.outbox.attach(link if type(link) is DirectLink else None)
 
     def _lost_a_frame(self) -> None:
         if self.group is not None:
@@ -68,7 +86,8 @@ class StreamGroup:
     key: StreamKey
     slot: int
     sid: int
-    subscribers: set[Subscriber] = field(default_factory=set)
+    subscribers: ViewerSet[Subscriber] = field(default_factory=ViewerSet)
+    """The subscribers, with their sockets' rows for the one native call of a fan-out pass."""
     needs_resync: set[StreamGroup] = field(default_factory=set)
     """The rig's set of groups where a subscriber lost a frame (shared; drained per tick)."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 MAX_CONTROL_MESSAGES: Final = 32
 """Hello and events waiting for one subscriber; more means a dead reader."""
@@ -34,6 +34,20 @@ about 0.3 s ahead). A reader that far behind loses the newest packets, counted, 
 the connection: its client conceals the gap (docs/protocol.md 3.8)."""
 
 
+class DirectPath(Protocol):
+    """A path that bypasses the outbox for frames (the fan-out's direct link to a socket): it may
+    be used only while the outbox holds nothing, and the frames it carried count as the
+    outbox's offered and sent."""
+
+    def outbox_busy(self, busy: bool) -> None:
+        """The outbox started (True) or stopped (False) holding something, awaiting a keyframe
+        or being closed."""
+
+    @property
+    def frames_direct(self) -> int:
+        """Frames the path carried itself."""
+
+
 class OutboxOverflowError(Exception):
     """Control messages piled up: the subscriber is not reading and will be disconnected."""
 
@@ -43,19 +57,21 @@ class Outbox:
 
     __slots__ = (
         "_audio_pending",
+        "_awaiting",
+        "_busy",
         "_control",
+        "_direct",
         "_frame",
+        "_offered",
         "_on_resync",
         "_pongs_pending",
+        "_sent",
         "_taken",
         "_wake",
         "audio_dropped",
         "audio_sent",
-        "awaiting_keyframe",
         "close_reason",
         "closed",
-        "frames_offered",
-        "frames_sent",
         "frames_skipped",
         "pongs_dropped",
     )
@@ -65,19 +81,67 @@ class Outbox:
         self._frame: bytes | None = None
         self._wake = asyncio.Event()
         self._on_resync = on_resync
-        self.awaiting_keyframe = False
+        self._awaiting = False
         self.closed = False
         self.close_reason: tuple[int, str] | None = None
         """Set when the outbox closed itself (overflow): what the transport tells the peer."""
-        self.frames_offered = 0
-        self.frames_sent = 0
+        self._offered = 0
+        self._sent = 0
         self.frames_skipped = 0
+        self._direct: DirectPath | None = None
+        self._busy = False
         self._audio_pending = 0
         self.audio_sent = 0
         self.audio_dropped = 0
         self._pongs_pending = 0
         self._taken = asyncio.Event()
         self.pongs_dropped = 0
+
+    def attach(self, path: DirectPath | None) -> None:
+        """Let ``path`` carry frames while this outbox holds nothing (it is told each time that
+        changes); its frames count as this outbox's."""
+        self._direct = path
+        if path is not None:
+            path.outbox_busy(self._busy)
+
+    @property
+    def frames_offered(self) -> int:
+        """Frames offered to this subscriber (through the outbox or its direct path)."""
+        return self._offered + self._carried()
+
+    @frames_offered.setter
+    def frames_offered(self, value: int) -> None:  # subclasses that count for themselves
+        self._offered = value - self._carried()
+
+    @property
+    def frames_sent(self) -> int:
+        """Frames taken by the writer or carried by the direct path."""
+        return self._sent + self._carried()
+
+    @frames_sent.setter
+    def frames_sent(self, value: int) -> None:
+        self._sent = value - self._carried()
+
+    def _carried(self) -> int:
+        return self._direct.frames_direct if self._direct is not None else 0
+
+    @property
+    def awaiting_keyframe(self) -> bool:
+        """A frame was lost: only a keyframe may follow."""
+        return self._awaiting
+
+    @awaiting_keyframe.setter
+    def awaiting_keyframe(self, value: bool) -> None:
+        self._awaiting = value
+        self._changed()
+
+    def _changed(self) -> None:
+        """Tell the direct path when the outbox starts or stops holding anything."""
+        busy = bool(self._control) or self._frame is not None or self._awaiting or self.closed
+        if busy != self._busy:
+            self._busy = busy
+            if self._direct is not None:
+                self._direct.outbox_busy(busy)
 
     def put_audio(self, message: bytes) -> None:
         """Queue a voice packet behind the control messages already queued (same reliable,
@@ -88,6 +152,7 @@ class Outbox:
             return
         self._audio_pending += 1
         self._control.append(message)
+        self._changed()
         self._wake.set()
 
     def put_pong(self, message: bytes) -> None:
@@ -97,6 +162,7 @@ class Outbox:
             return
         self._pongs_pending += 1
         self._control.append(message)
+        self._changed()
         self._wake.set()
 
     async def pong_room(self) -> None:
@@ -114,35 +180,37 @@ class Outbox:
             self.close()
             raise OutboxOverflowError("subscriber is not reading its control messages")
         self._control.append(message)
+        self._changed()
         self._wake.set()
 
     def offer_frame(self, message: bytes, *, keyframe: bool) -> None:
         """Offer this tick's frame. Deltas only decode on top of every frame since the last
         keyframe, so once one is lost the outbox passes nothing but a keyframe."""
-        self.frames_offered += 1
+        self._offered += 1
         if keyframe:
             if self._frame is not None:
                 self.frames_skipped += 1
-            self.awaiting_keyframe = False
-        elif self._frame is not None or self.awaiting_keyframe:
+            self._awaiting = False
+        elif self._frame is not None or self._awaiting:
             self.frames_skipped += 1
             self._need_keyframe()
             return  # keep what is pending (still decodable); drop this delta
         self._frame = message
+        self._changed()
         self._wake.set()
 
     def take_direct(self) -> bool:
-        """May this tick's frame bypass the outbox (written straight to the socket by
-        :func:`avatar_engine.server.fanout.offer_to_all`)? Only when nothing waits here, so
-        every ordering the writer keeps still holds; counted as offered and sent."""
-        if self._control or self._frame is not None or self.awaiting_keyframe or self.closed:
+        """May this tick's frame bypass the outbox (sent by the fan-out pass on a path that counts
+        nothing itself, e.g. a data channel)? Only when nothing waits here, so every ordering
+        the writer keeps still holds; counted as offered and sent."""
+        if self._busy:
             return False
-        self.frames_offered += 1
-        self.frames_sent += 1
+        self._offered += 1
+        self._sent += 1
         return True
 
     def _need_keyframe(self) -> None:
-        if not self.awaiting_keyframe:
+        if not self._awaiting:
             self.awaiting_keyframe = True
             if self._on_resync is not None:
                 self._on_resync()
@@ -166,11 +234,13 @@ class Outbox:
         self._taken.set()
         frame, self._frame = self._frame, None
         if frame is not None:
-            self.frames_sent += 1
+            self._sent += 1
+        self._changed()
         return controls, frame
 
     def close(self) -> None:
         """Close the outbox: the writer drains what it holds and stops; waiters wake up."""
         self.closed = True
+        self._changed()
         self._wake.set()
         self._taken.set()
