@@ -66,10 +66,10 @@ serve.StreamProtocol = "websockets-sansio"  # uvicorn's own protocol: every fram
 """Loaded by the ``asgi`` case's server (a ``sitecustomize`` on its PYTHONPATH): the path
 before issue 16, where each viewer's writer task sends each frame through the ASGI app."""
 PYSEND_HOOK = """import avatar_engine.server.fanout as fanout
-fanout.send_backend = lambda name=None: fanout.send_to_all_reference  # one os.write per viewer
+fanout.group_backend = lambda name=None: fanout.send_group_reference  # Python, per viewer
 """
-"""Loaded by the ``server-pysend`` case's server: the fan-out pass with the Python reference send
-loop instead of the native one (the path before the native loop), for comparison."""
+"""Loaded by the ``server-pysend`` case's server: the fan-out pass with the Python reference
+(one check and one ``os.write`` per viewer) instead of the native one, for comparison."""
 AIORTC_SEND_HOOK = """import avatar_engine.transport.rtc_datapath as datapath
 datapath.internals_ok = lambda: False  # every frame through aiortc's RTCDataChannel.send
 """
@@ -224,7 +224,7 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
     report = run_simulation(ns)
     report["rss_growth_mib"] = round(proc_sample(server.proc.pid)[1] - rss0, 1)
     for key in ("late", "skipped"):  # this run's, not since the server started
-        report["server_tick"][key] -= tick0[key]
+        report["server_tick"][key] -= tick0[key]  # (connecting the viewers included)
     return report
 
 
@@ -256,8 +256,10 @@ def _server_row(n: int, r: dict[str, Any], floors: dict[str, float],
         "gaps": r["gaps"],
         "viewers_with_gaps": r["subscribers_with_gaps"],
         "server_skipped": r["server_skipped"],
-        "late_ticks": r["server_tick"]["late"],
-        "skipped_ticks": r["server_tick"]["skipped"],
+        "late_ticks": r["server_tick_window"]["late"],  # the window (and 0.5 s before it)
+        "skipped_ticks": r["server_tick_window"]["skipped"],
+        "skipped_ticks_connecting": r["server_tick"]["skipped"]
+        - r["server_tick_window"]["skipped"],
         "server_cpu_percent": r["server_cpu_percent"],
         "rss_growth_mib": r["rss_growth_mib"],
         "load_cpu_percent": r["load_cpu_percent"],

@@ -191,6 +191,7 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
     host = urlsplit(base).hostname or "127.0.0.1"
     publisher = LiveLinkPublisher(host, args.livelink_port, sessions, t0)
     load.wait_connected(args, publisher)
+    ticks_before = httpx.get(base + "/stats", timeout=10).json()["tick"]  # connecting is over
     start = time.monotonic() + 0.5
     end = start + args.duration
     load.shared[0], load.shared[1] = start, end
@@ -209,11 +210,15 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
             setattr(total, name, getattr(total, name) + getattr(r, name))
         total.tick_to_receive_ms.append(r.ticks())
         total.publish_to_receive_ms += r.publish_to_receive_ms
-    return _report(args, total, pub, server_stats, window, load_cpu) | (
-        {"nodes": _node_report(by_url, window.node_cpu0, window.node_cpu1, window.wall, args)}
-        if args.subscribe_url
-        else {}
-    )
+    report = _report(args, total, pub, server_stats, window, load_cpu)
+    report["server_tick_window"] = {  # from 0.5 s before the window to its end
+        k: server_stats["tick"][k] - ticks_before[k] for k in ("ticks", "errors", "late", "skipped")
+    }
+    if args.subscribe_url:
+        report["nodes"] = _node_report(
+            by_url, window.node_cpu0, window.node_cpu1, window.wall, args
+        )
+    return report
 
 
 def _fresh_sessions(base: str, n: int) -> list[str]:
