@@ -195,6 +195,6 @@ class WebRtcGateway:
             await peer.pc.close()
 
     async def close_all(self) -> None:
-        """Close every peer (at shutdown)."""
-        for peer in list(self.peers):
-            await self.close(peer)
+        """Close every peer (at shutdown), all at once: one by one, a hundred peers' DTLS and
+        SCTP shutdowns took longer than a process manager waits after SIGTERM."""
+        await asyncio.gather(*(self.close(peer) for peer in list(self.peers)))

@@ -118,12 +118,15 @@ class DatagramPath:
         """Encrypt one SCTP packet as one DTLS record and send it (nothing once the DTLS
         connection is shut down: aiortc's own path reports the close)."""
         ssl = self.ssl
+        transport = self.protocol.transport
+        if transport is None or transport.is_closing():
+            return
         try:
             ssl.send(packet)
             record = ssl.bio_read(2048)
         except SSL.Error:
             return
-        self.protocol.transport.sendto(record, self.addr)
+        transport.sendto(record, self.addr)
 
 
 class FastSender:
@@ -329,10 +332,10 @@ class LeanReceiver:
 
     def flush_sack(self) -> None:
         """Acknowledge every packet received so far (cumulative TSN, no gaps)."""
-        if not self.unacked:
+        sctp = self._sctp
+        if not self.unacked or sctp._association_state is not _ESTABLISHED:
             return
         self.unacked = 0
-        sctp = self._sctp
         rwnd = max(0, sctp._advertised_rwnd)
         chunk = _SACK.pack(3, 0, 16, sctp._last_received_tsn, rwnd, 0, 0)
         self._path.send_packet(sctp_packet(sctp, chunk))
