@@ -577,6 +577,7 @@ class Runtime:
 
     def _kick(self) -> None:
         self._kick_pending = False
+        self._read_capture()  # first: the tick's time is when its input was all read
         self._last_kick = self.now()
         self.scheduler.ran_at(self._last_kick)  # no scheduled tick between two kicked ones
         try:
