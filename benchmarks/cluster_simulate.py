@@ -79,6 +79,7 @@ def _sim(url: str, livelink_port: int, args: argparse.Namespace, subscribers: in
         url=url, sessions=args.sessions, subscribers=subscribers, transport="ws",
         publish="livelink", livelink_port=livelink_port, duration=args.duration, lod=0,
         workers=args.workers, json=True, subscribe_url=subscribe_urls, stalled=0, connect_s=2.0,
+        probes=0,
     )  # fmt: skip
     return run_simulation(ns)
 

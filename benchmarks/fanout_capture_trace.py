@@ -94,6 +94,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=5.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--probes", type=int, default=10,
+                        help="sessions whose viewer decodes every frame (0: all)")  # fmt: skip
     args = parser.parse_args()
     args.sessions = 100
     print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)
@@ -103,7 +105,7 @@ def main() -> int:
         server = ServerProcess(env={"PYTHONPATH": hook, "AVATAR_ENGINE_TRACE": out})
         try:
             server.wait_ready(60)
-            r = _sim(server, args, sessions=100, subscribers=100)
+            r = _sim(server, args, sessions=100, subscribers=100, probes=args.probes)
             time.sleep(1.5)  # one more dump after the run
             trace = json.loads(Path(out).read_text())
         finally:

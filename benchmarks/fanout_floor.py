@@ -25,8 +25,9 @@ own WebSocket protocol, so every frame goes through a writer task and an ASGI se
 that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
 over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
 server, and after the last); **capture**: 100 publishing sessions with
-one viewer each (publish-to-receive p50/p99, the server's tick errors), ``--repeat`` times, on
-a fresh server each; **webrtc**: ``--webrtc`` lean WebRTC viewers
+one viewer each (publish-to-receive p50/p99 over ``--probes`` sessions spread over the
+burst, the server's tick errors), ``--repeat`` times, on a fresh server each;
+**webrtc**: ``--webrtc`` lean WebRTC viewers
 (real aiortc peers, :mod:`avatar_engine.client.rtc_lean`) on a fresh server, ``--repeat``
 times, alternating with **webrtc-aiortc** if asked (the server sending frames through aiortc's
 own ``RTCDataChannel.send``: the path before issue 16). Every load process reports its own
@@ -215,7 +216,7 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
     ns = argparse.Namespace(
         url=server.url, subscribe_url=None, sessions=args.sessions, subscribers=100, stalled=0,
         transport="ws", publish="livelink", livelink_port=server.livelink_port,
-        duration=args.duration, connect_s=2.0, lod=0, workers=args.workers, json=True,
+        duration=args.duration, connect_s=2.0, lod=0, workers=args.workers, json=True, probes=0,
     )  # fmt: skip
     for key, value in over.items():
         setattr(ns, key, value)
@@ -301,6 +302,8 @@ def main() -> int:
     )
     parser.add_argument("--repeat", type=int, default=2,
                         help="healthy/stalled pairs (stall); capture and webrtc runs")  # fmt: skip
+    parser.add_argument("--probes", type=int, default=10,
+                        help="capture: sessions with a decoding viewer (0: all)")  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     cases = set(args.only.split(","))
@@ -366,8 +369,9 @@ def main() -> int:
     for _ in range(args.repeat if "capture" in cases else 0):
         server = ServerProcess().wait_ready(60)
         try:
-            r = _sim(server, args, sessions=100, subscribers=100)
-            show("capture", {"sessions": 100, "publish_to_receive_ms": r["publish_to_receive_ms"],
+            r = _sim(server, args, sessions=100, subscribers=100, probes=args.probes)
+            show("capture", {"sessions": 100, "probes": args.probes,
+                             "publish_to_receive_ms": r["publish_to_receive_ms"],
                              "tick_to_receive_ms": r["tick_to_receive_ms"],
                              "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
                              "server_cpu_percent": r["server_cpu_percent"],

@@ -18,10 +18,14 @@ from avatar_engine.client.simulate import run_simulation
 def run_simulate(args: argparse.Namespace) -> int:
     """The ``simulate`` handler: the report as aligned lines or one JSON object.
 
-    A bad ``--stalled`` or an unreachable server is exit 2 with one line on stdout.
+    A bad ``--stalled`` or ``--probes`` or an unreachable server is exit 2 with one line on
+    stdout.
     """
     if not 0 <= args.stalled <= args.subscribers:
         print("avatar-engine: error: --stalled must be within 0..--subscribers")
+        return EXIT_BAD_INPUT
+    if args.probes < 0:
+        print("avatar-engine: error: --probes must be 0 (every session) or more")
         return EXIT_BAD_INPUT
     try:
         report = run_simulation(args)
@@ -66,5 +70,12 @@ def add_simulate_parser(sub: Subparsers) -> None:
     )
     p.add_argument("--lod", type=int, choices=range(4), default=0)
     p.add_argument("--workers", type=int, default=2, help="viewer processes")
+    p.add_argument(
+        "--probes",
+        type=int,
+        default=0,
+        help="sessions whose first viewer decodes every frame for publish-to-receive, spread "
+        "evenly over the sessions (0: every session); the other viewers only count",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_simulate)

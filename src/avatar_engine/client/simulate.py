@@ -141,14 +141,17 @@ def proc_sample(pid: int) -> tuple[float, float]:
 def _viewer_specs(args: argparse.Namespace, sessions: list[str], sub_urls: list[str],
                   common: dict[str, Any]) -> list[dict[str, Any]]:  # fmt: skip
     """Viewers round-robin over sessions and nodes, each node's viewers split over its share of
-    the load processes. The first viewer of each session on a node is a probe (full decode,
-    publish-to-receive); the first ``--stalled`` viewers never read."""
+    the load processes. The first viewer of each probed session on a node is a probe (full
+    decode, publish-to-receive): every session, or ``--probes`` of them spread evenly (a
+    probe's decode costs the generator about 0.1 ms a frame, and a hundred of them delay each
+    other's reading); the first ``--stalled`` viewers never read."""
     per_node: dict[str, list[list[Any]]] = {u: [] for u in sub_urls}
     probed: set[tuple[str, str]] = set()
+    every = max(1, len(sessions) // args.probes) if args.probes else 1
     for i in range(args.subscribers):
         session, base = sessions[i % len(sessions)], sub_urls[i % len(sub_urls)]
         stall = i < args.stalled
-        probe = not stall and (session, base) not in probed
+        probe = not stall and (i % len(sessions)) % every == 0 and (session, base) not in probed
         if probe:
             probed.add((session, base))
         path = f"/sessions/{session}/stream?lod={args.lod}"
