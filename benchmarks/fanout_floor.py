@@ -22,9 +22,9 @@ optionally **server-pysend**: the same server with the Python reference send loo
 own WebSocket protocol, so every frame goes through a writer task and an ASGI send per viewer
 (the path before issue 16); then
 **stall**: N = the largest count, ``--repeat`` times without and then with one more viewer
-that never reads, on one server (the others' median p99 of each kind, the server's RSS growth
-over each stalled run, and its RSS after the first run, which connects N viewers to a fresh
-server, and after the last); **capture**: 100 publishing sessions with
+that never reads, each run on a fresh server (per pair the change of the others' p99, its
+median, the healthy-to-healthy change beside it as the noise, and the server's RSS growth of
+each kind); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99 over ``--probes`` sessions spread over the
 burst, the server's tick errors), ``--repeat`` times, on a fresh server each;
 **webrtc**: ``--webrtc`` lean WebRTC viewers
@@ -39,6 +39,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import itertools
 import json
 import math
 import multiprocessing as mp
@@ -284,6 +285,44 @@ def _webrtc_row(args: argparse.Namespace, case: str) -> dict[str, Any]:
             server.stop()
 
 
+def _stall(args: argparse.Namespace, floors: dict[int, dict[str, float]],
+           show: Any) -> None:  # fmt: skip
+    """N healthy viewers, then the same plus one that never reads, ``--repeat`` times
+    alternating, each run on a fresh server (so no run inherits another's state, and drift in
+    the load hits both kinds alike). Noise-robust summary: per adjacent pair the stalled run's
+    p99 over the healthy run's, and their median, beside the same ratio between consecutive
+    healthy runs (what noise alone moves p99 by); the server's RSS growth over each run (its
+    N viewers connecting included), so what the stalled viewer adds is the difference of the
+    two kinds' medians."""
+    n = max(args.viewers)
+    p99: dict[str, list[float]] = {"healthy": [], "stalled": []}
+    growth: dict[str, list[float]] = {"healthy": [], "stalled": []}
+    for _ in range(args.repeat):
+        for name, stalled in (("healthy", 0), ("stalled", 1)):
+            server = ServerProcess().wait_ready(60)
+            try:
+                r = _sim(server, args, subscribers=n + stalled, stalled=stalled)
+            finally:
+                server.stop()
+            row = _server_row(n, r, floors.get(n, {}))
+            p99[name].append(row["p99_ms"])
+            growth[name].append(row["rss_growth_mib"])
+            show(name, row)
+    healthy, stalled = (float(np.median(p99[k])) for k in ("healthy", "stalled"))
+    pairs = [100 * (s / h - 1) for h, s in zip(p99["healthy"], p99["stalled"], strict=True)]
+    noise = [100 * (b / a - 1) for a, b in itertools.pairwise(p99["healthy"])]
+    rss = [float(np.median(growth[k])) for k in ("healthy", "stalled")]
+    show("stall", {"viewers": n, "pairs": args.repeat, "p99_ms_healthy_median": healthy,
+                   "p99_ms_stalled_median": stalled,
+                   "p99_change_percent": round(100 * (stalled / healthy - 1), 1),
+                   "pair_change_percent": [round(x, 1) for x in pairs],
+                   "pair_change_percent_median": round(float(np.median(pairs)), 1),
+                   "healthy_to_next_healthy_percent": [round(x, 1) for x in noise],
+                   "rss_growth_mib_healthy_runs": growth["healthy"],
+                   "rss_growth_mib_stalled_runs": growth["stalled"],
+                   "stalled_viewer_rss_mib": round(rss[1] - rss[0], 1)})  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--viewers", type=int, nargs="+", default=[500, 1000, 2000])
@@ -342,30 +381,7 @@ def main() -> int:
                 finally:
                     server.stop()
     if "stall" in cases:
-        n = max(args.viewers)
-        server = ServerProcess().wait_ready(60)
-        p99: dict[str, list[float]] = {"healthy": [], "stalled": []}
-        growth: list[float] = []
-        try:
-            rss: list[float] = []
-            for _ in range(args.repeat):  # alternate, so drift in the load hits both alike
-                for name, stalled in (("healthy", 0), ("stalled", 1)):
-                    r = _sim(server, args, subscribers=n + stalled, stalled=stalled)
-                    row = _server_row(n, r, floors.get(n, {}))
-                    p99[name].append(row["p99_ms"])
-                    rss.append(proc_sample(server.proc.pid)[1])
-                    if stalled:
-                        growth.append(row["rss_growth_mib"])
-                    show(name, row)
-        finally:
-            server.stop()
-        healthy, stalled = (float(np.median(p99[k])) for k in ("healthy", "stalled"))
-        show("stall", {"viewers": n, "p99_ms_healthy_median": healthy,
-                       "p99_ms_stalled_median": stalled,
-                       "p99_change_percent": round(100 * (stalled / healthy - 1), 1),
-                       "rss_growth_mib_stalled_runs": growth,
-                       "server_rss_mib_after_first_run_and_last": [round(rss[0], 1),
-                                                                   round(rss[-1], 1)]})  # fmt: skip
+        _stall(args, floors, show)
     for _ in range(args.repeat if "capture" in cases else 0):
         server = ServerProcess().wait_ready(60)
         try:
