@@ -9,17 +9,24 @@ TSN) must come out as if aiortc had sent and acknowledged them itself.
 from __future__ import annotations
 
 import asyncio
+import time
 from importlib.metadata import version
 
+import httpx
+import numpy as np
+import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from avatar_engine.client.rtc_lean import run_rtc_viewers
+from avatar_engine.transport import rtc_datapath as datapath
 from avatar_engine.transport.rtc_datapath import (
     AIORTC_TESTED,
     FastSender,
     LeanReceiver,
     internals_ok,
 )
+from server_process import ServerProcess
 
 
 async def _pair() -> tuple[RTCPeerConnection, RTCPeerConnection, dict[str, RTCDataChannel],
@@ -108,3 +115,56 @@ def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
             await answerer.close()
 
     asyncio.run(scenario())
+
+
+def test_an_untested_aiortc_release_takes_aiortc_s_public_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(datapath, "internals_ok", lambda: False)
+
+    async def scenario() -> None:
+        offerer, answerer, mine, theirs = await _pair()
+        try:
+            got: list[bytes] = []
+            mine["frames"].on("message", got.append)
+            sender = FastSender(theirs["frames"])
+            for i in range(5):
+                sender.send(b"m%d" % i)
+            for _ in range(200):
+                if len(got) == 5:
+                    break
+                await asyncio.sleep(0.01)
+            assert sender.fast == 0 and sorted(got) == [b"m%d" % i for i in range(5)]
+        finally:
+            await offerer.close()
+            await answerer.close()
+
+    asyncio.run(scenario())
+
+
+def test_lean_webrtc_viewers_against_a_real_server(server: ServerProcess) -> None:
+    """The load generator's viewers (client/rtc_lean.py): connect, count frames in a window
+    with no gaps, report their CPU; the server's fast path delivers every frame."""
+    httpx.post(server.url + "/sessions", json={"id": "lean-rtc"}).raise_for_status()
+    t0 = time.monotonic()
+    stats = httpx.get(server.url + "/stats").json()
+    spec = {
+        "base": server.url,
+        "paths": [["/sessions/lean-rtc/stream?lod=0", i == 0, False] for i in range(3)],
+        "sessions": ["lean-rtc"] * 3,
+        "t0": t0,
+        "server_t0": float(stats["clock"]["monotonic_t0"]),
+        "limit_s": 60.0,
+    }
+    window: list[float] = []
+
+    def on_ready() -> None:
+        now = time.monotonic()
+        window.extend((now + 0.2, now + 1.7))
+
+    result = run_rtc_viewers(spec, on_ready, lambda: (window[0], window[1]) if window else None)
+    assert result["connected"] == 3 and result["failed"] == 0
+    assert result["frames"] >= 3 * 60, result  # the idle face moves: about 60 frames/s each
+    assert result["gaps"] == 0 and result["cpu_s"] > 0
+    latencies = np.frombuffer(result["tick_to_receive_ms"], np.float32)
+    assert len(latencies) == result["frames"] and float(np.median(latencies)) < 100
