@@ -298,10 +298,10 @@ def _stall(args: argparse.Namespace, floors: dict[int, dict[str, float]],
     p99: dict[str, list[float]] = {"healthy": [], "stalled": []}
     growth: dict[str, list[float]] = {"healthy": [], "stalled": []}
     for _ in range(args.repeat):
-        for name, stalled in (("healthy", 0), ("stalled", 1)):
+        for name, extra in (("healthy", 0), ("stalled", 1)):
             server = ServerProcess().wait_ready(60)
             try:
-                r = _sim(server, args, subscribers=n + stalled, stalled=stalled)
+                r = _sim(server, args, subscribers=n + extra, stalled=extra)
             finally:
                 server.stop()
             row = _server_row(n, r, floors.get(n, {}))
