@@ -7,6 +7,7 @@ within five seconds. The command line (flags, exit codes) is :mod:`avatar_engine
 
 from __future__ import annotations
 
+import gc
 import logging
 import socket
 
@@ -64,6 +65,10 @@ async def run_server(options: ServerOptions, placement: PlacementFactory | None 
         timeout_graceful_shutdown=int(SHUTDOWN_GRACE_S),
     )
     server = uvicorn.Server(config)
+    # Everything built so far (modules, the app, the engine, rigs) lives as long as the process:
+    # out of the collector's generations, a full collection no longer walks it (measured: a
+    # 180-230 ms gen-2 pause while 500 viewers connected, every viewer waiting).
+    gc.freeze()
     if not options.auth_enabled:
         log.warning("auth is off: no JWT key configured, serving loopback only")
     log.info("starting", extra={"url": f"http://{options.host}:{options.port}/"})
