@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import hashlib
 import itertools
 import json
@@ -48,6 +49,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -273,14 +275,21 @@ def _webrtc_row(args: argparse.Namespace, case: str) -> dict[str, Any]:
     """``--webrtc`` lean WebRTC viewers (real aiortc peers) on a fresh server, with the
     server's CPU per delivered frame beside its cost with no viewer (``webrtc-aiortc``: the
     server sends frames with aiortc's own ``RTCDataChannel.send``)."""
+    with _case_server(case) as server:
+        base = _sim(server, args, subscribers=0)["server_cpu_percent"]
+        r = _sim(server, args, subscribers=args.webrtc, transport="webrtc")
+        return _server_row(args.webrtc, r, {}, base) | {"connected": r["connected"]}
+
+
+@contextlib.contextmanager
+def _case_server(case: str) -> Iterator[ServerProcess]:
+    """A fresh, ready server for ``case``, with the case's hook (:data:`HOOKS`) loaded, if it has
+    one; stopped on the way out."""
     with tempfile.TemporaryDirectory() as hook:
         (Path(hook) / "sitecustomize.py").write_text(HOOKS.get(case, ""))
         server = ServerProcess(env={"PYTHONPATH": hook} if case in HOOKS else None)
         try:
-            server.wait_ready(60)
-            base = _sim(server, args, subscribers=0)["server_cpu_percent"]
-            r = _sim(server, args, subscribers=args.webrtc, transport="webrtc")
-            return _server_row(args.webrtc, r, {}, base) | {"connected": r["connected"]}
+            yield server.wait_ready(60)
         finally:
             server.stop()
 
@@ -370,16 +379,10 @@ def main() -> int:
         for case in ("server", "server-pysend", "asgi"):
             if case not in cases:
                 continue
-            with tempfile.TemporaryDirectory() as hook:
-                (Path(hook) / "sitecustomize.py").write_text(HOOKS.get(case, ""))
-                server = ServerProcess(env={"PYTHONPATH": hook} if case in HOOKS else None)
-                try:
-                    server.wait_ready(60)
-                    base = _sim(server, args, subscribers=0)["server_cpu_percent"]
-                    row = _server_row(n, _sim(server, args, subscribers=n), floors[n], base)
-                    show(case, row)
-                finally:
-                    server.stop()
+            with _case_server(case) as server:
+                base = _sim(server, args, subscribers=0)["server_cpu_percent"]
+                row = _server_row(n, _sim(server, args, subscribers=n), floors[n], base)
+                show(case, row)
     if "stall" in cases:
         _stall(args, floors, show)
     for _ in range(args.repeat if "capture" in cases else 0):

@@ -9,20 +9,7 @@ import itertools
 import pytest
 
 from avatar_engine.server.scheduler import TickScheduler
-
-
-class FakeClock:
-    """Time moves only when someone sleeps on it or a test advances it."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)
+from inprocess import FakeClock
 
 
 def run(scheduler: TickScheduler, ticks: int) -> None:

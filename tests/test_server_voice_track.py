@@ -33,6 +33,7 @@ from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import Subscriber
 from avatar_engine.server.voice_speak import fit_anticipation
 from avatar_engine.voice import AudioPacketizer
+from inprocess import FakeClock
 
 FOX = Path(__file__).parent / "data" / "audio" / "fox-espeak.wav"
 ADMIN = Principal("t", DEFAULT_TENANT, frozenset({"admin"}), None)
@@ -103,18 +104,6 @@ def test_cut_drops_the_queue_and_names_the_next_seq() -> None:
 # -- the runtime, in process --------------------------------------------------------------
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.t = 50.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)
-
-
 def take(sub: Subscriber) -> list[bytes]:
     async def drain() -> list[bytes]:
         out: list[bytes] = []
@@ -127,7 +116,7 @@ def take(sub: Subscriber) -> list[bytes]:
 
 
 def runtime() -> tuple[Runtime, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     rt = Runtime(ServerOptions(livelink_port=0, vmc_port=0), clock=clock)
     rt.create_session(ADMIN, session_id="s")
     return rt, clock

@@ -13,6 +13,7 @@ from avatar_engine import load_rig
 from avatar_engine.codec import BatchEncoder, StreamParams, StreamSchema
 from avatar_engine.codec.encoder import NONE, _fast
 from avatar_engine.server.scheduler import TickScheduler
+from inprocess import FakeClock
 
 SCHEMA = StreamSchema.from_rig(load_rig("arkit52"))
 IMPLS = [False] + ([True] if _fast is not None else [])
@@ -51,20 +52,6 @@ def test_input_faster_than_the_level_rate_is_held_to_it(use_fast: bool) -> None:
     assert 5 * 60 - 1 <= len(sent) <= 5 * 60 + 2  # the level's rate, plus the one-frame slack
     for second in range(5):  # and within any one second as well
         assert sum(1 for t in sent if second * 1000 <= t < (second + 1) * 1000) <= 61
-
-
-class FakeClock:
-    """Time moves only when someone sleeps on it."""
-
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def now(self) -> float:
-        return self.t
-
-    async def sleep(self, seconds: float) -> None:
-        self.t += seconds
-        await asyncio.sleep(0)
 
 
 def test_a_kicked_tick_moves_the_next_scheduled_slot() -> None:
