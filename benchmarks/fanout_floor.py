@@ -60,7 +60,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from avatar_engine.client.lean import run_viewers, tick_latencies
 from avatar_engine.client.simulate import proc_sample, run_simulation
-from avatar_engine.server.fanout import frame_header, send_backend
+from avatar_engine.server.fanout import frame_header, group_backend, send_backend
 from server_process import ServerProcess
 
 FPS = 60
@@ -356,7 +356,7 @@ def main() -> int:
     args = parser.parse_args()
     cases = set(args.only.split(","))
     out: dict[str, Any] = {"load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-                           "send_loop": send_backend().__name__}  # fmt: skip
+                           "send_loop": group_backend().__name__}  # fmt: skip
     if not args.json:
         print(
             f"load average {out['load_average_at_start']}, fan-out send loop {out['send_loop']}",

@@ -36,7 +36,7 @@ from avatar_engine.server.fanout import (
     LINKS,
     STREAM_PATH,
     DirectLink,
-    SendToAll,
+    SendGroup,
     StreamProtocol,
     ViewerSet,
     frame_header,
@@ -259,8 +259,8 @@ def test_short_writes_finish_through_the_transport_and_the_byte_stream_stays_who
 ) -> None:
     """Frames larger than the socket buffers: the kernel takes part of each direct write, the
     transport sends the rest before anything else, so the reader sees whole frames in order."""
-    chosen: SendToAll = send_backend(backend)
-    monkeypatch.setattr(fanout, "send_backend", lambda name=None: chosen)
+    chosen: SendGroup = group_backend(backend)
+    monkeypatch.setattr(fanout, "group_backend", lambda name=None: chosen)
     messages = [bytes([i]) * 100_000 for i in range(1, 40)]
 
     async def scenario() -> tuple[bytes, Subscriber, int]:
