@@ -14,4 +14,6 @@ PYBIND11_MODULE(_core, m) {
     avatar_engine::bindings::register_audio(m);
     avatar_engine::bindings::register_fanout(m);
     avatar_engine::bindings::register_ingest(m);
+    avatar_engine::bindings::register_viewer(m);
+    avatar_engine::bindings::register_rtc(m);
 }

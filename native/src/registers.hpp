@@ -13,5 +13,7 @@ void register_life(pybind11::module_& m);
 void register_audio(pybind11::module_& m);
 void register_fanout(pybind11::module_& m);
 void register_ingest(pybind11::module_& m);
+void register_viewer(pybind11::module_& m);
+void register_rtc(pybind11::module_& m);
 
 }  // namespace avatar_engine::bindings
