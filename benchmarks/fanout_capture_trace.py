@@ -39,13 +39,18 @@ _on_frame, _tick = rt.Runtime.on_frame, rt.Runtime.tick
 def on_frame(self, session_id, arkit, rotations, t_arrival, source):
     frames.append((time.monotonic(), session_id, float(arkit[JAW])))
     return _on_frame(self, session_id, arkit, rotations, t_arrival, source)
+_on_frames = rt.Runtime.on_frames
+def on_frames(self, session_ids, arkit, rotations, t_arrival, sources):
+    now = time.monotonic()
+    frames.extend((now, s, float(a[JAW])) for s, a in zip(session_ids, arkit))
+    return _on_frames(self, session_ids, arkit, rotations, t_arrival, sources)
 def tick(self, t):
     start = time.monotonic()
     try:
         return _tick(self, t)
     finally:
         ticks.append((start, time.monotonic()))
-rt.Runtime.on_frame, rt.Runtime.tick = on_frame, tick
+rt.Runtime.on_frame, rt.Runtime.on_frames, rt.Runtime.tick = on_frame, on_frames, tick
 def dump():
     out = os.environ["AVATAR_ENGINE_TRACE"]
     while True:

@@ -47,6 +47,7 @@ def on_gc(phase, info):
         rec["gc"].append((started[0], time.monotonic() - started[0], info["generation"]))
 gc.callbacks.append(on_gc)
 _tick, _kick, _on_frame = rt.Runtime.tick, rt.Runtime._kick, rt.Runtime.on_frame
+_on_frames = rt.Runtime.on_frames
 _offer = streams.offer_to_all
 def tick(self, t):
     start = time.monotonic()
@@ -63,6 +64,9 @@ def session_no(session):
 def on_frame(self, session_id, arkit, rotations, t_arrival, source):
     rec["frame"].append((t_arrival, session_no(session_id)))
     return _on_frame(self, session_id, arkit, rotations, t_arrival, source)
+def on_frames(self, session_ids, arkit, rotations, t_arrival, sources):
+    rec["frame"].extend((t_arrival, session_no(s)) for s in session_ids)
+    return _on_frames(self, session_ids, arkit, rotations, t_arrival, sources)
 def offer_to_all(subscribers, message, *, keyframe, hold=False):
     start = time.monotonic()
     need = _offer(subscribers, message, keyframe=keyframe, hold=hold)
@@ -71,6 +75,7 @@ def offer_to_all(subscribers, message, *, keyframe, hold=False):
                          session_no(first.session) if first is not None else -1))
     return need
 rt.Runtime.tick, rt.Runtime._kick, rt.Runtime.on_frame = tick, kick, on_frame
+rt.Runtime.on_frames = on_frames
 streams.offer_to_all = offer_to_all
 _shutdown = uvicorn.Server.shutdown
 async def shutdown(self, *args, **kwargs):  # uvicorn re-raises SIGTERM after serve(): dump here

@@ -308,3 +308,39 @@ def test_only_the_runtime_reaches_the_engine() -> None:
             if isinstance(node, ast.Attribute) and node.attr == "engine":
                 readers.append(f"{path.relative_to(src)}:{node.lineno}")
     assert readers == []
+
+
+def test_a_burst_of_captures_is_the_same_as_one_push_each() -> None:
+    """``push_captures`` (one write per block and rig) is the batch twin of ``push_capture``
+    in order: two rigs, a session named twice (its last frame kept, both counted), a degraded
+    session brought back, one silent session; same rows, outputs, metadata and events."""
+    ids = ["a", "b", "c", "d"]
+    one, batch = Engine(), Engine()
+    for engine in (one, batch):
+        for i, sid in enumerate(ids):
+            engine.create_session(sid, t=0.0, rig="arkit52" if i % 2 else None)
+        engine.step(1.0)  # no capture yet: all stay READY
+        engine.degrade("c", 1.0)
+    rng = np.random.default_rng(7)
+    names = ["a", "b", "c", "a"]
+    arkit = rng.random((len(names), ARKIT_COUNT), dtype=np.float32)
+    rotations = rng.standard_normal((len(names), ROTATION_COUNT), dtype=np.float32)
+    for i, sid in enumerate(names):
+        one.push_capture(sid, arkit[i], rotations[i], 1.01, source="livelink")
+    batch.push_captures(names, arkit, rotations, 1.01, source="livelink")
+    for engine in (one, batch):
+        engine.step(1.02)
+    assert [(e.session, e.kind, e.value) for e in one.take_events()] == [
+        (e.session, e.kind, e.value) for e in batch.take_events()
+    ]
+    for sid in ids:
+        a, b = one.get(sid), batch.get(sid)
+        assert (a.state, a.source, a.capture_frames, a.last_capture_t) == (
+            b.state, b.source, b.capture_frames, b.last_capture_t,
+        )  # fmt: skip
+        for x, y in zip(one.frame(sid), batch.frame(sid), strict=True):
+            np.testing.assert_array_equal(x, y)
+    assert batch.get("a").capture_frames == 2
+    with pytest.raises(SessionNotFoundError):
+        batch.push_captures(["a", "nobody"], arkit[:2], rotations[:2], 1.03)
+    assert batch.get("a").capture_frames == 2  # nothing stored

@@ -311,3 +311,40 @@ def test_the_stream_route_refuses_with_a_close_code_and_reason(
     ws = srv.connect(path, query)
     assert ws.close_code == code and word in ws.close_reason
     assert ws.messages == []
+
+
+def test_a_burst_through_on_frames_is_the_same_as_on_frame_each() -> None:
+    """The runtime's batch sink against its per-frame twin, on two fresh servers: sessions of
+    two tenants, an unknown one (rejected), a session named twice, and a tenant whose publish
+    budget holds only part of the burst (the rest is refused one by one, as on_frame would)."""
+    rng = np.random.default_rng(3)
+    names = ["a", "b", "ghost", "c", "a", "c"]
+    arkit = rng.random((len(names), ARKIT_COUNT), dtype=np.float32)
+    rotations = rng.random((len(names), ROTATION_COUNT), dtype=np.float32)
+    results = []
+    for batch in (False, True):
+        srv = InProcessServer(max_publish_rate=2.0)  # a budget of two frames per tenant
+        try:
+            rt = srv.runtime
+            rt.create_session(ANONYMOUS, session_id="a")
+            rt.create_session(ANONYMOUS, session_id="b")
+            rt.create_session(OTHER_TENANT, session_id="c")
+            t = srv.clock.t
+            if batch:
+                rt.on_frames(names, arkit, rotations, t, [LIVELINK] * len(names))
+            else:
+                for i, sid in enumerate(names):
+                    rt.on_frame(sid, arkit[i], rotations[i], t, LIVELINK)
+            srv.advance(1 / 60)
+            sessions = {s: rt.engine.get(s) for s in "abc"}
+            results.append((
+                rt.stats()["publish"],
+                {s: (x.state, x.capture_frames, x.source) for s, x in sessions.items()},
+                {s: rt.engine.frame(s)[0].tolist() for s in "abc"},
+            ))  # fmt: skip
+        finally:
+            srv.close()
+    assert results[0] == results[1]
+    publish = results[1][0]
+    assert isinstance(publish, dict)
+    assert (publish["messages"], publish["rejected"]) == (4, 2)  # ghost, and a's second frame

@@ -14,7 +14,7 @@ and the constraints for every session at once.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, NamedTuple
 
 import numpy as np
@@ -121,6 +121,17 @@ class RigGroup:
         self._capture_t[row] = t
         self._capture_live[row] = True
         self._capture_fresh[row] = True
+
+    def store_captures(
+        self, rows: npt.NDArray[np.intp], arkit: F32, rotations: F32, t: float
+    ) -> None:
+        """Keep one capture frame for each of ``rows`` (distinct) in one write per block: the
+        batch twin of :meth:`store_capture` (a burst of a hundred phones is one call)."""
+        self._capture[rows] = arkit
+        self._rotations[rows] = rotations
+        self._capture_t[rows] = t
+        self._capture_live[rows] = True
+        self._capture_fresh[rows] = True
 
     def lost_capture(self, t: float) -> list[str]:
         """Sessions whose capture just went quiet (vectorised; only changes are returned)."""
@@ -315,6 +326,43 @@ class Engine:
         if source is not None:
             session.source = source
         session.set_state(SessionState.ACTIVE, t)
+
+    def push_captures(
+        self,
+        session_ids: Sequence[str],
+        arkit: F32,
+        rotations: F32,
+        t: float,
+        *,
+        source: str | None = None,
+    ) -> None:
+        """A burst of capture frames, all arrived at ``t``: ``arkit[i]`` (52 weights) and
+        ``rotations[i]`` (9) are ``session_ids[i]``'s. The same as :meth:`push_capture` for each
+        ``i`` in order (a session named twice keeps its last frame and counts both), with one
+        write per row block and rig instead of one per frame. Raises
+        :class:`SessionNotFoundError` before storing anything if one id is unknown."""
+        last: dict[str, int] = {}
+        counts: dict[str, int] = {}
+        for i, session_id in enumerate(session_ids):
+            last[session_id] = i
+            counts[session_id] = counts.get(session_id, 0) + 1
+        by_rig: dict[str, tuple[list[int], list[int]]] = {}
+        sessions = [self.get(session_id) for session_id in last]
+        for session, i in zip(sessions, last.values(), strict=True):
+            frames, rows = by_rig.setdefault(session.rig, ([], []))
+            frames.append(i)
+            rows.append(self._groups[session.rig].row_of(session.id))
+        for rig, (frames, rows) in by_rig.items():
+            take = np.array(frames, np.intp)
+            self._groups[rig].store_captures(
+                np.array(rows, np.intp), arkit[take], rotations[take], t
+            )
+        for session in sessions:
+            session.last_capture_t = t
+            session.capture_frames += counts[session.id]
+            if source is not None:
+                session.source = source
+            session.set_state(SessionState.ACTIVE, t)
 
     def push_text(
         self,

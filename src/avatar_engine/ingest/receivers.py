@@ -48,7 +48,7 @@ from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenB
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
 from avatar_engine.ingest.recv_batch import Address, batch_rows, recv_backend
 from avatar_engine.ingest.routing import Router
-from avatar_engine.ingest.sink import CaptureSink, SourceInfo, SourceKind
+from avatar_engine.ingest.sink import BatchCaptureSink, CaptureSink, SourceInfo, SourceKind
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_COUNT
 from avatar_engine.types import F32
@@ -111,6 +111,7 @@ class DatagramReceiver:
     ) -> None:
         self.config = config or self.default_config
         self._sink = sink
+        self._batch_sink = sink if isinstance(sink, BatchCaptureSink) else None
         self._router = router or Router()
         self._clock = clock
         self._peers: OrderedDict[Address, Peer] = OrderedDict()
@@ -288,15 +289,9 @@ class DatagramReceiver:
         frame_time: float | None = None,
     ) -> None:
         """Route a validated frame and hand it to the sink."""
-        session = self._router.resolve(self.kind, key, default_session, peer.label)
+        session = self.route(peer, key, default_session, now)
         if session is None:
-            self.drop(peer, "unrouted", f"no session for {self.kind}:{key}", now)
             return
-        if not peer.frame_bucket.take(now):
-            self.drop(peer, "rate_limited", "frame rate over the limit", now)
-            return
-        peer.stats.key = key
-        peer.stats.session_id = session
         info = SourceInfo(self.kind, key, peer.label, device_id, frame_time)
         try:
             self._sink.on_frame(session, arkit, rotations, now, info)
@@ -305,6 +300,35 @@ class DatagramReceiver:
             return
         peer.stats.frame(now)
         self.totals.frame(now)
+
+    def route(self, peer: Peer, key: str, default_session: str, now: float) -> str | None:
+        """Step 5 of the receive path up to the sink: the session a validated frame drives, or
+        None when it is dropped (``unrouted``, or the sender's frame rate: ``rate_limited``)."""
+        session = self._router.resolve(self.kind, key, default_session, peer.label)
+        if session is None:
+            self.drop(peer, "unrouted", f"no session for {self.kind}:{key}", now)
+            return None
+        if not peer.frame_bucket.take(now):
+            self.drop(peer, "rate_limited", "frame rate over the limit", now)
+            return None
+        peer.stats.key = key
+        peer.stats.session_id = session
+        return session
+
+    def deliver_batch(self, peers: list[Peer], session_ids: list[str], arkit: F32,
+                      rotations: F32, now: float, infos: list[SourceInfo]) -> None:  # fmt: skip
+        """Frames already routed (:meth:`route`) handed to a batch sink in one call; each counts
+        as delivered, or all as ``sink_error`` if the call raises."""
+        assert self._batch_sink is not None
+        try:
+            self._batch_sink.on_frames(session_ids, arkit, rotations, now, infos)
+        except Exception as exc:
+            for peer in peers:
+                self.drop(peer, "sink_error", repr(exc), now)
+            return
+        for peer in peers:
+            peer.stats.frame(now)
+        self.totals.frames_at(now, len(peers))
 
     # -- for subclasses ---------------------------------------------------------------------
 
@@ -370,6 +394,25 @@ class _RangeCheck:
         return counts
 
 
+class _Routed:
+    """The frames of one batch that passed every check, for one :meth:`deliver_batch`."""
+
+    __slots__ = ("infos", "peers", "rows", "sessions")
+
+    def __init__(self) -> None:
+        self.peers: list[Peer] = []
+        self.sessions: list[str] = []
+        self.rows: list[int] = []
+        self.infos: list[SourceInfo] = []
+
+    def add(self, peer: Peer, session: str, row: int, info: SourceInfo) -> None:
+        """One more frame: ``row`` of the batch's values, for ``session``."""
+        self.peers.append(peer)
+        self.sessions.append(session)
+        self.rows.append(row)
+        self.infos.append(info)
+
+
 class LiveLinkReceiver(DatagramReceiver):
     """Live Link Face v6 (default port 11111). The session is the subject name.
 
@@ -417,19 +460,37 @@ class LiveLinkReceiver(DatagramReceiver):
         values = self._values[:n]
         heads = parse_batch(self._rows, self._sizes, n, values)
         clamped = self._scaled_and_checked(values)
-        sizes = self._sizes
+        sizes = self._sizes.tolist()
+        routed = _Routed()
         for i, addr in enumerate(addresses):
             try:
-                peer = self.admit(addr, int(sizes[i]), now)
+                peer = self.admit(addr, sizes[i], now)
                 if peer is None:
                     continue
                 head = heads[i]
                 if isinstance(head, LiveLinkPacketError):
                     self.drop(peer, head.reason.value, str(head), now)
-                else:
+                elif self._batch_sink is None:
                     self._use(peer, head, values, i, now, clamped)
+                else:
+                    self._route_one(peer, head, i, now, int(clamped[i]), routed)
             except Exception as exc:  # as datagram_received: one bad packet never stops the rest
                 self.internal_error(addr, exc)
+        if routed.rows:
+            take = values[np.array(routed.rows, np.intp)]
+            self.deliver_batch(routed.peers, routed.sessions, take[:, :ARKIT_COUNT],
+                               take[:, ARKIT_COUNT:], now, routed.infos)  # fmt: skip
+
+    def _route_one(self, peer: Peer, head: LiveLinkHead, i: int, now: float, clamped: int,
+                   routed: _Routed) -> None:  # fmt: skip
+        """Row ``i`` of a batch up to the sink (as :meth:`_use`), kept for one sink call."""
+        device_id, subject, frame_time = head
+        self.clamped(peer, clamped)
+        key = subject or device_id or "livelink"
+        session = self.route(peer, key, key, now)
+        if session is not None:
+            routed.add(peer, session, i, SourceInfo(self.kind, key, peer.label, device_id,
+                                                    frame_time))  # fmt: skip
 
     def _scaled_and_checked(self, values: F32) -> npt.NDArray[np.intp]:
         if self.rotation_scale != 1.0:

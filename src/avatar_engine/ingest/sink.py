@@ -8,8 +8,9 @@ sink and the engine can be tested without sockets.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -66,6 +67,28 @@ class CaptureSink(Protocol):
         docstring)."""
 
 
+@runtime_checkable
+class BatchCaptureSink(CaptureSink, Protocol):
+    """A sink that also takes a whole burst in one call (the server's runtime): a receiver that
+    read many datagrams at once hands their frames over together, so the consumer stores them
+    with one write per array instead of one call per frame (docs/ingest.md, "Reading a burst at
+    once"). Receivers use it when the sink has it and :meth:`CaptureSink.on_frame` otherwise.
+    """
+
+    def on_frames(
+        self,
+        session_ids: Sequence[str],
+        arkit: F32,
+        rotations: F32,
+        t_arrival: float,
+        sources: Sequence[SourceInfo],
+    ) -> None:
+        """Take ``len(session_ids)`` frames that arrived at ``t_arrival``: row ``i`` of ``arkit``
+        (N, 52) and ``rotations`` (N, 9) is ``session_ids[i]``'s, from ``sources[i]``. The same
+        as :meth:`~CaptureSink.on_frame` for each row in order; the arrays may be receiver
+        buffers (copy to keep). An exception counts every frame of the call as ``sink_error``."""
+
+
 class SessionFactory(Protocol):
     """Makes sure a session exists (creating it with ``rig`` if needed).
 
@@ -106,6 +129,18 @@ class CollectingSink:
         self.rotations.append(np.array(rotations, dtype=np.float32, copy=True))
         self.times.append(t_arrival)
         self.sources.append(source)
+
+    def on_frames(
+        self,
+        session_ids: Sequence[str],
+        arkit: F32,
+        rotations: F32,
+        t_arrival: float,
+        sources: Sequence[SourceInfo],
+    ) -> None:
+        """Keep a copy of each frame of a burst, as :meth:`on_frame` would one by one."""
+        for i, session_id in enumerate(session_ids):
+            self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources[i])
 
     def __len__(self) -> int:
         return len(self.times)

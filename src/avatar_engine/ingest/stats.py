@@ -50,7 +50,12 @@ class SourceStats:
 
     def frame(self, now: float) -> None:
         """Count one accepted frame and update the frame rate measured over :data:`RATE_WINDOW`."""
-        self.frames += 1
+        self.frames_at(now, 1)
+
+    def frames_at(self, now: float, n: int) -> None:
+        """Count ``n`` accepted frames that arrived at ``now`` (a burst): the same as ``n``
+        calls of :meth:`frame`."""
+        self.frames += n
         if self._window_start is None:
             self._window_start = now
         elapsed = now - self._window_start
@@ -58,7 +63,7 @@ class SourceStats:
             self._window_rate = self._window_count / elapsed
             self._window_start = now
             self._window_count = 0
-        self._window_count += 1
+        self._window_count += n
 
     def drop(self, reason: str, n: int = 1) -> None:
         """Count ``n`` refused packets of one reason."""

@@ -11,7 +11,7 @@ import logging
 import os
 import uuid
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -523,6 +523,44 @@ class Runtime:
         self._last_used[session_id] = t_arrival
         self.engine.push_capture(session_id, arkit, rotations, t_arrival, source=source.kind)
         if session_id in self.subscribers:
+            self.kick()
+
+    def on_frames(
+        self,
+        session_ids: Sequence[str],
+        arkit: npt.NDArray[np.float32],
+        rotations: npt.NDArray[np.float32],
+        t_arrival: float,
+        sources: Sequence[SourceInfo],
+    ) -> None:
+        """The batch twin of :meth:`on_frame` (a receiver's burst): the quota is taken once per
+        tenant and source kind, and the frames stored in one engine call per kind. A group
+        its tenant's budget cannot carry whole, and frames of sessions not animated here, go
+        one by one through :meth:`on_frame` (as many as the budget holds, forwarded, refused)."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        find = self.engine.find
+        for i, session_id in enumerate(session_ids):
+            session = find(session_id)
+            if session is None:
+                self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources[i])
+            else:
+                groups.setdefault((session.tenant, sources[i].kind), []).append(i)
+        kick = False
+        for (tenant, kind), rows in groups.items():
+            try:
+                self.quotas.allow_publish(tenant, len(rows))
+            except QuotaExceededError:
+                for i in rows:
+                    self.on_frame(session_ids[i], arkit[i], rotations[i], t_arrival, sources[i])
+                continue
+            ids = [session_ids[i] for i in rows]
+            take = np.array(rows, np.intp)
+            self.engine.push_captures(ids, arkit[take], rotations[take], t_arrival, source=kind)
+            self.counters.publish_messages += len(rows)
+            for session_id in ids:
+                self._last_used[session_id] = t_arrival
+                kick = kick or session_id in self.subscribers
+        if kick:
             self.kick()
 
     def ensure_capture_session(self, session_id: str, rig: str) -> bool:
