@@ -5,7 +5,10 @@ A viewer here is a raw non-blocking socket that did the RFC 6455 handshake itsel
 received chunk it parses the WebSocket frame header and, per stream message, only the msgpack
 fields needed for sequence gaps and latency (type, sid, lod, seq, and ``t`` or ``back``/``dt``);
 the frame body is never decoded. One ``epoll`` loop serves every viewer of a process; callers
-spread viewers over processes (:func:`run_viewers` is the body of one). A few *probe* viewers
+spread viewers over processes (:func:`run_viewers` is the body of one). Each wake-up of that
+loop is one call of the native receive pass (:mod:`avatar_engine.client.ws_receive`), which
+does the same parse as the Python here (:class:`ReferenceReceivePass`) with no Python per
+frame. A few *probe* viewers
 also run the full :class:`~avatar_engine.codec.decoder.Decoder` to see the jaw flip of the
 published capture (publish-to-receive latency); everything else is counted, not decoded.
 
@@ -19,6 +22,7 @@ project).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import math
 import os
@@ -33,6 +37,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from avatar_engine.client.ws_receive import (
+    MAX_FRAME,
+    PASS_COUNTERS,
+    NativeReceivePass,
+    Window,
+    native_receive_wanted,
+)
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Frame, Hello, NeedKeyframe, encode_control
 from avatar_engine.codec.wire import ControlOp, MsgType
@@ -111,20 +122,41 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return head + key + masked
 
 
-def _read_uint(b: bytes | bytearray, i: int) -> tuple[int, int]:
-    """A msgpack unsigned integer at ``b[i]``: (value, next index)."""
+_UINT_WIDTH = {0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_INT64_MAX = (1 << 63) - 1
+
+
+def _read_uint(b: bytes | bytearray, i: int, end: int) -> tuple[int, int]:
+    """A msgpack unsigned integer at ``b[i]``, within ``b[:end]``: (value, next index).
+    ValueError when it is not one, runs past ``end`` or exceeds int64 (as the native pass)."""
+    if i >= end:
+        raise ValueError("message cut short")
     c = b[i]
     if c < 0x80:
         return c, i + 1
-    if c == 0xCC:
-        return b[i + 1], i + 2
-    if c == 0xCD:
-        return (b[i + 1] << 8) | b[i + 2], i + 3
-    if c == 0xCE:
-        return int.from_bytes(b[i + 1 : i + 5], "big"), i + 5
-    if c == 0xCF:
-        return int.from_bytes(b[i + 1 : i + 9], "big"), i + 9
-    raise ValueError(f"not a msgpack unsigned integer: 0x{c:02x}")
+    width = _UINT_WIDTH.get(c)
+    if width is None:
+        raise ValueError(f"not a msgpack unsigned integer: 0x{c:02x}")
+    if i + 1 + width > end:
+        raise ValueError("message cut short")
+    value = int.from_bytes(b[i + 1 : i + 1 + width], "big")
+    if value > _INT64_MAX:
+        raise ValueError("integer beyond int64")
+    return value, i + 1 + width
+
+
+def _stream_fields(b: bytes | bytearray, i: int, size: int) -> tuple[int, int, int]:
+    """(seq, t, 0) of the KEYFRAME or (seq, back, dt) of the DELTA ``b[i : i + size]``
+    (``[1, sid, lod, seq, t, body]``, ``[2, sid, lod, seq, back, dt, body]``, docs/protocol.md
+    3.2); ValueError when a field is cut short or not an unsigned integer."""
+    end = i + size
+    _sid, j = _read_uint(b, i + 2, end)
+    _lod, j = _read_uint(b, j, end)
+    seq, j = _read_uint(b, j, end)
+    first, j = _read_uint(b, j, end)
+    if b[i + 1] == _KEYFRAME:
+        return seq, first, 0
+    return seq, first, _read_uint(b, j, end)[0]
 
 
 @dataclass
@@ -139,8 +171,16 @@ class ViewerTotals:
     connected: int = 0
     failed: int = 0
     closed: int = 0
+    bad: int = 0
+    """Malformed stream messages, and viewers closed on a frame no server sends (ws_receive)."""
     tick_to_receive_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
     publish_to_receive_ms: list[float] = field(default_factory=list)
+
+    def add_pass(self, counts: dict[str, int], latencies: npt.NDArray[np.float32]) -> None:
+        """Add what a receive pass counted (:data:`PASS_COUNTERS`) and its latencies."""
+        for name in PASS_COUNTERS:
+            setattr(self, name, getattr(self, name) + counts[name])
+        self.tick_to_receive_ms.frombytes(np.ascontiguousarray(latencies, np.float32).tobytes())
 
     def result(self, cpu_s: float, wall_s: float) -> dict[str, Any]:
         """A viewer process's report: these totals, the latencies (tick-to-receive as float32
@@ -154,6 +194,7 @@ class ViewerTotals:
             "connected": self.connected,
             "failed": self.failed,
             "closed": self.closed,
+            "bad": self.bad,
             "tick_to_receive_ms": self.tick_to_receive_ms.tobytes(),
             "publish_to_receive_ms": self.publish_to_receive_ms,
             "cpu_s": cpu_s,
@@ -195,7 +236,11 @@ class MessageCounter:
     def message(self, b: bytes, i: int, size: int, now: float,
                 window: tuple[float, float, float]) -> None:  # fmt: skip
         """Count the stream message ``b[i : i + size]`` received at ``now`` if it falls in the
-        window (start, end, the server's monotonic start), from its header fields only."""
+        window (start, end, the server's monotonic start), from its header fields only (one cut
+        short or not msgpack integers where they belong is counted in ``bad``, nothing else)."""
+        if size < 2:
+            self.totals.bad += 1
+            return
         kind = b[i + 1]
         if kind not in (_KEYFRAME, _DELTA):
             if kind == _AUDIO and window[0] <= now < window[1]:
@@ -203,17 +248,18 @@ class MessageCounter:
             elif kind == _HELLO and self.decoder is not None:
                 self.probe(b[i : i + size], now, window)
             return
-        _sid, j = _read_uint(b, i + 2)
-        _lod, j = _read_uint(b, j)
-        seq, j = _read_uint(b, j)
+        try:
+            seq, first, dt = _stream_fields(b, i, size)
+        except ValueError:
+            self.totals.bad += 1
+            return
         if kind == _KEYFRAME:
-            t, _ = _read_uint(b, j)
+            t = first
             self.key_seq, self.key_t = seq, t
         else:
-            back, j = _read_uint(b, j)
-            dt, _ = _read_uint(b, j)
+            back = first
             if back == 1 and self.last_seq == (seq - 1) & 0xFFFF:
-                t = self.last_t + dt
+                t = self.last_t + dt if self.last_t >= 0 else -1  # chained to a lost one
             elif self.key_seq == (seq - back) & 0xFFFF:
                 t = self.key_t + dt
             else:
@@ -285,8 +331,15 @@ class _Viewer(MessageCounter):
         self.state = _OPEN
         return True
 
+    def close(self) -> None:
+        """Stop reading: the stream ended (the caller closes the socket)."""
+        self.state = _CLOSED
+        self.buf = b""
+        self.totals.closed += 1
+
     def on_data(self, now: float, window: tuple[float, float, float]) -> None:
-        """Parse every complete WebSocket frame received; count what the window covers."""
+        """One ``recv``: parse every complete WebSocket frame, count what the window covers (the
+        reference of the native pass: :mod:`avatar_engine.client.ws_receive`)."""
         try:
             data = self.sock.recv(_RECV)
         except BlockingIOError:
@@ -294,8 +347,7 @@ class _Viewer(MessageCounter):
         except OSError:
             data = b""
         if not data:
-            self.state = _CLOSED
-            self.totals.closed += 1
+            self.close()
             return
         buf = self.buf + data if self.buf else data
         n = len(buf)
@@ -313,6 +365,10 @@ class _Viewer(MessageCounter):
                     break
                 length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
                 head = 10
+            if buf[pos + 1] & 0x80 or length > MAX_FRAME:  # masked or too long: no server's
+                self.totals.bad += 1
+                self.close()
+                return
             start = pos + head
             if n - start < length:
                 break
@@ -320,13 +376,66 @@ class _Viewer(MessageCounter):
             if opcode == _OP_BINARY:
                 self.message(buf, start, length, now, window)
             elif opcode == _OP_PING:
-                self.sock.send(client_frame(_OP_PONG, buf[start : start + length]))
+                with contextlib.suppress(OSError):  # full: the server's next ping asks again
+                    self.sock.send(client_frame(_OP_PONG, buf[start : start + length]))
             elif opcode == _OP_CLOSE:
-                self.state = _CLOSED
-                self.totals.closed += 1
+                self.close()
                 return
             pos = start + length
         self.buf = buf[pos:] if pos < n else b""
+
+
+class ReferenceReceivePass:
+    """The receive pass in Python (the contract of :mod:`avatar_engine.client.ws_receive`):
+    one ``epoll.poll`` per wake-up, then :meth:`_Viewer.on_data` per ready viewer. The native
+    pass's reference and its fallback where it is not built."""
+
+    def __init__(self, ep: select.epoll) -> None:
+        self._ep = ep
+        self._live: dict[int, _Viewer] = {}
+        self._totals = ViewerTotals()
+
+    def add(self, viewer: _Viewer) -> None:
+        """Serve ``viewer`` (already in the ``epoll`` set) from now on; it counts here."""
+        viewer.totals = self._totals
+        self._live[viewer.sock.fileno()] = viewer
+
+    def poll(self, timeout_s: float, window: Window, now: float | None = None,
+             ) -> tuple[float, list[int]]:  # fmt: skip
+        """Wait up to ``timeout_s``, then read and count every ready viewer served here, each
+        frame stamped ``now`` (None: the monotonic clock when the wait returned; every frame of
+        a wake-up was there then, whichever viewer the loop reaches first): (the stamp, the
+        ready descriptors not served here)."""
+        ready = self._ep.poll(timeout_s)
+        stamp = time.monotonic() if now is None else now
+        foreign = []
+        for fd, _ in ready:
+            viewer = self._live.get(fd)
+            if viewer is None:
+                foreign.append(fd)
+                continue
+            viewer.on_data(stamp, window)
+            if viewer.state == _CLOSED:
+                self._ep.unregister(fd)
+                del self._live[fd]
+        return stamp, foreign
+
+    def counters(self) -> dict[str, int]:
+        """The counts of :data:`~avatar_engine.client.ws_receive.PASS_COUNTERS` so far."""
+        return {name: int(getattr(self._totals, name)) for name in PASS_COUNTERS}
+
+    def take_latencies(self) -> npt.NDArray[np.float32]:
+        """The tick-to-receive latencies (ms) gathered since the last call, handed over."""
+        out = np.frombuffer(self._totals.tick_to_receive_ms.tobytes(), np.float32)
+        self._totals.tick_to_receive_ms = array("f")
+        return out
+
+
+def receive_pass(ep: select.epoll, backend: str | None = None,
+                 ) -> ReferenceReceivePass | NativeReceivePass:  # fmt: skip
+    """The receive pass for a viewer process's ``epoll`` set: native when the kernel backend
+    (``backend``, else ``AVATAR_ENGINE_BACKEND`` or the fastest) is native and it is built."""
+    return NativeReceivePass(ep) if native_receive_wanted(backend) else ReferenceReceivePass(ep)
 
 
 def _upgrade_request(host: str, port: int, path: str) -> tuple[bytes, bytes]:
@@ -407,7 +516,8 @@ def run_viewers(
     ``on_ready``, after connecting all its viewers; until then frames are read, not counted).
     ``spec["limit_s"]`` bounds the wait for a window; ``spec["linger_s"]`` keeps the viewers
     connected (reading, not counting) that long after it, so a coordinator can read the
-    server's per-viewer counters while they are still there.
+    server's per-viewer counters while they are still there. ``spec["receive"]`` names the
+    kernel backend of the receive pass (:func:`receive_pass`; default: the fastest, native).
 
     Returns the totals, the latencies (tick-to-receive as float32 bytes) and this process's CPU
     seconds and wall seconds over the measured window.
@@ -423,7 +533,11 @@ def run_viewers(
         window = (float(spec["start"]), float(spec["end"]), server_t0)
     else:
         window = (math.inf, time.monotonic() + float(spec.get("limit_s", 120.0)), server_t0)
-    live = {fd: v for fd, v in viewers.items() if not v.stall}
+    receive = receive_pass(ep, spec.get("receive"))
+    probes = {fd: v for fd, v in viewers.items() if not v.stall and v.decoder is not None}
+    for viewer in viewers.values():
+        if not viewer.stall and viewer.decoder is None:
+            receive.add(viewer)
     linger = float(spec.get("linger_s", 0.0))
     cpu0 = wall0 = cpu1 = wall1 = math.nan
     try:
@@ -434,19 +548,16 @@ def run_viewers(
                 cpu0, wall0 = time.process_time(), now
             if math.isnan(cpu1) and now >= window[1]:
                 cpu1, wall1 = time.process_time(), now
-            ready = ep.poll(max(0.0, min(0.1, window[1] + linger - now)))
-            # Every frame of this wake-up was there when poll returned: stamp them all with that
-            # time, not with when this loop reached each viewer (a probe's full decode takes
-            # about 0.1 ms, so the 50th viewer of a fan-out would carry the generator's delay).
-            polled = time.monotonic()
-            for fd, _ in ready:
-                viewer = live.get(fd)
-                if viewer is None:
-                    continue
-                viewer.on_data(polled, window)
-                if viewer.state == _CLOSED:
-                    ep.unregister(fd)
-                    del live[fd]
+            # Every frame of this wake-up was there when the wait returned: the probes' too are
+            # stamped with that time, not with when this loop reached them (a probe's full
+            # decode takes about 0.1 ms, so the 50th would carry the generator's delay).
+            polled, ready = receive.poll(max(0.0, min(0.1, window[1] + linger - now)), window)
+            for fd in ready:
+                if (probe := probes.get(fd)) is not None:
+                    probe.on_data(polled, window)
+                    if probe.state == _CLOSED:
+                        ep.unregister(fd)
+                        del probes[fd]
         if math.isnan(cpu1):
             cpu1, wall1 = time.process_time(), time.monotonic()
     finally:
@@ -455,6 +566,7 @@ def run_viewers(
         ep.close()
     if math.isnan(cpu0):
         cpu0, wall0 = cpu1, wall1
+    totals.add_pass(receive.counters(), receive.take_latencies())
     return totals.result(cpu1 - cpu0, wall1 - wall0)
 
 
