@@ -9,14 +9,17 @@ TSN) must come out as if aiortc had sent and acknowledged them itself.
 from __future__ import annotations
 
 import asyncio
+import struct
 import time
 from importlib.metadata import version
+from types import SimpleNamespace
 
 import httpx
 import numpy as np
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from aiortc.rtcdatachannel import RTCDataChannel
+from google_crc32c import value as crc32c
 
 from avatar_engine.client.rtc_lean import run_rtc_viewers
 from avatar_engine.transport import rtc_datapath as datapath
@@ -168,3 +171,106 @@ def test_lean_webrtc_viewers_against_a_real_server(server: ServerProcess) -> Non
     assert result["gaps"] == 0 and result["cpu_s"] > 0
     latencies = np.frombuffer(result["tick_to_receive_ms"], np.float32)
     assert len(latencies) == result["frames"] and float(np.median(latencies)) < 100
+
+
+def test_native_crc32c_and_sctp_packet_match_the_python_reference() -> None:
+    """The native group send's packet (register_rtc.cpp) is byte for byte the Python
+    reference's (``sctp_packet`` of ``data_chunk``), its CRC32c google_crc32c's."""
+    core = pytest.importorskip("avatar_engine._core")
+    rng = np.random.default_rng(16)
+    for size in (0, 1, 7, 8, 9, 63, 1500):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        assert core.rtc_crc32c(data) == crc32c(data)
+    sctp = SimpleNamespace(_local_port=5000, _remote_port=5001, _remote_verification_tag=0xDEADBEEF)
+    header = struct.pack("!HHL", 5000, 5001, 0xDEADBEEF) + bytes(4)
+    for size, tsn, stream in ((1, 0, 0), (16, 0xFFFFFFFF, 1), (45, 12345, 65535), (1200, 7, 3)):
+        data = rng.integers(0, 256, size, dtype=np.uint8).tobytes()
+        reference = datapath.sctp_packet(sctp, datapath.data_chunk(tsn, stream, data))  # type: ignore[arg-type]
+        assert core.rtc_sctp_packet(header, tsn, stream, data) == reference
+    with pytest.raises(ValueError, match=r"1\.\.1200"):
+        core.rtc_sctp_packet(header, 0, 0, bytes(1201))
+
+
+async def _native_peers(n: int) -> tuple[list[tuple[RTCPeerConnection, RTCPeerConnection]],
+                                          list[FastSender], list[list[bytes]]]:  # fmt: skip
+    """``n`` connected pairs: the viewers receive with aiortc's own stack (which checks the
+    CRC32c and decrypts every record), the server side sends with FastSenders and takes the
+    SACKs with a LeanReceiver."""
+    pairs, senders, got = [], [], []
+    for _ in range(n):
+        offerer, answerer, mine, theirs = await _pair()
+        received: list[bytes] = []
+        mine["frames"].on("message", received.append)
+        assert answerer.sctp is not None
+        LeanReceiver(answerer.sctp, None)
+        pairs.append((offerer, answerer))
+        senders.append(FastSender(theirs["frames"]))
+        got.append(received)
+    return pairs, senders, got
+
+
+def test_native_group_send_reaches_aiortc_s_own_receiver_and_keeps_the_bookkeeping() -> None:
+    if not datapath.native_ok():
+        pytest.skip("no native group send here")
+
+    async def scenario() -> None:
+        pairs, senders, got = await _native_peers(3)
+        try:
+            senders[2].send(b"open")  # opens its fast path, then takes the Python one
+            senders[2].row = None
+            while not got[2]:
+                await asyncio.sleep(0.01)
+            got[2].clear()
+            n = 30
+            for i in range(n):
+                datapath.send_to_peers(senders, b"frame %d" % i)
+                await asyncio.sleep(0.003)
+            for _ in range(200):
+                if all(len(g) == n for g in got) and not any(
+                    a.sctp._sent_queue for _, a in pairs if a.sctp is not None
+                ):
+                    break
+                await asyncio.sleep(0.01)
+            expected = [b"frame %d" % i for i in range(n)]
+            assert [sorted(g) for g in got] == [sorted(expected)] * 3
+            assert [s.fast for s in senders] == [n, n, n + 1] and not any(s.lost for s in senders)
+            for _, answerer in pairs:
+                sctp = answerer.sctp
+                assert sctp is not None
+                assert not sctp._sent_queue and sctp._flight_size == 0 and sctp._t3_handle is None
+        finally:
+            for offerer, answerer in pairs:
+                await offerer.close()
+                await answerer.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_untested_pyopenssl_release_sends_from_python(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(datapath, "PYOPENSSL_TESTED", ("0.0.",))
+    datapath.native_ok.cache_clear()
+
+    async def scenario() -> None:
+        pairs, senders, got = await _native_peers(2)
+        try:
+            for i in range(5):
+                datapath.send_to_peers(senders, b"m%d" % i)
+            for _ in range(200):
+                if all(len(g) == 5 for g in got):
+                    break
+                await asyncio.sleep(0.01)
+            assert [sorted(g) for g in got] == [[b"m%d" % i for i in range(5)]] * 2
+            assert all(s.row is None and s.fast == 5 for s in senders)  # the Python reference
+        finally:
+            for offerer, answerer in pairs:
+                await offerer.close()
+                await answerer.close()
+
+    try:
+        with caplog.at_level("WARNING", logger="avatar_engine.rtc_datapath"):
+            asyncio.run(scenario())
+        assert "not releases the native WebRTC send was tested with" in caplog.text
+    finally:
+        datapath.native_ok.cache_clear()

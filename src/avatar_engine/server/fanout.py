@@ -203,32 +203,53 @@ class FrameChannel(Protocol):
         """Queue one message on the channel (unreliable: a lost frame stays lost)."""
 
 
+SendMany = Callable[[list[Any], bytes], None]
+"""Sends one message on many channels of one kind in one call (``rtc_datapath.send_to_peers``)."""
+
+
 class DataChannelLink:
     """A WebRTC viewer's unreliable frames channel, for frames sent from the fan-out pass.
 
     Each peer's SCTP association and DTLS keys are its own, so the bytes on the wire differ
-    per peer and aiortc does that work per peer; what is shared is the one encoded message,
-    and what is saved is the writer task's wake-up per viewer per frame.
+    per peer; what is shared is the one encoded message, and what is saved is the writer
+    task's wake-up per viewer per frame. The pass claims a group's links (:meth:`claim`) and
+    sends to all of them at once (:meth:`send_all`: one call of their ``send_many``, e.g. one
+    native call for every WebRTC peer of the group).
     """
 
-    __slots__ = ("_channel", "_limit")
+    __slots__ = ("_channel", "_limit", "send_many")
 
-    def __init__(self, channel: FrameChannel, max_buffered: int) -> None:
+    def __init__(
+        self, channel: FrameChannel, max_buffered: int, send_many: SendMany | None = None
+    ) -> None:
         self._channel = channel
         self._limit = max_buffered
+        self.send_many = send_many
+        """Sends to many links' channels at once (None: one ``send`` each)."""
 
-    def try_write(self, message: bytes, outbox: Outbox) -> bool:
-        """Send ``message`` now if the channel is open and not backed up and nothing waits in
-        the outbox (``outbox.take_direct()`` counts it as sent); False leaves it to the outbox."""
+    def claim(self, outbox: Outbox) -> bool:
+        """True when a frame may be sent now (the channel is open and not backed up, and
+        nothing waits in the outbox: ``outbox.take_direct()`` counts it as sent); False leaves
+        it to the outbox."""
         channel = self._channel
-        if (
+        return (
             channel.readyState == "open"
             and channel.bufferedAmount <= self._limit
             and outbox.take_direct()
-        ):
-            channel.send(message)
-            return True
-        return False
+        )
+
+    @staticmethod
+    def send_all(links: list[DataChannelLink], message: bytes) -> None:
+        """``message`` on every claimed link: one ``send_many`` call per kind of link."""
+        by_sender: dict[SendMany | None, list[Any]] = {}
+        for link in links:
+            by_sender.setdefault(link.send_many, []).append(link._channel)
+        for send_many, channels in by_sender.items():
+            if send_many is None:
+                for channel in channels:
+                    channel.send(message)
+            else:
+                send_many(channels, message)
 
 
 FrameLink = DirectLink | DataChannelLink
@@ -433,17 +454,21 @@ def offer_to_all(
         assert type(link) is DirectLink  # only linked rows are written
         link.finish(wire, got)
     need = False
+    claimed: list[DataChannelLink] = []
     for i in skipped.tolist():
         sub = members[i]
         outbox = sub.outbox
         link = sub.direct
-        if isinstance(link, DataChannelLink) and link.try_write(message, outbox):
+        if isinstance(link, DataChannelLink) and link.claim(outbox):
+            claimed.append(link)
             continue
         if hold and not keyframe and outbox.awaiting_keyframe:
             need = True
             continue
         outbox.offer_frame(message, keyframe=keyframe)
         need = need or outbox.awaiting_keyframe
+    if claimed:
+        DataChannelLink.send_all(claimed, message)
     return need
 
 

@@ -28,7 +28,12 @@ from avatar_engine.codec.wire import AudioCodec, DeltaMode, ProtocolError
 from avatar_engine.server.auth import Principal
 from avatar_engine.server.fanout import DataChannelLink
 from avatar_engine.server.streams import Subscriber
-from avatar_engine.transport.rtc_datapath import FastSender, LeanReceiver, internals_ok
+from avatar_engine.transport.rtc_datapath import (
+    FastSender,
+    LeanReceiver,
+    internals_ok,
+    send_to_peers,
+)
 
 log = logging.getLogger("avatar_engine.webrtc")
 
@@ -128,11 +133,12 @@ class WebRtcGateway:
         # whenever the outbox holds one).
         # Both send frames through one FastSender (one DATA chunk and one DTLS record in the
         # calling step, no aiortc task per message), and the acknowledgements come back through
-        # a LeanReceiver (see transport/rtc_datapath.py).
+        # a LeanReceiver (see transport/rtc_datapath.py); the fan-out pass sends a group's
+        # frame to all its peers in one native call (send_to_peers).
         frames = FastSender(peer.channels["frames"])
         if internals_ok() and peer.pc.sctp is not None:  # the viewer's SACKs, one per 2 frames
             LeanReceiver(peer.pc.sctp, None)
-        peer.subscriber.direct = DataChannelLink(frames, MAX_BUFFERED_BYTES)
+        peer.subscriber.direct = DataChannelLink(frames, MAX_BUFFERED_BYTES, send_to_peers)
         peer.tasks.append(asyncio.create_task(self._write_loop(peer, peer.subscriber, frames)))
 
     async def _write_loop(self, peer: Peer, sub: Subscriber, frames: FastSender) -> None:

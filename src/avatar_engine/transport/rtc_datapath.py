@@ -31,9 +31,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import struct
 import time
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterable
 from functools import cache, partial
 from importlib.metadata import version
 from typing import Any, Final
@@ -53,11 +55,16 @@ from aiortc.rtcsctptransport import (
 from aiortc.utils import uint32_gt, uint32_gte
 from google_crc32c import value as crc32c
 from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi
+from OpenSSL._util import lib as _lib
+
+from avatar_engine.kernels.backends import require_native, resolve_backend
 
 log = logging.getLogger("avatar_engine.rtc_datapath")
 
 AIORTC_TESTED: Final = ("1.16.",)
 """aiortc release prefixes whose internals this module was checked against."""
+_new_chunk = object.__new__
 _UNORDERED_WHOLE: Final = SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
 _ESTABLISHED: Final = RTCSctpTransport.State.ESTABLISHED
 _HEADER = struct.Struct("!HHL")
@@ -67,6 +74,12 @@ _SACK = struct.Struct("!BBHLLHH")
 _BINARY: Final = WEBRTC_BINARY.to_bytes(4, "big")
 _DATA_HEAD: Final = 28
 """Common header (12 bytes) and a DATA chunk's header (16 bytes)."""
+_ROW = struct.Struct("=QQiHH12s28s")
+"""A peer's row for ``_core.rtc_send_group`` (see ``native/src/register_rtc.cpp``)."""
+PYOPENSSL_TESTED: Final = ("26.",)
+CRYPTOGRAPHY_TESTED: Final = ("50.",)
+"""pyOpenSSL and cryptography release prefixes the native group send was checked with: it
+reaches their private ``Connection._ssl``/``_from_ssl`` and the OpenSSL in their cffi binding."""
 SACK_EVERY: Final = 2
 """A lean receiver acknowledges every second packet (RFC 9260 6.2's delayed SACK)."""
 
@@ -87,10 +100,85 @@ def internals_ok() -> bool:
     return ok
 
 
+@cache
+def native_ok() -> bool:
+    """True when frames may go through the native group send (:func:`send_to_peers`): the
+    native backend is chosen, aiortc's internals are known, and the pyOpenSSL and cryptography
+    releases are ones it was tested with (else the Python reference sends, and this is logged
+    once)."""
+    if not internals_ok() or resolve_backend(None) != "native":
+        return False
+    if not hasattr(require_native(), "rtc_send_group"):
+        return False  # a build without POSIX sockets
+    installed = {name: version(name) for name in ("pyOpenSSL", "cryptography")}
+    ok = installed["pyOpenSSL"].startswith(PYOPENSSL_TESTED) and installed[
+        "cryptography"
+    ].startswith(CRYPTOGRAPHY_TESTED)
+    if not ok:
+        log.warning(
+            "pyOpenSSL %s / cryptography %s are not releases the native WebRTC send was "
+            "tested with (%s / %s): sending frames from Python",
+            installed["pyOpenSSL"],
+            installed["cryptography"],
+            ", ".join(PYOPENSSL_TESTED),
+            ", ".join(CRYPTOGRAPHY_TESTED),
+        )
+    return ok
+
+
+def _address_of(cdata: Any) -> int:
+    """The address a cffi pointer (or function) holds, as an int."""
+    return int(_ffi.cast("uintptr_t", _ffi.cast("void *", cdata)))
+
+
+@cache
+def _openssl_functions() -> tuple[int, int, int]:
+    """``SSL_write``, ``BIO_read`` and ``ERR_clear_error`` of the OpenSSL that holds
+    pyOpenSSL's sessions (cryptography's, reached only through its cffi binding)."""
+    return (_address_of(_lib.SSL_write), _address_of(_lib.BIO_read),
+            _address_of(_lib.ERR_clear_error))  # fmt: skip
+
+
+def _sockaddr(host: str, port: int) -> bytes | None:
+    """``struct sockaddr_in``/``sockaddr_in6`` of an address (None: a scoped IPv6 one)."""
+    family = struct.pack("=H", socket.AF_INET)
+    with contextlib.suppress(OSError):
+        return family + port.to_bytes(2, "big") + socket.inet_pton(socket.AF_INET, host) + bytes(8)
+    if "%" in host:
+        return None
+    family = struct.pack("=H", socket.AF_INET6)
+    ip = socket.inet_pton(socket.AF_INET6, host)
+    return family + port.to_bytes(2, "big") + bytes(4) + ip + bytes(4)
+
+
 def sctp_packet(sctp: RTCSctpTransport, chunk: bytes) -> bytes:
     """One SCTP packet of ``chunk`` on ``sctp``'s association, with its CRC32c."""
     header = _HEADER.pack(sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
     return header + _CHECKSUM.pack(crc32c(header + b"\0\0\0\0" + chunk)) + chunk
+
+
+def data_chunk(tsn: int, stream: int, data: bytes) -> bytes:
+    """One unordered, whole, binary DATA chunk of ``data`` (padded to 4 bytes)."""
+    length = 16 + len(data)
+    body = _DATA.pack(0, _UNORDERED_WHOLE, length, tsn, stream, 0, WEBRTC_BINARY) + data
+    return body + b"\0" * (-length % 4)
+
+
+def chunk_template(channel: RTCDataChannel) -> dict[str, Any]:
+    """The attributes of a DATA chunk of ``channel`` as aiortc's ``_send`` and ``_transmit``
+    leave them once it is sent (per message only the TSN, data, size and send time differ)."""
+    chunk = DataChunk(_UNORDERED_WHOLE)
+    chunk.stream_id = channel.id
+    chunk.protocol = WEBRTC_BINARY
+    chunk._abandoned = chunk._acked = chunk._retransmit = False
+    chunk._in_flight = True
+    chunk._book_size = 0
+    chunk._expiry = None
+    chunk._max_retransmits = channel.maxRetransmits
+    chunk._misses = 0
+    chunk._sent_count = 1
+    chunk._sent_time = None
+    return dict(vars(chunk))
 
 
 class DatagramPath:
@@ -114,6 +202,34 @@ class DatagramPath:
         """The DTLS connection is up (records can be sent)."""
         return self.dtls._state is DtlsState.CONNECTED
 
+    def writable(self) -> bool:
+        """The UDP transport is open and holds nothing unsent (a datagram sent around it
+        would overtake what it holds)."""
+        transport = self.protocol.transport
+        return (
+            transport is not None
+            and not transport.is_closing()
+            and not transport.get_write_buffer_size()
+        )
+
+    def native_row(self, sctp: RTCSctpTransport, stream: int) -> bytes | None:
+        """This peer's 64-byte row for the native group send (``register_rtc.cpp``): its
+        ``SSL*`` and write BIO, the UDP socket's descriptor, the SCTP common header and stream,
+        the pair's ``sockaddr``; None if the address is not one the row can hold."""
+        address = _sockaddr(*self.addr[:2])
+        if address is None:
+            return None
+        header = _HEADER.pack(sctp._local_port, sctp._remote_port, sctp._remote_verification_tag)
+        return _ROW.pack(
+            _address_of(self.ssl._ssl),
+            _address_of(self.ssl._from_ssl),
+            self.protocol.transport.get_extra_info("socket").fileno(),
+            stream,
+            len(address),
+            header + bytes(4),
+            address,
+        )
+
     def send_packet(self, packet: bytes) -> None:
         """Encrypt one SCTP packet as one DTLS record and send it (nothing once the DTLS
         connection is shut down: aiortc's own path reports the close)."""
@@ -133,14 +249,21 @@ class FastSender:
     """Small messages on one unordered channel, sent in the calling step. It has the channel's
     ``readyState``, ``bufferedAmount`` and ``send``, so it stands where the channel would."""
 
-    __slots__ = ("_channel", "_path", "_sctp", "fast")
+    __slots__ = ("_channel", "_path", "_sctp", "_template", "fast", "lost", "row")
 
     def __init__(self, channel: RTCDataChannel) -> None:
         self._channel = channel
         self._sctp: RTCSctpTransport = channel.transport
         self._path: DatagramPath | None = None
+        self._template: dict[str, Any] = {}
+        self.row: bytes | None = None
+        """The peer's row for the native group send, once the fast path is open (None: this
+        peer's frames are sent from Python)."""
         self.fast = 0
         """Messages sent on the fast path (the rest went through ``channel.send``)."""
+        self.lost = 0
+        """Messages the native send booked but could not send (a full socket buffer, an
+        OpenSSL failure): lost as on a congested network, SCTP abandons them."""
 
     @property
     def readyState(self) -> str:  # noqa: N802 - the channel's (and the W3C API's) name
@@ -155,45 +278,57 @@ class FastSender:
     def send(self, data: bytes) -> None:
         """Send ``data``: as one DATA chunk now when the association is idle enough, else
         through the channel (aiortc's queue and task)."""
-        sctp = self._sctp
-        channel = self._channel
-        path = self._path
-        if (
-            path is None
-            or sctp._association_state is not _ESTABLISHED
-            or sctp._data_channel_queue
-            or sctp._outbound_queue
-            or sctp._forward_tsn_chunk is not None
-            or sctp._flight_size >= sctp._cwnd
-            or not 0 < len(data) <= USERDATA_MAX_LENGTH
-            or not path.connected
-        ):
-            if path is None and self._ready():
-                self.send(data)
-                return
-            channel.send(data)
+        if not self.fast_now(data):
+            self._channel.send(data)
             return
-        chunk = DataChunk(_UNORDERED_WHOLE)
-        tsn = chunk.tsn = sctp._local_tsn
-        chunk.stream_id = stream = channel.id
-        chunk.protocol = WEBRTC_BINARY
-        chunk.user_data = data
-        chunk._abandoned = chunk._acked = chunk._retransmit = chunk._in_flight = False
-        chunk._book_size = len(data)
-        chunk._expiry = None
-        chunk._max_retransmits = channel.maxRetransmits
-        chunk._misses = 0
-        chunk._sent_count = 1
-        chunk._sent_time = time.time()
-        sctp._local_tsn = tsn_plus_one(tsn)
+        path = self._path
+        assert path is not None  # fast_now opened it
+        tsn = self.book(data, time.time())
+        path.send_packet(
+            sctp_packet(self._sctp, data_chunk(tsn, self._template["stream_id"], data))
+        )
+        self.fast += 1
+
+    def book(self, data: bytes, now: float) -> int:
+        """Book ``data`` as a DATA chunk sent at ``now`` (``time.time()``), where aiortc's
+        ``_send`` and ``_transmit`` would book it (next TSN, sent queue, flight size, T3
+        timer), so its SACK, retransmission and abandonment code finds it as its own; returns
+        the chunk's TSN. Only after :meth:`fast_now` said True."""
+        sctp = self._sctp
+        tsn = sctp._local_tsn
+        chunk = _new_chunk(DataChunk)
+        chunk.__dict__ = self._template | {
+            "tsn": tsn,
+            "user_data": data,
+            "_book_size": len(data),
+            "_sent_time": now,
+        }
+        sctp._local_tsn = (tsn + 1) & 0xFFFFFFFF  # aiortc's tsn_plus_one
         sctp._sent_queue.append(chunk)
-        sctp._flight_size_increase(chunk)
-        length = 16 + len(data)
-        body = _DATA.pack(0, _UNORDERED_WHOLE, length, tsn, stream, 0, WEBRTC_BINARY) + data
-        path.send_packet(sctp_packet(sctp, body + b"\0" * (-length % 4)))
+        sctp._flight_size += len(data)  # _flight_size_increase of a chunk not yet in flight
         if sctp._t3_handle is None:
             sctp._t3_start()
-        self.fast += 1
+        return tsn
+
+    def fast_now(self, data: bytes) -> bool:
+        """True when ``data`` may go as one DATA chunk now: the association is up with nothing
+        queued ahead or being abandoned, the congestion window has room, the message fits in
+        one chunk, DTLS is connected and the UDP transport open and empty."""
+        if self._path is None and not self._ready():
+            return False
+        path = self._path
+        sctp = self._sctp
+        return (
+            path is not None
+            and sctp._association_state is _ESTABLISHED
+            and not sctp._data_channel_queue
+            and not sctp._outbound_queue
+            and sctp._forward_tsn_chunk is None
+            and sctp._flight_size < sctp._cwnd
+            and 0 < len(data) <= USERDATA_MAX_LENGTH
+            and path.connected
+            and path.writable()
+        )
 
     def _ready(self) -> bool:
         """Open the fast path once the association is up and the channel qualifies (unordered,
@@ -208,7 +343,40 @@ class FastSender:
         ):
             return False
         self._path = DatagramPath(self._sctp)
+        self._template = chunk_template(channel)
+        if native_ok():
+            self.row = self._path.native_row(self._sctp, channel.id)
         return True
+
+
+def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
+    """``data`` to every sender's peer: the chunks are booked here, in Python (aiortc's state
+    is Python objects), then one native call builds each packet, encrypts it as one DTLS
+    record and sends it (``_core.rtc_send_group``). A sender whose fast path is not open now,
+    or with no native row, sends through :meth:`FastSender.send` (the Python reference, or
+    aiortc's queue); with :func:`native_ok` False, all do."""
+    if not native_ok():
+        for sender in senders:
+            sender.send(data)
+        return
+    batch: list[FastSender] = []
+    rows: list[bytes] = []
+    tsns = array("I")
+    now = time.time()
+    for sender in senders:
+        if sender.fast_now(data) and (row := sender.row) is not None:
+            tsns.append(sender.book(data, now))
+            rows.append(row)
+            batch.append(sender)
+        else:
+            sender.send(data)
+    if not batch:
+        return
+    failed, _ = require_native().rtc_send_group(data, b"".join(rows), tsns, *_openssl_functions())
+    for sender in batch:
+        sender.fast += 1
+    for i in failed:
+        batch[i].lost += 1
 
 
 class LeanReceiver:
