@@ -2,10 +2,14 @@
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
         [--only floor,cfloor,server,server-pysend,asgi,stall,capture,webrtc,webrtc-aiortc]
-        [--repeat 2] [--json]
+        [--repeat 2] [--viewer-pass native|numpy] [--viewer-wake-ms 1] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
-processes, :mod:`avatar_engine.client.lean`):
+processes, :mod:`avatar_engine.client.lean`, reading with the native receive pass of
+:mod:`avatar_engine.client.ws_receive` unless ``--viewer-pass numpy`` asks the floor cases for
+the Python reference, and waking at most once per ``--viewer-wake-ms`` (floor cases; the
+server cases use the default, ``lean.WAKE_S``); every row prints the viewers' CPU per
+received frame):
 
 - **floor**: a process that accepts N WebSocket connections and, 60 times a second, writes one
   pre-framed ~18-byte message per group to every socket with a plain ``socket.send()`` loop:
@@ -58,7 +62,7 @@ import msgpack
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from avatar_engine.client.lean import run_viewers, tick_latencies
+from avatar_engine.client.lean import WAKE_S, run_viewers, tick_latencies
 from avatar_engine.client.simulate import proc_sample, run_simulation
 from avatar_engine.server.fanout import frame_header, group_backend, send_backend
 from server_process import ServerProcess
@@ -190,6 +194,8 @@ def floor(n: int, args: argparse.Namespace, *, native: bool = False) -> dict[str
         "p99_ms": round(float(_pct(ticks, 99)), 2),
         "gaps": sum(r["gaps"] for r in got),
         "load_cpu_percent": [round(100 * r["cpu_s"] / max(1e-9, r["wall_s"]), 1) for r in got],
+        "viewer_cpu_us_per_frame": round(1e6 * sum(r["cpu_s"] for r in got) / max(1, frames), 2),
+        "viewer_frames_per_wakeup": round(frames / max(1, sum(r["wakeups"] for r in got)), 1),
         "load_average": round(os.getloadavg()[0], 2),
     }
 
@@ -203,7 +209,8 @@ def _specs(n: int, port: int, t0: float, args: argparse.Namespace,
     parts = max(1, args.workers)
     return [
         {"host": "127.0.0.1", "port": port, "t0": t0, "server_t0": t0,
-         "limit_s": args.duration + 120, "paths": [[p, False, False] for p in paths[w::parts]]}
+         "limit_s": args.duration + 120, "paths": [[p, False, False] for p in paths[w::parts]],
+         "receive": args.viewer_pass, "wake_ms": args.viewer_wake_ms}
         for w in range(parts)
     ]  # fmt: skip
 
@@ -267,6 +274,9 @@ def _server_row(n: int, r: dict[str, Any], floors: dict[str, float],
         "server_cpu_percent": r["server_cpu_percent"],
         "rss_growth_mib": r["rss_growth_mib"],
         "load_cpu_percent": r["load_cpu_percent"],
+        "viewer_cpu_us_per_frame": round(
+            1e4 * sum(r["load_cpu_percent"]["viewer_processes"]) / max(1e-9, r["frames_per_s"]), 2
+        ),
         "load_average": r["load_average"][0],
     }
 
@@ -339,6 +349,12 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--webrtc", type=int, default=100, help="WebRTC viewers (webrtc case)")
+    parser.add_argument("--viewer-pass", choices=["native", "numpy"], default=None,
+                        help="the floor cases' lean viewers read with the native receive pass "
+                        "or the Python reference (numpy); default: the fastest")  # fmt: skip
+    parser.add_argument("--viewer-wake-ms", type=float, default=WAKE_S * 1e3,
+                        help="the floor cases' viewer processes wake at most once per this "
+                        "(lean.WAKE_S; 0: at every arriving frame)")  # fmt: skip
     parser.add_argument(
         "--only",
         default="floor,cfloor,server,stall,capture",

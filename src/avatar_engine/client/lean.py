@@ -62,6 +62,14 @@ _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _RECV = 1 << 16
 _HANDSHAKE_BATCH = 100
 """Connections opened at once (well inside the server's listen backlog)."""
+WAKE_S = 0.001
+"""The shortest interval between two wake-ups of a viewer process (``spec["wake_ms"]``
+overrides it). Woken by every arriving frame, the viewers of a process gathered about 9 frames
+per wake-up at 1,000 viewers, and each wake-up is a context switch on the cores the server
+sends from; sleeping out the rest of a millisecond gathers about 37, and the viewers' CPU per
+frame fell from about 14 to 10.4 us (benchmarks/fanout_floor.py, docs/performance.md). A frame
+that arrives meanwhile is stamped up to 1 ms late: tick-to-receive is overstated by at most
+that, never understated."""
 _HANDSHAKE_S = 30.0
 """How long one batch of handshakes may take before the rest are counted as failed."""
 _OP_BINARY, _OP_CLOSE, _OP_PING, _OP_PONG = 0x2, 0x8, 0x9, 0xA
@@ -173,6 +181,8 @@ class ViewerTotals:
     closed: int = 0
     bad: int = 0
     """Malformed stream messages, and viewers closed on a frame no server sends (ws_receive)."""
+    wakeups: int = 0
+    """Wake-ups of the receive loop in the measured window (frames / wakeups: the batching)."""
     tick_to_receive_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
     publish_to_receive_ms: list[float] = field(default_factory=list)
 
@@ -195,6 +205,7 @@ class ViewerTotals:
             "failed": self.failed,
             "closed": self.closed,
             "bad": self.bad,
+            "wakeups": self.wakeups,
             "tick_to_receive_ms": self.tick_to_receive_ms.tobytes(),
             "publish_to_receive_ms": self.publish_to_receive_ms,
             "cpu_s": cpu_s,
@@ -517,7 +528,8 @@ def run_viewers(
     ``spec["limit_s"]`` bounds the wait for a window; ``spec["linger_s"]`` keeps the viewers
     connected (reading, not counting) that long after it, so a coordinator can read the
     server's per-viewer counters while they are still there. ``spec["receive"]`` names the
-    kernel backend of the receive pass (:func:`receive_pass`; default: the fastest, native).
+    kernel backend of the receive pass (:func:`receive_pass`; default: the fastest, native);
+    ``spec["wake_ms"]`` the shortest interval between wake-ups (default :data:`WAKE_S`).
 
     Returns the totals, the latencies (tick-to-receive as float32 bytes) and this process's CPU
     seconds and wall seconds over the measured window.
@@ -539,6 +551,7 @@ def run_viewers(
         if not viewer.stall and viewer.decoder is None:
             receive.add(viewer)
     linger = float(spec.get("linger_s", 0.0))
+    wake_s = float(spec.get("wake_ms", WAKE_S * 1e3)) / 1e3
     cpu0 = wall0 = cpu1 = wall1 = math.nan
     try:
         while (now := time.monotonic()) < window[1] + linger:
@@ -552,12 +565,14 @@ def run_viewers(
             # stamped with that time, not with when this loop reached them (a probe's full
             # decode takes about 0.1 ms, so the 50th would carry the generator's delay).
             polled, ready = receive.poll(max(0.0, min(0.1, window[1] + linger - now)), window)
+            totals.wakeups += window[0] <= polled < window[1]
             for fd in ready:
                 if (probe := probes.get(fd)) is not None:
                     probe.on_data(polled, window)
                     if probe.state == _CLOSED:
                         ep.unregister(fd)
                         del probes[fd]
+            time.sleep(max(0.0, polled + wake_s - time.monotonic()))  # WAKE_S
         if math.isnan(cpu1):
             cpu1, wall1 = time.process_time(), time.monotonic()
     finally:
