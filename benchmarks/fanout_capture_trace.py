@@ -3,13 +3,17 @@
     .venv/bin/python benchmarks/fanout_capture_trace.py [--duration 5]
 
 Runs a real ``avatar-engine serve`` with a ``sitecustomize`` that records, in the server, when
-each capture frame reached ``Runtime.on_frame`` (with its jaw value) and when every tick
+each capture frame reached ``Runtime.on_frame`` (or ``on_frames``, a burst) (with its jaw value) and when every tick
 started and ended; then the same load as ``fanout_floor.py --only capture`` (100 sessions, the
 lean Live Link publisher, one viewer each). Printed: how far apart the arrivals of one
 published instant (a jaw flip of all 100 sessions, sent within about a millisecond) are spread
 inside the server, how many ticks carry one burst, and how long an arrival waits for the end
 of the tick that carries it (the first to end after it: a tick reads the capture sockets
-first). The load average is printed; the trace adds a few microseconds per frame and tick.
+first), and each part of a tick (capture read, engine step, events/egress/voice, encode and
+fan-out) in wall time and in the server thread's CPU time: wall minus CPU is time the tick
+waited for a core. Beside them the viewers' tick -> receive: what it adds to the tick is the
+wait after the fan-out (the last group's frame leaves at the tick's end) and the viewers'
+wake-up. The load average is printed; the trace adds a few microseconds per frame and tick.
 """
 
 from __future__ import annotations
@@ -44,12 +48,33 @@ def on_frames(self, session_ids, arkit, rotations, t_arrival, sources):
     now = time.monotonic()
     frames.extend((now, s, float(a[JAW])) for s, a in zip(session_ids, arkit))
     return _on_frames(self, session_ids, arkit, rotations, t_arrival, sources)
+import avatar_engine.engine.engine as en
+import avatar_engine.server.streams as st
+_marks = []
+def mark():
+    _marks.append((time.monotonic(), time.thread_time()))
 def tick(self, t):
-    start = time.monotonic()
+    _marks.clear()
+    mark()
     try:
         return _tick(self, t)
     finally:
-        ticks.append((start, time.monotonic()))
+        mark()
+        if len(_marks) == 5:  # a tick that ran: start, read, step, fan-out start, end
+            ticks.append([x for m in _marks for x in m])
+def phase(fn, before):
+    def wrapped(*args, **kwargs):
+        if before:
+            mark()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            if not before:
+                mark()
+    return wrapped
+rt.Runtime._read_capture = phase(rt.Runtime._read_capture, False)
+en.Engine.step = phase(en.Engine.step, False)
+st.RigStreams.encode_and_fan_out = phase(st.RigStreams.encode_and_fan_out, True)
 rt.Runtime.on_frame, rt.Runtime.on_frames, rt.Runtime.tick = on_frame, on_frames, tick
 def dump():
     out = os.environ["AVATAR_ENGINE_TRACE"]
@@ -77,10 +102,11 @@ def analyse(trace: dict[str, Any]) -> dict[str, object]:
     spread = [1e3 * (b[-1] - b[0]) for b in bursts if len(b) > 1]
     # The tick that carries an arrival is the first to end after it: a tick reads the capture
     # sockets at its start, so an arrival inside a tick is that tick's.
-    nxt = np.searchsorted(ticks[:, 1], arrivals)
+    end = ticks[:, 8]  # rows: (wall, cpu) at start, read, step, fan-out start, end
+    nxt = np.searchsorted(end, arrivals)
     ok = nxt < len(ticks)
-    wait_end = 1e3 * (ticks[nxt[ok], 1] - arrivals[ok])
-    per_burst = [len(np.unique(np.searchsorted(ticks[:, 1], b))) for b in bursts if len(b) > 1]
+    wait_end = 1e3 * (end[nxt[ok]] - arrivals[ok])
+    per_burst = [len(np.unique(np.searchsorted(end, b))) for b in bursts if len(b) > 1]
 
     def pct(v: object) -> list[float]:
         return [round(float(x), 2) for x in np.percentile(np.asarray(v), [50, 99])]
@@ -91,8 +117,24 @@ def analyse(trace: dict[str, Any]) -> dict[str, object]:
         "burst_spread_ms_p50_max": [round(float(np.median(spread)), 2), round(max(spread), 2)],
         "ticks_per_burst_p50_max": [float(np.median(per_burst)), max(per_burst)],
         "arrival_to_tick_end_ms_p50_p99": pct(wait_end),
-        "tick_ms_p50_p99": pct(1e3 * (ticks[:, 1] - ticks[:, 0])),
-    }
+        "tick_ms_p50_p99": pct(1e3 * (end - ticks[:, 0])),
+    } | phases(ticks)
+
+
+def phases(ticks: np.ndarray) -> dict[str, object]:
+    """Each part of a tick, p50 / p99 in ms of wall time and of the server thread's CPU time
+    (wall minus CPU: the tick waited for a core, or was preempted)."""
+    out: dict[str, object] = {}
+    names = ("read_capture", "engine_step", "events_egress_voice", "encode_and_fan_out")
+    for k, name in enumerate((*names, "whole_tick")):
+        a, b = (0, 4) if name == "whole_tick" else (k, k + 1)
+        wall = 1e3 * (ticks[:, 2 * b] - ticks[:, 2 * a])
+        cpu = 1e3 * (ticks[:, 2 * b + 1] - ticks[:, 2 * a + 1])
+        out[f"{name}_ms_wall_cpu_p50_p99"] = [
+            round(float(x), 3)
+            for x in (*np.percentile(wall, [50, 99]), *np.percentile(cpu, [50, 99]))
+        ]
+    return out
 
 
 def main() -> int:
@@ -116,6 +158,7 @@ def main() -> int:
         finally:
             server.stop()
     print(json.dumps({"publish_to_receive_ms": r["publish_to_receive_ms"],
+                      "tick_to_receive_ms": r["tick_to_receive_ms"],
                       "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
                       "server_cpu_percent": r["server_cpu_percent"],
                       "load_cpu_percent": r["load_cpu_percent"],
