@@ -5,7 +5,8 @@
 Runs a real ``avatar-engine serve`` with a ``sitecustomize`` that records, in the server, every
 tick (start, duration, lateness behind its slot, kicked by input or scheduled), every garbage
 collection (``gc.callbacks``: start, duration, generation), every capture frame's arrival and
-every group's ``offer_to_all`` (duration, viewers, session); then the load of
+every group's pass (``offer_to_groups``: one call per tick and rig, its duration split
+evenly over its groups; viewers, session); then the load of
 ``fanout_floor.py --only server`` (10 sessions, the lean Live Link publisher, N viewers).
 Printed, for the connect phase and for the measured window apart: ticks of each kind, tick
 durations, scheduled ticks' lateness and those late by more than a period, collections per
@@ -48,7 +49,7 @@ def on_gc(phase, info):
 gc.callbacks.append(on_gc)
 _tick, _kick, _on_frame = rt.Runtime.tick, rt.Runtime._kick, rt.Runtime.on_frame
 _on_frames = rt.Runtime.on_frames
-_offer = streams.offer_to_all
+_offer = streams.offer_to_groups
 def tick(self, t):
     start = time.monotonic()
     _tick(self, t)
@@ -67,16 +68,17 @@ def on_frame(self, session_id, arkit, rotations, t_arrival, source):
 def on_frames(self, session_ids, arkit, rotations, t_arrival, sources):
     rec["frame"].extend((t_arrival, session_no(s)) for s in session_ids)
     return _on_frames(self, session_ids, arkit, rotations, t_arrival, sources)
-def offer_to_all(subscribers, message, *, keyframe, hold=False):
+def offer_to_groups(groups, messages, keyframes):
     start = time.monotonic()
-    need = _offer(subscribers, message, keyframe=keyframe, hold=hold)
-    first = next(iter(subscribers), None)
-    rec["offer"].append((start, time.monotonic() - start, len(subscribers),
-                         session_no(first.session) if first is not None else -1))
-    return need
+    _offer(groups, messages, keyframes)
+    share = (time.monotonic() - start) / max(1, len(groups))  # one call: its time split evenly
+    for group in groups:
+        first = next(iter(group), None)
+        rec["offer"].append((start, share, len(group),
+                             session_no(first.session) if first is not None else -1))
 rt.Runtime.tick, rt.Runtime._kick, rt.Runtime.on_frame = tick, kick, on_frame
 rt.Runtime.on_frames = on_frames
-streams.offer_to_all = offer_to_all
+streams.offer_to_groups = offer_to_groups
 _shutdown = uvicorn.Server.shutdown
 async def shutdown(self, *args, **kwargs):  # uvicorn re-raises SIGTERM after serve(): dump here
     with open(os.environ["AVATAR_ENGINE_TRACE"], "w") as f:

@@ -41,9 +41,11 @@ from avatar_engine.server.fanout import (
     ViewerSet,
     frame_header,
     group_backend,
+    groups_backend,
     offer_to_all,
     send_backend,
     send_group_reference,
+    send_groups_reference,
     send_to_all_reference,
 )
 from avatar_engine.server.streams import StreamKey, Subscriber
@@ -319,6 +321,44 @@ def test_the_group_pass_reports_what_the_reference_reports(backend: str) -> None
     assert 0 < codes[0] < len(wire) and codes[1] == -errno.EAGAIN
     assert codes[3] == -errno.EBADF
     assert sent == [8, 8, 8, 8, 8, 7, 7]  # every row written to counts the frame as its own
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_every_group_of_a_tick_in_one_pass_reports_what_the_reference_reports(
+    backend: str,
+) -> None:
+    """All groups' passes in one call: group g writes its own wire to its slice of members
+    (an empty group included), positions come back into the whole member array; the native
+    pass equals the Python reference, which is send_group's contract per group."""
+    wires = [
+        frame_header(60000) + bytes(60000),
+        frame_header(5) + b"hello",
+        frame_header(3) + b"abc",
+    ]
+    got = []
+    for send in (send_groups_reference, groups_backend(backend)):
+        extra = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # before the closed fd
+        keep, fds = _send_cases(wires[0])  # open, part, full, broken, closed
+        table_fds = np.array([*fds, extra[0].fileno(), -1], np.int32)
+        blocked = np.array([0, 0, 0, 0, 0, BLOCKED_PAUSED, 0], np.uint8)
+        sent = np.full(len(table_fds), 7, np.int64)
+        members = np.array([5, 0, -1, 1, 2, 3, 4, 0, 6], np.int32)  # table rows; -1: no link
+        starts = np.array([0, 4, 4, 9], np.int64)  # the second group is empty
+        skip, fail, result = send([wires[0], wires[1], wires[2]], starts, members, table_fds,
+                                  blocked, sent)  # fmt: skip
+        got.append((skip.tolist(), fail.tolist(), result.tolist(), sent.tolist()))
+        for s in [*keep, *extra]:
+            s.close()
+    reference, result = got
+    assert result == reference
+    skip, fail, codes, sent = reference
+    assert skip == [0, 2]  # the blocked row and the viewer without a link
+    assert fail == [3, 4, 5, 6, 8]  # part (large wire), full, broken, closed, no descriptor
+    assert 0 < codes[0] < len(wires[0]) and codes[1] == -errno.EAGAIN
+    assert codes[3] == codes[4] == -errno.EBADF
+    assert sent == [9, 8, 8, 8, 8, 7, 8]  # the open row is in two groups; blocked not counted
+    with pytest.raises(ValueError):
+        send([wires[1]], np.array([0, 2], np.int64), members[:1], table_fds, blocked, sent)
 
 
 class _Path:

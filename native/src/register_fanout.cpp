@@ -63,6 +63,12 @@ py::array_t<std::int64_t> send_to_all(const py::buffer& wire,
     return out;
 }
 
+py::array_t<std::int64_t> int64_array(const std::vector<std::int64_t>& v) {
+    py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
+    std::copy(v.begin(), v.end(), out.mutable_data());
+    return out;
+}
+
 // One group's pass: see the file comment. Returns (blocked positions, failed positions, their
 // results: bytes taken by a short write, or -errno), positions into ``members``.
 py::tuple send_group(const py::buffer& wire,
@@ -110,12 +116,74 @@ py::tuple send_group(const py::buffer& wire,
             }
         }
     }
-    auto array = [](const std::vector<std::int64_t>& v) {
-        py::array_t<std::int64_t> out(static_cast<py::ssize_t>(v.size()));
-        std::copy(v.begin(), v.end(), out.mutable_data());
-        return out;
-    };
-    return py::make_tuple(array(skip), array(fail), array(result));
+    return py::make_tuple(int64_array(skip), int64_array(fail), int64_array(result));
+}
+
+// Every group of one tick in one pass: group g's framed message is wires[g] and its members
+// are members[starts[g]:starts[g + 1]]; each member as in send_group. Positions returned are
+// into ``members`` (the caller maps them back to a group with ``starts``). One call instead of
+// one per group: with many one-viewer groups, the per-call cost was most of the pass.
+py::tuple send_groups(const py::list& wires,
+                      const py::array_t<std::int64_t, py::array::c_style>& starts,
+                      const py::array_t<std::int32_t, py::array::c_style>& members,
+                      const py::array_t<std::int32_t, py::array::c_style>& fds,
+                      const py::array_t<std::uint8_t, py::array::c_style>& blocked,
+                      py::array_t<std::int64_t, py::array::c_style>& sent) {
+    const auto groups = static_cast<std::size_t>(wires.size());
+    if (starts.ndim() != 1 || static_cast<std::size_t>(starts.shape(0)) != groups + 1)
+        throw py::value_error("send_groups: starts must be 1-D with one entry per group + 1");
+    if (members.ndim() != 1 || fds.ndim() != 1 || blocked.ndim() != 1 || sent.ndim() != 1)
+        throw py::value_error("send_groups: members and the table's arrays must be 1-D");
+    const auto table = fds.shape(0);
+    if (blocked.shape(0) != table || sent.shape(0) != table)
+        throw py::value_error("send_groups: the table's arrays must have one length");
+    const auto n = members.shape(0);
+    const std::int64_t* start = starts.data();
+    if (start[0] != 0 || start[groups] != n)
+        throw py::value_error("send_groups: starts must run from 0 to len(members)");
+    for (std::size_t g = 0; g < groups; ++g)
+        if (start[g] > start[g + 1])
+            throw py::value_error("send_groups: starts must not decrease");
+    const std::int32_t* member = members.data();
+    for (py::ssize_t i = 0; i < n; ++i)
+        if (member[i] < -1 || member[i] >= table)
+            throw py::value_error("send_groups: a member is not in the table (nor -1)");
+    std::vector<const char*> bytes(groups);
+    std::vector<std::size_t> sizes(groups);
+    for (std::size_t g = 0; g < groups; ++g) {
+        const py::handle wire = wires[g];
+        if (!PyBytes_Check(wire.ptr())) throw py::type_error("send_groups: wires must be bytes");
+        bytes[g] = PyBytes_AS_STRING(wire.ptr());
+        sizes[g] = static_cast<std::size_t>(PyBytes_GET_SIZE(wire.ptr()));
+    }
+    std::vector<std::int64_t> skip, fail, result;
+    const std::int32_t* fd = fds.data();
+    const std::uint8_t* bits = blocked.data();
+    std::int64_t* count = sent.mutable_data();
+    {
+        // Safe without the GIL: the bytes objects and arrays are kept alive by the caller's
+        // list and frame; nothing else runs Python on this thread's table meanwhile.
+        py::gil_scoped_release release;
+        for (std::size_t g = 0; g < groups; ++g) {
+            for (std::int64_t i = start[g]; i < start[g + 1]; ++i) {
+                const std::int32_t k = member[i];
+                if (k < 0 || bits[k] != 0) {
+                    skip.push_back(i);
+                    continue;
+                }
+                ssize_t got;
+                do {
+                    got = ::send(fd[k], bytes[g], sizes[g], MSG_DONTWAIT | MSG_NOSIGNAL);
+                } while (got < 0 && errno == EINTR);
+                count[k] += 1;
+                if (got != static_cast<ssize_t>(sizes[g])) {
+                    fail.push_back(i);
+                    result.push_back(got < 0 ? -static_cast<std::int64_t>(errno) : got);
+                }
+            }
+        }
+    }
+    return py::make_tuple(int64_array(skip), int64_array(fail), int64_array(result));
 }
 
 }  // namespace
@@ -131,6 +199,11 @@ void register_fanout(py::module_& m) {
           "One group's fan-out pass over a table of direct links (GIL released): a send() to "
           "each member with no blocked bit (its sent count + 1); returns (blocked positions, "
           "failed positions, their results: bytes taken or -errno).");
+    m.def("send_groups", &send_groups, py::arg("wires"), py::arg("starts"), py::arg("members"),
+          py::arg("fds"), py::arg("blocked"), py::arg("sent"),
+          "send_group for every group of a tick in one call (GIL released once): group g sends "
+          "wires[g] to members[starts[g]:starts[g+1]]; returns positions into members as "
+          "send_group does.");
 #else
     (void)m;  // no POSIX send flags: the Python reference loop serves
 #endif

@@ -40,6 +40,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from functools import cache
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, Final, Generic, Protocol, TypeVar
 
 import numpy as np
@@ -369,6 +370,7 @@ def send_to_all_reference(wire: bytes, fds: I32) -> I64:
 
 SendToAll = Callable[[bytes, I32], I64]
 SendGroup = Callable[[bytes, I32, I32, U8, I64], tuple[I64, I64, I64]]
+SendGroups = Callable[[list[bytes], I64, I32, I32, U8, I64], tuple[I64, I64, I64]]
 
 
 def send_group_reference(
@@ -405,6 +407,36 @@ def send_group_reference(
     return (np.array(skip, np.int64), np.array(fail, np.int64), np.array(result, np.int64))
 
 
+def send_groups_reference(
+    wires: list[bytes],
+    starts: I64,
+    members: I32,
+    fds: I32,
+    blocked: U8,
+    sent: I64,
+) -> tuple[I64, I64, I64]:
+    """The contract of every group's pass of one tick in one call: group ``g`` writes
+    ``wires[g]`` to ``members[starts[g]:starts[g + 1]]``, each as :func:`send_group_reference`;
+    the positions returned are into ``members``. The native ``_core.send_groups`` does the same
+    in one call with the GIL released (with many one-viewer groups, one call per group cost
+    more than its write)."""
+    bounds = starts.tolist()
+    if len(bounds) != len(wires) + 1 or bounds[0] != 0 or bounds[-1] != len(members):
+        raise ValueError("send_groups: starts must run from 0 to len(members), one per group + 1")
+    if any(b < a for a, b in pairwise(bounds)):
+        raise ValueError("send_groups: starts must not decrease")
+    skip: list[int] = []
+    fail: list[int] = []
+    result: list[int] = []
+    for g, wire in enumerate(wires):
+        a, b = int(starts[g]), int(starts[g + 1])
+        s, f, r = send_group_reference(wire, members[a:b], fds, blocked, sent)
+        skip.extend((s + a).tolist())
+        fail.extend((f + a).tolist())
+        result.extend(r.tolist())
+    return (np.array(skip, np.int64), np.array(fail, np.int64), np.array(result, np.int64))
+
+
 @cache
 def send_backend(name: str | None = None) -> SendToAll:
     """The bare send loop of a kernel backend (``native``: the C++ loop; any other: the
@@ -424,6 +456,75 @@ def group_backend(name: str | None = None) -> SendGroup:
         send: SendGroup = require_native().send_group
         return send
     return send_group_reference
+
+
+@cache
+def groups_backend(name: str | None = None) -> SendGroups:
+    """Every group's pass of a tick in one call (``native``: the C++ pass; any other: the
+    reference), by default the fastest available."""
+    if resolve_backend(name) == "native":
+        send: SendGroups = require_native().send_groups
+        return send
+    return send_groups_reference
+
+
+def offer_to_groups(
+    groups: list[ViewerSet[Any]], messages: list[bytes], keyframes: list[bool]
+) -> None:
+    """:func:`offer_to_all` (without ``hold``) for many groups at once: ``messages[g]`` to
+    ``groups[g]``, one native call for all their direct writes; the viewers it returns (blocked,
+    linkless, written short) are handled one by one as in :func:`offer_to_all`."""
+    wires = [frame_header(len(m)) + m for m in messages]
+    sizes = [len(g.members) for g in groups]
+    starts = np.zeros(len(groups) + 1, np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    members = np.concatenate([g.rows() for g in groups]) if groups else np.zeros(0, np.int32)
+    skipped, failed, results = groups_backend()(
+        wires, starts, members, LINKS.fd, LINKS.blocked, LINKS.sent
+    )
+    if not (len(skipped) or len(failed)):
+        return
+    owner = np.searchsorted(starts, failed, side="right") - 1
+    for pos, g, got in zip(failed.tolist(), owner.tolist(), results.tolist(), strict=True):
+        _finish_short(groups[g], pos - int(starts[g]), wires[g], got)
+    by_group: dict[int, list[int]] = {}
+    owner = np.searchsorted(starts, skipped, side="right") - 1
+    for pos, g in zip(skipped.tolist(), owner.tolist(), strict=True):
+        by_group.setdefault(g, []).append(pos - int(starts[g]))
+    for g, skip in by_group.items():  # a group's data channels are sent together
+        _offer_skipped(groups[g], skip, messages[g], keyframe=keyframes[g], hold=False)
+
+
+def _finish_short(viewers: ViewerSet[Any], i: int, wire: bytes, got: int) -> None:
+    """Member ``i`` of a pass took ``got`` bytes of ``wire`` (or -errno): its transport goes on."""
+    link = viewers.members[i].direct
+    assert type(link) is DirectLink  # only linked rows are written
+    link.finish(wire, got)
+
+
+def _offer_skipped(
+    viewers: ViewerSet[Any], skipped: list[int], message: bytes, *, keyframe: bool, hold: bool
+) -> bool:
+    """Members of a pass not written directly (blocked, or no direct link): a data channel
+    claims the frame, or the outbox takes it; True when one waits for a keyframe after this."""
+    members = viewers.members
+    need = False
+    claimed: list[DataChannelLink] = []
+    for i in skipped:
+        sub = members[i]
+        outbox = sub.outbox
+        link = sub.direct
+        if isinstance(link, DataChannelLink) and link.claim(outbox):
+            claimed.append(link)
+            continue
+        if hold and not keyframe and outbox.awaiting_keyframe:
+            need = True
+            continue
+        outbox.offer_frame(message, keyframe=keyframe)
+        need = need or outbox.awaiting_keyframe
+    if claimed:
+        DataChannelLink.send_all(claimed, message)
+    return need
 
 
 def offer_to_all(
@@ -448,28 +549,9 @@ def offer_to_all(
     skipped, failed, results = group_backend()(
         wire, viewers.rows(), LINKS.fd, LINKS.blocked, LINKS.sent
     )
-    members = viewers.members
     for i, got in zip(failed.tolist(), results.tolist(), strict=True):
-        link = members[i].direct
-        assert type(link) is DirectLink  # only linked rows are written
-        link.finish(wire, got)
-    need = False
-    claimed: list[DataChannelLink] = []
-    for i in skipped.tolist():
-        sub = members[i]
-        outbox = sub.outbox
-        link = sub.direct
-        if isinstance(link, DataChannelLink) and link.claim(outbox):
-            claimed.append(link)
-            continue
-        if hold and not keyframe and outbox.awaiting_keyframe:
-            need = True
-            continue
-        outbox.offer_frame(message, keyframe=keyframe)
-        need = need or outbox.awaiting_keyframe
-    if claimed:
-        DataChannelLink.send_all(claimed, message)
-    return need
+        _finish_short(viewers, i, wire, got)
+    return _offer_skipped(viewers, skipped.tolist(), message, keyframe=keyframe, hold=hold)
 
 
 class StreamProtocol(WebSocketsSansIOProtocol):

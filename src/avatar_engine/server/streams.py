@@ -24,7 +24,7 @@ from avatar_engine.server.fanout import (
     FrameLink,
     ViewerSet,
     current_link,
-    offer_to_all,
+    offer_to_groups,
 )
 from avatar_engine.transport.outbox import Outbox
 from avatar_engine.types import B1, F32
@@ -182,13 +182,20 @@ class RigStreams:
         if following.size:
             enc.follow_input(following[tick.kinds[following] != NONE], t_ms)
         sent = 0
+        groups: list[ViewerSet[Subscriber]] = []
+        messages: list[bytes] = []
+        keyframes: list[bool] = []
         for slot in np.flatnonzero(tick.kinds != NONE).tolist():
             group = self._by_slot.get(slot)
-            if group is None:
+            if group is None or not group.subscribers.members:
                 continue
             message = bytes(tick.message(slot))  # the buffer is reused by the next call
-            offer_to_all(group.subscribers, message, keyframe=int(tick.kinds[slot]) == 1)
+            groups.append(group.subscribers)
+            messages.append(message)
+            keyframes.append(int(tick.kinds[slot]) == 1)
             sent += len(message) * len(group.subscribers)
+        if groups:  # every group's direct writes in one native call
+            offer_to_groups(groups, messages, keyframes)
         while self._needs_resync:  # only groups where someone lost a frame
             self._resync(self._needs_resync.pop())
         return sent
