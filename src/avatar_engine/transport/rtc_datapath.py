@@ -287,13 +287,13 @@ class FastSender:
         path.send_packet(
             sctp_packet(self._sctp, data_chunk(tsn, self._template["stream_id"], data))
         )
-        self.fast += 1
 
     def book(self, data: bytes, now: float) -> int:
         """Book ``data`` as a DATA chunk sent at ``now`` (``time.time()``), where aiortc's
         ``_send`` and ``_transmit`` would book it (next TSN, sent queue, flight size, T3
-        timer), so its SACK, retransmission and abandonment code finds it as its own; returns
-        the chunk's TSN. Only after :meth:`fast_now` said True."""
+        timer), so its SACK, retransmission and abandonment code finds it as its own, and
+        counts it in :attr:`fast`; returns the chunk's TSN. Only after :meth:`fast_now` said
+        True, before anything else is sent on the association."""
         sctp = self._sctp
         tsn = sctp._local_tsn
         chunk = _new_chunk(DataChunk)
@@ -308,6 +308,7 @@ class FastSender:
         sctp._flight_size += len(data)  # _flight_size_increase of a chunk not yet in flight
         if sctp._t3_handle is None:
             sctp._t3_start()
+        self.fast += 1
         return tsn
 
     def fast_now(self, data: bytes) -> bool:
@@ -350,11 +351,12 @@ class FastSender:
 
 
 def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
-    """``data`` to every sender's peer: the chunks are booked here, in Python (aiortc's state
-    is Python objects), then one native call builds each packet, encrypts it as one DTLS
-    record and sends it (``_core.rtc_send_group``). A sender whose fast path is not open now,
-    or with no native row, sends through :meth:`FastSender.send` (the Python reference, or
-    aiortc's queue); with :func:`native_ok` False, all do."""
+    """``data`` to every sender's peer: one native call builds each packet with the peer's
+    next TSN, encrypts it as one DTLS record and sends it (``_core.rtc_send_group``), then
+    each chunk is booked in Python (aiortc's state is Python objects; booking after the sends
+    keeps that work from delaying the later peers' frames). A sender whose fast path is not
+    open now, or with no native row, sends through :meth:`FastSender.send` (the Python
+    reference, or aiortc's queue); with :func:`native_ok` False, all do."""
     if not native_ok():
         for sender in senders:
             sender.send(data)
@@ -365,7 +367,7 @@ def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
     now = time.time()
     for sender in senders:
         if sender.fast_now(data) and (row := sender.row) is not None:
-            tsns.append(sender.book(data, now))
+            tsns.append(sender._sctp._local_tsn)  # booked below, after the sends
             rows.append(row)
             batch.append(sender)
         else:
@@ -373,8 +375,8 @@ def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
     if not batch:
         return
     failed, _ = require_native().rtc_send_group(data, b"".join(rows), tsns, *_openssl_functions())
-    for sender in batch:
-        sender.fast += 1
+    for sender in batch:  # the last peer's frame went out before this Python work
+        sender.book(data, now)
     for i in failed:
         batch[i].lost += 1
 
