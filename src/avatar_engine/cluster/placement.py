@@ -81,7 +81,7 @@ class ClusterPlacement:
                                             counters)  # fmt: skip
         self.epoch = StreamEpoch(link, keys, host)
         self.loops = BackgroundLoops(link, keys, self.registry, self.epoch, self.viewers,
-                                     self.relays, self.quotas, self.on_message)  # fmt: skip
+                                     self.relays, self.quotas, self.on_messages)  # fmt: skip
         self.advertise_url = advertise_url
         self._http: httpx.AsyncClient | None = None
 
@@ -290,11 +290,14 @@ class ClusterPlacement:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def on_message(self, channel: bytes, data: bytes) -> None:
-        """One pub/sub message: a relayed group's bytes, a request to this node, a broadcast."""
-        name = channel.decode()
-        if self.viewers.deliver(name, data):
-            return
+    def on_messages(self, batch: list[tuple[bytes, bytes]]) -> None:
+        """Pub/sub messages (channel, data) the listener read in one go, in order: relayed
+        groups' bytes (each group's consecutive frames in one pass), requests to this node,
+        broadcasts."""
+        self.viewers.deliver_all(batch, self._on_message)
+
+    def _on_message(self, name: str, data: bytes) -> None:
+        """A message on a channel that is no relayed group's: a request or a broadcast."""
         is_request = name == self.keys.node_channel(self.node_id)
         if not is_request and name != self.keys.broadcast:
             self.counters.relayed_late += 1  # a group this node just left: still in flight

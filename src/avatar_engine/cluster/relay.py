@@ -9,16 +9,24 @@ asked for: the AUDIO bytes encoded once per (stream id, codec) go on the same ch
 with their codec, ahead of the frame of their ``t`` (the tick sends the voice first).
 
 On a **relaying node**, a :class:`RemoteGroup` holds that node's local subscribers of the group
-and hands every message from the channel to their outboxes, the same bytes for all (voice
+(a :class:`~avatar_engine.server.fanout.ViewerSet`, as a local group does) and hands the
+channel's frames to them through the fan-out's group pass, the same bytes for all (voice
 messages to those listening in that codec, on the reliable path). A local subscriber that
 joined late (or lost a frame) waits for a keyframe, asked of the owner.
+
+Frames that came one after another on a channel while the node was busy (a *run*) take one
+pass together (:func:`offer_run_to_all`): every viewer that may take direct writes gets all of
+them in one ``send()``, so a node that fell behind catches up in one pass per group instead of
+one pass per frame, and no frame of the chain is dropped on the way.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from avatar_engine.cluster.keys import (
     KIND_AUDIO,
@@ -28,12 +36,59 @@ from avatar_engine.cluster.keys import (
     KIND_VOICE_CUT,
 )
 from avatar_engine.codec.wire import AudioCodec
-from avatar_engine.server.fanout import offer_to_all
+from avatar_engine.server.fanout import (
+    LINKS,
+    DirectLink,
+    ViewerSet,
+    frame_header,
+    group_backend,
+    offer_to_all,
+)
 from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport.outbox import Outbox, OutboxOverflowError
 
 Publish = Callable[[str, bytes], bool]
 """Queue one message for a channel; False when it was dropped (Redis away, queue full)."""
+FRAME_KINDS = (KIND_KEYFRAME, KIND_DELTA)
+
+
+def offer_run_to_all(
+    viewers: ViewerSet[Subscriber], frames: Sequence[tuple[bytes, bool]], *, hold: bool
+) -> bool:
+    """Consecutive frames ``(message, keyframe)`` of one group, in order, to all its viewers.
+
+    One frame is :func:`~avatar_engine.server.fanout.offer_to_all`. Several are framed and
+    joined into one wire and written by one native group pass: each viewer that may take a
+    direct write gets them all in one ``send()`` (its count goes up by their number), so a
+    burst costs a viewer about what one frame does. Every other viewer (blocked, waiting for
+    a keyframe, WebRTC) is offered them one by one, exactly as one-frame passes would.
+    Returns True when a viewer is waiting for a keyframe after this.
+    """
+    if len(frames) <= 1:
+        if not frames:
+            return False
+        message, keyframe = frames[0]
+        return offer_to_all(viewers, message, keyframe=keyframe, hold=hold)
+    if not viewers.members:
+        return False
+    wire = b"".join(frame_header(len(m)) + m for m, _ in frames)
+    rows = viewers.rows()
+    skipped, failed, results = group_backend()(wire, rows, LINKS.fd, LINKS.blocked, LINKS.sent)
+    written = np.ones(len(rows), bool)
+    written[skipped] = False
+    LINKS.sent[rows[written]] += len(frames) - 1  # the pass counted one frame each
+    members = viewers.members
+    for i, got in zip(failed.tolist(), results.tolist(), strict=True):
+        link = members[i].direct
+        assert type(link) is DirectLink  # only linked rows are written
+        link.finish(wire, got)
+    if not skipped.size:
+        return False
+    others = ViewerSet([members[i] for i in skipped.tolist()], holds=False)
+    need = False
+    for message, keyframe in frames:
+        need = offer_to_all(others, message, keyframe=keyframe, hold=hold) or need
+    return need
 
 
 class RelayOutbox(Outbox):
@@ -113,7 +168,9 @@ class RemoteGroup:
     session: str
     key: StreamKey
     channel: str
-    subs: set[Subscriber] = field(default_factory=set)
+    subs: ViewerSet[Subscriber] = field(default_factory=ViewerSet)
+    """The local viewers, with their rows for the group pass (held: leave through
+    :meth:`ViewerSet.discard` or :meth:`ViewerSet.clear`)."""
     codecs: dict[Subscriber, AudioCodec] = field(default_factory=dict)
     """The codec each listening viewer hears the voice in (not listening: absent)."""
     last_request: float = -1.0
@@ -133,12 +190,9 @@ class RemoteGroup:
             return False
         kind = data[0]
         payload = data[1:]
-        need = False
-        if kind == KIND_KEYFRAME:
-            offer_to_all(self.subs, payload, keyframe=True)
-        elif kind == KIND_DELTA:  # the local groups' path: framed once, written at the floor
-            need = offer_to_all(self.subs, payload, keyframe=False, hold=True)
-        elif kind == KIND_CONTROL:
+        if kind in FRAME_KINDS:
+            return self.deliver_frames([data])
+        if kind == KIND_CONTROL:
             for sub in list(self.subs):
                 # An overflowing outbox closes itself; its socket's writer ends the subscription.
                 with contextlib.suppress(OutboxOverflowError):
@@ -146,7 +200,14 @@ class RemoteGroup:
         elif kind in (KIND_AUDIO, KIND_VOICE_CUT) and len(payload) > 1:
             self._deliver_voice(kind, payload[0], payload[1:])
         self.relayed += 1
-        return need
+        return False
+
+    def deliver_frames(self, messages: Sequence[bytes]) -> bool:
+        """Consecutive frame messages of the channel (keyframes, deltas) in one group pass; True
+        if a viewer needs a keyframe. Deltas are held back from viewers waiting for one."""
+        self.relayed += len(messages)
+        frames = [(m[1:], m[0] == KIND_KEYFRAME) for m in messages]
+        return offer_run_to_all(self.subs, frames, hold=True)
 
     def _deliver_voice(self, kind: int, codec: int, message: bytes) -> None:
         for sub, heard in list(self.codecs.items()):

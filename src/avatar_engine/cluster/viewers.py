@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable, Iterable
 from typing import Final
 
 from avatar_engine.cluster.keys import Keys, stream_sid
 from avatar_engine.cluster.link import ClusterCounters, RedisLink, pack
 from avatar_engine.cluster.registry import Registry, SessionMeta
-from avatar_engine.cluster.relay import RemoteGroup
+from avatar_engine.cluster.relay import FRAME_KINDS, RemoteGroup
 from avatar_engine.codec.messages import encode_event, encode_hello
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode, EventKind
@@ -190,6 +191,32 @@ class RemoteViewers:
             self.ask_keyframe(group, force=False)
         return True
 
+    def deliver_all(
+        self, messages: Iterable[tuple[bytes, bytes]], otherwise: Callable[[str, bytes], None]
+    ) -> None:
+        """Pub/sub messages (channel, data) in the order they came, as one batch: each group's
+        frames that came without another message between go to its viewers in one pass
+        (:meth:`RemoteGroup.deliver_frames`); any other message is handled after everything
+        before it, by :meth:`deliver` or, on a channel that is no group's, by ``otherwise``."""
+        runs: dict[RemoteGroup, list[bytes]] = {}
+        for channel, data in messages:
+            name = channel.decode()
+            group = self.groups.get(name)
+            if group is not None and data[:1] and data[0] in FRAME_KINDS:
+                runs.setdefault(group, []).append(data)
+                continue
+            self._deliver_runs(runs)
+            if not self.deliver(name, data):
+                otherwise(name, data)
+        self._deliver_runs(runs)
+
+    def _deliver_runs(self, runs: dict[RemoteGroup, list[bytes]]) -> None:
+        for group, frames in runs.items():
+            self.counters.relayed_in += len(frames)
+            if group.deliver_frames(frames):
+                self.ask_keyframe(group, force=False)
+        runs.clear()
+
     def offer_keyframe(self, key: StreamKey, keyframe: bytes, state_event: bytes | None) -> None:
         """The owner's answer to ``K`` (a ``k``)."""
         group = self.groups.get(self.keys.group_channel(key))
@@ -227,6 +254,7 @@ class RemoteViewers:
                 audio = self.audio.pop(sub, AudioCodec.OFF)
                 self.rehello(sub, audio)
                 taken.append((sub, audio))
+            group.subs.clear()  # the group no longer holds their links
         return taken
 
     def tell_state(self, session_id: str, state: SessionState) -> None:
