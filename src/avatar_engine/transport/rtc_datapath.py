@@ -67,6 +67,7 @@ AIORTC_TESTED: Final = ("1.16.",)
 _new_chunk = object.__new__
 _UNORDERED_WHOLE: Final = SCTP_DATA_UNORDERED | SCTP_DATA_FIRST_FRAG | SCTP_DATA_LAST_FRAG
 _ESTABLISHED: Final = RTCSctpTransport.State.ESTABLISHED
+_DTLS_CONNECTED: Final = DtlsState.CONNECTED
 _HEADER = struct.Struct("!HHL")
 _CHECKSUM = struct.Struct("<L")
 _DATA = struct.Struct("!BBHLHHL")
@@ -197,11 +198,6 @@ class DatagramPath:
         """aioice's ``StunProtocol`` of the pair: its ``transport`` is the UDP socket."""
         self.addr: tuple[str, int] = pair.remote_addr
 
-    @property
-    def connected(self) -> bool:
-        """The DTLS connection is up (records can be sent)."""
-        return self.dtls._state is DtlsState.CONNECTED
-
     def writable(self) -> bool:
         """The UDP transport is open and holds nothing unsent (a datagram sent around it
         would overtake what it holds)."""
@@ -312,22 +308,28 @@ class FastSender:
         return tsn
 
     def fast_now(self, data: bytes) -> bool:
-        """True when ``data`` may go as one DATA chunk now: the association is up with nothing
-        queued ahead or being abandoned, the congestion window has room, the message fits in
-        one chunk, DTLS is connected and the UDP transport open and empty."""
-        if self._path is None and not self._ready():
-            return False
+        """True when ``data`` may go as one DATA chunk now: it fits in one chunk and
+        :meth:`open_now`."""
+        return 0 < len(data) <= USERDATA_MAX_LENGTH and self.open_now()
+
+    def open_now(self) -> bool:
+        """True when a message that fits in one chunk may go as one DATA chunk now: the
+        association is up with nothing queued ahead or being abandoned, the congestion window
+        has room, DTLS is connected and the UDP transport open and empty."""
         path = self._path
+        if path is None:
+            if not self._ready():
+                return False
+            path = self._path
+            assert path is not None
         sctp = self._sctp
         return (
-            path is not None
-            and sctp._association_state is _ESTABLISHED
+            sctp._association_state is _ESTABLISHED
             and not sctp._data_channel_queue
             and not sctp._outbound_queue
             and sctp._forward_tsn_chunk is None
             and sctp._flight_size < sctp._cwnd
-            and 0 < len(data) <= USERDATA_MAX_LENGTH
-            and path.connected
+            and path.dtls._state is _DTLS_CONNECTED
             and path.writable()
         )
 
@@ -357,7 +359,7 @@ def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
     keeps that work from delaying the later peers' frames). A sender whose fast path is not
     open now, or with no native row, sends through :meth:`FastSender.send` (the Python
     reference, or aiortc's queue); with :func:`native_ok` False, all do."""
-    if not native_ok():
+    if not native_ok() or not 0 < len(data) <= USERDATA_MAX_LENGTH:
         for sender in senders:
             sender.send(data)
         return
@@ -366,7 +368,7 @@ def send_to_peers(senders: Iterable[FastSender], data: bytes) -> None:
     tsns = array("I")
     now = time.time()
     for sender in senders:
-        if sender.fast_now(data) and (row := sender.row) is not None:
+        if sender.open_now() and (row := sender.row) is not None:
             tsns.append(sender._sctp._local_tsn)  # booked below, after the sends
             rows.append(row)
             batch.append(sender)
