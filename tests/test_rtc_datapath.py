@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import time
+from collections.abc import Iterator
 from importlib.metadata import version
 from types import SimpleNamespace
 
@@ -68,7 +69,19 @@ def test_the_installed_aiortc_is_one_the_fast_path_was_tested_with() -> None:
     assert internals_ok()
 
 
-def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
+@pytest.fixture(params=["native", "python"])
+def seal(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Records opened and sealed natively (when this build can) or by pyOpenSSL in Python."""
+    if request.param == "python":
+        monkeypatch.setattr(datapath, "PYOPENSSL_TESTED", ("0.0.",))
+    elif not datapath.native_ok():
+        pytest.skip("no native WebRTC path here")
+    datapath.native_ok.cache_clear()
+    yield request.param
+    datapath.native_ok.cache_clear()
+
+
+def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping(seal: str) -> None:
     async def scenario() -> None:
         offerer, answerer, mine, theirs = await _pair()
         try:
@@ -80,6 +93,7 @@ def test_fast_send_and_lean_receive_keep_aiortc_s_bookkeeping() -> None:
             receiver = LeanReceiver(sctp, lambda sid, data: got.append((sid, data)))
             sender = FastSender(theirs["frames"])
             acks = LeanReceiver(their_sctp, None)  # the server's side: SACKs only
+            assert (receiver._path.row is not None) == (seal == "native")
             n = 41
             for i in range(n):
                 sender.send(b"frame %d" % i)

@@ -148,6 +148,91 @@ py::bytes rtc_sctp_packet(const py::buffer& header12, std::uint32_t tsn, std::ui
 using SslWrite = int (*)(void*, const void*, int);
 using BioRead = int (*)(void*, void*, int);
 using ErrClear = void (*)();
+using BioWrite = int (*)(void*, const void*, int);
+using SslRead = int (*)(void*, void*, int);
+using SslGetError = int (*)(const void*, int);
+constexpr int kSslErrorZeroReturn = 6;  // SSL_ERROR_ZERO_RETURN: the peer sent close_notify
+
+struct SealFunctions {
+    SslWrite write;
+    BioRead read;
+    ErrClear clear;
+};
+
+SealFunctions seal_functions(std::uintptr_t ssl_write, std::uintptr_t bio_read,
+                             std::uintptr_t err_clear) {
+    if (ssl_write == 0 || bio_read == 0 || err_clear == 0)
+        throw py::value_error("rtc: null OpenSSL function");
+    return {reinterpret_cast<SslWrite>(ssl_write), reinterpret_cast<BioRead>(bio_read),
+            reinterpret_cast<ErrClear>(err_clear)};
+}
+
+// One packet as one DTLS record to the row's peer: bytes sendto() took, -errno, or kSslFailed.
+std::int64_t seal_send(const SealFunctions& f, const Row& row, const std::uint8_t* packet,
+                       std::size_t length) {
+    std::uint8_t record[kRecordMax];
+    auto* ssl = reinterpret_cast<void*>(static_cast<std::uintptr_t>(row.ssl));
+    auto* wbio = reinterpret_cast<void*>(static_cast<std::uintptr_t>(row.wbio));
+    const int got = f.write(ssl, packet, static_cast<int>(length)) > 0
+                        ? f.read(wbio, record, static_cast<int>(kRecordMax))
+                        : -1;
+    if (got <= 0) {
+        f.clear();  // pyOpenSSL would read a stale error from this thread's queue
+        return kSslFailed;
+    }
+    ssize_t sent;
+    do {
+        sent = ::sendto(row.fd, record, static_cast<std::size_t>(got), MSG_DONTWAIT | MSG_NOSIGNAL,
+                        reinterpret_cast<const sockaddr*>(row.addr), row.addrlen);
+    } while (sent < 0 && errno == EINTR);
+    if (sent < 0) return -static_cast<std::int64_t>(errno);
+    return sent == got ? sent : -static_cast<std::int64_t>(EMSGSIZE);
+}
+
+Row row_of(const py::buffer& row) {
+    const py::buffer_info r = row.request();
+    if (r.size != static_cast<py::ssize_t>(kRow)) throw py::value_error("rtc: a row is 64 bytes");
+    Row out;
+    std::memcpy(&out, bytes_of(r, "row"), kRow);
+    return out;
+}
+
+// One SCTP packet (any chunks, checksum already in) to one peer: see seal_send.
+std::int64_t rtc_seal_send(const py::buffer& packet, const py::buffer& row,
+                           std::uintptr_t ssl_write, std::uintptr_t bio_read,
+                           std::uintptr_t err_clear) {
+    const py::buffer_info p = packet.request();
+    if (p.size < 1 || static_cast<std::size_t>(p.size) > kHead + kMaxUserData + 3)
+        throw py::value_error("rtc_seal_send: packet must be 1..1231 bytes");
+    return seal_send(seal_functions(ssl_write, bio_read, err_clear), row_of(row),
+                     bytes_of(p, "packet"), static_cast<std::size_t>(p.size));
+}
+
+// A received DTLS record into the connection (BIO_write) and the plaintext out (SSL_read):
+// the packet's bytes; b"" when there is none (a partial record, an alert, a handshake
+// message); None when the peer closed the connection (close_notify).
+py::object rtc_open(const py::buffer& record, std::uintptr_t ssl, std::uintptr_t rbio,
+                    std::uintptr_t bio_write, std::uintptr_t ssl_read,
+                    std::uintptr_t ssl_get_error, std::uintptr_t err_clear) {
+    if (ssl == 0 || rbio == 0 || bio_write == 0 || ssl_read == 0 || ssl_get_error == 0 ||
+        err_clear == 0)
+        throw py::value_error("rtc_open: null pointer");
+    const py::buffer_info r = record.request();
+    const std::uint8_t* data = bytes_of(r, "record");
+    if (r.size < 1 || r.size > 65535) throw py::value_error("rtc_open: record must be 1..65535 bytes");
+    auto* s = reinterpret_cast<void*>(ssl);
+    if (reinterpret_cast<BioWrite>(bio_write)(reinterpret_cast<void*>(rbio), data,
+                                              static_cast<int>(r.size)) <= 0) {
+        reinterpret_cast<ErrClear>(err_clear)();
+        return py::bytes();
+    }
+    std::uint8_t plain[kRecordMax];
+    const int got = reinterpret_cast<SslRead>(ssl_read)(s, plain, static_cast<int>(kRecordMax));
+    if (got > 0) return py::bytes(reinterpret_cast<const char*>(plain), got);
+    const int error = reinterpret_cast<SslGetError>(ssl_get_error)(s, got);
+    reinterpret_cast<ErrClear>(err_clear)();
+    return error == kSslErrorZeroReturn ? py::none() : py::object(py::bytes());
+}
 
 // Positions of the peers whose send failed, and per such peer -errno or kSslFailed.
 py::tuple rtc_send_group(const py::buffer& data, const py::buffer& rows,
@@ -164,41 +249,21 @@ py::tuple rtc_send_group(const py::buffer& data, const py::buffer& rows,
     const auto n = static_cast<std::size_t>(t.shape[0]);
     if (static_cast<std::size_t>(r.size) != n * kRow)
         throw py::value_error("rtc_send_group: rows must hold 64 bytes per tsn");
-    if (ssl_write == 0 || bio_read == 0 || err_clear == 0)
-        throw py::value_error("rtc_send_group: null OpenSSL function");
     const auto* tsn = static_cast<const std::uint32_t*>(t.ptr);
-    const auto write = reinterpret_cast<SslWrite>(ssl_write);
-    const auto read = reinterpret_cast<BioRead>(bio_read);
-    const auto clear = reinterpret_cast<ErrClear>(err_clear);
+    const SealFunctions f = seal_functions(ssl_write, bio_read, err_clear);
     std::vector<std::int64_t> fail, result;
     {
         // The caller holds the peers' connections (their SSL and BIO objects) and the buffers.
         std::uint8_t packet[kHead + kMaxUserData + 3];
-        std::uint8_t record[kRecordMax];
         for (std::size_t i = 0; i < n; ++i) {
             Row row;
             std::memcpy(&row, table + i * kRow, kRow);
-            const std::size_t length = build_packet(packet, row.header, tsn[i], row.stream, payload, size);
-            auto* ssl = reinterpret_cast<void*>(static_cast<std::uintptr_t>(row.ssl));
-            auto* wbio = reinterpret_cast<void*>(static_cast<std::uintptr_t>(row.wbio));
-            const int got = write(ssl, packet, static_cast<int>(length)) > 0
-                                ? read(wbio, record, static_cast<int>(kRecordMax))
-                                : -1;
-            if (got <= 0) {
-                clear();  // pyOpenSSL would read a stale error from this thread's queue
+            const std::size_t length =
+                build_packet(packet, row.header, tsn[i], row.stream, payload, size);
+            const std::int64_t sent = seal_send(f, row, packet, length);
+            if (sent < 0) {  // a datagram goes whole or not at all
                 fail.push_back(static_cast<std::int64_t>(i));
-                result.push_back(kSslFailed);
-                continue;
-            }
-            ssize_t sent;
-            do {
-                sent = ::sendto(row.fd, record, static_cast<std::size_t>(got),
-                                MSG_DONTWAIT | MSG_NOSIGNAL,
-                                reinterpret_cast<const sockaddr*>(row.addr), row.addrlen);
-            } while (sent < 0 && errno == EINTR);
-            if (sent != got) {  // a datagram goes whole or not at all
-                fail.push_back(static_cast<std::int64_t>(i));
-                result.push_back(sent < 0 ? -static_cast<std::int64_t>(errno) : sent);
+                result.push_back(sent);
             }
         }
     }
@@ -227,6 +292,15 @@ void register_rtc(py::module_& m) {
           "the SCTP packet, one DTLS record through the given OpenSSL functions and one "
           "sendto(); returns (positions of the peers whose send failed, per such peer -errno "
           "or RTC_SSL_FAILED).");
+    m.def("rtc_seal_send", &rtc_seal_send, py::arg("packet"), py::arg("row"),
+          py::arg("ssl_write"), py::arg("bio_read"), py::arg("err_clear"),
+          "One SCTP packet as one DTLS record to one peer's 64-byte row (GIL held): bytes "
+          "sent, -errno, or RTC_SSL_FAILED.");
+    m.def("rtc_open", &rtc_open, py::arg("record"), py::arg("ssl"), py::arg("rbio"),
+          py::arg("bio_write"), py::arg("ssl_read"), py::arg("ssl_get_error"),
+          py::arg("err_clear"),
+          "A received DTLS record through BIO_write and SSL_read: the plaintext, b'' when "
+          "there is none, None when the peer closed the connection.");
     m.attr("RTC_SSL_FAILED") = kSslFailed;
 #endif
 }

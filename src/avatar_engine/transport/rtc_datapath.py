@@ -140,6 +140,14 @@ def _openssl_functions() -> tuple[int, int, int]:
             _address_of(_lib.ERR_clear_error))  # fmt: skip
 
 
+@cache
+def _openssl_readers() -> tuple[int, int, int, int]:
+    """``BIO_write``, ``SSL_read``, ``SSL_get_error`` and ``ERR_clear_error`` of that OpenSSL
+    (for ``_core.rtc_open``)."""
+    return (_address_of(_lib.BIO_write), _address_of(_lib.SSL_read),
+            _address_of(_lib.SSL_get_error), _address_of(_lib.ERR_clear_error))  # fmt: skip
+
+
 def _sockaddr(host: str, port: int) -> bytes | None:
     """``struct sockaddr_in``/``sockaddr_in6`` of an address (None: a scoped IPv6 one)."""
     family = struct.pack("=H", socket.AF_INET)
@@ -187,7 +195,7 @@ class DatagramPath:
     record out on the pair's UDP socket, in the calling step (aiortc does the same in a chain
     of coroutines)."""
 
-    __slots__ = ("addr", "dtls", "protocol", "ssl")
+    __slots__ = ("_open_args", "addr", "dtls", "protocol", "row", "ssl")
 
     def __init__(self, sctp: RTCSctpTransport) -> None:
         self.dtls = sctp.transport
@@ -197,6 +205,37 @@ class DatagramPath:
         self.protocol: Any = pair.protocol
         """aioice's ``StunProtocol`` of the pair: its ``transport`` is the UDP socket."""
         self.addr: tuple[str, int] = pair.remote_addr
+        native = native_ok()
+        self.row = self.native_row(sctp, 0) if native else None
+        """The peer's row for ``_core.rtc_seal_send`` (None: packets are sealed in Python)."""
+        self._open_args = (
+            (_address_of(self.ssl._ssl), _address_of(self.ssl._into_ssl), *_openssl_readers())
+            if native
+            else None
+        )
+
+    def open_record(self, record: bytes) -> bytes | None:
+        """The SCTP packet a received DTLS record holds: b"" when it holds none (a partial
+        record, an alert), None when the peer closed DTLS (native ``_core.rtc_open`` when
+        :func:`native_ok`, else pyOpenSSL's ``bio_write`` and ``recv``)."""
+        if self._open_args is not None:
+            packet: bytes | None = require_native().rtc_open(record, *self._open_args)
+            return packet
+        ssl = self.ssl
+        ssl.bio_write(record)
+        try:
+            return ssl.recv(2048)
+        except SSL.ZeroReturnError:
+            return None
+        except SSL.Error:
+            return b""
+
+    def seal_send(self, packet: bytes) -> None:
+        """:meth:`send_packet`, natively (``_core.rtc_seal_send``) when this peer has a row."""
+        if self.row is None:
+            self.send_packet(packet)
+        elif self.writable():
+            require_native().rtc_seal_send(packet, self.row, *_openssl_functions())
 
     def writable(self) -> bool:
         """The UDP transport is open and holds nothing unsent (a datagram sent around it
@@ -422,19 +461,14 @@ class LeanReceiver:
         if not 19 < data[0] < 64:  # not DTLS (RFC 7983): STUN (consent checks) or other
             original(data, addr)
             return
-        ssl = self._path.ssl
-        ssl.bio_write(data)
-        try:
-            packet = ssl.recv(2048)
-        except SSL.ZeroReturnError:  # the peer closed DTLS: aiortc's receive task closes too
+        packet = self._path.open_record(data)
+        if packet is None:  # the peer closed DTLS: aiortc's receive task closes too
             self.close()
             self._path.dtls.transport._connection._queue.put_nowait(None)
             return
-        except SSL.Error:  # no whole record, an alert: nothing to hand on
-            packet = b""
-        if self._dtls13 or not packet:
+        if self._dtls13 or not packet:  # (no whole record, an alert: nothing to hand on)
             with contextlib.suppress(SSL.Error):  # what OpenSSL sends back, if anything
-                self._path.protocol.transport.sendto(ssl.bio_read(2048), self._path.addr)
+                self._path.protocol.transport.sendto(self._path.ssl.bio_read(2048), self._path.addr)
         if not packet:
             return
         kind = packet[12] if len(packet) >= _DATA_HEAD else -1
@@ -510,7 +544,7 @@ class LeanReceiver:
         self.unacked = 0
         rwnd = max(0, sctp._advertised_rwnd)
         chunk = _SACK.pack(3, 0, 16, sctp._last_received_tsn, rwnd, 0, 0)
-        self._path.send_packet(sctp_packet(sctp, chunk))
+        self._path.seal_send(sctp_packet(sctp, chunk))
 
 
 def _log_failure(task: asyncio.Future[None]) -> None:
