@@ -26,6 +26,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,13 @@ from typing import Any
 import httpx
 
 from avatar_engine.client.simulate import run_simulation
+
+SRC_HOOK = """import sys  # the nodes load avatar_engine from another source tree
+sys.meta_path[:] = [f for f in sys.meta_path if "editable" not in type(f).__module__]
+sys.path.insert(0, {src!r})
+"""
+"""A ``sitecustomize`` prefix for ``--src``: drops the editable install's finder, puts ``src``
+first (its ``avatar_engine`` needs the built ``_core`` module beside it: link it)."""
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:
@@ -42,7 +50,7 @@ def _free_port(kind: int = socket.SOCK_STREAM) -> int:
 
 
 class Node:
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.port = _free_port()
         self.livelink_port = _free_port(socket.SOCK_DGRAM)
         exe = str(Path(sys.executable).parent / "avatar-engine")
@@ -50,7 +58,7 @@ class Node:
         self.proc = subprocess.Popen(
             [exe, "serve", "--port", str(self.port), "--livelink-port", str(self.livelink_port),
              "--vmc-port", "0", "--log-level", "warning", *args],
-            stdout=self.log, stderr=subprocess.STDOUT,
+            stdout=self.log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
         )  # fmt: skip
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -90,6 +98,7 @@ def main() -> int:
     parser.add_argument("--subscribers", type=int, default=60)
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--src", help="run the cluster nodes on this source tree (a 'before')")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("redis-server is not on PATH", file=sys.stderr)
@@ -102,13 +111,16 @@ def main() -> int:
     redis_url = f"redis://127.0.0.1:{rport}/0"
     nodes: list[Node] = []
     results: dict[str, dict[str, Any]] = {}
+    hook = tempfile.TemporaryDirectory()
+    (Path(hook.name) / "sitecustomize.py").write_text(SRC_HOOK.format(src=args.src))
+    env = {"PYTHONPATH": hook.name} if args.src else None
     try:
         single = Node().wait()
         nodes.append(single)
         results["single"] = _sim(single.url, single.livelink_port, args, args.subscribers, None)
         single.stop()
         nodes.remove(single)
-        a, b, c = (Node("--redis", redis_url, "--node-id", f"bench-{n}") for n in "abc")
+        a, b, c = (Node("--redis", redis_url, "--node-id", f"bench-{n}", env=env) for n in "abc")
         nodes += [a, b, c]
         for node in nodes:
             node.wait()
@@ -122,6 +134,7 @@ def main() -> int:
             node.stop()
         redis_proc.terminate()
         redis_proc.wait(10)
+        hook.cleanup()
     for name, report in results.items():
         print(json.dumps({"layout": name, **report}))
     n = args.subscribers
@@ -134,6 +147,7 @@ def main() -> int:
     summary = {
         "load_average": os.getloadavg(),
         "sessions": args.sessions,
+        "src": args.src or "installed",
         "subscribers": n,
         "relayed_frames_per_s": results["cluster-relayed"]["frames_per_s"],
         "tick_to_receive_ms": {k: results[k]["tick_to_receive_ms"]
