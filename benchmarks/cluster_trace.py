@@ -158,7 +158,7 @@ class Probe(threading.Thread):
     def __init__(self, owner_url: str, url: str) -> None:
         super().__init__(daemon=True)
         self.owner_url, self.url = owner_url, url
-        self.frames: list[tuple[float, float, int]] = []
+        self.frames: list[tuple[float, float, int, int]] = []
         self.stop = threading.Event()
 
     def run(self) -> None:
