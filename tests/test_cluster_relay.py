@@ -166,7 +166,8 @@ def test_a_backlog_of_frames_takes_one_send_per_viewer_and_keeps_every_promise()
 
 def test_a_batch_keeps_the_order_of_frames_events_and_requests() -> None:
     """The listener's batch: a group's consecutive frames go in one pass, an event between them
-    stays between them, and other channels' messages reach the node's handler in order."""
+    stays between them, and other channels' messages reach the node's handler in order; the
+    frames behind an event or a request wait for the writers (the next part)."""
     passes: list[list[bytes]] = []
     seen: list[object] = []
 
@@ -188,7 +189,12 @@ def test_a_batch_keeps_the_order_of_frames_events_and_requests() -> None:
     batch = [(b"g1", d + b"1"), (b"g2", d + b"a"), (b"g1", d + b"2"),
              (b"g1", bytes([KIND_CONTROL]) + b"ev"), (b"g1", d + b"3"), (b"n", b"req"),
              (b"g1", d + b"4")]  # fmt: skip
-    viewers.deliver_all(batch, lambda name, data: seen.append((name, data)))
+    parts = []
+    while batch:
+        done = viewers.deliver_all(batch, lambda name, data: seen.append((name, data)))
+        parts.append(done)
+        batch = batch[done:]
+    assert parts == [4, 2, 1]  # each part ends after a message that is not a frame
     assert passes == [[d + b"1", d + b"2"], [d + b"a"], [d + b"3"], [d + b"4"]]
     assert seen == [("frames", 2), ("frames", 1), ("event", bytes([KIND_CONTROL]) + b"ev"),
                     ("frames", 1), ("n", b"req"), ("frames", 1)]  # fmt: skip

@@ -32,8 +32,9 @@ MAX_BACKOFF_S: Final = 1.0
 LISTEN_BATCH: Final = 512
 """Most pub/sub messages the listener hands over in one go (the rest: next loop iteration)."""
 
-OnMessages = Callable[[list[tuple[bytes, bytes]]], None]
-"""Pub/sub messages read in one go: (channel, data), in order."""
+OnMessages = Callable[[list[tuple[bytes, bytes]]], int]
+"""Pub/sub messages read in one go: (channel, data), in order; returns how many it handled
+(the rest are handed over again after the loop has run the viewers' writers)."""
 
 
 class BackgroundLoops:
@@ -153,9 +154,9 @@ class BackgroundLoops:
                 self.viewers.ask_all()
                 while True:
                     batch = await self._read_batch(pubsub)
-                    if batch:
-                        self.on_messages(batch)
-                        await asyncio.sleep(0)  # the viewers' writers, between batches
+                    while batch:
+                        batch = batch[self.on_messages(batch) :]
+                        await asyncio.sleep(0)  # the viewers' writers, between parts
             except REDIS_ERRORS as exc:
                 self.link.report_redis_error(exc)
             finally:

@@ -290,11 +290,12 @@ class ClusterPlacement:
 
     # -- messages ----------------------------------------------------------------------------
 
-    def on_messages(self, batch: list[tuple[bytes, bytes]]) -> None:
+    def on_messages(self, batch: list[tuple[bytes, bytes]]) -> int:
         """Pub/sub messages (channel, data) the listener read in one go, in order: relayed
         groups' bytes (each group's consecutive frames in one pass), requests to this node,
-        broadcasts."""
-        self.viewers.deliver_all(batch, self._on_message)
+        broadcasts. Returns how many were handled: up to and including the first that is not
+        a frame (the listener yields to the writers, then hands over the rest)."""
+        return self.viewers.deliver_all(batch, self._on_message)
 
     def _on_message(self, name: str, data: bytes) -> None:
         """A message on a channel that is no relayed group's: a request or a broadcast."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Final
 
 from avatar_engine.cluster.keys import Keys, stream_sid
@@ -192,14 +192,18 @@ class RemoteViewers:
         return True
 
     def deliver_all(
-        self, messages: Iterable[tuple[bytes, bytes]], otherwise: Callable[[str, bytes], None]
-    ) -> None:
-        """Pub/sub messages (channel, data) in the order they came, as one batch: each group's
-        frames that came without another message between go to its viewers in one pass
-        (:meth:`RemoteGroup.deliver_frames`); any other message is handled after everything
-        before it, by :meth:`deliver` or, on a channel that is no group's, by ``otherwise``."""
+        self, messages: list[tuple[bytes, bytes]], otherwise: Callable[[str, bytes], None]
+    ) -> int:
+        """Pub/sub messages (channel, data) in the order they came; returns how many were
+        handled. Each group's frames that came without another message between go to its
+        viewers in one pass (:meth:`RemoteGroup.deliver_frames`). Any other message (an event,
+        a private keyframe, a request) is handled after everything before it, by
+        :meth:`deliver` or, on a channel that is no group's, by ``otherwise``; then this
+        returns, so the caller lets the viewers' writers send what it queued (a joiner's
+        keyframe, an event) before the frames behind it: offered at once, those frames would
+        find the outboxes still full and be skipped."""
         runs: dict[RemoteGroup, list[bytes]] = {}
-        for channel, data in messages:
+        for n, (channel, data) in enumerate(messages, 1):
             name = channel.decode()
             group = self.groups.get(name)
             if group is not None and data[:1] and data[0] in FRAME_KINDS:
@@ -208,7 +212,9 @@ class RemoteViewers:
             self._deliver_runs(runs)
             if not self.deliver(name, data):
                 otherwise(name, data)
+            return n
         self._deliver_runs(runs)
+        return len(messages)
 
     def _deliver_runs(self, runs: dict[RemoteGroup, list[bytes]]) -> None:
         for group, frames in runs.items():
