@@ -72,10 +72,10 @@ class Node:
                 time.sleep(0.1)
         raise TimeoutError(self.url)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10) -> None:
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(10)
+            self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()

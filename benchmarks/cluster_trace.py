@@ -300,7 +300,7 @@ def main() -> int:
             if probe is not None:
                 probe.stop.set()
             for node in nodes:
-                node.stop()
+                node.stop(timeout=60)  # each dumps its trace on the way out
             redis_proc.terminate()
             redis_proc.wait(10)
         recs = [json.loads(dump.read_text()) for dump in dumps]
