@@ -89,6 +89,15 @@ def _sim(url: str, livelink_port: int, args: argparse.Namespace, subscribers: in
         workers=args.workers, json=True, subscribe_url=subscribe_urls, stalled=0, connect_s=2.0,
         probes=0,
     )  # fmt: skip
+    for _ in range(10):
+        try:
+            return run_simulation(ns)
+        except httpx.HTTPStatusError as exc:
+            # 409: a session of the last layout moved to another node under load (its lease
+            # lapsed) and its deletion has not reached this node's registry yet: wait for it.
+            if exc.response.status_code != 409:
+                raise
+            time.sleep(1.0)
     return run_simulation(ns)
 
 
