@@ -13,13 +13,21 @@ All on loopback, in one process (run it under the bench lock; the load average i
   route, deliver) against the same packets one ``datagram_received`` at a time, into a sink
   that keeps nothing and into the server's runtime (``Runtime.on_frame``: quota, engine);
 - **send**: the lean publisher's burst (one socket per subject) with ``send`` on connected
-  sockets against ``sendto``.
+  sockets against ``sendto``;
+- **cpu**: CPU time (``time.process_time``, no socket) of ``receive_batch`` over 100 queued
+  rows from 100 senders: into a batch sink that keeps nothing, into the runtime, and into the
+  runtime through its per-frame ``on_frame`` (what a receiver does with a sink that has no
+  ``on_frames``);
+- **fanout**: CPU per one-viewer group of the fan-out pass over 100 groups on Unix socketpairs:
+  one ``offer_to_all`` per group, one ``offer_to_groups`` for all, and a bare ``os.write`` of
+  the same frame per socket (the floor).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -33,6 +41,14 @@ from avatar_engine.ingest import CollectingSink, LiveLinkReceiver
 from avatar_engine.ingest.receivers import with_port
 from avatar_engine.ingest.recv_batch import recv_batch_native, recv_batch_reference
 from avatar_engine.server.config import ServerOptions
+from avatar_engine.server.fanout import (
+    LINKS,
+    DirectLink,
+    ViewerSet,
+    frame_header,
+    offer_to_all,
+    offer_to_groups,
+)
 from avatar_engine.server.runtime import Runtime
 
 N = 100
@@ -195,6 +211,116 @@ def send_case(bursts: int) -> dict[str, float]:
     return out
 
 
+class _Time:
+    """The receiver's clock, stepped by the benchmark."""
+
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def now(self) -> float:
+        return self.t
+
+
+class _PerFrame:
+    """A sink with only ``on_frame`` (the runtime's per-frame path), for the cpu case."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.on_frame = runtime.on_frame
+
+
+def cpu_case(bursts: int, rounds: int = 5) -> dict[str, float]:
+    """us of CPU per datagram of ``receive_batch`` over 100 rows already read (no socket): the
+    cases interleaved in ``rounds`` rounds, the least of each (CPU time still grows when
+    another process shares the core's caches)."""
+    packets = [livelink_packets(f"sim-{i}")[0] for i in range(N)]
+    senders: list[Any] = [(LOOPBACK, 40000 + i) for i in range(N)]
+    clock = _Time()
+    cases = {}
+    for name in ("null_batch_sink", "runtime", "runtime_per_frame"):
+        runtime = Runtime(ServerOptions())
+        sink: Any = {"null_batch_sink": CollectingSink(limit=0), "runtime": runtime,
+                     "runtime_per_frame": _PerFrame(runtime)}[name]  # fmt: skip
+        router = None if name == "null_batch_sink" else runtime.ingest.router
+        config = with_port(LiveLinkReceiver.default_config, LOOPBACK, 0)
+        rx = cases[name] = LiveLinkReceiver(sink, router, config=config, clock=clock.now)
+        for i, packet in enumerate(packets):  # the batch read's buffers, filled here instead
+            rx._rows[i, : len(packet)] = np.frombuffer(packet, np.uint8)
+            rx._sizes[i] = len(packet)
+        for _ in range(10):  # the sessions are made, the paths warm
+            clock.t += 1 / 60
+            rx.receive_batch(senders)
+    best = dict.fromkeys(cases, float("inf"))
+    per_round = max(1, bursts // rounds)
+    for _ in range(rounds):
+        for name, rx in cases.items():
+            total = 0.0
+            for _ in range(per_round):
+                clock.t += 1 / 60  # a 60 fps phone for the senders' rate limits
+                start = time.process_time()
+                rx.receive_batch(senders)
+                total += time.process_time() - start
+            best[name] = min(best[name], total / per_round)
+    for rx in cases.values():
+        assert not rx.totals.drops, rx.totals.drops
+    return {name: round(1e6 * t / N, 2) for name, t in best.items()}
+
+
+class _Viewer:
+    """A group member with a direct link and no outbox (every write here goes directly)."""
+
+    __slots__ = ("direct", "outbox")
+    direct: DirectLink
+    outbox: Any
+
+    def __init__(self, link: DirectLink) -> None:
+        self.direct, self.outbox = link, None
+
+
+def fanout_case(bursts: int) -> dict[str, float]:
+    """us of CPU per one-viewer group of a pass over 100 groups (Unix socketpairs)."""
+    pairs = [socket.socketpair() for _ in range(N)]
+    groups = []
+    for ours, peer in pairs:
+        ours.setblocking(False)
+        peer.setblocking(False)
+        link = object.__new__(DirectLink)  # a row of the link table without a connection
+        link.row = LINKS.open(ours.fileno())
+        groups.append(ViewerSet([_Viewer(link)], holds=False))
+    message = bytes(120)
+    wire = frame_header(len(message)) + message
+    fds = [ours.fileno() for ours, _ in pairs]
+
+    def each() -> None:
+        for group in groups:
+            offer_to_all(group, message, keyframe=False)
+
+    def together() -> None:
+        offer_to_groups(groups, [message] * N, [False] * N)
+
+    def bare() -> None:
+        for fd in fds:
+            os.write(fd, wire)
+
+    passes = {"offer_to_all_each": each, "offer_to_groups": together, "bare_os_write": bare}
+    out = {}
+    for name, run in list(passes.items()) * 2:  # the second (warm) run of each
+        total = 0.0
+        for _ in range(bursts):
+            start = time.process_time()
+            run()
+            total += time.process_time() - start
+            for _, peer in pairs:
+                with contextlib.suppress(BlockingIOError):
+                    while peer.recv(65536):
+                        pass
+        out[name] = round(1e6 * total / (bursts * N), 2)
+    for group in groups:
+        LINKS.release(group.rows()[0])
+    for s in (s for pair in pairs for s in pair):
+        s.close()
+    return out
+
+
 async def main_async(bursts: int) -> dict[str, Any]:
     out: dict[str, Any] = {"loop_us_per_datagram": await loop_case(bursts),
                            "recv_us_per_datagram": recv_case(bursts)}  # fmt: skip
@@ -202,6 +328,8 @@ async def main_async(bursts: int) -> dict[str, Any]:
     receive |= await receive_case(bursts, Runtime(ServerOptions()), "runtime")
     out["receive_us_per_datagram"] = receive
     out["send_us_per_burst_of_100"] = send_case(bursts)
+    out["cpu_us_per_datagram"] = cpu_case(bursts)
+    out["fanout_cpu_us_per_group"] = fanout_case(bursts)
     return out
 
 
