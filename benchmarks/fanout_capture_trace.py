@@ -3,17 +3,18 @@
     .venv/bin/python benchmarks/fanout_capture_trace.py [--duration 5]
 
 Runs a real ``avatar-engine serve`` with a ``sitecustomize`` that records, in the server, when
-each capture frame reached ``Runtime.on_frame`` (or ``on_frames``, a burst) (with its jaw value) and when every tick
-started and ended; then the same load as ``fanout_floor.py --only capture`` (100 sessions, the
-lean Live Link publisher, one viewer each). Printed: how far apart the arrivals of one
-published instant (a jaw flip of all 100 sessions, sent within about a millisecond) are spread
-inside the server, how many ticks carry one burst, and how long an arrival waits for the end
-of the tick that carries it (the first to end after it: a tick reads the capture sockets
-first), and each part of a tick (capture read, engine step, events/egress/voice, encode and
-fan-out) in wall time and in the server thread's CPU time: wall minus CPU is time the tick
-waited for a core. Beside them the viewers' tick -> receive: what it adds to the tick is the
-wait after the fan-out (the last group's frame leaves at the tick's end) and the viewers'
-wake-up. The load average is printed; the trace adds a few microseconds per frame and tick.
+each capture frame reached ``Runtime.on_frame`` or ``on_frames`` (a burst), with its jaw value,
+and when every tick started and ended; then the same load as ``fanout_floor.py --only capture``
+(100 sessions, the lean Live Link publisher, one viewer each). Printed: how far apart the
+arrivals of one published instant (a jaw flip of all 100 sessions, sent within about a
+millisecond) are spread inside the server, how many ticks carry one burst, and how long an
+arrival waits for the end of the tick that carries it (the first to end after it: a tick reads
+the capture sockets first), and each part of a tick (capture read, engine step,
+events/egress/voice, encode and fan-out) in wall time and in the server thread's CPU time: wall
+minus CPU is time the tick waited for a core. Beside them the viewers' tick -> receive: what it
+adds to the tick is the wait after the fan-out (the last group's frame leaves at the tick's end)
+and the viewers' wake-up. The load average is printed; the trace adds a few microseconds per
+frame and tick.
 """
 
 from __future__ import annotations
