@@ -108,6 +108,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=8.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--src", help="run the cluster nodes on this source tree (a 'before')")
+    parser.add_argument("--lease-ms", type=int, default=2000,
+                        help="the nodes' cluster_lease_ms (longer: ownership stays put while an "
+                             "overloaded owner's renewals come late)")  # fmt: skip
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         print("redis-server is not on PATH", file=sys.stderr)
@@ -129,7 +132,9 @@ def main() -> int:
         results["single"] = _sim(single.url, single.livelink_port, args, args.subscribers, None)
         single.stop()
         nodes.remove(single)
-        a, b, c = (Node("--redis", redis_url, "--node-id", f"bench-{n}", env=env) for n in "abc")
+        lease = ("--cluster-lease-ms", str(args.lease_ms))
+        a, b, c = (Node("--redis", redis_url, "--node-id", f"bench-{n}", *lease, env=env)
+                   for n in "abc")  # fmt: skip
         nodes += [a, b, c]
         for node in nodes:
             node.wait()
@@ -157,6 +162,7 @@ def main() -> int:
         "load_average": os.getloadavg(),
         "sessions": args.sessions,
         "src": args.src or "installed",
+        "lease_ms": args.lease_ms,
         "subscribers": n,
         "relayed_frames_per_s": results["cluster-relayed"]["frames_per_s"],
         "tick_to_receive_ms": {k: results[k]["tick_to_receive_ms"]
