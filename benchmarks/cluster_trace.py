@@ -106,8 +106,9 @@ if hasattr(Placement, "on_messages"):  # a batch per listener iteration
     _on_messages = Placement.on_messages
     def on_messages(self, batch):
         start, cpu, buffered = time.monotonic(), time.thread_time(), unparsed(self)
-        _on_messages(self, batch)
-        record(self, batch, start, cpu, buffered)
+        done = _on_messages(self, batch)
+        record(self, batch[:done], start, cpu, buffered)
+        return done
     Placement.on_messages = on_messages
 else:  # one message per listener iteration
     _on_message = Placement.on_message
