@@ -63,11 +63,12 @@ class NodeResult:
     connected: int = 0
     failed: int = 0
     closed: int = 0
+    bad: int = 0
     tick_to_receive_ms: list[npt.NDArray[np.float64]] = field(default_factory=list)
     publish_to_receive_ms: list[float] = field(default_factory=list)
 
     COUNTS = ("frames", "bytes", "audio", "gaps", "viewers_with_gaps", "connected", "failed",
-              "closed")  # fmt: skip
+              "closed", "bad")  # fmt: skip
 
     def add(self, r: dict[str, Any]) -> None:
         """Merge one load process's result for this node: counters summed, latencies kept."""
@@ -364,6 +365,7 @@ def _report(
         "audio_messages": total.audio,
         "gaps": total.gaps,
         "subscribers_with_gaps": total.viewers_with_gaps,
+        "bad_messages": total.bad,  # malformed, or a frame no server sends (client/ws_receive)
         "server_skipped": server_stats["frames"]["skipped"],  # since each viewer connected
         "bytes_per_frame": round(total.bytes / max(1, total.frames), 1),
         "tick_to_receive_ms": _percentiles(total.ticks()),
