@@ -260,6 +260,36 @@ class _Link:
         coro.close()
 
 
+def test_viewers_joining_while_a_keyframe_is_asked_for_share_its_answer() -> None:
+    rt = Runtime(ServerOptions(livelink_port=0, vmc_port=0))
+    session = rt.create_session(ADMIN, session_id="s")
+    registry = SimpleNamespace(
+        meta={"s": SessionMeta.of(session)}, owners={"s": "o"}, voice_nodes={"o"}, node_id="me"
+    )
+    link = _Link()
+    viewers = RemoteViewers(link, Keys(), registry, rt, rt.quotas, ClusterCounters())  # type: ignore[arg-type]
+
+    def subscribe(audio: AudioCodec = AudioCodec.OFF) -> Subscriber:
+        return viewers.subscribe(ADMIN, "s", lod=0, mode=DeltaMode.CHAINED, bits=8,
+                                 transport="test", audio=audio)  # fmt: skip
+
+    first = subscribe()  # joins the channel (its request goes out once subscribed)
+    group = viewers.subs[first]
+    subscribe()
+    assert len(link.published) == 1 and group.answer_due
+    for _ in range(50):  # a connect storm: the answer on its way serves them all
+        subscribe()
+    assert len(link.published) == 1
+    subscribe(AudioCodec.PCM16)  # a codec the owner was not asked for: asks at once
+    assert len(link.published) == 2 and link.published[-1][6] == [int(AudioCodec.PCM16)]
+    key = group.key
+    viewers.offer_keyframe(key, b"kf", None)  # the answer: every waiting viewer has it
+    assert not group.answer_due
+    assert all(sub.outbox._frame == b"kf" for sub in group.subs)
+    subscribe()  # a later joiner asks again
+    assert len(link.published) == 3
+
+
 def test_a_relayed_viewers_hello_names_the_voice_only_if_its_owner_relays_it() -> None:
     rt = Runtime(ServerOptions(livelink_port=0, vmc_port=0))
     session = rt.create_session(ADMIN, session_id="s")

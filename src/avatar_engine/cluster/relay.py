@@ -174,6 +174,9 @@ class RemoteGroup:
     codecs: dict[Subscriber, AudioCodec] = field(default_factory=dict)
     """The codec each listening viewer hears the voice in (not listening: absent)."""
     last_request: float = -1.0
+    answer_due: bool = False
+    """A keyframe request is out and its answer has not come: it will serve every viewer
+    waiting then, so a viewer joining meanwhile need not ask again."""
     relayed: int = 0
 
     def wanted_codecs(self) -> list[int]:
@@ -221,6 +224,7 @@ class RemoteGroup:
 
     def offer_keyframe(self, keyframe: bytes, state_event: bytes | None) -> None:
         """The owner's answer to a keyframe request: only for those waiting for one."""
+        self.answer_due = False
         for sub in self.subs:
             if sub.outbox.awaiting_keyframe:
                 if state_event is not None:

@@ -119,12 +119,14 @@ class RemoteViewers:
         group.subs.add(sub)
         self.subs[sub] = group
         heard = self._heard(sub)
+        new_codec = heard is not AudioCodec.OFF and heard not in group.codecs.values()
         if heard is not AudioCodec.OFF:
             group.codecs[sub] = heard
         if joining:
             self.link.spawn(self._join(group))
-        else:
-            self.ask_keyframe(group, force=True)
+        else:  # a request still out serves this viewer too (unless it names a new codec):
+            # hundreds joining at once cost a few requests and answers per group, not one each
+            self.ask_keyframe(group, force=new_codec or not group.answer_due)
 
     def _heard(self, sub: Subscriber) -> AudioCodec:
         """The codec ``sub`` hears: what it asked for if the owner relays the voice, else OFF
@@ -164,7 +166,7 @@ class RemoteViewers:
         self.counters.keyframe_requests += 1
         me = self.registry.node_id
         ask = ["K", key.session, key.lod, int(key.mode), key.bits, me, group.wanted_codecs()]
-        self.link.publish(self.keys.node_channel(owner), pack(ask))
+        group.answer_due = self.link.publish(self.keys.node_channel(owner), pack(ask))
 
     def ask_all(self) -> None:
         """Every group from a keyframe (the listener reconnected, or Redis came back)."""
