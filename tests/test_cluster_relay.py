@@ -29,7 +29,6 @@ from avatar_engine.cluster.relay import (
     RelayOutbox,
     RemoteGroup,
     VoiceRelayOutbox,
-    offer_run_to_all,
 )
 from avatar_engine.cluster.viewers import RemoteViewers
 from avatar_engine.codec.decoder import Decoder
@@ -37,7 +36,7 @@ from avatar_engine.codec.messages import Hello
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.server.auth import DEFAULT_TENANT, Principal
 from avatar_engine.server.config import ServerOptions
-from avatar_engine.server.fanout import LINKS, DirectLink, ViewerSet, frame_header
+from avatar_engine.server.fanout import LINKS, DirectLink, ViewerSet, frame_header, offer_run_to_all
 from avatar_engine.server.runtime import Runtime
 from avatar_engine.server.streams import StreamKey, Subscriber
 

@@ -15,9 +15,10 @@ messages to those listening in that codec, on the reliable path). A local subscr
 joined late (or lost a frame) waits for a keyframe, asked of the owner.
 
 Frames that came one after another on a channel while the node was busy (a *run*) take one
-pass together (:func:`offer_run_to_all`): every viewer that may take direct writes gets all of
-them in one ``send()``, so a node that fell behind catches up in one pass per group instead of
-one pass per frame, and no frame of the chain is dropped on the way.
+pass together (:func:`~avatar_engine.server.fanout.offer_run_to_all`): every viewer that may
+take direct writes gets all of them in one ``send()``, so a node that fell behind catches up in
+one pass per group instead of one pass per frame, and no frame of the chain is dropped on the
+way.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-
-import numpy as np
 
 from avatar_engine.cluster.keys import (
     KIND_AUDIO,
@@ -36,59 +35,13 @@ from avatar_engine.cluster.keys import (
     KIND_VOICE_CUT,
 )
 from avatar_engine.codec.wire import AudioCodec
-from avatar_engine.server.fanout import (
-    LINKS,
-    DirectLink,
-    ViewerSet,
-    frame_header,
-    group_backend,
-    offer_to_all,
-)
+from avatar_engine.server.fanout import ViewerSet, offer_run_to_all
 from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport.outbox import Outbox, OutboxOverflowError
 
 Publish = Callable[[str, bytes], bool]
 """Queue one message for a channel; False when it was dropped (Redis away, queue full)."""
 FRAME_KINDS = (KIND_KEYFRAME, KIND_DELTA)
-
-
-def offer_run_to_all(
-    viewers: ViewerSet[Subscriber], frames: Sequence[tuple[bytes, bool]], *, hold: bool
-) -> bool:
-    """Consecutive frames ``(message, keyframe)`` of one group, in order, to all its viewers.
-
-    One frame is :func:`~avatar_engine.server.fanout.offer_to_all`. Several are framed and
-    joined into one wire and written by one native group pass: each viewer that may take a
-    direct write gets them all in one ``send()`` (its count goes up by their number), so a
-    burst costs a viewer about what one frame does. Every other viewer (blocked, waiting for
-    a keyframe, WebRTC) is offered them one by one, exactly as one-frame passes would.
-    Returns True when a viewer is waiting for a keyframe after this.
-    """
-    if len(frames) <= 1:
-        if not frames:
-            return False
-        message, keyframe = frames[0]
-        return offer_to_all(viewers, message, keyframe=keyframe, hold=hold)
-    if not viewers.members:
-        return False
-    wire = b"".join(frame_header(len(m)) + m for m, _ in frames)
-    rows = viewers.rows()
-    skipped, failed, results = group_backend()(wire, rows, LINKS.fd, LINKS.blocked, LINKS.sent)
-    written = np.ones(len(rows), bool)
-    written[skipped] = False
-    LINKS.sent[rows[written]] += len(frames) - 1  # the pass counted one frame each
-    members = viewers.members
-    for i, got in zip(failed.tolist(), results.tolist(), strict=True):
-        link = members[i].direct
-        assert type(link) is DirectLink  # only linked rows are written
-        link.finish(wire, got)
-    if not skipped.size:
-        return False
-    others = ViewerSet([members[i] for i in skipped.tolist()], holds=False)
-    need = False
-    for message, keyframe in frames:
-        need = offer_to_all(others, message, keyframe=keyframe, hold=hold) or need
-    return need
 
 
 class RelayOutbox(Outbox):

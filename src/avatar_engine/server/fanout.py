@@ -37,7 +37,7 @@ import errno
 import os
 import re
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextvars import ContextVar
 from functools import cache
 from itertools import pairwise
@@ -552,6 +552,39 @@ def offer_to_all(
     for i, got in zip(failed.tolist(), results.tolist(), strict=True):
         _finish_short(viewers, i, wire, got)
     return _offer_skipped(viewers, skipped.tolist(), message, keyframe=keyframe, hold=hold)
+
+
+def offer_run_to_all(
+    viewers: ViewerSet[Any], frames: Sequence[tuple[bytes, bool]], *, hold: bool
+) -> bool:
+    """Consecutive frames ``(message, keyframe)`` of one group, in order, to all its viewers
+    (a relaying node catching up on a channel's backlog).
+
+    One frame is :func:`offer_to_all`. Several are framed, joined into one wire and written by
+    one group pass: each viewer that may take a direct write gets them all in one ``send()``
+    (its count goes up by their number), so a burst costs a viewer about what one frame does.
+    Every other viewer (blocked, waiting for a keyframe, WebRTC) is offered them one by one,
+    exactly as one-frame passes would. Returns True when a viewer is waiting for a keyframe
+    after this.
+    """
+    if len(frames) == 1:
+        message, keyframe = frames[0]
+        return offer_to_all(viewers, message, keyframe=keyframe, hold=hold)
+    if not frames or not viewers.members:
+        return False
+    wire = b"".join(frame_header(len(m)) + m for m, _ in frames)
+    rows = viewers.rows()
+    skipped, failed, results = group_backend()(wire, rows, LINKS.fd, LINKS.blocked, LINKS.sent)
+    written = np.ones(len(rows), bool)
+    written[skipped] = False
+    LINKS.sent[rows[written]] += len(frames) - 1  # the pass counted one frame each
+    for i, got in zip(failed.tolist(), results.tolist(), strict=True):
+        _finish_short(viewers, i, wire, got)
+    skip = skipped.tolist()
+    need = False
+    for message, keyframe in frames:
+        need = _offer_skipped(viewers, skip, message, keyframe=keyframe, hold=hold) or need
+    return need
 
 
 class StreamProtocol(WebSocketsSansIOProtocol):
