@@ -9,6 +9,7 @@ TSN) must come out as if aiortc had sent and acknowledged them itself.
 from __future__ import annotations
 
 import asyncio
+import socket
 import struct
 import time
 from collections.abc import Iterator
@@ -23,6 +24,9 @@ from aiortc.rtcdatachannel import RTCDataChannel
 from google_crc32c import value as crc32c
 
 from avatar_engine.client.rtc_lean import run_rtc_viewers
+from avatar_engine.codec.wire import DeltaMode
+from avatar_engine.server.fanout import DataChannelLink
+from avatar_engine.server.streams import StreamKey, Subscriber
 from avatar_engine.transport import rtc_datapath as datapath
 from avatar_engine.transport.rtc_datapath import (
     AIORTC_TESTED,
@@ -221,6 +225,47 @@ async def _native_peers(n: int) -> tuple[list[tuple[RTCPeerConnection, RTCPeerCo
         senders.append(FastSender(theirs["frames"]))
         got.append(received)
     return pairs, senders, got
+
+
+def test_frames_the_kernel_refuses_are_counted_as_lost_and_reach_stats() -> None:
+    """A peer whose socket refuses the datagram loses the frame (counted, as on the network);
+    the group's other peers are not held up, and the viewer's count is what /stats adds up."""
+    if not datapath.native_ok():
+        pytest.skip("no native group send here")
+
+    async def scenario() -> None:
+        pairs, senders, got = await _native_peers(2)
+        refusing = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)  # no IPv4 destinations
+        try:
+            for sender in senders:
+                sender.send(b"open")
+            while not all(got):
+                await asyncio.sleep(0.01)
+            row = senders[0].row
+            assert row is not None
+            fields = list(datapath._ROW.unpack(row))
+            fields[2] = refusing.fileno()
+            senders[0].row = datapath._ROW.pack(*fields)
+            n = 5
+            for i in range(n):
+                datapath.send_to_peers(senders, b"frame %d" % i)
+                await asyncio.sleep(0.003)
+            for _ in range(200):
+                if len(got[1]) == n + 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert sorted(got[1][1:]) == [b"frame %d" % i for i in range(n)]
+            assert [s.lost for s in senders] == [n, 0]
+            viewer = Subscriber("s", "t", "webrtc", StreamKey("s", 0, DeltaMode.CHAINED, 8), 1, 0.0)
+            viewer.direct = DataChannelLink(senders[0], 1 << 16)
+            assert viewer.frames_lost == n
+        finally:
+            refusing.close()
+            for offerer, answerer in pairs:
+                await offerer.close()
+                await answerer.close()
+
+    asyncio.run(scenario())
 
 
 def test_native_group_send_reaches_aiortc_s_own_receiver_and_keeps_the_bookkeeping() -> None:

@@ -203,6 +203,11 @@ class FrameChannel(Protocol):
     def send(self, data: bytes) -> None:
         """Queue one message on the channel (unreliable: a lost frame stays lost)."""
 
+    @property
+    def lost(self) -> int:
+        """Frames the send path handed to the kernel and it refused (a full socket buffer):
+        lost as on the network, the viewer sees a gap and gets a keyframe."""
+
 
 SendMany = Callable[[list[Any], bytes], None]
 """Sends one message on many channels of one kind in one call (``rtc_datapath.send_to_peers``)."""
@@ -238,6 +243,11 @@ class DataChannelLink:
             and channel.bufferedAmount <= self._limit
             and outbox.take_direct()
         )
+
+    @property
+    def lost(self) -> int:
+        """Frames the channel's send path lost (:attr:`FrameChannel.lost`)."""
+        return self._channel.lost
 
     @staticmethod
     def send_all(links: list[DataChannelLink], message: bytes) -> None:

@@ -59,6 +59,11 @@ class RuntimeCollector(Collector):
         yield CounterMetricFamily(
             "avatar_engine_frames_skipped", "Frames a slow subscriber lost", value=frames["skipped"]
         )
+        yield CounterMetricFamily(
+            "avatar_engine_frames_lost",
+            "WebRTC frames the kernel refused to send (lost as on the network)",
+            value=frames["lost"],
+        )
         publish = stats["publish"]
         assert isinstance(publish, dict)
         yield CounterMetricFamily(

@@ -786,6 +786,7 @@ class Runtime:
                 "closed_slow": self.counters.closed_slow,
                 "skipped": sum(s.outbox.frames_skipped for s in subs),
                 "sent": sum(s.outbox.frames_sent for s in subs),
+                "lost": sum(s.frames_lost for s in subs),
             },
             "voice": {
                 **self.voice.stats(),

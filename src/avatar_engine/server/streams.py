@@ -20,6 +20,7 @@ from avatar_engine.codec.wire import AudioCodec, DeltaMode
 from avatar_engine.rigs.profile import RigProfile
 from avatar_engine.rows import RowTable
 from avatar_engine.server.fanout import (
+    DataChannelLink,
     DirectLink,
     FrameLink,
     ViewerSet,
@@ -73,6 +74,13 @@ class Subscriber:
         # A socket link is told when the outbox holds something (no direct write then) and
         # counts its frames as the outbox's; a data channel asks the outbox per frame.
         self.outbox.attach(link if type(link) is DirectLink else None)
+
+    @property
+    def frames_lost(self) -> int:
+        """Frames sent on the viewer's data channel that the kernel refused (``/stats``
+        ``frames.lost``); a WebSocket loses none: a failed write ends its connection."""
+        link = self._direct
+        return link.lost if isinstance(link, DataChannelLink) else 0
 
     def _lost_a_frame(self) -> None:
         if self.group is not None:
