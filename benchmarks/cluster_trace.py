@@ -43,7 +43,6 @@ from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect as ws_connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from avatar_engine.client import simulate
 from avatar_engine.codec.decoder import Decoder
 from avatar_engine.codec.messages import Frame as DecodedFrame
 from cluster_simulate import SRC_HOOK, Node, _free_port, _sim
@@ -258,19 +257,6 @@ def main() -> int:
     parser.add_argument("--src", help="run the nodes on this source tree (a 'before')")
     args = parser.parse_args()
     print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)
-    window: dict[str, float] = {}
-    take, close = simulate._Samples.take, simulate._Samples.close
-
-    def take_marked(pid: int, node_pids: dict[str, int]) -> Any:
-        window["start"] = time.monotonic()
-        return take(pid, node_pids)
-
-    def close_marked(self: Any, pid: int, node_pids: dict[str, int]) -> None:
-        window["end"] = time.monotonic()
-        close(self, pid, node_pids)
-
-    simulate._Samples.take = staticmethod(take_marked)  # type: ignore[method-assign]
-    simulate._Samples.close = close_marked  # type: ignore[method-assign]
     rport = _free_port()
     redis_proc = subprocess.Popen(
         ["redis-server", "--port", str(rport), "--bind", "127.0.0.1", "--save", "",
@@ -307,11 +293,12 @@ def main() -> int:
         recs = [json.loads(dump.read_text()) for dump in dumps]
     if args.save:
         raw = {"nodes": recs, "omem": sampler.samples, "began": began,
-               "probe": probe.frames if probe else [], **window}  # fmt: skip
+               "probe": probe.frames if probe else [],
+               "window": report["window_monotonic_s"]}  # fmt: skip
         args.save.write_text(json.dumps(raw))
     frames = _frames(recs[0], recs[1:])
     omem = np.array(sampler.samples).reshape(-1, 2)
-    t0, t1 = window["start"], window["end"]
+    t0, t1 = report["window_monotonic_s"]
     phases = {"connect": (began, t0), "window": (t0, t1)}
     out: dict[str, Any] = {
         "src": args.src or "installed",

@@ -31,7 +31,6 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from avatar_engine.client import simulate
 from fanout_floor import _sim
 from server_process import ServerProcess
 
@@ -139,19 +138,6 @@ def main() -> int:
     args = parser.parse_args()
     args.sessions = 10
     print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)
-    window: dict[str, float] = {}
-    take, close = simulate._Samples.take, simulate._Samples.close
-
-    def take_marked(pid: int, node_pids: dict[str, int]) -> Any:
-        window["start"] = time.monotonic()
-        return take(pid, node_pids)
-
-    def close_marked(self: Any, pid: int, node_pids: dict[str, int]) -> None:
-        window["end"] = time.monotonic()
-        close(self, pid, node_pids)
-
-    simulate._Samples.take = staticmethod(take_marked)  # type: ignore[method-assign]
-    simulate._Samples.close = close_marked  # type: ignore[method-assign]
     with tempfile.TemporaryDirectory() as hook:
         (Path(hook) / "sitecustomize.py").write_text(TRACE_HOOK)
         out = Path(hook) / "trace.json"
@@ -163,7 +149,7 @@ def main() -> int:
         finally:
             server.stop()
         rec = json.loads(out.read_text())
-    t0, t1 = window["start"], window["end"]
+    t0, t1 = r["window_monotonic_s"]
     offers = np.array(rec["offer"]).reshape(-1, 4)
     inside = offers[(offers[:, 0] >= t0) & (offers[:, 0] < t1)]
     report = {

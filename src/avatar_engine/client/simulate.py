@@ -374,6 +374,7 @@ def _report(
         "server_cpu_us_per_frame": round(1e6 * cpu / max(1, total.frames), 2),
         "server_rss_mib": {"start": round(window.rss0, 1), "end": round(window.rss1, 1)},
         "server_tick": server_stats["tick"],
+        "window_monotonic_s": [window.wall0, window.wall1],  # to line up server-side traces
         "load_cpu_percent": {"viewer_processes": load_cpu,
                              "publisher": round(100 * pub.get("cpu_s", 0.0)
                                                 / max(1e-9, pub.get("wall_s", 1.0)), 1)},
