@@ -1,8 +1,9 @@
 """Fan-out against the socket floor, measured in the same run (issue 16), on loopback only.
 
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
-        [--only floor,cfloor,server,server-pysend,asgi,stall,capture,webrtc,webrtc-aiortc]
-        [--repeat 2] [--viewer-pass native|numpy] [--viewer-wake-ms 1] [--json]
+        [--only floor,cfloor,server,server-threads,server-pysend,asgi,stall,capture,webrtc,
+        webrtc-aiortc] [--send-threads 2] [--repeat 2] [--viewer-pass native|numpy]
+        [--viewer-wake-ms 1] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`, reading with the native receive pass of
@@ -21,10 +22,12 @@ received frame):
   delivered frame, its ratio to each floor, viewers per core at 60 fps, delivered frames per
   viewer per second, p99 tick-to-receive, gaps (skipped frames seen by viewers);
 
-optionally **server-pysend**: the same server with the Python reference send loop (one
-``os.write`` per viewer, as before the native loop); **asgi**: the same server with uvicorn's
-own WebSocket protocol, so every frame goes through a writer task and an ASGI send per viewer
-(the path before issue 16); then
+optionally **server-threads**: the same server writing each tick's frames with
+``--send-threads`` threads (``avatar-engine serve --send-threads``: the CPU per frame should
+not move, the last viewer's wait should shrink); **server-pysend**: the same server with the
+Python reference send loop (one ``os.write`` per viewer, as before the native loop);
+**asgi**: the same server with uvicorn's own WebSocket protocol, so every frame goes through a
+writer task and an ASGI send per viewer (the path before issue 16); then
 **stall**: N = the largest count, ``--repeat`` times without and then with one more viewer
 that never reads, each run on a fresh server (per pair the change of the others' p99, its
 median, the healthy-to-healthy change beside it as the noise, and the server's RSS growth of
@@ -292,12 +295,12 @@ def _webrtc_row(args: argparse.Namespace, case: str) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _case_server(case: str) -> Iterator[ServerProcess]:
-    """A fresh, ready server for ``case``, with the case's hook (:data:`HOOKS`) loaded, if it has
-    one; stopped on the way out."""
+def _case_server(case: str, *flags: str) -> Iterator[ServerProcess]:
+    """A fresh, ready server for ``case`` started with ``flags``, with the case's hook
+    (:data:`HOOKS`) loaded, if it has one; stopped on the way out."""
     with tempfile.TemporaryDirectory() as hook:
         (Path(hook) / "sitecustomize.py").write_text(HOOKS.get(case, ""))
-        server = ServerProcess(env={"PYTHONPATH": hook} if case in HOOKS else None)
+        server = ServerProcess(*flags, env={"PYTHONPATH": hook} if case in HOOKS else None)
         try:
             yield server.wait_ready(60)
         finally:
@@ -359,11 +362,14 @@ def main() -> int:
         "--only",
         default="floor,cfloor,server,stall,capture",
         help="comma-separated cases: floor (Python send loop), cfloor (C++ send loop), server, "
+        "server-threads (the server with --send-threads), "
         "server-pysend (the server with the Python send loop), "
         "asgi (the ASGI path before issue 16, for comparison), stall, capture, webrtc, "
         "webrtc-aiortc "
         "(the server sending WebRTC frames through aiortc's own send, for comparison)",
     )
+    parser.add_argument("--send-threads", type=int, default=2,
+                        help="server-threads: the server's --send-threads")  # fmt: skip
     parser.add_argument("--repeat", type=int, default=2,
                         help="healthy/stalled pairs (stall); capture and webrtc runs")  # fmt: skip
     parser.add_argument("--probes", type=int, default=10,
@@ -392,10 +398,11 @@ def main() -> int:
                 row = floor(n, args, native=name == "cfloor")
                 floors[n][name] = row["cpu_us_per_frame"]
                 show(name, row)
-        for case in ("server", "server-pysend", "asgi"):
+        for case in ("server", "server-threads", "server-pysend", "asgi"):
             if case not in cases:
                 continue
-            with _case_server(case) as server:
+            flags = ("--send-threads", str(args.send_threads)) if case == "server-threads" else ()
+            with _case_server(case, *flags) as server:
                 base = _sim(server, args, subscribers=0)["server_cpu_percent"]
                 row = _server_row(n, _sim(server, args, subscribers=n), floors[n], base)
                 show(case, row)

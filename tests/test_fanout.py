@@ -361,6 +361,43 @@ def test_every_group_of_a_tick_in_one_pass_reports_what_the_reference_reports(
         send([wires[1]], np.array([0, 2], np.int64), members[:1], table_fds, blocked, sent)
 
 
+@pytest.mark.skipif("native" not in BACKENDS, reason="the threaded pass is native")
+@pytest.mark.parametrize("threads", [2, 3])
+def test_a_pass_split_over_threads_reports_what_one_thread_does_and_keeps_each_links_order(
+    threads: int,
+) -> None:
+    """``threads`` > 1 (``--send-threads``): the outcome is the reference's (positions
+    ascending, counts), and every link receives its groups' frames whole and in group order
+    (a link is written by one thread only), though each link is in every group."""
+    n = 200
+    wires = [frame_header(4) + bytes([g]) * 4 for g in range(4)]
+    order = np.random.default_rng(5).permutation(n).astype(np.int32)
+    members = np.concatenate([order, order[::-1], order, order[::-1]])
+    members[[7, 450]] = -1  # viewers without a link
+    starts = np.array([0, n, 2 * n, 3 * n, 4 * n], np.int64)
+    got = []
+    for send, k in ((send_groups_reference, 1), (groups_backend("native"), threads)):
+        pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(n)]
+        fds = np.array([a.fileno() for a, _ in pairs], np.int32)
+        blocked = np.zeros(n, np.uint8)
+        blocked[[3, 99]] = BLOCKED_PAUSED
+        sent = np.zeros(n, np.int64)
+        skip, fail, result = send(wires, starts, members, fds, blocked, sent, k)
+        streams = [b.recv(4096) if not blocked[i] else b"" for i, (_, b) in enumerate(pairs)]
+        got.append((skip.tolist(), fail.tolist(), result.tolist(), sent.tolist(), streams))
+        for a, b in pairs:
+            a.close()
+            b.close()
+    reference, split = got
+    assert split == reference
+    skip, fail, _, sent, streams = reference
+    assert fail == [] and skip == sorted(skip) and len(skip) == 2 + 2 * 4
+    row = int(order[0])  # listed in all four groups, never skipped
+    assert sent[row] == 4 and streams[row] == b"".join(wires)
+    with pytest.raises(ValueError):
+        groups_backend("native")(wires, starts, members, fds, blocked, sent, 0)
+
+
 class _Path:
     """A direct path that records what the outbox tells it."""
 
@@ -470,6 +507,25 @@ def test_lean_viewers_count_frames_and_see_the_published_flips(server: ServerPro
     assert report["publish_to_receive_ms"]["p50"] > 0  # the probes saw the jaw flip
     assert report["tick_to_receive_ms"]["p50"] > 0
     assert len(report["load_cpu_percent"]["viewer_processes"]) == 1
+
+
+def test_a_server_with_send_threads_streams_every_frame_to_every_viewer() -> None:
+    """``--send-threads 2`` with 150 viewers of one session (a pass over two threads): nobody
+    sees a sequence gap and every viewer gets the session's frames."""
+    proc = ServerProcess("--send-threads", "2").wait_ready()
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "avatar_engine.cli", "simulate", "--url", proc.url,
+             "--livelink-port", str(proc.livelink_port), "--sessions", "1",
+             "--subscribers", "150", "--duration", "3", "--workers", "1", "--json"],
+            capture_output=True, text=True, timeout=180, check=True,
+        )  # fmt: skip
+    finally:
+        proc.stop()
+    report = json.loads(out.stdout)
+    assert report["connected"] == 150 and report["failed"] == 0
+    assert report["gaps"] == 0 and report["subscribers_with_gaps"] == 0
+    assert report["frames_per_subscriber_per_s"] > 30
 
 
 def test_simulate_refuses_more_stalled_than_subscribers() -> None:

@@ -168,6 +168,11 @@ def test_udp_capture_on_all_interfaces_needs_auth_or_an_allowlist() -> None:
     assert "0.0.0.0" in line and "capture_allowlist" in line
 
 
+def test_send_threads_out_of_range_is_refused() -> None:
+    line = _one_line_refusal(_serve("--send-threads", "0"))
+    assert "send_threads" in line and "1..64" in line
+
+
 def test_a_udp_port_in_use_is_named() -> None:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
         busy.bind(("127.0.0.1", 0))

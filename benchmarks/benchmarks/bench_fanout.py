@@ -9,6 +9,9 @@ Both cases write an 18-byte frame to N loopback TCP sockets and then drain the r
 - ``floor``: a plain ``socket.send()`` loop over the server-side sockets;
 - ``send_to_all``: the fan-out's send loop alone (:func:`~avatar_engine.server.fanout.send_backend`:
   the C++ loop when the native module is built), over the same sockets' descriptors;
+- ``send_groups_2_threads``: the tick's pass (``_core.send_groups`` when built) over the same
+  sockets split over two threads (``serve --send-threads 2``): the same sends, the wall time
+  shorter where a second core is free;
 - ``offer_to_all``: :func:`avatar_engine.server.fanout.offer_to_all` over a group's
   :class:`~avatar_engine.server.fanout.ViewerSet` of N subscribers whose direct links are
   uvicorn transports of the real :class:`StreamProtocol` (framing once, then one native pass
@@ -31,6 +34,7 @@ from avatar_engine.server.fanout import (
     StreamProtocol,
     ViewerSet,
     frame_header,
+    groups_backend,
     offer_to_all,
     send_backend,
 )
@@ -47,7 +51,7 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:  # never called: no
 class FanOut:
     """Time to hand one frame to N viewers (and drain them)."""
 
-    params = ([100, 1000], ["floor", "send_to_all", "offer_to_all"])
+    params = ([100, 1000], ["floor", "send_to_all", "send_groups_2_threads", "offer_to_all"])
     param_names: ClassVar[list[str]] = ["viewers", "path"]
 
     def setup(self, viewers: int, path: str) -> None:
@@ -100,6 +104,11 @@ class FanOut:
                 s.send(wire)
         elif path == "send_to_all":
             self.send(self.wire, self.fds)
+        elif path == "send_groups_2_threads":
+            rows = np.arange(viewers, dtype=np.int32)
+            starts = np.array([0, viewers], np.int64)
+            blocked, sent = np.zeros(viewers, np.uint8), np.zeros(viewers, np.int64)
+            groups_backend()([self.wire], starts, rows, self.fds, blocked, sent, 2)
         else:
             offer_to_all(self.subs, MESSAGE, keyframe=False)
         self._drain()

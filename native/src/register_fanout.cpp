@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "registers.hpp"
@@ -119,17 +121,91 @@ py::tuple send_group(const py::buffer& wire,
     return py::make_tuple(int64_array(skip), int64_array(fail), int64_array(result));
 }
 
+// What one thread of a send_groups pass found: positions into members it did not finish.
+struct PassResult {
+    std::vector<std::int64_t> skip, fail, result;
+};
+
+// The rows ``row % threads == part`` of one tick's pass (every row when threads is 1), in
+// group order. A link's frames are all written by one thread, so they leave in order and its
+// counter has one writer; a member with no link (-1) is part 0's.
+struct GroupsPass {
+    const std::vector<const char*>& bytes;
+    const std::vector<std::size_t>& sizes;
+    const std::int64_t* start;
+    const std::int32_t* member;
+    const std::int32_t* fd;
+    const std::uint8_t* bits;
+    std::int64_t* count;
+    std::int32_t threads;
+
+    void run(std::int32_t part, PassResult& out) const {
+        const std::size_t groups = bytes.size();
+        for (std::size_t g = 0; g < groups; ++g) {
+            for (std::int64_t i = start[g]; i < start[g + 1]; ++i) {
+                const std::int32_t k = member[i];
+                if ((k < 0 ? 0 : k % threads) != part) continue;
+                if (k < 0 || bits[k] != 0) {
+                    out.skip.push_back(i);
+                    continue;
+                }
+                ssize_t got;
+                do {
+                    got = ::send(fd[k], bytes[g], sizes[g], MSG_DONTWAIT | MSG_NOSIGNAL);
+                } while (got < 0 && errno == EINTR);
+                count[k] += 1;
+                if (got != static_cast<ssize_t>(sizes[g])) {
+                    out.fail.push_back(i);
+                    out.result.push_back(got < 0 ? -static_cast<std::int64_t>(errno) : got);
+                }
+            }
+        }
+    }
+};
+
+// The parts' findings as one pass's, positions ascending (each part's are already).
+py::tuple merge_parts(std::vector<PassResult>& parts) {
+    if (parts.size() == 1) {
+        const PassResult& only = parts[0];
+        return py::make_tuple(int64_array(only.skip), int64_array(only.fail),
+                              int64_array(only.result));
+    }
+    std::vector<std::int64_t> skip;
+    std::vector<std::pair<std::int64_t, std::int64_t>> failed;
+    for (const PassResult& part : parts) {
+        skip.insert(skip.end(), part.skip.begin(), part.skip.end());
+        for (std::size_t j = 0; j < part.fail.size(); ++j)
+            failed.emplace_back(part.fail[j], part.result[j]);
+    }
+    std::sort(skip.begin(), skip.end());
+    std::sort(failed.begin(), failed.end());
+    std::vector<std::int64_t> fail, result;
+    for (const auto& [pos, got] : failed) {
+        fail.push_back(pos);
+        result.push_back(got);
+    }
+    return py::make_tuple(int64_array(skip), int64_array(fail), int64_array(result));
+}
+
+// A pass is split over threads only when each would write at least this many frames: a
+// thread costs tens of microseconds to start, about ten sends on loopback.
+constexpr py::ssize_t kMinSendsPerThread = 64;
+
 // Every group of one tick in one pass: group g's framed message is wires[g] and its members
 // are members[starts[g]:starts[g + 1]]; each member as in send_group. Positions returned are
 // into ``members`` (the caller maps them back to a group with ``starts``). One call instead of
 // one per group: with many one-viewer groups, the per-call cost was most of the pass.
+// ``threads`` > 1 splits the rows over that many threads (this one included): the kernel's
+// send() is most of a frame's cost, and one thread's serial sends put the last viewer of 2,000
+// about 13 ms behind the first (docs/architecture.md, "Send threads").
 py::tuple send_groups(const py::list& wires,
                       const py::array_t<std::int64_t, py::array::c_style>& starts,
                       const py::array_t<std::int32_t, py::array::c_style>& members,
                       const py::array_t<std::int32_t, py::array::c_style>& fds,
                       const py::array_t<std::uint8_t, py::array::c_style>& blocked,
-                      py::array_t<std::int64_t, py::array::c_style>& sent) {
+                      py::array_t<std::int64_t, py::array::c_style>& sent, std::int32_t threads) {
     const auto groups = static_cast<std::size_t>(wires.size());
+    if (threads < 1) throw py::value_error("send_groups: threads must be at least 1");
     if (starts.ndim() != 1 || static_cast<std::size_t>(starts.shape(0)) != groups + 1)
         throw py::value_error("send_groups: starts must be 1-D with one entry per group + 1");
     if (members.ndim() != 1 || fds.ndim() != 1 || blocked.ndim() != 1 || sent.ndim() != 1)
@@ -156,34 +232,25 @@ py::tuple send_groups(const py::list& wires,
         bytes[g] = PyBytes_AS_STRING(wire.ptr());
         sizes[g] = static_cast<std::size_t>(PyBytes_GET_SIZE(wire.ptr()));
     }
-    std::vector<std::int64_t> skip, fail, result;
-    const std::int32_t* fd = fds.data();
-    const std::uint8_t* bits = blocked.data();
-    std::int64_t* count = sent.mutable_data();
+    const auto used = static_cast<std::int32_t>(
+        std::max<py::ssize_t>(1, std::min<py::ssize_t>(threads, n / kMinSendsPerThread)));
+    const GroupsPass pass{bytes, sizes, start, member, fds.data(), blocked.data(),
+                          sent.mutable_data(), used};
+    std::vector<PassResult> parts(static_cast<std::size_t>(used));
     {
         // Safe without the GIL: the bytes objects and arrays are kept alive by the caller's
-        // list and frame; nothing else runs Python on this thread's table meanwhile.
+        // list and frame; nothing else runs Python on this thread's table meanwhile, and the
+        // helper threads are joined before the GIL is taken back.
         py::gil_scoped_release release;
-        for (std::size_t g = 0; g < groups; ++g) {
-            for (std::int64_t i = start[g]; i < start[g + 1]; ++i) {
-                const std::int32_t k = member[i];
-                if (k < 0 || bits[k] != 0) {
-                    skip.push_back(i);
-                    continue;
-                }
-                ssize_t got;
-                do {
-                    got = ::send(fd[k], bytes[g], sizes[g], MSG_DONTWAIT | MSG_NOSIGNAL);
-                } while (got < 0 && errno == EINTR);
-                count[k] += 1;
-                if (got != static_cast<ssize_t>(sizes[g])) {
-                    fail.push_back(i);
-                    result.push_back(got < 0 ? -static_cast<std::int64_t>(errno) : got);
-                }
-            }
-        }
+        std::vector<std::thread> helpers;
+        for (std::int32_t part = 1; part < used; ++part)
+            helpers.emplace_back([&pass, &parts, part] {
+                pass.run(part, parts[static_cast<std::size_t>(part)]);
+            });
+        pass.run(0, parts[0]);
+        for (std::thread& helper : helpers) helper.join();
     }
-    return py::make_tuple(int64_array(skip), int64_array(fail), int64_array(result));
+    return merge_parts(parts);
 }
 
 }  // namespace
@@ -200,10 +267,11 @@ void register_fanout(py::module_& m) {
           "each member with no blocked bit (its sent count + 1); returns (blocked positions, "
           "failed positions, their results: bytes taken or -errno).");
     m.def("send_groups", &send_groups, py::arg("wires"), py::arg("starts"), py::arg("members"),
-          py::arg("fds"), py::arg("blocked"), py::arg("sent"),
+          py::arg("fds"), py::arg("blocked"), py::arg("sent"), py::arg("threads") = 1,
           "send_group for every group of a tick in one call (GIL released once): group g sends "
-          "wires[g] to members[starts[g]:starts[g+1]]; returns positions into members as "
-          "send_group does.");
+          "wires[g] to members[starts[g]:starts[g+1]]; returns positions into members "
+          "(ascending) as send_group does. threads > 1 splits the rows over that many threads "
+          "(row % threads; at least 64 sends each), so a link's frames stay in order.");
 #else
     (void)m;  // no POSIX send flags: the Python reference loop serves
 #endif

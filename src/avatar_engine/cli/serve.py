@@ -25,6 +25,7 @@ FLAGS: Final[dict[str, dict[str, Any]]] = {
     "udp_host": {},
     "backend": {"choices": ["native", "numba", "numpy"]},
     "tick_hz": {"type": float},
+    "send_threads": {"type": int},
     "default_rig": {},
     "rig_dir": {},
     "session_idle_timeout_s": {"type": float},

@@ -83,6 +83,12 @@ class ServerOptions:
     piper_model: str | None = None
     """A Piper voice model (``.onnx``, its ``.onnx.json`` beside it) for ``/speak``'s
     ``"voice": "piper"`` (needs ``pip install 'avatar-engine[piper]'``; docs/voice.md)."""
+    send_threads: int = 1
+    """Threads that write a tick's WebSocket frames to the viewers (the kernel's ``send()`` is
+    most of a frame's cost; a link's frames stay on one thread, in order). One thread's sends
+    put the last of 2,000 viewers about 13 ms behind the first; 2 halves that where a second
+    core is free (docs/architecture.md, "Send threads"). Splits only ticks with at least 64
+    writes per thread."""
     max_message_bytes: int = 1 << 20
     """Largest HTTP body or WebSocket message accepted."""
     redis_url: str | None = None
@@ -147,6 +153,8 @@ class ServerOptions:
             raise ConfigError("port: the HTTP port cannot be disabled")
         if not 1 <= self.tick_hz <= 1000:
             raise ConfigError("tick_hz: must be within 1..1000")
+        if not 1 <= self.send_threads <= 64:
+            raise ConfigError("send_threads: must be within 1..64")
         if self.quant_bits not in (8, 16):
             raise ConfigError("quant_bits: must be 8 or 16")
         for url in self.egress:

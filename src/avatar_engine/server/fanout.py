@@ -85,6 +85,9 @@ class LinkTable:
     the frames written directly to it. Rows are reused once a link is released; the arrays
     double when full (callers read them from here at each use)."""
 
+    send_threads: int = 1
+    """Threads a tick's pass writes with (``--send-threads``); a link's writes stay on one."""
+
     def __init__(self, capacity: int = 256) -> None:
         self.fd = np.full(capacity, -1, np.int32)
         self.blocked = np.full(capacity, BLOCKED_CLOSED, np.uint8)
@@ -380,7 +383,7 @@ def send_to_all_reference(wire: bytes, fds: I32) -> I64:
 
 SendToAll = Callable[[bytes, I32], I64]
 SendGroup = Callable[[bytes, I32, I32, U8, I64], tuple[I64, I64, I64]]
-SendGroups = Callable[[list[bytes], I64, I32, I32, U8, I64], tuple[I64, I64, I64]]
+SendGroups = Callable[[list[bytes], I64, I32, I32, U8, I64, int], tuple[I64, I64, I64]]
 
 
 def send_group_reference(
@@ -424,12 +427,16 @@ def send_groups_reference(
     fds: I32,
     blocked: U8,
     sent: I64,
+    threads: int = 1,
 ) -> tuple[I64, I64, I64]:
     """The contract of every group's pass of one tick in one call: group ``g`` writes
     ``wires[g]`` to ``members[starts[g]:starts[g + 1]]``, each as :func:`send_group_reference`;
-    the positions returned are into ``members``. The native ``_core.send_groups`` does the same
-    in one call with the GIL released (with many one-viewer groups, one call per group cost
-    more than its write)."""
+    the positions returned are into ``members``, ascending. The native ``_core.send_groups``
+    does the same in one call with the GIL released (with many one-viewer groups, one call per
+    group cost more than its write), over ``threads`` threads (a link's writes on one, so its
+    frames keep their order; the outcome is the same, which is why this reference runs one)."""
+    if threads < 1:
+        raise ValueError("send_groups: threads must be at least 1")
     bounds = starts.tolist()
     if len(bounds) != len(wires) + 1 or bounds[0] != 0 or bounds[-1] != len(members):
         raise ValueError("send_groups: starts must run from 0 to len(members), one per group + 1")
@@ -490,7 +497,7 @@ def offer_to_groups(
     np.cumsum(sizes, out=starts[1:])
     members = np.concatenate([g.rows() for g in groups]) if groups else np.zeros(0, np.int32)
     skipped, failed, results = groups_backend()(
-        wires, starts, members, LINKS.fd, LINKS.blocked, LINKS.sent
+        wires, starts, members, LINKS.fd, LINKS.blocked, LINKS.sent, LINKS.send_threads
     )
     if not (len(skipped) or len(failed)):
         return

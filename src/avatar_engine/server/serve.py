@@ -15,7 +15,7 @@ import uvicorn
 
 from avatar_engine.server.app import create_app
 from avatar_engine.server.config import ServerOptions
-from avatar_engine.server.fanout import StreamProtocol
+from avatar_engine.server.fanout import LINKS, StreamProtocol
 from avatar_engine.server.limits import MAX_URL_BYTES
 from avatar_engine.server.placement import PlacementFactory
 from avatar_engine.server.runtime import Runtime
@@ -53,6 +53,7 @@ def ports_in_use(options: ServerOptions) -> str | None:
 async def run_server(options: ServerOptions, placement: PlacementFactory | None = None) -> None:
     """Serve until SIGTERM/SIGINT (``placement``: the cluster's, with ``--redis``)."""
     runtime = Runtime(options, placement=placement)
+    LINKS.send_threads = options.send_threads
     app = create_app(runtime)
     config = uvicorn.Config(
         app,
