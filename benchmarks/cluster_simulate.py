@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 
+from avatar_engine.client.lean import WAKE_S
 from avatar_engine.client.simulate import run_simulation
 
 SRC_HOOK = """import sys  # the nodes load avatar_engine from another source tree
@@ -87,7 +88,7 @@ def _sim(url: str, livelink_port: int, args: argparse.Namespace, subscribers: in
         url=url, sessions=args.sessions, subscribers=subscribers, transport="ws",
         publish="livelink", livelink_port=livelink_port, duration=args.duration, lod=0,
         workers=args.workers, json=True, subscribe_url=subscribe_urls, stalled=0, connect_s=2.0,
-        probes=0,
+        probes=0, viewer_pass=None, viewer_wake_ms=WAKE_S * 1e3,
     )  # fmt: skip
     for _ in range(10):
         try:

@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fanout_floor import _sim
+from fanout_floor import _sim, add_viewer_options
 from server_process import ServerProcess
 
 TRACE_HOOK = """import json, os, threading, time
@@ -144,6 +144,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--probes", type=int, default=10,
                         help="sessions whose viewer decodes every frame (0: all)")  # fmt: skip
+    add_viewer_options(parser)
     args = parser.parse_args()
     args.sessions = 100
     print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)

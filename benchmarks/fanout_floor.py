@@ -7,10 +7,10 @@
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`, reading with the native receive pass of
-:mod:`avatar_engine.client.ws_receive` unless ``--viewer-pass numpy`` asks the floor cases for
-the Python reference, and waking at most once per ``--viewer-wake-ms`` (floor cases; the
-server cases use the default, ``lean.WAKE_S``); every row prints the viewers' CPU per
-received frame):
+:mod:`avatar_engine.client.ws_receive` unless ``--viewer-pass numpy`` asks for the Python
+reference, and waking at most once per ``--viewer-wake-ms``, default ``lean.WAKE_S``: a stamp
+is up to that late; every case, passed to ``simulate`` for the server ones); every row prints
+the viewers' CPU per received frame):
 
 - **floor**: a process that accepts N WebSocket connections and, 60 times a second, writes one
   pre-framed ~18-byte message per group to every socket with a plain ``socket.send()`` loop:
@@ -225,11 +225,23 @@ def _viewer_process(spec: dict[str, Any], ready: Any, shared: Any, results: Any)
     results.put(run_viewers(spec, on_ready=lambda: ready.put(1), window_of=window_of))
 
 
+def add_viewer_options(parser: argparse.ArgumentParser) -> None:
+    """The lean viewers' options (``--viewer-pass``, ``--viewer-wake-ms``), as ``simulate``
+    takes them; :func:`_sim` passes them on (the trace scripts use it too)."""
+    parser.add_argument("--viewer-pass", choices=["native", "numpy"], default=None,
+                        help="the lean viewers read with the native receive pass "
+                        "or the Python reference (numpy); default: the fastest")  # fmt: skip
+    parser.add_argument("--viewer-wake-ms", type=float, default=WAKE_S * 1e3,
+                        help="the viewer processes wake at most once per this "
+                        "(lean.WAKE_S; 0: at every arriving frame)")  # fmt: skip
+
+
 def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[str, Any]:
     ns = argparse.Namespace(
         url=server.url, subscribe_url=None, sessions=args.sessions, subscribers=100, stalled=0,
         transport="ws", publish="livelink", livelink_port=server.livelink_port,
         duration=args.duration, connect_s=2.0, lod=0, workers=args.workers, json=True, probes=0,
+        viewer_pass=args.viewer_pass, viewer_wake_ms=args.viewer_wake_ms,
     )  # fmt: skip
     for key, value in over.items():
         setattr(ns, key, value)
@@ -352,12 +364,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--webrtc", type=int, default=100, help="WebRTC viewers (webrtc case)")
-    parser.add_argument("--viewer-pass", choices=["native", "numpy"], default=None,
-                        help="the floor cases' lean viewers read with the native receive pass "
-                        "or the Python reference (numpy); default: the fastest")  # fmt: skip
-    parser.add_argument("--viewer-wake-ms", type=float, default=WAKE_S * 1e3,
-                        help="the floor cases' viewer processes wake at most once per this "
-                        "(lean.WAKE_S; 0: at every arriving frame)")  # fmt: skip
+    add_viewer_options(parser)
     parser.add_argument(
         "--only",
         default="floor,cfloor,server,stall,capture",

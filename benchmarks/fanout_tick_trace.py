@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from fanout_floor import _sim
+from fanout_floor import _sim, add_viewer_options
 from server_process import ServerProcess
 
 TRACE_HOOK = """import gc, json, os, time
@@ -135,6 +135,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=4.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--show-sessions", type=int, default=3)
+    add_viewer_options(parser)
     args = parser.parse_args()
     args.sessions = 10
     print(f"load average {[round(x, 2) for x in os.getloadavg()]}", flush=True)

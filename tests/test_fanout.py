@@ -511,13 +511,15 @@ def test_lean_viewers_count_frames_and_see_the_published_flips(server: ServerPro
 
 def test_a_server_with_send_threads_streams_every_frame_to_every_viewer() -> None:
     """``--send-threads 2`` with 150 viewers of one session (a pass over two threads): nobody
-    sees a sequence gap and every viewer gets the session's frames."""
+    sees a sequence gap and every viewer gets the session's frames (read here by the Python
+    receive pass, woken at every frame: ``simulate``'s viewer options reach the viewers)."""
     proc = ServerProcess("--send-threads", "2").wait_ready()
     try:
         out = subprocess.run(
             [sys.executable, "-m", "avatar_engine.cli", "simulate", "--url", proc.url,
              "--livelink-port", str(proc.livelink_port), "--sessions", "1",
-             "--subscribers", "150", "--duration", "3", "--workers", "1", "--json"],
+             "--subscribers", "150", "--duration", "3", "--workers", "1",
+             "--viewer-pass", "numpy", "--viewer-wake-ms", "0", "--json"],
             capture_output=True, text=True, timeout=180, check=True,
         )  # fmt: skip
     finally:
@@ -537,4 +539,16 @@ def test_simulate_refuses_more_stalled_than_subscribers() -> None:
     assert out.returncode == 2
     assert out.stdout.strip().splitlines() == [
         "avatar-engine: error: --stalled must be within 0..--subscribers"
+    ]
+
+
+def test_simulate_refuses_a_negative_wake_interval() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "avatar_engine.cli", "simulate", "--url", "http://127.0.0.1:9",
+         "--viewer-wake-ms", "-1"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2
+    assert out.stdout.strip().splitlines() == [
+        "avatar-engine: error: --viewer-wake-ms must be within 0..1000"
     ]

@@ -12,20 +12,24 @@ import json
 import httpx
 
 from avatar_engine.cli.usage import EXIT_BAD_INPUT, Subparsers
+from avatar_engine.client.lean import WAKE_S
 from avatar_engine.client.simulate import run_simulation
 
 
 def run_simulate(args: argparse.Namespace) -> int:
     """The ``simulate`` handler: the report as aligned lines or one JSON object.
 
-    A bad ``--stalled`` or ``--probes`` or an unreachable server is exit 2 with one line on
-    stdout.
+    A bad ``--stalled``, ``--probes`` or ``--viewer-wake-ms`` or an unreachable server is exit 2
+    with one line on stdout.
     """
     if not 0 <= args.stalled <= args.subscribers:
         print("avatar-engine: error: --stalled must be within 0..--subscribers")
         return EXIT_BAD_INPUT
     if args.probes < 0:
         print("avatar-engine: error: --probes must be 0 (every session) or more")
+        return EXIT_BAD_INPUT
+    if not 0 <= args.viewer_wake_ms <= 1000:
+        print("avatar-engine: error: --viewer-wake-ms must be within 0..1000")
         return EXIT_BAD_INPUT
     try:
         report = run_simulation(args)
@@ -76,6 +80,20 @@ def add_simulate_parser(sub: Subparsers) -> None:
         default=0,
         help="sessions whose first viewer decodes every frame for publish-to-receive, spread "
         "evenly over the sessions (0: every session); the other viewers only count",
+    )
+    p.add_argument(
+        "--viewer-pass",
+        choices=["native", "numpy"],
+        default=None,
+        help="WebSocket viewers' receive pass: the C++ one or the Python reference "
+        "(default: the fastest built)",
+    )
+    p.add_argument(
+        "--viewer-wake-ms",
+        type=float,
+        default=WAKE_S * 1e3,
+        help="WebSocket viewer processes wake at most once per this many ms (0: at every "
+        "arriving frame, exact stamps at more CPU; default %(default)s)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=run_simulate)

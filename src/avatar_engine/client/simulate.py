@@ -190,7 +190,8 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
                  for url in dict.fromkeys([base, *sub_urls])}  # fmt: skip
     t0 = time.monotonic()
     common = {"t0": t0, "server_t0": server_t0, "limit_s": args.connect_s + args.duration + 90,
-              "linger_s": LINGER_S}  # fmt: skip
+              "linger_s": LINGER_S, "receive": args.viewer_pass,
+              "wake_ms": args.viewer_wake_ms}  # fmt: skip
     load = _LoadProcesses.start(args.transport, _viewer_specs(args, sessions, sub_urls, common))
     host = urlsplit(base).hostname or "127.0.0.1"
     publisher = LiveLinkPublisher(host, args.livelink_port, sessions, t0)
