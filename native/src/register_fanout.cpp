@@ -197,7 +197,7 @@ constexpr py::ssize_t kMinSendsPerThread = 64;
 // one per group: with many one-viewer groups, the per-call cost was most of the pass.
 // ``threads`` > 1 splits the rows over that many threads (this one included): the kernel's
 // send() is most of a frame's cost, and one thread's serial sends put the last viewer of 2,000
-// about 13 ms behind the first (docs/architecture.md, "Send threads").
+// 10-13 ms behind the first on a 2-core VM (docs/architecture.md, "Send threads").
 py::tuple send_groups(const py::list& wires,
                       const py::array_t<std::int64_t, py::array::c_style>& starts,
                       const py::array_t<std::int32_t, py::array::c_style>& members,

@@ -86,9 +86,9 @@ class ServerOptions:
     send_threads: int = 1
     """Threads that write a tick's WebSocket frames to the viewers (the kernel's ``send()`` is
     most of a frame's cost; a link's frames stay on one thread, in order). One thread's sends
-    put the last of 2,000 viewers about 13 ms behind the first; 2 halves that where a second
-    core is free (docs/architecture.md, "Send threads"). Splits only ticks with at least 64
-    writes per thread."""
+    put the last of 2,000 viewers 10-13 ms behind the first on a 2-core VM; 2 halves that
+    where a second core is free (docs/architecture.md, "Send threads"). Splits only ticks with
+    at least 64 writes per thread."""
     max_message_bytes: int = 1 << 20
     """Largest HTTP body or WebSocket message accepted."""
     redis_url: str | None = None
