@@ -160,6 +160,7 @@ def main() -> int:
         finally:
             server.stop()
     print(json.dumps({"publish_to_receive_ms": r["publish_to_receive_ms"],
+                      "schedule_to_receive_ms": r["schedule_to_receive_ms"],
                       "tick_to_receive_ms": r["tick_to_receive_ms"],
                       "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
                       "server_cpu_percent": r["server_cpu_percent"],

@@ -33,7 +33,8 @@ that never reads, each run on a fresh server (per pair the change of the others'
 median, the healthy-to-healthy change beside it as the noise, and the server's RSS growth of
 each kind); **capture**: 100 publishing sessions with
 one viewer each (publish-to-receive p50/p99 over ``--probes`` sessions spread over the
-burst, the server's tick errors), ``--repeat`` times, on a fresh server each;
+burst, from each flip packet's send, and schedule-to-receive beside it, from the flip's
+scheduled time; the server's tick errors), ``--repeat`` times, on a fresh server each;
 **webrtc**: ``--webrtc`` lean WebRTC viewers
 (real aiortc peers, :mod:`avatar_engine.client.rtc_lean`) on a fresh server, ``--repeat``
 times, alternating with **webrtc-aiortc** if asked (the server sending frames through aiortc's
@@ -421,6 +422,7 @@ def main() -> int:
             r = _sim(server, args, sessions=100, subscribers=100, probes=args.probes)
             show("capture", {"sessions": 100, "probes": args.probes,
                              "publish_to_receive_ms": r["publish_to_receive_ms"],
+                             "schedule_to_receive_ms": r["schedule_to_receive_ms"],
                              "tick_to_receive_ms": r["tick_to_receive_ms"],
                              "frames_per_viewer_per_s": r["frames_per_subscriber_per_s"],
                              "server_cpu_percent": r["server_cpu_percent"],

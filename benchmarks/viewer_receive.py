@@ -100,7 +100,7 @@ def run(kind: str, n: int, rounds: int) -> dict[str, Any]:
     else:
         receive = NativeReceivePass(ep) if kind == "native" else ReferenceReceivePass(ep)
         for s in ours:
-            viewer = _Viewer(s, b"", ViewerTotals(), probe=False, t0=0.0, stall=False)
+            viewer = _Viewer(s, b"", ViewerTotals(), probe=False, t0=0.0, stall=False, session="")
             viewer.last_seq, viewer.last_t = 0, 0
             receive.add(viewer)
         read_round = _pass_round(receive, n)

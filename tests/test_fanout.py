@@ -145,7 +145,8 @@ def test_a_viewer_that_stops_reading_falls_back_to_the_outbox_and_others_stream_
     sending.start()
     spec = {"host": "127.0.0.1", "port": server.port, "t0": t0, "start": t0 + 1.0,
             "end": t0 + 9.0, "server_t0": stats0["clock"]["monotonic_t0"],
-            "paths": [[path, True, False], [path, False, False]]}  # fmt: skip
+            "paths": [[path, True, False], [path, False, False]],
+            "sessions": ["fan2", "fan2"]}  # fmt: skip
     result = run_viewers(spec)
     sending.join()
     publisher.close()
@@ -153,7 +154,11 @@ def test_a_viewer_that_stops_reading_falls_back_to_the_outbox_and_others_stream_
     stalled.close()
     assert result["connected"] == 2 and result["failed"] == 0 and result["closed"] == 0
     assert result["frames"] > 2 * 60  # both readers kept streaming
-    assert result["publish_to_receive_ms"]  # the probe decoded every frame it needed
+    receipts = result["flip_receipts"]  # the probe decoded every frame it needed
+    assert receipts and all(session == "fan2" for session, _, _ in receipts)
+    for _, flip, ms in receipts:  # the publisher knows when each seen flip left
+        lag = publisher.send_lag_ms("fan2", flip)
+        assert lag is not None and 0.0 <= lag < ms
     assert len(tick_latencies([result])) > 0
     assert stats["tick"]["errors"] == 0 and stats["subscribers"] >= 1  # the stalled one stays
 
@@ -505,6 +510,9 @@ def test_lean_viewers_count_frames_and_see_the_published_flips(server: ServerPro
     assert report["connected"] == 6 and report["failed"] == 0
     assert report["frames_received"] > 0 and report["bytes_per_frame"] > 2
     assert report["publish_to_receive_ms"]["p50"] > 0  # the probes saw the jaw flip
+    # Each flip timed from its packet's send, which is never before the flip's schedule.
+    assert report["flips_timed_from_schedule"] == 0
+    assert report["schedule_to_receive_ms"]["max"] >= report["publish_to_receive_ms"]["max"]
     assert report["tick_to_receive_ms"]["p50"] > 0
     assert len(report["load_cpu_percent"]["viewer_processes"]) == 1
 

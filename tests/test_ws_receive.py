@@ -115,7 +115,7 @@ def _replay(make: Callable[[select.epoll], Pass], chunks: list[bytes]) -> dict[s
     read by one poll stamped 100 s + 1 ms per chunk; what it counted and the pongs it sent."""
     ours, peer = _loopback()
     ep = select.epoll()
-    viewer = _Viewer(ours, b"", ViewerTotals(), probe=False, t0=0.0, stall=False)
+    viewer = _Viewer(ours, b"", ViewerTotals(), probe=False, t0=0.0, stall=False, session="")
     viewer.state = 1  # open: the handshake is not this test's business
     ep.register(ours.fileno(), select.EPOLLIN)
     receive = make(ep)
@@ -247,7 +247,7 @@ def test_native_pass_reports_end_of_stream_and_leaves_the_epoll_set(
     ep = select.epoll()
     ep.register(ours.fileno(), select.EPOLLIN)
     receive = NativeReceivePass(ep)
-    receive.add(_Viewer(ours, b"", ViewerTotals(), probe=False, t0=0.0, stall=False))
+    receive.add(_Viewer(ours, b"", ViewerTotals(), probe=False, t0=0.0, stall=False, session=""))
     peer.close()
     receive.poll(2.0, WINDOW)
     assert receive.counters()["closed"] == 1

@@ -10,7 +10,8 @@ loop is one call of the native receive pass (:mod:`avatar_engine.client.ws_recei
 does the same parse as the Python here (:class:`ReferenceReceivePass`) with no Python per
 frame. A few *probe* viewers
 also run the full :class:`~avatar_engine.codec.decoder.Decoder` to see the jaw flip of the
-published capture (publish-to-receive latency); everything else is counted, not decoded.
+published capture (publish-to-receive latency: each probe reports when it first saw a flip,
+the publisher when it sent that flip's packet); everything else is counted, not decoded.
 
 Each process reports its own CPU time over the measured window, so a reader can check the
 generator was not the limit. The Live Link publisher sends prebuilt packets (one ``send`` per
@@ -58,6 +59,16 @@ BROW = ARKIT_NAMES.index("browInnerUp")
 FPS = 60
 CYCLE = FPS
 """Frames in one publisher cycle (1 s: the brow's sine period, four jaw flips)."""
+FLIP_FRAMES = round(FLIP_S * FPS)
+"""Frames from one jaw flip to the next: frame ``k`` starts flip ``k // FLIP_FRAMES`` when
+``k % FLIP_FRAMES == 0``."""
+SPIN_S = 0.0003
+"""The publisher sleeps until this long before a frame's time and waits out the rest awake:
+``time.sleep`` overshot by 0.13 ms (p50) to 0.18 ms (p99) here, and that lateness is the
+generator's, not the server's (about 2 % of a core at 60 frames/s)."""
+MAX_FLIPS = 14_400
+"""Flips whose send times the publisher keeps (an hour at four a second; older ones are
+forgotten, and a probe's receipt of one is then timed from the schedule)."""
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _RECV = 1 << 16
 _HANDSHAKE_BATCH = 100
@@ -85,8 +96,10 @@ def jaw_at(t: float, t0: float) -> float:
 
 class FlipDetector:
     """Publish-to-receive latency: the first frame after a scheduled jaw flip that has moved
-    towards the new value (by ``MOVED``), minus the flip time. Smoothing in the animate step
-    does not count as delay: the response has started once the jaw moves."""
+    towards the new value (by ``MOVED``), timed from the flip's scheduled time (the publisher's
+    record of when it actually sent the flip's packet corrects that afterwards:
+    :meth:`LiveLinkPublisher.send_lag_ms`). Smoothing in the animate step does not count as
+    delay: the response has started once the jaw moves."""
 
     MOVED = 0.02
 
@@ -99,9 +112,9 @@ class FlipDetector:
         self._last_jaw: float | None = None
         self._base = 0.0
 
-    def observe(self, jaw: float, now: float) -> float | None:
-        """Feed the jaw value of a frame received at ``now``; the publish-to-receive latency (ms)
-        when this frame is the first to show the current flip, else None."""
+    def observe(self, jaw: float, now: float) -> tuple[int, float] | None:
+        """Feed the jaw value of a frame received at ``now``; when this frame is the first to
+        show the current flip, (the flip's number, ms since its scheduled time), else None."""
         k = int((now - self.t0) / FLIP_S)
         if k != self._last_k:
             self._base = jaw if self._last_jaw is None else self._last_jaw
@@ -111,7 +124,7 @@ class FlipDetector:
         direction = 1.0 if target > self._base else -1.0
         if k > self._detected and (jaw - self._base) * direction >= self.MOVED and k > 0:
             self._detected = k
-            return (now - (self.t0 + k * FLIP_S)) * 1e3
+            return k, (now - (self.t0 + k * FLIP_S)) * 1e3
         return None
 
 
@@ -184,7 +197,9 @@ class ViewerTotals:
     wakeups: int = 0
     """Wake-ups of the receive loop in the measured window (frames / wakeups: the batching)."""
     tick_to_receive_ms: array = field(default_factory=lambda: array("f"))  # type: ignore[type-arg]
-    publish_to_receive_ms: list[float] = field(default_factory=list)
+    flip_receipts: list[tuple[str, int, float]] = field(default_factory=list)
+    """Each probe's first frame after a jaw flip: (session, flip number, ms after the flip's
+    scheduled time)."""
 
     def add_pass(self, counts: dict[str, int], latencies: npt.NDArray[np.float32]) -> None:
         """Add what a receive pass counted (:data:`PASS_COUNTERS`) and its latencies."""
@@ -207,7 +222,7 @@ class ViewerTotals:
             "bad": self.bad,
             "wakeups": self.wakeups,
             "tick_to_receive_ms": self.tick_to_receive_ms.tobytes(),
-            "publish_to_receive_ms": self.publish_to_receive_ms,
+            "flip_receipts": self.flip_receipts,
             "cpu_s": cpu_s,
             "wall_s": wall_s,
         }
@@ -226,11 +241,13 @@ class MessageCounter:
         "key_t",
         "last_seq",
         "last_t",
+        "session",
         "totals",
     )
 
-    def __init__(self, totals: ViewerTotals, *, probe: bool, t0: float) -> None:
+    def __init__(self, totals: ViewerTotals, *, probe: bool, t0: float, session: str) -> None:
         self.totals = totals
+        self.session = session
         self.last_seq = -1
         self.last_t = -1
         self.key_seq = -1
@@ -303,9 +320,9 @@ class MessageCounter:
             )
         elif isinstance(decoded, Frame) and self.jaw_index >= 0:
             jaw = float(self.decoder.stream(decoded.sid).morphs[self.jaw_index])
-            latency = self.flips.observe(jaw, now)
-            if latency is not None and window[0] <= now < window[1]:
-                self.totals.publish_to_receive_ms.append(latency)
+            seen = self.flips.observe(jaw, now)
+            if seen is not None and window[0] <= now < window[1]:
+                self.totals.flip_receipts.append((self.session, *seen))
 
 
 class _Viewer(MessageCounter):
@@ -314,8 +331,8 @@ class _Viewer(MessageCounter):
     __slots__ = ("buf", "key", "sock", "stall", "state")
 
     def __init__(self, sock: socket.socket, key: bytes, totals: ViewerTotals, *, probe: bool,
-                 t0: float, stall: bool) -> None:  # fmt: skip
-        super().__init__(totals, probe=probe, t0=t0)
+                 t0: float, stall: bool, session: str) -> None:  # fmt: skip
+        super().__init__(totals, probe=probe, t0=t0, session=session)
         self.sock = sock
         self.key = key
         self.buf = b""
@@ -463,14 +480,17 @@ def _upgrade_request(host: str, port: int, path: str) -> tuple[bytes, bytes]:
     return request, key
 
 
-def _open_viewers(host: str, port: int, paths: list[tuple[str, bool, bool]], t0: float,
-                  totals: ViewerTotals, ep: select.epoll,
+def _open_viewers(host: str, port: int, paths: list[tuple[str, bool, bool]], sessions: list[str],
+                  t0: float, totals: ViewerTotals, ep: select.epoll,
                   ) -> dict[int, _Viewer]:  # fmt: skip
-    """Connect and hand-shake every viewer, a batch at a time; returns the open ones by fd."""
+    """Connect and hand-shake every viewer (``paths[i]`` watches ``sessions[i]``), a batch at a
+    time; returns the open ones by fd."""
     viewers: dict[int, _Viewer] = {}
     for first in range(0, len(paths), _HANDSHAKE_BATCH):
         pending: dict[int, _Viewer] = {}
-        for path, probe, stall in paths[first : first + _HANDSHAKE_BATCH]:
+        batch = zip(paths[first : first + _HANDSHAKE_BATCH],
+                    sessions[first : first + _HANDSHAKE_BATCH], strict=True)  # fmt: skip
+        for (path, probe, stall), session in batch:
             try:
                 sock = socket.create_connection((host, port), timeout=10)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -480,7 +500,7 @@ def _open_viewers(host: str, port: int, paths: list[tuple[str, bool, bool]], t0:
             except OSError:
                 totals.failed += 1
                 continue
-            viewer = _Viewer(sock, key, totals, probe=probe, t0=t0, stall=stall)
+            viewer = _Viewer(sock, key, totals, probe=probe, t0=t0, stall=stall, session=session)
             pending[sock.fileno()] = viewer
             ep.register(sock.fileno(), select.EPOLLIN)
         deadline = time.monotonic() + _HANDSHAKE_S
@@ -521,8 +541,9 @@ def run_viewers(
     window_of: Callable[[], tuple[float, float] | None] | None = None,
 ) -> dict[str, Any]:
     """The body of one viewer process. ``spec``: host, port, paths (list of [path, probe,
-    stall]), t0 (publisher schedule), server_t0 (the server's monotonic start), and either
-    start and end (the measured window on this machine's monotonic clock) or ``window_of``,
+    stall]), sessions (optional: the session each path watches, named in the probes'
+    ``flip_receipts``), t0 (publisher schedule), server_t0 (the server's monotonic start), and
+    either start and end (the measured window on this machine's monotonic clock) or ``window_of``,
     asked until it returns the window (a coordinator sets it once every process called
     ``on_ready``, after connecting all its viewers; until then frames are read, not counted).
     ``spec["limit_s"]`` bounds the wait for a window; ``spec["linger_s"]`` keeps the viewers
@@ -537,6 +558,7 @@ def run_viewers(
     totals = ViewerTotals()
     ep = select.epoll()
     viewers = _open_viewers(spec["host"], spec["port"], [tuple(p) for p in spec["paths"]],
+                            list(spec.get("sessions", [""] * len(spec["paths"]))),
                             spec["t0"], totals, ep)  # fmt: skip
     if on_ready is not None:
         on_ready()
@@ -591,7 +613,7 @@ def livelink_packets(subject: str, device: str = "sim") -> list[bytes]:
     values = np.zeros(VALUE_COUNT, np.float32)
     packets = []
     for k in range(CYCLE):
-        values[JAW] = HIGH if (k * 4 // CYCLE) % 2 else LOW
+        values[JAW] = HIGH if (k // FLIP_FRAMES) % 2 else LOW
         values[BROW] = 0.5 + 0.4 * math.sin(2 * math.pi * k / CYCLE)
         packets.append(build_packet(device, subject, values, frame_number=k))
     return packets
@@ -603,7 +625,12 @@ class LiveLinkPublisher:
     server so a packet is one ``send`` (measured: a burst of 100 takes about 0.52 ms against
     0.62 ms with ``sendto``, nearly all of it the kernel's loopback delivery). :meth:`run` sends
     until a time and may be called again; the counters cover every call (CPU and wall only
-    while sending)."""
+    while sending).
+
+    A frame leaves at its time to within a few microseconds (:data:`SPIN_S`), and for each jaw
+    flip the time every subject's packet was sent is kept (:meth:`send_lag_ms`): a hundred
+    phones send at once, this one process sends one after another, so a latency from the
+    flip's schedule would charge the server with up to a burst of the generator's own sends."""
 
     def __init__(self, host: str, port: int, subjects: list[str], t0: float) -> None:
         self._t0 = t0
@@ -612,6 +639,8 @@ class LiveLinkPublisher:
             sock.setblocking(False)
             sock.connect((host, port))
         self._pairs = list(zip(self._socks, [livelink_packets(s) for s in subjects], strict=True))
+        self._index = {s: i for i, s in enumerate(subjects)}
+        self._flip_lags: dict[int, npt.NDArray[np.float32]] = {}
         self._k = 0
         self.sent = 0
         self.late_ticks = 0
@@ -623,25 +652,55 @@ class LiveLinkPublisher:
         """Send every session's packet at each 60 fps slot until ``until`` (blocking); a late
         process skips the slots it missed (counted in ``late_ticks``) rather than bursting."""
         cpu0, wall0 = time.process_time(), time.monotonic()
-        t0, pairs = self._t0, self._pairs
+        t0 = self._t0
         k = max(self._k, math.ceil((wall0 - t0) * FPS))
         while (due := t0 + k / FPS) < until:
             wait = due - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-            phase = k % CYCLE
-            for sock, packets in pairs:
-                try:
-                    sock.send(packets[phase])
-                    self.sent += 1
-                except OSError:  # full, or refused (ICMP) until the server's port is up
-                    pass
+            if wait > SPIN_S:
+                time.sleep(wait - SPIN_S)
+            while time.monotonic() < due:  # SPIN_S
+                pass
+            if k % FLIP_FRAMES:
+                self._send(k % CYCLE)
+            else:
+                self._send_flip(k // FLIP_FRAMES, k % CYCLE, due)
             behind = max(0, math.floor((time.monotonic() - t0) * FPS) - k)
             self.late_ticks += behind
             k += 1 + behind
         self._k = k
         self.cpu_s += time.process_time() - cpu0
         self.wall_s += time.monotonic() - wall0
+
+    def _send(self, phase: int) -> None:
+        for sock, packets in self._pairs:
+            try:
+                sock.send(packets[phase])
+                self.sent += 1
+            except OSError:  # full, or refused (ICMP) until the server's port is up
+                pass
+
+    def _send_flip(self, flip: int, phase: int, due: float) -> None:
+        """A frame that starts a jaw flip: each packet's send time kept (ms after ``due``)."""
+        lags = np.full(len(self._pairs), np.nan, np.float32)
+        for i, (sock, packets) in enumerate(self._pairs):
+            try:
+                sock.send(packets[phase])
+            except OSError:
+                continue
+            lags[i] = (time.monotonic() - due) * 1e3
+            self.sent += 1
+        self._flip_lags[flip] = lags
+        if len(self._flip_lags) > MAX_FLIPS:
+            del self._flip_lags[next(iter(self._flip_lags))]
+
+    def send_lag_ms(self, subject: str, flip: int) -> float | None:
+        """How long after flip ``flip``'s scheduled time ``subject``'s packet left (ms), or None
+        when that is not known (not sent, or forgotten: :data:`MAX_FLIPS`)."""
+        lags = self._flip_lags.get(flip)
+        i = self._index.get(subject)
+        if lags is None or i is None or math.isnan(lags[i]):
+            return None
+        return float(lags[i])
 
     def close(self) -> None:
         """Close the publisher's sockets."""

@@ -49,8 +49,9 @@ class _RtcViewer(MessageCounter):
 
     __slots__ = ("control", "frames", "pc", "receiver", "window")
 
-    def __init__(self, totals: ViewerTotals, window: _Window, *, probe: bool, t0: float) -> None:
-        super().__init__(totals, probe=probe, t0=t0)
+    def __init__(self, totals: ViewerTotals, window: _Window, *, probe: bool, t0: float,
+                 session: str) -> None:  # fmt: skip
+        super().__init__(totals, probe=probe, t0=t0, session=session)
         self.window = window
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames = self.pc.createDataChannel("frames", ordered=False, maxRetransmits=0)
@@ -95,7 +96,7 @@ async def _open(spec: dict[str, Any], totals: ViewerTotals,
 
     async def one(path: str, probe: bool, session: str, client: httpx.AsyncClient) -> None:
         lod = int(parse_qs(urlsplit(path).query).get("lod", ["0"])[0])
-        viewer = _RtcViewer(totals, window, probe=probe, t0=float(spec["t0"]))
+        viewer = _RtcViewer(totals, window, probe=probe, t0=float(spec["t0"]), session=session)
         async with gate:
             try:
                 await asyncio.wait_for(viewer.connect(client, session, lod), CONNECT_S)

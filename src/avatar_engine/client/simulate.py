@@ -5,7 +5,10 @@ with a jaw that flips between two values every 250 ms on a shared schedule. Subs
 processes open ``--subscribers`` streams (WebSocket or WebRTC) and measure, on this machine's
 monotonic clock (shared by every process):
 
-- publish-to-receive: when a subscriber sees the jaw flip, minus the scheduled flip time;
+- publish-to-receive: when a subscriber sees the jaw flip, minus when the Live Link publisher
+  sent that session's flip packet (``schedule_to_receive`` beside it: minus the flip's scheduled
+  time, which adds the publisher's own lateness and its serial sends; with ``--publish ws``
+  only that one is known, and ``publish_to_receive`` is timed from the schedule too);
 - tick-to-receive: arrival minus the server's encode time (``/stats`` gives the server's
   monotonic start, frames carry milliseconds since then);
 - frames, bytes per frame, sequence gaps (skipped or lost frames).
@@ -28,6 +31,7 @@ import math
 import multiprocessing as mp
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -45,6 +49,9 @@ from avatar_engine.client.lean import (
 )
 from avatar_engine.client.rtc_lean import run_rtc_viewers
 from avatar_engine.codec.messages import encode_capture, encode_publish_hello
+
+SendLag = Callable[[str, int], float | None]
+"""How long after flip ``k``'s scheduled time a session's packet was sent (ms), if known."""
 
 LINGER_S = 2.0
 """Viewers stay connected this long after the window, while /stats is read (its frame counters
@@ -65,7 +72,9 @@ class NodeResult:
     closed: int = 0
     bad: int = 0
     tick_to_receive_ms: list[npt.NDArray[np.float64]] = field(default_factory=list)
-    publish_to_receive_ms: list[float] = field(default_factory=list)
+    flip_receipts: list[tuple[str, int, float]] = field(default_factory=list)
+    """Each probe's first frame after a flip (:attr:`~avatar_engine.client.lean.ViewerTotals.\
+flip_receipts`)."""
 
     COUNTS = ("frames", "bytes", "audio", "gaps", "viewers_with_gaps", "connected", "failed",
               "closed", "bad")  # fmt: skip
@@ -75,11 +84,26 @@ class NodeResult:
         for name in self.COUNTS:
             setattr(self, name, getattr(self, name) + int(r.get(name, 0)))
         self.tick_to_receive_ms.append(tick_latencies([r]))
-        self.publish_to_receive_ms += r["publish_to_receive_ms"]
+        self.flip_receipts += [tuple(x) for x in r["flip_receipts"]]
 
     def ticks(self) -> npt.NDArray[np.float64]:
         """Every tick-to-receive latency (ms) the merged processes measured, as one array."""
         return np.concatenate(self.tick_to_receive_ms) if self.tick_to_receive_ms else np.zeros(0)
+
+
+def flip_latencies(receipts: list[tuple[str, int, float]], send_lag: SendLag | None,
+                   ) -> tuple[dict[str, float], dict[str, float], int]:  # fmt: skip
+    """Percentiles of publish-to-receive (from each flip packet's send) and of
+    schedule-to-receive (from the flip's scheduled time), and how many receipts were timed from
+    the schedule for want of a send time (all of them without ``send_lag``)."""
+    schedule = [ms for _, _, ms in receipts]
+    publish = []
+    unknown = 0
+    for session, k, ms in receipts:
+        lag = send_lag(session, k) if send_lag is not None else None
+        unknown += lag is None
+        publish.append(ms - (lag or 0.0))
+    return _percentiles(publish), _percentiles(schedule), unknown
 
 
 def _percentiles(values: Any) -> dict[str, float]:
@@ -214,14 +238,15 @@ def run_simulation(args: argparse.Namespace) -> dict[str, Any]:
         for name in NodeResult.COUNTS:
             setattr(total, name, getattr(total, name) + getattr(r, name))
         total.tick_to_receive_ms.append(r.ticks())
-        total.publish_to_receive_ms += r.publish_to_receive_ms
-    report = _report(args, total, pub, server_stats, window, load_cpu)
+        total.flip_receipts += r.flip_receipts
+    send_lag = publisher.send_lag_ms if args.publish == "livelink" else None
+    report = _report(args, total, pub, server_stats, window, load_cpu, send_lag)
     report["server_tick_window"] = {  # from 0.5 s before the window to its end
         k: server_stats["tick"][k] - ticks_before[k] for k in ("ticks", "errors", "late", "skipped")
     }
     if args.subscribe_url:
         report["nodes"] = _node_report(
-            by_url, window.node_cpu0, window.node_cpu1, window.wall, args
+            by_url, window.node_cpu0, window.node_cpu1, window.wall, args, send_lag
         )
     return report
 
@@ -345,10 +370,12 @@ def _report(
     server_stats: dict[str, Any],
     window: _Samples,
     load_cpu: list[float],
+    send_lag: SendLag | None,
 ) -> dict[str, Any]:
     """The run's report, in the order ``simulate`` prints it."""
     healthy = max(1, args.subscribers - args.stalled)
     cpu = window.cpu1 - window.cpu0
+    publish, schedule, unknown = flip_latencies(total.flip_receipts, send_lag)
     return {
         "sessions": args.sessions,
         "subscribers": args.subscribers,
@@ -370,7 +397,9 @@ def _report(
         "server_skipped": server_stats["frames"]["skipped"],  # since each viewer connected
         "bytes_per_frame": round(total.bytes / max(1, total.frames), 1),
         "tick_to_receive_ms": _percentiles(total.ticks()),
-        "publish_to_receive_ms": _percentiles(total.publish_to_receive_ms),
+        "publish_to_receive_ms": publish,
+        "schedule_to_receive_ms": schedule,
+        "flips_timed_from_schedule": unknown,
         "server_cpu_percent": round(100 * cpu / max(1e-9, window.wall), 1),
         "server_cpu_us_per_frame": round(1e6 * cpu / max(1, total.frames), 2),
         "server_rss_mib": {"start": round(window.rss0, 1), "end": round(window.rss1, 1)},
@@ -389,17 +418,20 @@ def _node_report(
     cpu1: dict[str, tuple[float, float]],
     wall: float,
     args: argparse.Namespace,
+    send_lag: SendLag | None,
 ) -> dict[str, dict[str, Any]]:
     """Per node (cluster mode): its subscribers' latency and frames, and its CPU and RSS."""
     report: dict[str, dict[str, Any]] = {}
     for url in cpu0:
         r = by_url.get(url, NodeResult())
+        publish, schedule, _ = flip_latencies(r.flip_receipts, send_lag)
         report[url] = {
             "subscribers": r.connected,
             "frames_per_s": round(r.frames / args.duration, 1),
             "gaps": r.gaps,
             "tick_to_receive_ms": _percentiles(r.ticks()),
-            "publish_to_receive_ms": _percentiles(r.publish_to_receive_ms),
+            "publish_to_receive_ms": publish,
+            "schedule_to_receive_ms": schedule,
             "cpu_percent": round(100 * (cpu1[url][0] - cpu0[url][0]) / max(1e-9, wall), 1),
             "rss_mib": round(cpu1[url][1], 1),
         }
