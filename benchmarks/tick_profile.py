@@ -1,11 +1,12 @@
 """Where a tick's time goes: each stage of the engine and the encoder, per session-frame.
 
     python benchmarks/tick_profile.py [--sessions 1024] [--ticks 120] [--backend native]
-                                      [--clock wall|cpu]
+                                      [--clock wall|cpu] [--speaking 0.25]
 
 Builds S cc4-extended sessions with live capture (every row fresh each tick, the worst case),
-a quarter of them speaking, every session subscribed once at LOD 0 (chained, 8-bit), and
-times the stages the runtime's tick runs, in the order it runs them. ``--clock cpu`` times
+a quarter of them speaking (``--speaking``: the share; 0 is a capture-only server, where the
+speech stage has nothing to sample), every session subscribed once at LOD 0 (chained, 8-bit),
+and times the stages the runtime's tick runs, in the order it runs them. ``--clock cpu`` times
 this thread's CPU time instead of wall time: on a busy machine wall time also counts the waits
 for a core, which can swamp a before/after comparison (the kernels run in this thread).
 """
@@ -30,6 +31,8 @@ def main() -> None:
     parser.add_argument("--ticks", type=int, default=120)
     parser.add_argument("--backend", default=None)
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall")
+    parser.add_argument("--speaking", type=float, default=0.25,
+                        help="share of the sessions given text to speak")  # fmt: skip
     args = parser.parse_args()
     clock = time.thread_time if args.clock == "cpu" else time.perf_counter
 
@@ -39,7 +42,7 @@ def main() -> None:
         engine.create_session(sid, t=0.0)
     group = engine.group("cc4-extended")
     rng = np.random.default_rng(1)
-    for i, sid in enumerate(ids[: args.sessions // 4]):
+    for i, sid in enumerate(ids[: round(args.sessions * args.speaking)]):
         engine.push_text(
             sid, "Hello there, this is a rather long sentence to keep talking. " * 3, 0.01 * i
         )

@@ -24,6 +24,7 @@ from avatar_engine.engine.sessions import (
     SessionEventKind,
     SessionState,
 )
+from avatar_engine.kernels.backends import available_backends
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ARKIT_NAMES, ROTATION_COUNT
 from avatar_engine.speech.lipsync import from_text
 
@@ -344,3 +345,28 @@ def test_a_burst_of_captures_is_the_same_as_one_push_each() -> None:
     with pytest.raises(SessionNotFoundError):
         batch.push_captures(["a", "nobody"], arkit[:2], rotations[:2], 1.03)
     assert batch.get("a").capture_frames == 2  # nothing stored
+
+
+@pytest.mark.parametrize("backend", available_backends())
+def test_a_group_where_nobody_spoke_gets_what_the_full_speech_path_gives(backend: str) -> None:
+    """While no row holds a speech slot the stage writes the silent morphs without sampling
+    (speech_stage.py, ``_silence``); once one row holds a slot every row goes through the
+    kernels again, and the rows that never spoke get the very same values and flags."""
+    engine = Engine(backend=backend)
+    for sid in ("a", "b", "c"):
+        engine.create_session(sid, t=0.0)
+    group = engine.group(engine.get("a").rig)
+    speech = group.animator.speech_morphs
+    engine.step(1.0)
+    shortcut = speech[:2].copy()
+    engine.push_text("c", "", 1.0)  # a slot for c, nothing said: the full path from now on
+    engine.step(1.0 + 1 / FPS)
+    np.testing.assert_array_equal(speech[:2], shortcut)
+    assert not group.animator.speaking[:3].any() and not group.animator.in_word[:3].any()
+    engine.push_text("c", "Hello there. ", 1.1)
+    run(engine, 1.1, 0.5)
+    assert group.animator.speaking[2] > 0
+    engine.delete_session("c")  # its slot goes: back to the shortcut, and c's flag with it
+    engine.step(2.0)
+    np.testing.assert_array_equal(speech[:2], shortcut)
+    assert not group.animator.speaking[:2].any()
