@@ -161,9 +161,10 @@ class SpeechStage:
     def _silence(self, n_rows: int, speech_morphs: F32, speaking: F32,
                  in_word: npt.NDArray[np.bool_]) -> list[SpeakingChange]:  # fmt: skip
         """:meth:`step` when no row holds a slot: what the full path gives for rows that read
-        the zero row (0.10 -> 0.015 ms per tick at 100 rows here, most of it the rig's
-        kernel). A row gets a slot before it can speak and keeps it until it is removed (its
-        flags go with it), so no row here was speaking: there is no change to report."""
+        the zero row (0.124 -> 0.017 ms of CPU a tick at 100 rows here, most of it the rig's
+        kernel: ``benchmarks/tick_profile.py --speaking 0``). A row gets a slot before it can
+        speak and keeps it until it is removed (its flags go with it), so no row here was
+        speaking: there is no change to report."""
         self._layer[:n_rows] = 0.0
         speech_morphs[:n_rows] = self._silent
         speaking[:n_rows] = 0.0
