@@ -73,8 +73,8 @@ class NodeResult:
     bad: int = 0
     tick_to_receive_ms: list[npt.NDArray[np.float64]] = field(default_factory=list)
     flip_receipts: list[tuple[str, int, float]] = field(default_factory=list)
-    """Each probe's first frame after a flip (:attr:`~avatar_engine.client.lean.ViewerTotals.\
-flip_receipts`)."""
+    """Each probe's first frame after a flip: (session, flip number, ms after its schedule),
+    as the viewer processes report them (``ViewerTotals.flip_receipts``)."""
 
     COUNTS = ("frames", "bytes", "audio", "gaps", "viewers_with_gaps", "connected", "failed",
               "closed", "bad")  # fmt: skip
