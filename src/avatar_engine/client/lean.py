@@ -661,9 +661,13 @@ class LiveLinkPublisher:
             while time.monotonic() < due:  # SPIN_S
                 pass
             if k % FLIP_FRAMES:
-                self._send(k % CYCLE)
-            else:
-                self._send_flip(k // FLIP_FRAMES, k % CYCLE, due)
+                self._send(k % CYCLE, due)
+            else:  # a frame that starts a jaw flip: each packet's send time kept
+                lags = self._flip_lags[k // FLIP_FRAMES] = np.full(len(self._pairs), np.nan,
+                                                                    np.float32)  # fmt: skip
+                if len(self._flip_lags) > MAX_FLIPS:
+                    del self._flip_lags[next(iter(self._flip_lags))]
+                self._send(k % CYCLE, due, lags)
             behind = max(0, math.floor((time.monotonic() - t0) * FPS) - k)
             self.late_ticks += behind
             k += 1 + behind
@@ -671,27 +675,18 @@ class LiveLinkPublisher:
         self.cpu_s += time.process_time() - cpu0
         self.wall_s += time.monotonic() - wall0
 
-    def _send(self, phase: int) -> None:
-        for sock, packets in self._pairs:
-            try:
-                sock.send(packets[phase])
-                self.sent += 1
-            except OSError:  # full, or refused (ICMP) until the server's port is up
-                pass
-
-    def _send_flip(self, flip: int, phase: int, due: float) -> None:
-        """A frame that starts a jaw flip: each packet's send time kept (ms after ``due``)."""
-        lags = np.full(len(self._pairs), np.nan, np.float32)
+    def _send(self, phase: int, due: float,
+              lags: npt.NDArray[np.float32] | None = None) -> None:  # fmt: skip
+        """Every subject's packet of ``phase``; with ``lags``, each one's send time is written
+        there (ms after ``due``; NaN for a packet not sent)."""
         for i, (sock, packets) in enumerate(self._pairs):
             try:
                 sock.send(packets[phase])
-            except OSError:
+            except OSError:  # full, or refused (ICMP) until the server's port is up
                 continue
-            lags[i] = (time.monotonic() - due) * 1e3
             self.sent += 1
-        self._flip_lags[flip] = lags
-        if len(self._flip_lags) > MAX_FLIPS:
-            del self._flip_lags[next(iter(self._flip_lags))]
+            if lags is not None:
+                lags[i] = (time.monotonic() - due) * 1e3
 
     def send_lag_ms(self, subject: str, flip: int) -> float | None:
         """How long after flip ``flip``'s scheduled time ``subject``'s packet left (ms), or None
