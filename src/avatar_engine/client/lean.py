@@ -678,15 +678,18 @@ class LiveLinkPublisher:
     def _send(self, phase: int, due: float,
               lags: npt.NDArray[np.float32] | None = None) -> None:  # fmt: skip
         """Every subject's packet of ``phase``; with ``lags``, each one's send time is written
-        there (ms after ``due``; NaN for a packet not sent)."""
+        there (ms after ``due``; NaN for a packet not sent). The time is read just before the
+        ``send``: after it, a thread that lost the GIL in the call would stamp the packet later
+        than it left, and a latency from that stamp could read low."""
         for i, (sock, packets) in enumerate(self._pairs):
+            sending = time.monotonic()
             try:
                 sock.send(packets[phase])
             except OSError:  # full, or refused (ICMP) until the server's port is up
                 continue
             self.sent += 1
             if lags is not None:
-                lags[i] = (time.monotonic() - due) * 1e3
+                lags[i] = (sending - due) * 1e3
 
     def send_lag_ms(self, subject: str, flip: int) -> float | None:
         """How long after flip ``flip``'s scheduled time ``subject``'s packet left (ms), or None
