@@ -1,5 +1,7 @@
 // The capture receivers' batch read (src/avatar_engine/ingest/recv_batch.py): every datagram
-// waiting on a UDP socket read with one recvmmsg(), the GIL released, into preallocated rows.
+// waiting on a UDP socket read with one recvmmsg(), the GIL released, into preallocated rows;
+// and the admission of a batch over the senders' columns (src/avatar_engine/ingest/admission.py
+// is the reference: the same loops in Python, held together by a parity test).
 //
 // The Python reference with the same contract is recv_batch_reference: datagram i lands in
 // buf[i, :sizes[i]] (cut to the row), the list returned holds each sender's address as Python's
@@ -8,11 +10,15 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstdint>
+#include <string>
 #include <cstring>
 #include <vector>
 
+#include "array_checks.hpp"
 #include "registers.hpp"
 
 #ifdef __linux__
@@ -97,7 +103,136 @@ py::list recv_batch(int fd, py::array_t<std::uint8_t, py::array::c_style> buf,
 }  // namespace
 #endif
 
+namespace {
+
+// The batch's datagram or frame indices into the table's rows, checked against the table size.
+const std::int64_t* batch_rows(const py::array_t<std::int64_t, py::array::c_style>& rows,
+                               std::size_t size, const char* what) {
+    if (rows.ndim() != 1) throw py::value_error(std::string(what) + ": rows must be 1-D");
+    const std::int64_t* r = rows.data();
+    for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
+        if (r[i] < 0 || static_cast<std::size_t>(r[i]) >= size)
+            throw py::index_error(std::string(what) + ": a row outside the table");
+    }
+    return r;
+}
+
+std::uint8_t* batch_out(py::array_t<std::uint8_t, py::array::c_style>& out, py::ssize_t n,
+                        const char* what) {
+    if (out.ndim() != 1 || out.shape(0) < n)
+        throw py::value_error(std::string(what) + ": the output needs a slot per entry");
+    return out.mutable_data();
+}
+
+// TokenBucket.take(now) on one column entry (src/avatar_engine/ingest/limits.py).
+inline bool take(double& tokens, double& last, double rate, double burst, double now) {
+    const double elapsed = now - last;
+    if (elapsed > 0) {
+        tokens = std::min(burst, tokens + elapsed * rate);
+        last = now;
+    }
+    if (tokens >= 1.0) {
+        tokens -= 1.0;
+        return true;
+    }
+    return false;
+}
+
+std::int64_t admit_datagrams(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
+                     py::array_t<std::int64_t, py::array::c_style> sizes,
+                     py::array_t<std::uint8_t, py::array::c_style> heard, std::int64_t max_size,
+                     double now, py::array_t<std::uint8_t, py::array::c_style> status) {
+    const auto size = table.attr("size").cast<std::size_t>();
+    const std::int64_t* r = batch_rows(rows, size, "admit_datagrams");
+    const py::ssize_t n = rows.shape(0);
+    if (sizes.ndim() != 1 || sizes.shape(0) < n || heard.ndim() != 1 || heard.shape(0) < n)
+        throw py::value_error("admit_datagrams: sizes and heard need a slot per datagram");
+    std::uint8_t* out = batch_out(status, n, "admit_datagrams");
+    const double rate = table.attr("packet_rate").cast<double>();
+    const double burst = table.attr("packet_burst").cast<double>();
+    auto* tokens = field<double>(table, "packet_tokens", size, 1, Access::kWrite);
+    auto* last = field<double>(table, "packet_last", size, 1, Access::kWrite);
+    auto* packets = field<std::int64_t>(table, "packets", size, 1, Access::kWrite);
+    auto* bytes = field<std::int64_t>(table, "bytes", size, 1, Access::kWrite);
+    auto* seen = field<double>(table, "last_seen", size, 1, Access::kWrite);
+    auto* used = field<std::int64_t>(table, "used", size, 1, Access::kWrite);
+    std::int64_t seq = table.attr("seq").cast<std::int64_t>();
+    const std::int64_t* length = sizes.data();
+    const std::uint8_t* hear = heard.data();
+    std::int64_t admitted = 0;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const auto p = static_cast<std::size_t>(r[i]);
+        packets[p] += 1;
+        bytes[p] += length[i];
+        seen[p] = now;
+        used[p] = seq++;
+        if (length[i] > max_size) {
+            out[i] = 1;  // too_large
+        } else if (!hear[i]) {
+            out[i] = 2;  // unexpected_peer
+        } else {
+            out[i] = take(tokens[p], last[p], rate, burst, now) ? 0 : 3;  // rate_limited
+        }
+        admitted += out[i] == 0;
+    }
+    table.attr("seq") = seq;
+    return admitted;
+}
+
+std::int64_t take_frames(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
+                 double now, py::array_t<std::uint8_t, py::array::c_style> ok) {
+    const auto size = table.attr("size").cast<std::size_t>();
+    const std::int64_t* r = batch_rows(rows, size, "take_frames");
+    const py::ssize_t n = rows.shape(0);
+    std::uint8_t* out = batch_out(ok, n, "take_frames");
+    const double rate = table.attr("frame_rate").cast<double>();
+    const double burst = table.attr("frame_burst").cast<double>();
+    auto* tokens = field<double>(table, "frame_tokens", size, 1, Access::kWrite);
+    auto* last = field<double>(table, "frame_last", size, 1, Access::kWrite);
+    std::int64_t got = 0;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        const auto p = static_cast<std::size_t>(r[i]);
+        out[i] = take(tokens[p], last[p], rate, burst, now) ? 1 : 0;
+        got += out[i];
+    }
+    return got;
+}
+
+void count_frames(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
+                  double now, double window) {
+    const auto size = table.attr("size").cast<std::size_t>();
+    const std::int64_t* r = batch_rows(rows, size, "count_frames");
+    auto* frames = field<std::int64_t>(table, "frames", size, 1, Access::kWrite);
+    auto* start = field<double>(table, "window_start", size, 1, Access::kWrite);
+    auto* count = field<std::int64_t>(table, "window_count", size, 1, Access::kWrite);
+    auto* rate = field<double>(table, "window_rate", size, 1, Access::kWrite);
+    for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
+        const auto p = static_cast<std::size_t>(r[i]);
+        frames[p] += 1;  // SourceStats.frames_at(now, 1)
+        if (std::isnan(start[p])) start[p] = now;
+        const double elapsed = now - start[p];
+        if (elapsed >= window) {
+            rate[p] = static_cast<double>(count[p]) / elapsed;
+            start[p] = now;
+            count[p] = 0;
+        }
+        count[p] += 1;
+    }
+}
+
+}  // namespace
+
 void register_ingest(py::module_& m) {
+    m.def("admit_datagrams", &admit_datagrams, py::arg("table"), py::arg("rows"), py::arg("sizes"),
+          py::arg("heard"), py::arg("max_size"), py::arg("now"), py::arg("status"),
+          "Steps 1-3 of the receive path for a batch over a PeerTable's columns, in order: count "
+          "each datagram, then status 0 admitted, 1 too large, 2 sender not heard, 3 rate "
+          "limited (the packet bucket). Returns how many were admitted.");
+    m.def("take_frames", &take_frames, py::arg("table"), py::arg("rows"), py::arg("now"),
+          py::arg("ok"), "One frame token per entry of rows, in order; ok[i] says who got one. Returns how many "
+          "did.");
+    m.def("count_frames", &count_frames, py::arg("table"), py::arg("rows"), py::arg("now"),
+          py::arg("window"), "One delivered frame per entry of rows: counted, rate windows moved.");
 #ifdef __linux__
     m.def("recv_batch", &recv_batch, py::arg("fd"), py::arg("buf"), py::arg("sizes"),
           "Every datagram waiting on fd (at most one per row of buf) with one recvmmsg(), the GIL "

@@ -5,18 +5,23 @@ becomes readable, :meth:`DatagramReceiver.drain` reads every datagram waiting in
 (:mod:`avatar_engine.ingest.recv_batch`), so a burst of many phones' packets is read at once
 rather than one per pass of the event loop. Each datagram goes into a sans-I/O parser from
 :mod:`avatar_engine.formats` (or :mod:`avatar_engine.ingest.publish`) and validated frames go
-to a :class:`~avatar_engine.ingest.sink.CaptureSink`. Per datagram, in this order:
+to a :class:`~avatar_engine.ingest.sink.CaptureSink`. Per datagram, in this order, each step
+taken for the whole batch at once where it can be (the senders' state is a
+:class:`~avatar_engine.ingest.peers.PeerTable`: columns, not objects):
 
-1. the sender's peer entry (bounded LRU of ``max_peers`` senders) counts the packet;
+1. the sender's row (at most ``max_peers`` senders kept between batches; the least recently
+   heard are forgotten) counts the packet;
 2. oversize datagrams are dropped (``too_large``) before anything else looks at them;
 3. the sender's packet token bucket refuses floods (``rate_limited``) before parsing;
 4. the parser validates; a failure is dropped and counted under its reason;
 5. each frame is routed to a session (``unrouted`` if refused), checked against the sender's
-   frame token bucket, and delivered.
+   frame token bucket, and the batch's frames are delivered together.
 
-``datagram_received`` never raises: anything unexpected is counted as ``internal_error`` and
-logged at a bounded rate, so one bad packet (or a bug) can never stop a receive loop. Drops are
-logged at most once per ``log_interval`` per (sender, reason).
+A batch counts exactly as its datagrams would one at a time, in order; only the log lines of a
+batch's drops are one per sender and reason. ``receive_batch`` and ``datagram_received`` never
+raise: anything unexpected is counted as ``internal_error`` and logged at a bounded rate, so
+one bad packet (or a bug) can never stop a receive loop. Drops are logged at most once per
+``log_interval`` per (sender, reason).
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections import OrderedDict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Final
@@ -38,24 +43,31 @@ from avatar_engine.codec import Ping, PublishHello, encode_pong
 from avatar_engine.formats import ifacialmocap, vmc
 from avatar_engine.formats.livelink import (
     VALUE_COUNT,
-    LiveLinkHead,
     LiveLinkPacketError,
     parse_batch,
-    parse_packet,
 )
 from avatar_engine.formats.rotation import DEGREES_PER_UNIT, MAX_ROTATION_UNITS
-from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter, TokenBucket
+from avatar_engine.ingest.admission import ADMITTED, NOT_HEARD, RATE_LIMITED, TOO_LARGE
+from avatar_engine.ingest.limits import DEFAULT_LOG_INTERVAL, LogLimiter
+from avatar_engine.ingest.peers import PeerTable
 from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, PublishFrame
 from avatar_engine.ingest.recv_batch import Address, batch_rows, recv_backend
 from avatar_engine.ingest.routing import Router
 from avatar_engine.ingest.sink import BatchCaptureSink, CaptureSink, SourceInfo, SourceKind
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_COUNT
-from avatar_engine.types import F32
+from avatar_engine.types import F32, I64, U8
 
 logger = logging.getLogger("avatar_engine.ingest")
 
 Clock = Callable[[], float]
+
+_REFUSED: Final = {
+    TOO_LARGE: ("too_large", "over the datagram size limit"),
+    NOT_HEARD: ("unexpected_peer", "not the configured sender"),
+    RATE_LIMITED: ("rate_limited", "packet rate over the limit"),
+}
+"""Drop reason and log detail of each admission status but ADMITTED."""
 
 SOCKET_RECEIVE_BUFFER: Final = 1 << 20
 """SO_RCVBUF requested for every receiver: a burst while the loop is busy waits in the kernel."""
@@ -80,22 +92,29 @@ class ReceiverConfig:
     log_interval: float = DEFAULT_LOG_INTERVAL
 
 
-class Peer:
-    """One sender: its stats, its rate buckets and its decoder state."""
+class _Frames:
+    """The frames decoded from one batch's datagrams one at a time (:meth:`emit_frame`), routed
+    and delivered together when the batch is done."""
 
-    __slots__ = ("address", "frame_bucket", "label", "packet_bucket", "state", "stats")
+    __slots__ = ("arkit", "defaults", "device_ids", "frame_times", "keys", "rotations", "rows")
 
-    def __init__(self, address: Address, config: ReceiverConfig, now: float) -> None:
-        self.address = address
-        self.label = f"{address[0]}:{address[1]}" if len(address) >= 2 else str(address)
-        self.stats = SourceStats()
-        self.packet_bucket = TokenBucket(config.max_packet_rate_hz, config.packet_burst, now)
-        self.frame_bucket = TokenBucket(config.max_frame_rate_hz, config.frame_burst, now)
-        self.state: Any = None
+    def __init__(self) -> None:
+        self.rows: list[int] = []
+        self.keys: list[str] = []
+        self.defaults: list[str] = []
+        self.arkit: list[F32] = []
+        self.rotations: list[F32] = []
+        self.device_ids: list[str] = []
+        self.frame_times: list[float | None] = []
+
+    def clear(self) -> None:
+        for column in (self.rows, self.keys, self.defaults, self.arkit, self.rotations,
+                       self.device_ids, self.frame_times):  # fmt: skip
+            column.clear()
 
 
 class DatagramReceiver:
-    """The shared receive path; subclasses implement :meth:`decode`."""
+    """The shared receive path; subclasses implement :meth:`decode` (or :meth:`decode_batch`)."""
 
     kind: ClassVar[SourceKind]
     """Which input this receiver is (each subclass names its own)."""
@@ -109,23 +128,26 @@ class DatagramReceiver:
         config: ReceiverConfig | None = None,
         clock: Clock = time.monotonic,
     ) -> None:
-        self.config = config or self.default_config
+        self.config = c = config or self.default_config
         self._sink = sink
         self._batch_sink = sink if isinstance(sink, BatchCaptureSink) else None
         self._router = router or Router()
         self._clock = clock
-        self._peers: OrderedDict[Address, Peer] = OrderedDict()
         self.totals = SourceStats()
         self.totals.key = self.kind
-        self._log = LogLimiter(logger, self.config.log_interval)
+        self._log = LogLimiter(logger, c.log_interval)
         self.sock: socket.socket | None = None
         self.bound: tuple[str, int] | None = None
         # One byte more than the largest datagram accepted: a longer one is cut to the row and
         # then seen as too large.
-        row = self.config.max_datagram + 1
+        row = c.max_datagram + 1
         self._rows = np.zeros((batch_rows(row), row), np.uint8)
         self._sizes = np.zeros(len(self._rows), np.int64)
         self._recv = recv_backend()
+        limits = (c.max_packet_rate_hz, c.packet_burst), (c.max_frame_rate_hz, c.frame_burst)
+        self.peers = PeerTable(c.max_peers, len(self._rows), *limits, self.new_peer_state)
+        self._pending = _Frames()
+        self._heard_all = np.ones(len(self._rows), np.uint8)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -196,22 +218,34 @@ class DatagramReceiver:
 
     def receive_batch(self, addresses: list[Address]) -> None:
         """The datagrams of one batch read (``self._rows[i, :self._sizes[i]]`` from
-        ``addresses[i]``), each as :meth:`datagram_received` would take it. A format whose
-        datagrams parse in one vectorised pass overrides this (Live Link)."""
-        rows, sizes = self._rows, self._sizes
-        for i, addr in enumerate(addresses):
-            self.datagram_received(rows[i, : sizes[i]].tobytes(), addr)
-
-    # -- receive path -----------------------------------------------------------------------
+        ``addresses[i]``): admitted together (steps 1-3 of the module docstring), decoded,
+        and their frames routed and delivered together. Never raises: anything unexpected is
+        counted as ``internal_error`` (per datagram where a datagram's bytes are involved)."""
+        try:
+            now = self._clock()
+            taken, rows = self.admit(addresses, now)
+            if taken:
+                self.decode_batch(len(addresses), taken, rows, now)
+            pending = self._pending
+            if pending.rows:
+                self.deliver(pending.rows, pending.keys, pending.defaults,
+                             np.stack(pending.arkit), np.stack(pending.rotations),
+                             pending.device_ids, pending.frame_times, now)  # fmt: skip
+        except Exception as exc:  # the last line of defence: a receive loop never raises
+            self.internal_error(addresses[0] if addresses else (), exc)
+        finally:
+            if self._pending.rows:
+                self._pending.clear()
+            self.peers.forget_oldest()
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
-        """One datagram: decode, validate, route and deliver it. It never
-        raises: an unexpected error is counted and logged (rate-limited) so one bad packet cannot
-        stop the receiver."""
-        try:
-            self._receive(data, addr)
-        except Exception as exc:  # the last line of defence: a receive loop never raises
-            self.internal_error(addr, exc)
+        """One datagram taken on its own (what asyncio's datagram protocol would call; tests and
+        the fuzzer use it): a batch of one. It never raises."""
+        row = self._rows[0]
+        size = min(len(data), len(row))
+        row[:size] = np.frombuffer(data, np.uint8, size)
+        self._sizes[0] = len(data)
+        self.receive_batch([addr])
 
     def internal_error(self, addr: Address, exc: Exception) -> None:
         """Count and log (rate-limited) an unexpected error on a datagram from ``addr``."""
@@ -223,112 +257,138 @@ class DatagramReceiver:
             logging.ERROR,
         )
 
-    def _peer(self, addr: Address, now: float) -> Peer:
-        peer = self._peers.get(addr)
-        if peer is None:
-            peer = Peer(addr, self.config, now)
-            peer.state = self.new_peer_state()
-            self._peers[addr] = peer
-            if len(self._peers) > self.config.max_peers:
-                self._peers.popitem(last=False)
-        else:
-            self._peers.move_to_end(addr)
-        return peer
+    def admit(self, addresses: list[Address], now: float) -> tuple[list[int], list[int]]:
+        """Steps 1-3 of the receive path for a batch: which datagrams may be parsed (indices
+        into the batch, in order) and their senders' rows; the rest are dropped and counted."""
+        n = len(addresses)
+        sizes = self._sizes[:n]
+        rows = self.peers.rows_for(addresses, now)
+        heard = self.heard(rows)
+        status, admitted = self.peers.admit(
+            rows, sizes, self._heard_all[:n] if heard is None else heard,
+            self.config.max_datagram, now)  # fmt: skip
+        self.totals.packets_at(n, int(sizes.sum()), now)
+        senders = rows.tolist()
+        if admitted == n:
+            return list(range(n)), senders
+        taken: list[int] = []
+        refused: Counter[tuple[int, int]] = Counter()
+        for i, code in enumerate(status.tolist()):
+            if code == ADMITTED:
+                taken.append(i)
+            else:
+                refused[senders[i], code] += 1
+        for (row, code), count in refused.items():
+            reason, detail = _REFUSED[code]
+            self.drop(row, reason, detail, now, count)
+        return taken, [senders[i] for i in taken]
 
-    def _receive(self, data: bytes, addr: Address) -> None:
-        now = self._clock()
-        peer = self.admit(addr, len(data), now)
-        if peer is not None:
-            self.decode(data, peer, now)
-
-    def admit(self, addr: Address, size: int, now: float) -> Peer | None:
-        """Steps 1-3 of the receive path (module docstring) for a datagram of ``size`` bytes:
-        its sender's peer entry if it may be parsed, None if it was dropped (and counted)."""
-        peer = self._peer(addr, now)
-        peer.stats.packet(size, now)
-        self.totals.packet(size, now)
-        if size > self.config.max_datagram:
-            self.drop(peer, "too_large", f"{size} bytes", now)
-            return None
-        if not self.accept_peer(peer):
-            self.drop(peer, "unexpected_peer", "not the configured sender", now)
-            return None
-        if not peer.packet_bucket.take(now):
-            self.drop(peer, "rate_limited", "packet rate over the limit", now)
-            return None
-        return peer
-
-    def drop(self, peer: Peer, reason: str, detail: str, now: float, n: int = 1) -> None:
-        """Refuse ``n`` packets or values from ``peer`` for ``reason``: counted per peer and in
-        total, logged at most once per interval per peer and reason."""
-        peer.stats.drop(reason, n)
+    def drop(self, row: int, reason: str, detail: str, now: float, n: int = 1) -> None:
+        """Refuse ``n`` packets or values from the sender of ``row`` for ``reason``: counted per
+        sender and in total, logged at most once per interval per sender and reason."""
+        drops = self.peers.drops[row]
+        drops[reason] = drops.get(reason, 0) + n
         self.totals.drop(reason, n)
+        label = self.peers.label[row]
         self._log.log(
-            f"{peer.label}/{reason}",
-            now,
-            f"{self.kind}: dropped from {peer.label}: {reason}: {detail}",
+            f"{label}/{reason}", now, f"{self.kind}: dropped from {label}: {reason}: {detail}"
         )
 
-    def clamped(self, peer: Peer, n: int) -> None:
+    def clamped(self, row: int, n: int) -> None:
         """Count ``n`` values that arrived outside 0..1 and were clamped (they are not drops: the
         frame is used)."""
         if n:
-            peer.stats.clamped += n
+            self.peers.clamped[row] += n
             self.totals.clamped += n
 
-    def deliver(
-        self,
-        peer: Peer,
-        key: str,
-        default_session: str,
-        arkit: F32,
-        rotations: F32,
-        now: float,
-        *,
-        device_id: str = "",
-        frame_time: float | None = None,
-    ) -> None:
-        """Route a validated frame and hand it to the sink."""
-        session = self.route(peer, key, default_session, now)
-        if session is None:
-            return
-        info = SourceInfo(self.kind, key, peer.label, device_id, frame_time)
-        try:
-            self._sink.on_frame(session, arkit, rotations, now, info)
-        except Exception as exc:
-            self.drop(peer, "sink_error", repr(exc), now)
-            return
-        peer.stats.frame(now)
-        self.totals.frame(now)
+    def _host(self, row: int) -> str:
+        """The sender's host (VMC and iFacialMocap route by it)."""
+        address = self.peers.address[row]
+        return "" if address is None else str(address[0])
 
-    def route(self, peer: Peer, key: str, default_session: str, now: float) -> str | None:
-        """Step 5 of the receive path up to the sink: the session a validated frame drives, or
-        None when it is dropped (``unrouted``, or the sender's frame rate: ``rate_limited``)."""
-        session = self._router.resolve(self.kind, key, default_session, peer.label)
-        if session is None:
-            self.drop(peer, "unrouted", f"no session for {self.kind}:{key}", now)
-            return None
-        if not peer.frame_bucket.take(now):
-            self.drop(peer, "rate_limited", "frame rate over the limit", now)
-            return None
-        peer.stats.key = key
-        peer.stats.session_id = session
-        return session
+    def emit_frame(self, row: int, key: str, default_session: str, arkit: F32, rotations: F32,
+                   *, device_id: str = "", frame_time: float | None = None) -> None:  # fmt: skip
+        """A validated frame decoded from a datagram of ``row``'s sender, kept (copied) to be
+        routed and delivered with the rest of the batch's."""
+        pending = self._pending
+        pending.rows.append(row)
+        pending.keys.append(key)
+        pending.defaults.append(default_session)
+        pending.arkit.append(np.array(arkit, np.float32))
+        pending.rotations.append(np.array(rotations, np.float32))
+        pending.device_ids.append(device_id)
+        pending.frame_times.append(frame_time)
 
-    def deliver_batch(self, peers: list[Peer], session_ids: list[str], arkit: F32,
-                      rotations: F32, now: float, infos: list[SourceInfo]) -> None:  # fmt: skip
-        """Frames already routed (:meth:`route`) handed to a batch sink in one call; each counts
-        as delivered, or all as ``sink_error`` if the call raises."""
-        assert self._batch_sink is not None
-        try:
-            self._batch_sink.on_frames(session_ids, arkit, rotations, now, infos)
-        except Exception as exc:
-            for peer in peers:
-                self.drop(peer, "sink_error", repr(exc), now)
+    def deliver(self, rows: list[int], keys: list[str], defaults: list[str], arkit: F32,
+                rotations: F32, device_ids: list[str], frame_times: list[float | None],
+                now: float) -> None:  # fmt: skip
+        """Step 5 for a batch's frames (row ``j`` of ``arkit`` and ``rotations`` from the sender
+        of ``rows[j]``): each routed to a session (``unrouted`` if refused), checked against its
+        sender's frame bucket (``rate_limited``), then all handed to the sink in one call (a
+        batch sink) or one call each, and counted."""
+        routed = self._route(rows, keys, defaults, now)
+        if not routed:
             return
-        for peer in peers:
-            peer.stats.frame(now)
-        self.totals.frames_at(now, len(peers))
+        peers, kind = self.peers, self.kind
+        ids: list[str] = []
+        senders: list[int] = []
+        infos: list[SourceInfo] = []
+        for j, session in routed:
+            row, key = rows[j], keys[j]
+            peers.key[row] = key
+            peers.session[row] = session
+            ids.append(session)
+            senders.append(row)
+            infos.append(SourceInfo(kind, key, peers.label[row], device_ids[j], frame_times[j]))
+        if len(routed) < len(rows):
+            at = np.array([j for j, _ in routed], np.intp)
+            arkit, rotations = arkit[at], rotations[at]
+        delivered = self._hand_over(ids, arkit, rotations, infos, senders, now)
+        if delivered:
+            peers.count_frames(np.array(delivered, np.int64), now)
+            self.totals.frames_at(now, len(delivered))
+
+    def _route(self, rows: list[int], keys: list[str], defaults: list[str],
+               now: float) -> list[tuple[int, str]]:  # fmt: skip
+        """The frames that get a session and a frame token: (index, session) in order; the
+        rest are dropped and counted."""
+        peers, kind = self.peers, self.kind
+        sessions = self._router.resolve_all(kind, keys, defaults, [peers.label[r] for r in rows])
+        routed = [(j, session) for j, session in enumerate(sessions) if session is not None]
+        if len(routed) < len(rows):
+            for j, session in enumerate(sessions):
+                if session is None:
+                    self.drop(rows[j], "unrouted", f"no session for {kind}:{keys[j]}", now)
+        got, taken = peers.take_frames(np.array([rows[j] for j, _ in routed], np.int64), now)
+        if taken < len(routed):
+            passed = got.tolist()
+            limited = Counter(rows[j] for (j, _), ok in zip(routed, passed, strict=True) if not ok)
+            for row, n in limited.items():
+                self.drop(row, "rate_limited", "frame rate over the limit", now, n)
+            routed = [r for r, ok in zip(routed, passed, strict=True) if ok]
+        return routed
+
+    def _hand_over(self, ids: list[str], arkit: F32, rotations: F32, infos: list[SourceInfo],
+                   senders: list[int], now: float) -> list[int]:  # fmt: skip
+        """Give the routed frames to the sink; returns the senders of those it took (a failing
+        call is counted ``sink_error``)."""
+        if self._batch_sink is not None:
+            try:
+                self._batch_sink.on_frames(ids, arkit, rotations, now, infos)
+            except Exception as exc:
+                for row, n in Counter(senders).items():
+                    self.drop(row, "sink_error", repr(exc), now, n)
+                return []
+            return senders
+        delivered: list[int] = []
+        for j, session in enumerate(ids):
+            try:
+                self._sink.on_frame(session, arkit[j], rotations[j], now, infos[j])
+            except Exception as exc:
+                self.drop(senders[j], "sink_error", repr(exc), now)
+            else:
+                delivered.append(senders[j])
+        return delivered
 
     # -- for subclasses ---------------------------------------------------------------------
 
@@ -336,13 +396,25 @@ class DatagramReceiver:
         """Per-sender decoder state (VMC accumulates across datagrams, publish keeps hellos)."""
         return None
 
-    def accept_peer(self, peer: Peer) -> bool:
-        """Whether datagrams from this new sender are accepted at all (iFacialMocap listens to its
-        phone only)."""
-        return True
+    def heard(self, rows: I64) -> U8 | None:
+        """Which datagrams' senders (``rows``) are heard at all (1) and which not (0); None:
+        every sender (iFacialMocap listens to its phone only)."""
+        return None
 
-    def decode(self, data: bytes, peer: Peer, now: float) -> None:
-        """Decode one datagram of this format and :meth:`deliver` its frames or :meth:`drop` it."""
+    def decode_batch(self, n: int, taken: list[int], rows: list[int], now: float) -> None:
+        """Decode the admitted datagrams (indices ``taken`` of the batch's ``n``, from senders
+        ``rows``): by default one :meth:`decode` each, an error counted against that datagram
+        alone. A format that parses a batch in one pass overrides this (Live Link)."""
+        data, sizes = self._rows, self._sizes
+        for i, row in zip(taken, rows, strict=True):
+            try:
+                self.decode(data[i, : sizes[i]].tobytes(), row, now)
+            except Exception as exc:  # one bad datagram never stops the rest
+                self.internal_error(self.peers.address[row] or (), exc)
+
+    def decode(self, data: bytes, row: int, now: float) -> None:
+        """Decode one datagram of this format from ``row``'s sender and :meth:`emit_frame` its
+        frames or :meth:`drop` it."""
         raise NotImplementedError
 
     # -- reporting --------------------------------------------------------------------------
@@ -350,11 +422,12 @@ class DatagramReceiver:
     def stats(self) -> dict[str, Any]:
         """This receiver's totals and per-sender counters, JSON-ready (``/stats``)."""
         now = self._clock()
+        peers = self.peers
         return {
             "kind": self.kind,
             "bound": None if self.bound is None else f"{self.bound[0]}:{self.bound[1]}",
             "totals": self.totals.snapshot(now),
-            "sources": {p.label: p.stats.snapshot(now) for p in self._peers.values()},
+            "sources": {peers.label[r]: peers.snapshot(r, now) for r in peers.rows()},
         }
 
 
@@ -368,7 +441,7 @@ _UPPER: Final = _CENTER + _HALF
 
 class _RangeCheck:
     """Clamps rows of 61 values (weights 0..1, rotations +-MAX_ROTATION_UNITS) in place; returns
-    how many values of each row were out of range.
+    how many values of each row were out of range, or None when none was (the usual case).
 
     Measured: the obvious ``count_nonzero((a < 0) | (a > 1))`` + clip on two views cost about
     13 us per packet; one fused check on whole rows into preallocated scratch is ~3 us for one
@@ -381,36 +454,17 @@ class _RangeCheck:
         self._scratch = np.empty((rows, ARKIT_COUNT + 9), dtype=np.float32)
         self._mask = np.empty((rows, ARKIT_COUNT + 9), dtype=bool)
 
-    def __call__(self, values: F32) -> npt.NDArray[np.intp]:
+    def __call__(self, values: F32) -> npt.NDArray[np.intp] | None:
         n = len(values)
         scratch, mask = self._scratch[:n], self._mask[:n]
         np.subtract(values, _CENTER, out=scratch)
         np.abs(scratch, out=scratch)
         np.greater(scratch, _HALF, out=mask)
         if not mask.any():
-            return np.zeros(n, np.intp)
+            return None
         np.clip(values, _LOWER, _UPPER, out=values)
         counts: npt.NDArray[np.intp] = np.count_nonzero(mask, axis=1)
         return counts
-
-
-class _Routed:
-    """The frames of one batch that passed every check, for one :meth:`deliver_batch`."""
-
-    __slots__ = ("infos", "peers", "rows", "sessions")
-
-    def __init__(self) -> None:
-        self.peers: list[Peer] = []
-        self.sessions: list[str] = []
-        self.rows: list[int] = []
-        self.infos: list[SourceInfo] = []
-
-    def add(self, peer: Peer, session: str, row: int, info: SourceInfo) -> None:
-        """One more frame: ``row`` of the batch's values, for ``session``."""
-        self.peers.append(peer)
-        self.sessions.append(session)
-        self.rows.append(row)
-        self.infos.append(info)
 
 
 class LiveLinkReceiver(DatagramReceiver):
@@ -419,9 +473,8 @@ class LiveLinkReceiver(DatagramReceiver):
     ``rotation_scale`` multiplies the nine rotations (Epic does not document their unit; the
     default 1.0 passes the app's values through, like ``convert`` does). A batch read is parsed
     in one pass (:func:`~avatar_engine.formats.livelink.parse_batch`) and range-checked in one
-    vectorised pass; each datagram is still admitted (peer, size, rate) before its frame is
-    used, so the counters are those of one datagram at a time (a datagram refused by its
-    sender's rate limit was parsed, in C, and is counted as rate limited only).
+    vectorised pass, after the batch was admitted (so a datagram refused by its sender's rate
+    limit is counted as rate limited only).
     """
 
     kind = SourceKind.LIVELINK
@@ -437,73 +490,42 @@ class LiveLinkReceiver(DatagramReceiver):
         rotation_scale: float = 1.0,
     ) -> None:
         super().__init__(sink, router, config=config, clock=clock)
-        self.rotation_scale = np.float32(rotation_scale)
+        self.rotation_scale = float(rotation_scale)
         self._check = _RangeCheck(len(self._rows))
         self._values = np.zeros((len(self._rows), VALUE_COUNT), np.float32)
 
-    def decode(self, data: bytes, peer: Peer, now: float) -> None:
-        """One Live Link Face packet is one frame: parse it, scale the rotations and deliver it."""
-        try:
-            frame = parse_packet(data)
-        except LiveLinkPacketError as exc:
-            self.drop(peer, exc.reason.value, str(exc), now)
-            return
-        values = frame.values[None, :]  # a fresh array per packet: safe to modify in place
-        self._use(peer, (frame.device_id, frame.subject, frame.frame_time), values, 0, now,
-                  self._scaled_and_checked(values))  # fmt: skip
-
-    def receive_batch(self, addresses: list[Address]) -> None:
-        """Every datagram of a batch read: one parse and one range check for all of them, then
-        each admitted and delivered in order."""
-        n = len(addresses)
-        now = self._clock()
+    def decode_batch(self, n: int, taken: list[int], rows: list[int], now: float) -> None:
+        """Every admitted datagram of a batch: one parse and one range check for all of them,
+        then their frames delivered together (a packet is one frame; its session the subject)."""
         values = self._values[:n]
         heads = parse_batch(self._rows, self._sizes, n, values)
-        clamped = self._scaled_and_checked(values)
-        sizes = self._sizes.tolist()
-        routed = _Routed()
-        for i, addr in enumerate(addresses):
-            try:
-                peer = self.admit(addr, sizes[i], now)
-                if peer is None:
-                    continue
-                head = heads[i]
-                if isinstance(head, LiveLinkPacketError):
-                    self.drop(peer, head.reason.value, str(head), now)
-                elif self._batch_sink is None:
-                    self._use(peer, head, values, i, now, clamped)
-                else:
-                    self._route_one(peer, head, i, now, int(clamped[i]), routed)
-            except Exception as exc:  # as datagram_received: one bad packet never stops the rest
-                self.internal_error(addr, exc)
-        if routed.rows:
-            take = values[np.array(routed.rows, np.intp)]
-            self.deliver_batch(routed.peers, routed.sessions, take[:, :ARKIT_COUNT],
-                               take[:, ARKIT_COUNT:], now, routed.infos)  # fmt: skip
-
-    def _route_one(self, peer: Peer, head: LiveLinkHead, i: int, now: float, clamped: int,
-                   routed: _Routed) -> None:  # fmt: skip
-        """Row ``i`` of a batch up to the sink (as :meth:`_use`), kept for one sink call."""
-        device_id, subject, frame_time = head
-        self.clamped(peer, clamped)
-        key = subject or device_id or "livelink"
-        session = self.route(peer, key, key, now)
-        if session is not None:
-            routed.add(peer, session, i, SourceInfo(self.kind, key, peer.label, device_id,
-                                                    frame_time))  # fmt: skip
-
-    def _scaled_and_checked(self, values: F32) -> npt.NDArray[np.intp]:
         if self.rotation_scale != 1.0:
-            values[:, ARKIT_COUNT:] *= self.rotation_scale
-        return self._check(values)
-
-    def _use(self, peer: Peer, head: LiveLinkHead, values: F32, i: int, now: float,
-             clamped: npt.NDArray[np.intp]) -> None:  # fmt: skip
-        device_id, subject, frame_time = head
-        self.clamped(peer, int(clamped[i]))
-        key = subject or device_id or "livelink"
-        self.deliver(peer, key, key, values[i, :ARKIT_COUNT], values[i, ARKIT_COUNT:], now,
-                     device_id=device_id, frame_time=frame_time)  # fmt: skip
+            values[:, ARKIT_COUNT:] *= np.float32(self.rotation_scale)
+        clamped = self._check(values)
+        good: list[int] = []
+        senders: list[int] = []
+        keys: list[str] = []
+        device_ids: list[str] = []
+        frame_times: list[float | None] = []
+        for i, row in zip(taken, rows, strict=True):
+            head = heads[i]
+            if isinstance(head, LiveLinkPacketError):
+                self.drop(row, head.reason.value, str(head), now)
+                continue
+            device_id, subject, frame_time = head
+            good.append(i)
+            senders.append(row)
+            keys.append(subject or device_id or "livelink")
+            device_ids.append(device_id)
+            frame_times.append(frame_time)
+        if not good:
+            return
+        frames = values if len(good) == n else values[np.array(good, np.intp)]
+        if clamped is not None:
+            for row, count in zip(senders, clamped[good].tolist(), strict=True):
+                self.clamped(row, count)
+        self.deliver(senders, keys, keys, frames[:, :ARKIT_COUNT],
+                     frames[:, ARKIT_COUNT:], device_ids, frame_times, now)  # fmt: skip
 
 
 class VmcReceiver(DatagramReceiver):
@@ -542,21 +564,21 @@ class VmcReceiver(DatagramReceiver):
         """A VMC decoder per sender: blend values accumulate over datagrams until ``Apply``."""
         return vmc.VmcDecoder(degrees_per_unit=self._degrees_per_unit, axis_signs=self._axis_signs)
 
-    def decode(self, data: bytes, peer: Peer, now: float) -> None:
-        """Feed the sender's VMC decoder; every ``Apply`` in the datagram delivers a frame."""
-        decoder: vmc.VmcDecoder = peer.state
+    def decode(self, data: bytes, row: int, now: float) -> None:
+        """Feed the sender's VMC decoder; every ``Apply`` in the datagram gives a frame."""
+        decoder: vmc.VmcDecoder = self.peers.state[row]
         try:
             result = decoder.feed_datagram(data)
         except vmc.VmcPacketError as exc:
-            self.drop(peer, exc.reason.value, str(exc), now)
+            self.drop(row, exc.reason.value, str(exc), now)
             return
         for reason, n in result.issues.items():
             detail = ", ".join(result.unknown_names) if reason == "unknown_name" else "messages"
-            self.drop(peer, reason, detail, now, n)
-        self.clamped(peer, result.clamped)
-        host = str(peer.address[0])
+            self.drop(row, reason, detail, now, n)
+        self.clamped(row, result.clamped)
+        host = self._host(row)
         for frame in result.frames:
-            self.deliver(peer, host, self.name, frame.arkit, frame.rotations, now)
+            self.emit_frame(row, host, self.name, frame.arkit, frame.rotations)
 
 
 class IFacialMocapReceiver(DatagramReceiver):
@@ -626,22 +648,24 @@ class IFacialMocapReceiver(DatagramReceiver):
             self._timer = None
         super().close()
 
-    def accept_peer(self, peer: Peer) -> bool:
+    def heard(self, rows: I64) -> U8 | None:
         """With a phone configured, only that phone's address is heard."""
-        return self._phone_ip is None or peer.address[0] == self._phone_ip
+        if self._phone_ip is None:
+            return None
+        return np.array([self._host(row) == self._phone_ip for row in rows.tolist()], np.uint8)
 
-    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+    def decode(self, data: bytes, row: int, now: float) -> None:
         """One iFacialMocap text frame: unknown names are counted, the rest delivered."""
         try:
             frame = ifacialmocap.parse_frame(data, degrees_per_unit=self._degrees_per_unit)
         except ifacialmocap.IfmFrameError as exc:
-            self.drop(peer, exc.reason.value, str(exc), now)
+            self.drop(row, exc.reason.value, str(exc), now)
             return
         if frame.unknown:
-            self.drop(peer, "unknown_name", ", ".join(frame.unknown[:8]), now, len(frame.unknown))
-        self.clamped(peer, frame.clamped)
+            self.drop(row, "unknown_name", ", ".join(frame.unknown[:8]), now, len(frame.unknown))
+        self.clamped(row, frame.clamped)
         self._last_frame = now
-        self.deliver(peer, str(peer.address[0]), self.name, frame.arkit, frame.rotations, now)
+        self.emit_frame(row, self._host(row), self.name, frame.arkit, frame.rotations)
 
 
 class PublishUdpReceiver(DatagramReceiver):
@@ -660,31 +684,26 @@ class PublishUdpReceiver(DatagramReceiver):
         captures."""
         return PublishDecoder()
 
-    def decode(self, data: bytes, peer: Peer, now: float) -> None:
+    def decode(self, data: bytes, row: int, now: float) -> None:
         """One msgpack publish message: a hello is remembered, a capture delivered."""
-        decoder: PublishDecoder = peer.state
+        decoder: PublishDecoder = self.peers.state[row]
         try:
             out = decoder.feed(data)
         except PublishDropError as exc:
-            self.drop(peer, exc.reason, str(exc), now)
+            self.drop(row, exc.reason, str(exc), now)
             return
         if isinstance(out, PublishFrame):
             if out.unknown:
-                self.drop(peer, "unknown_name", f"{out.unknown} names", now, out.unknown)
-            self.clamped(peer, out.clamped)
-            self.deliver(
-                peer,
-                str(out.pid),
-                f"publish-{out.pid}",
-                out.arkit,
-                out.rotations,
-                now,
-                frame_time=out.t,
-            )
+                self.drop(row, "unknown_name", f"{out.unknown} names", now, out.unknown)
+            self.clamped(row, out.clamped)
+            pid = str(out.pid)
+            self.emit_frame(row, pid, f"publish-{pid}", out.arkit, out.rotations, frame_time=out.t)
         elif isinstance(out, Ping):
-            self.send(encode_pong(out.nonce, out.t_ms), peer.address)
+            address = self.peers.address[row]
+            if address is not None:
+                self.send(encode_pong(out.nonce, out.t_ms), address)
         elif isinstance(out, PublishHello):
-            peer.stats.key = str(out.pid)
+            self.peers.key[row] = str(out.pid)
 
 
 def with_port(config: ReceiverConfig, host: str, port: int) -> ReceiverConfig:

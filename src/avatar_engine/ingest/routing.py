@@ -66,7 +66,7 @@ class Router:
     def __init__(self, config: RoutingConfig | None = None, factory: SessionFactory | None = None):
         self.config = config or RoutingConfig()
         self._factory: SessionFactory = factory or _always
-        self._cache: OrderedDict[tuple[str, str], str | None] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, str], str] = OrderedDict()
         self._auto: OrderedDict[str, set[str]] = OrderedDict()
         """Sender -> the sessions it auto-created."""
 
@@ -76,19 +76,31 @@ class Router:
         ``sender`` (the datagram's address) is what ``max_auto_sessions`` is counted against.
         """
         cache_key = (kind, key)
-        try:
-            found = self._cache[cache_key]
-        except KeyError:
-            pass
-        else:
+        cached = self._cache.get(cache_key)  # only sessions are cached, never a refusal
+        if cached is not None:
             self._cache.move_to_end(cache_key)
-            return found
+            return cached
         found = self._resolve(kind, key, default_session, sender)
         if found is not None:  # refusals are retried (a quota may free up)
             self._cache[cache_key] = found
             if len(self._cache) > self._CACHE_LIMIT:
                 self._cache.popitem(last=False)
         return found
+
+    def resolve_all(
+        self, kind: str, keys: list[str], defaults: list[str], senders: list[str]
+    ) -> list[str | None]:
+        """:meth:`resolve` for each frame of a burst, in order (one call a burst: a cached key
+        costs a dictionary probe, not a method call)."""
+        cache, out = self._cache, []
+        for key, default_session, sender in zip(keys, defaults, senders, strict=True):
+            found = cache.get((kind, key))
+            if found is None:
+                out.append(self.resolve(kind, key, default_session, sender))
+            else:
+                cache.move_to_end((kind, key))
+                out.append(found)
+        return out
 
     def _resolve(self, kind: str, key: str, default_session: str, sender: str) -> str | None:
         allow = self.config.allowlist

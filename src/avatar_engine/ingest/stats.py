@@ -44,7 +44,11 @@ class SourceStats:
 
     def packet(self, size: int, now: float) -> None:
         """Count one datagram of ``size`` bytes from this source and note when it was seen."""
-        self.packets += 1
+        self.packets_at(1, size, now)
+
+    def packets_at(self, n: int, size: int, now: float) -> None:
+        """Count ``n`` datagrams of ``size`` bytes in all that arrived at ``now`` (a burst)."""
+        self.packets += n
         self.bytes += size
         self.last_seen = now
 
