@@ -28,9 +28,11 @@ from avatar_engine.formats.recording import (
     encode_frame,
     encode_record,
 )
+from avatar_engine.ingest.peers import PeerTable
 from avatar_engine.ingest.publish import PublishDecoder
 from avatar_engine.ingest.receivers import LiveLinkReceiver, ReceiverConfig
 from avatar_engine.ingest.sink import SourceInfo
+from avatar_engine.kernels.backends import native_module
 from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 
 UUID = "9A1B2C3D-0000-4E5F-8A9B-0123456789AB"
@@ -157,6 +159,42 @@ class LiveLinkReceivePath:
 
     def time_datagram_received(self) -> None:
         self.rx.datagram_received(self.packet, self.addr)
+
+
+class _NullBatchSink(_NullSink):
+    def on_frames(self, *args: Any) -> None:
+        pass
+
+
+class LiveLinkReceiveBurst:
+    """A burst of 100 phones' packets as a batch read leaves them, through the whole receive
+    path: admission over the senders' columns (per ``admission`` backend), one parse, one range
+    check, routing, one sink call. Time per burst (a hundredth of it per datagram); the
+    receivers' clock steps a 60th of a second a burst, so no bucket runs dry."""
+
+    params = (["native", "numpy"],)
+    param_names = ("admission",)
+
+    def setup(self, admission: str) -> None:
+        if admission == "native" and not hasattr(native_module(), "admit_datagrams"):
+            raise NotImplementedError("native module not built")
+        self.t = 0.0
+        config = LiveLinkReceiver.default_config
+        rx = LiveLinkReceiver(_NullBatchSink(), config=config, clock=lambda: self.t)
+        c = rx.config
+        rx.peers = PeerTable(c.max_peers, len(rx._rows), (c.max_packet_rate_hz, c.packet_burst),
+                             (c.max_frame_rate_hz, c.frame_burst), rx.new_peer_state,
+                             backend=admission)  # fmt: skip
+        for i in range(100):
+            packet = livelink.build_packet(UUID, f"phone-{i}", _values(i))
+            rx._rows[i, : len(packet)] = np.frombuffer(packet, np.uint8)
+            rx._sizes[i] = len(packet)
+        self.senders = [("127.0.0.1", 40000 + i) for i in range(100)]
+        self.rx = rx
+
+    def time_receive_burst(self, admission: str) -> None:
+        self.t += 1 / 60
+        self.rx.receive_batch(self.senders)
 
 
 class _TimingSink:
