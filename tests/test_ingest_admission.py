@@ -4,6 +4,7 @@ a time, a batch counts as its datagrams would one by one, and the table stays bo
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -213,3 +214,18 @@ def test_the_table_is_bounded_and_keeps_the_latest_senders() -> None:
     rx.receive_batch([("10.0.0.3", 1)])  # one more: the oldest of the eight goes
     assert len(rx.peers) == 8 and "10.0.0.2:9032" not in rx.stats()["sources"]
     assert rx.totals.packets == 41
+
+
+def test_a_non_finite_packet_is_dropped_without_a_numpy_warning() -> None:
+    """A packet with a signalling NaN (random bytes make them) is counted ``non_finite``; the
+    batch's range check over its row (it failed to parse) raises no RuntimeWarning."""
+    bad = np.full(61, 0.25, np.float32)
+    bad[3] = np.array([0x7F800001], np.uint32).view(np.float32)[0]
+    rx = LiveLinkReceiver(CollectingSink(), config=ReceiverConfig(max_datagram=512))
+    _load(
+        rx, [build_packet("dev", "bad", bad), build_packet("dev", "ok", np.zeros(61, np.float32))]
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        rx.receive_batch([("127.0.0.1", 1), ("127.0.0.1", 2)])
+    assert rx.stats()["totals"]["drops"] == {"non_finite": 1} and rx.totals.frames == 1

@@ -121,7 +121,7 @@ class PeerTable:
         return len(self._index)
 
     def rows(self) -> list[int]:
-        """The rows of the senders held now, the longest held first."""
+        """The rows of the senders held now, in the order they were first heard."""
         return list(self._index.values())
 
     # -- a batch ----------------------------------------------------------------------------

@@ -457,9 +457,10 @@ class _RangeCheck:
     def __call__(self, values: F32) -> npt.NDArray[np.intp] | None:
         n = len(values)
         scratch, mask = self._scratch[:n], self._mask[:n]
-        np.subtract(values, _CENTER, out=scratch)
-        np.abs(scratch, out=scratch)
-        np.greater(scratch, _HALF, out=mask)
+        with np.errstate(invalid="ignore"):  # a row that failed to parse may be non-finite
+            np.subtract(values, _CENTER, out=scratch)
+            np.abs(scratch, out=scratch)
+            np.greater(scratch, _HALF, out=mask)
         if not mask.any():
             return None
         np.clip(values, _LOWER, _UPPER, out=values)
