@@ -105,9 +105,11 @@ py::list recv_batch(int fd, py::array_t<std::uint8_t, py::array::c_style> buf,
 
 namespace {
 
+using Int64s = py::array_t<std::int64_t, py::array::c_style>;
+using Bytes = py::array_t<std::uint8_t, py::array::c_style>;
+
 // The batch's datagram or frame indices into the table's rows, checked against the table size.
-const std::int64_t* batch_rows(const py::array_t<std::int64_t, py::array::c_style>& rows,
-                               std::size_t size, const char* what) {
+const std::int64_t* batch_rows(const Int64s& rows, std::size_t size, const char* what) {
     if (rows.ndim() != 1) throw py::value_error(std::string(what) + ": rows must be 1-D");
     const std::int64_t* r = rows.data();
     for (py::ssize_t i = 0; i < rows.shape(0); ++i) {
@@ -117,8 +119,7 @@ const std::int64_t* batch_rows(const py::array_t<std::int64_t, py::array::c_styl
     return r;
 }
 
-std::uint8_t* batch_out(py::array_t<std::uint8_t, py::array::c_style>& out, py::ssize_t n,
-                        const char* what) {
+std::uint8_t* batch_out(Bytes& out, py::ssize_t n, const char* what) {
     if (out.ndim() != 1 || out.shape(0) < n)
         throw py::value_error(std::string(what) + ": the output needs a slot per entry");
     return out.mutable_data();
@@ -138,10 +139,11 @@ inline bool take(double& tokens, double& last, double rate, double burst, double
     return false;
 }
 
-std::int64_t admit_datagrams(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
-                     py::array_t<std::int64_t, py::array::c_style> sizes,
-                     py::array_t<std::uint8_t, py::array::c_style> heard, std::int64_t max_size,
-                     double now, py::array_t<std::uint8_t, py::array::c_style> status) {
+// The status of each datagram: ADMITTED, TOO_LARGE, NOT_HEARD, RATE_LIMITED in admission.py.
+enum Status : std::uint8_t { kAdmitted = 0, kTooLarge = 1, kNotHeard = 2, kRateLimited = 3 };
+
+std::int64_t admit_datagrams(const py::handle& table, Int64s rows, Int64s sizes, Bytes heard,
+                             std::int64_t max_size, double now, Bytes status) {
     const auto size = table.attr("size").cast<std::size_t>();
     const std::int64_t* r = batch_rows(rows, size, "admit_datagrams");
     const py::ssize_t n = rows.shape(0);
@@ -167,20 +169,19 @@ std::int64_t admit_datagrams(const py::handle& table, py::array_t<std::int64_t, 
         seen[p] = now;
         used[p] = seq++;
         if (length[i] > max_size) {
-            out[i] = 1;  // too_large
+            out[i] = kTooLarge;
         } else if (!hear[i]) {
-            out[i] = 2;  // unexpected_peer
+            out[i] = kNotHeard;
         } else {
-            out[i] = take(tokens[p], last[p], rate, burst, now) ? 0 : 3;  // rate_limited
+            out[i] = take(tokens[p], last[p], rate, burst, now) ? kAdmitted : kRateLimited;
         }
-        admitted += out[i] == 0;
+        admitted += out[i] == kAdmitted;
     }
     table.attr("seq") = seq;
     return admitted;
 }
 
-std::int64_t take_frames(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
-                 double now, py::array_t<std::uint8_t, py::array::c_style> ok) {
+std::int64_t take_frames(const py::handle& table, Int64s rows, double now, Bytes ok) {
     const auto size = table.attr("size").cast<std::size_t>();
     const std::int64_t* r = batch_rows(rows, size, "take_frames");
     const py::ssize_t n = rows.shape(0);
@@ -198,8 +199,7 @@ std::int64_t take_frames(const py::handle& table, py::array_t<std::int64_t, py::
     return got;
 }
 
-void count_frames(const py::handle& table, py::array_t<std::int64_t, py::array::c_style> rows,
-                  double now, double window) {
+void count_frames(const py::handle& table, Int64s rows, double now, double window) {
     const auto size = table.attr("size").cast<std::size_t>();
     const std::int64_t* r = batch_rows(rows, size, "count_frames");
     auto* frames = field<std::int64_t>(table, "frames", size, 1, Access::kWrite);
