@@ -89,6 +89,7 @@ def test_swap_remove_moves_the_last_row_and_tells_the_hooks() -> None:
     rows.remove("b")
     assert calls == [("remove", 1, 11), ("move", 3, 1)]
     assert rows.ids == ["a", "d", "c"]
+    assert rows.rows(["c", "a", "d"]) == [rows.row("c"), 0, 1] == [2, 0, 1]  # a burst's lookup
     assert all(_value_of(block, 1) == {13 % 2 if block.data.dtype == np.bool_ else 13}
                for block in blocks)  # fmt: skip
     calls.clear()

@@ -19,7 +19,7 @@ grow has replaced. A view taken from one (``x = anim.speaking``) is valid until 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, overload
 
@@ -138,6 +138,11 @@ class RowTable(Generic[K]):
     def row(self, key: K) -> int:
         """The row ``key`` is in now (it changes when a swap-remove moves it)."""
         return self._row_of[key]
+
+    def rows(self, keys: Iterable[K]) -> list[int]:
+        """The rows several keys are in now, in order (one call for a burst)."""
+        row_of = self._row_of
+        return [row_of[key] for key in keys]
 
     def add(self, key: K) -> int:
         """Append a row for ``key``, every block at its default, and return its index."""

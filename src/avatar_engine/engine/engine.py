@@ -14,6 +14,7 @@ and the constraints for every session at once.
 from __future__ import annotations
 
 import zlib
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Final, NamedTuple
 
@@ -112,6 +113,10 @@ class RigGroup:
     def row_of(self, session_id: str) -> int:
         """The session's row now (a removal may move it)."""
         return self.rows.row(session_id)
+
+    def rows_for(self, session_ids: list[str]) -> npt.NDArray[np.intp]:
+        """The rows of several sessions now, in order (a burst's)."""
+        return np.array(self.rows.rows(session_ids), np.intp)
 
     def store_capture(self, row: int, arkit: F32, rotations: F32 | None, t: float) -> None:
         """Keep a capture frame for the next step (rotations stay as they were if None)."""
@@ -341,25 +346,21 @@ class Engine:
         ``i`` in order (a session named twice keeps its last frame and counts both), with one
         write per row block and rig instead of one per frame. Raises
         :class:`SessionNotFoundError` before storing anything if one id is unknown."""
-        last: dict[str, int] = {}
-        counts: dict[str, int] = {}
-        for i, session_id in enumerate(session_ids):
-            last[session_id] = i
-            counts[session_id] = counts.get(session_id, 0) + 1
-        by_rig: dict[str, tuple[list[int], list[int]]] = {}
+        last = {session_id: i for i, session_id in enumerate(session_ids)}
+        counts = Counter(session_ids) if len(last) < len(session_ids) else None
         sessions = [self.get(session_id) for session_id in last]
+        by_rig: dict[str, tuple[list[int], list[str]]] = {}
         for session, i in zip(sessions, last.values(), strict=True):
-            frames, rows = by_rig.setdefault(session.rig, ([], []))
+            frames, ids = by_rig.setdefault(session.rig, ([], []))
             frames.append(i)
-            rows.append(self._groups[session.rig].row_of(session.id))
-        for rig, (frames, rows) in by_rig.items():
+            ids.append(session.id)
+        for rig, (frames, ids) in by_rig.items():
+            group = self._groups[rig]
             take = np.array(frames, np.intp)
-            self._groups[rig].store_captures(
-                np.array(rows, np.intp), arkit[take], rotations[take], t
-            )
+            group.store_captures(group.rows_for(ids), arkit[take], rotations[take], t)
         for session in sessions:
             session.last_capture_t = t
-            session.capture_frames += counts[session.id]
+            session.capture_frames += 1 if counts is None else counts[session.id]
             if source is not None:
                 session.source = source
             session.set_state(SessionState.ACTIVE, t)

@@ -557,9 +557,8 @@ class Runtime:
             take = np.array(rows, np.intp)
             self.engine.push_captures(ids, arkit[take], rotations[take], t_arrival, source=kind)
             self.counters.publish_messages += len(rows)
-            for session_id in ids:
-                self._last_used[session_id] = t_arrival
-                kick = kick or session_id in self.subscribers
+            self._last_used.update(dict.fromkeys(ids, t_arrival))
+            kick = kick or not self.subscribers.keys().isdisjoint(ids)
         if kick:
             self.kick()
 
