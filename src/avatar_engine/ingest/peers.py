@@ -34,7 +34,7 @@ def peer_label(address: Address) -> str:
 
 
 class PeerTable:
-    """I64 of per-sender state, looked up by address for a whole batch at once; the columns
+    """Rows of per-sender state, looked up by address for a whole batch at once; the columns
     are what the admission kernels read and write (by name)."""
 
     __slots__ = (
@@ -138,8 +138,7 @@ class PeerTable:
                         found[i] = self._add(addresses[i], now)
         return np.array(found, np.int64)
 
-    def admit(self, rows: I64, sizes: I64, heard: U8,
-              max_size: int, now: float) -> tuple[U8, int]:  # fmt: skip
+    def admit(self, rows: I64, sizes: I64, heard: U8, max_size: int, now: float) -> tuple[U8, int]:
         """Count each datagram against its sender and give its status
         (:mod:`~avatar_engine.ingest.admission`: admitted, too large, not heard, rate limited)
         and how many were admitted."""
