@@ -24,7 +24,7 @@ import numpy as np
 
 from avatar_engine.ingest.admission import admission_backend
 from avatar_engine.ingest.recv_batch import Address
-from avatar_engine.ingest.stats import RATE_WINDOW
+from avatar_engine.ingest.stats import RATE_WINDOW, source_snapshot, window_rate_hz
 from avatar_engine.types import I64, U8
 
 
@@ -192,23 +192,11 @@ class PeerTable:
         self.window_rate[row] = 0.0
         return row
 
-    def rate_hz(self, row: int, now: float) -> float:
-        """Frames per second over the sender's last window; 0 once silent for two windows."""
-        start = float(self.window_start[row])
-        if np.isnan(start) or now - start >= 2 * RATE_WINDOW:
-            return 0.0
-        return float(self.window_rate[row])
-
     def snapshot(self, row: int, now: float) -> dict[str, Any]:
         """The sender's counters as :meth:`SourceStats.snapshot` gives them (``/stats``)."""
-        return {
-            "key": self.key[row],
-            "session": self.session[row],
-            "packets": int(self.packets[row]),
-            "bytes": int(self.bytes[row]),
-            "frames": int(self.frames[row]),
-            "rate_hz": round(self.rate_hz(row, now), 2),
-            "last_seen_s_ago": round(now - float(self.last_seen[row]), 3),
-            "clamped": int(self.clamped[row]),
-            "drops": dict(self.drops[row]),
-        }
+        start = float(self.window_start[row])
+        rate = window_rate_hz(None if np.isnan(start) else start, float(self.window_rate[row]), now)
+        counts = (int(self.packets[row]), int(self.bytes[row]), int(self.frames[row]),
+                  int(self.clamped[row]))  # fmt: skip
+        return source_snapshot(self.key[row], self.session[row], counts, rate,
+                               float(self.last_seen[row]), self.drops[row], now)  # fmt: skip

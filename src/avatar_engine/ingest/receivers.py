@@ -353,7 +353,8 @@ class DatagramReceiver:
         """The frames that get a session and a frame token: (index, session) in order; the
         rest are dropped and counted."""
         peers, kind = self.peers, self.kind
-        sessions = self._router.resolve_all(kind, keys, defaults, [peers.label[r] for r in rows])
+        resolve, label = self._router.resolve, peers.label
+        sessions = [resolve(kind, keys[j], defaults[j], label[r]) for j, r in enumerate(rows)]
         routed = [(j, session) for j, session in enumerate(sessions) if session is not None]
         if len(routed) < len(rows):
             for j, session in enumerate(sessions):

@@ -87,21 +87,6 @@ class Router:
                 self._cache.popitem(last=False)
         return found
 
-    def resolve_all(
-        self, kind: str, keys: list[str], defaults: list[str], senders: list[str]
-    ) -> list[str | None]:
-        """:meth:`resolve` for each frame of a burst, in order (one call a burst: a cached key
-        costs a dictionary probe, not a method call)."""
-        cache, out = self._cache, []
-        for key, default_session, sender in zip(keys, defaults, senders, strict=True):
-            found = cache.get((kind, key))
-            if found is None:
-                out.append(self.resolve(kind, key, default_session, sender))
-            else:
-                cache.move_to_end((kind, key))
-                out.append(found)
-        return out
-
     def _resolve(self, kind: str, key: str, default_session: str, sender: str) -> str | None:
         allow = self.config.allowlist
         if allow and key not in allow and f"{kind}:{key}" not in allow:

@@ -76,20 +76,38 @@ class SourceStats:
     def rate_hz(self, now: float) -> float:
         """Frames per second over the last window; 0 once the source has been silent for two
         windows."""
-        if self._window_start is None or now - self._window_start >= 2 * RATE_WINDOW:
-            return 0.0
-        return self._window_rate
+        return window_rate_hz(self._window_start, self._window_rate, now)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The source's counters as JSON-ready values (``/stats``), with the rate as of ``now``."""
-        return {
-            "key": self.key,
-            "session": self.session_id,
-            "packets": self.packets,
-            "bytes": self.bytes,
-            "frames": self.frames,
-            "rate_hz": round(self.rate_hz(now), 2),
-            "last_seen_s_ago": None if self.last_seen is None else round(now - self.last_seen, 3),
-            "clamped": self.clamped,
-            "drops": dict(self.drops),
-        }
+        return source_snapshot(
+            self.key, self.session_id, (self.packets, self.bytes, self.frames, self.clamped),
+            self.rate_hz(now), self.last_seen, self.drops, now,
+        )  # fmt: skip
+
+
+def window_rate_hz(start: float | None, rate: float, now: float) -> float:
+    """The rate of a window that started at ``start`` (None: no frame yet) as read at ``now``:
+    its measured ``rate``, or 0 once the source has been silent for two windows."""
+    if start is None or now - start >= 2 * RATE_WINDOW:
+        return 0.0
+    return rate
+
+
+def source_snapshot(key: str, session: str | None, counts: tuple[int, int, int, int],
+                    rate_hz: float, last_seen: float | None, drops: dict[str, int],
+                    now: float) -> dict[str, Any]:  # fmt: skip
+    """One source's ``/stats`` entry; ``counts`` are its packets, bytes, frames and clamped
+    values (a :class:`SourceStats` and a row of the receivers' peer table both give this)."""
+    packets, size, frames, clamped = counts
+    return {
+        "key": key,
+        "session": session,
+        "packets": packets,
+        "bytes": size,
+        "frames": frames,
+        "rate_hz": round(rate_hz, 2),
+        "last_seen_s_ago": None if last_seen is None else round(now - last_seen, 3),
+        "clamped": clamped,
+        "drops": dict(drops),
+    }
