@@ -34,12 +34,21 @@ KERNEL_MODULES = (
     "avatar_engine.kernels.filters",
     "avatar_engine.kernels.compose",
     "avatar_engine.kernels.life",
+    "avatar_engine.kernels.life_events",
     "avatar_engine.kernels.audio_features",
     "avatar_engine.codec.encoder",
 )
 NUMBA_MODULES = tuple(
     f"avatar_engine.kernels._numba_{family}"
-    for family in ("retarget", "sampling", "filters", "compose", "life", "audio_features")
+    for family in (
+        "retarget",
+        "sampling",
+        "filters",
+        "compose",
+        "life",
+        "life_events",
+        "audio_features",
+    )
 )
 KERNEL_HEADERS = ("retarget", "curves", "filters", "compose", "life", "audio_features")
 """The headers the pybind11 families bind (native/src/register_*.cpp)."""

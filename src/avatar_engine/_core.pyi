@@ -7,6 +7,7 @@ from avatar_engine.kernels.audio_features import FeatureParams
 from avatar_engine.kernels.compose import ComposeInputs, ComposeState, ComposeTables, ScatterTables
 from avatar_engine.kernels.filters import OneEuroState, SpringState
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts
+from avatar_engine.kernels.life_events import LifeEventBuffers, LifeEventConsts
 from avatar_engine.kernels.retarget import RetargetArrays
 from avatar_engine.kernels.sampling import CurveKeys
 
@@ -63,6 +64,11 @@ class ScatterPlan:
 class LifePlan:
     def __init__(self, consts: LifeConsts) -> None: ...
     def __call__(self, state: LifeBuffers, t: float, dt: float, /) -> None: ...
+
+class LifeEventsPlan:
+    def __init__(self, consts: LifeEventConsts) -> None: ...
+    def __call__(self, state: LifeEventBuffers, t: float, /) -> None: ...
+    def breaths(self, state: LifeEventBuffers, /) -> None: ...
 
 class ViewerPass:
     def __init__(self, epfd: int) -> None: ...

@@ -3,7 +3,9 @@
 // Pure C++17, no Python. Semantics are defined by the numpy reference
 // (avatar_engine/kernels/life.py, module docstring); the parity tests hold every backend to
 // it. Random events (blinks falling due, fixations, stress beats, breath lengths) are drawn by
-// the caller for the few rows they concern; this is the continuous per-tick math.
+// the event kernel (avatar_engine/kernels/life_events.py; natively LifeEventsPlan in
+// native/src/register_life.cpp) for the few rows they concern; this is the continuous
+// per-tick math.
 //
 // Buffer layout: one row per session; (n) = S values, (n, k) = S*k values row-major.
 #pragma once

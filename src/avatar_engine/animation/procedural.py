@@ -15,9 +15,12 @@ Outputs per tick, written into caller-owned rows:
 
 Sign conventions: positive yaw turns towards the avatar's own left, positive pitch looks up.
 Events are rare (a blink every few seconds), so each tick draws random numbers only for the
-few rows whose event fell due (vectorised numpy), and the continuous math for every row is one
-call of the life kernel (:mod:`avatar_engine.kernels.life`); there is no per-session Python
-loop.
+few rows whose event fell due: one call of the event kernel
+(:mod:`avatar_engine.kernels.life_events`: blinks, fixations, micro-saccades, stress beats)
+before the continuous math for every row, one call of the life kernel
+(:mod:`avatar_engine.kernels.life`), and one more small event-kernel call after it for the
+breaths that wrapped (their next length). There is no per-session Python loop, and the numpy,
+numba and native backends draw the same numbers.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from avatar_engine.animation.params import LifeParams
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.filters import settle_omega
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts, make_life
+from avatar_engine.kernels.life_events import LifeEventBuffers, LifeEventConsts, make_life_events
 from avatar_engine.rows import BlockField, RowTable, table_of
-from avatar_engine.types import F32, F64
+from avatar_engine.types import F32
 
 PROC_ARKIT: Final[tuple[str, ...]] = (
     "eyeBlinkLeft", "eyeBlinkRight",
@@ -56,9 +60,34 @@ _F_BLINK, _F_LEFT, _F_UP, _F_RIGHT, _F_DOWN, _F_BROW, _F_BREATH = range(len(FEAT
 _TWO_PI: Final = 2.0 * np.pi
 
 
-def _expo(u: F64) -> F64:
-    """Unit-mean exponential variates from uniforms."""
-    return -np.log1p(-u)
+def event_consts(params: LifeParams) -> LifeEventConsts:
+    """The event kernel's constants (:mod:`avatar_engine.kernels.life_events`) from ``params``."""
+    b, g, h = params.blink, params.gaze, params.head
+    return LifeEventConsts(
+        interval_median=b.interval_median,
+        interval_sigma=b.interval_sigma,
+        interval_min=b.interval_min,
+        interval_max=b.interval_max,
+        duration_min=b.duration_min,
+        duration_max=b.duration_max,
+        close_fraction=b.close_fraction,
+        double_probability=b.double_probability,
+        double_gap_min=b.double_gap_min,
+        double_gap_max=b.double_gap_max,
+        defer_max=b.defer_max,
+        spread_yaw=g.spread_yaw,
+        spread_pitch=g.spread_pitch,
+        speaking_spread=g.speaking_spread,
+        fixation_min=g.fixation_min,
+        fixation_mean=g.fixation_mean,
+        micro_amplitude=g.micro_amplitude,
+        micro_min=g.micro_min,
+        micro_mean=g.micro_mean,
+        nod_probability=h.nod_probability,
+        nod_kick=h.nod_kick,
+        brow_probability=h.brow_probability,
+        cycle_jitter=params.breath.cycle_jitter,
+    )
 
 
 class ProceduralLife:
@@ -119,6 +148,7 @@ class ProceduralLife:
             ),
             self.backend,
         )
+        self._events = make_life_events(event_consts(params), self.backend)
         declare = table_of(rows).declare
         self.keys = declare("life.keys", (rng.N_STREAMS,), np.uint64)
         self.counters = declare("life.counters", (rng.N_STREAMS,), np.uint64)
@@ -213,27 +243,29 @@ class ProceduralLife:
         (0 = none). Writes the rotation channels into ``channels[:n]`` and returns the feature
         rows ``self.features[:n]`` (a view; see :data:`FEATURES`).
 
-        Events are drawn here for the rows they concern; the continuous math for every row
-        is one call of the life kernel (:mod:`avatar_engine.kernels.life`).
+        One call of the event kernel draws the tick's events
+        (:mod:`avatar_engine.kernels.life_events`), one call of the life kernel does the
+        continuous math for every row (:mod:`avatar_engine.kernels.life`), and a second,
+        small call of the event kernel draws new breath lengths for the rows whose breath
+        wrapped in that tick.
         """
-        self._blink_events(t, n, in_word)
-        self._gaze_events(t, n, speaking)
-        self._stress_events(n, stress)
+        events = self._event_buffers(n, speaking, in_word, stress)
+        self._events(events, t)
         self._tick(
             LifeBuffers(
-                blink_t0=self.blink_t0[:n],
-                blink_close=self.blink_close[:n],
-                blink_open=self.blink_open[:n],
+                blink_t0=events.blink_t0,
+                blink_close=events.blink_close,
+                blink_open=events.blink_open,
                 blink_value=self.blink_value[:n],
                 breath_phase=self.breath_phase[:n],
-                breath_cycle=self.breath_cycle[:n],
+                breath_cycle=events.breath_cycle,
                 breath=self.breath[:n],
-                wrapped=self.breath_wrapped[:n],
-                speaking=speaking[:n],
+                wrapped=events.wrapped,
+                speaking=events.speaking,
                 thinking=thinking[:n],
                 look=self.look[:n],
-                fixation=self.fixation[:n],
-                micro=self.micro[:n],
+                fixation=events.fixation,
+                micro=events.micro,
                 avert=self.avert[:n],
                 gaze_goal=self.gaze_goal[:n],
                 gaze=self.gaze[:n],
@@ -243,78 +275,45 @@ class ProceduralLife:
                 head_phase=self.head_phase[:n],
                 head_goal=self.head_goal[:n],
                 head=self.head[:n],
-                head_vel=self.head_vel[:n],
+                head_vel=events.head_vel,
                 head_omega=self.head_omega[:n],
-                brow=self.brow[:n],
+                brow=events.brow,
                 channels=channels[:n],
                 features=self.features[:n],
             ),
             t,
             dt,
         )
-        wrapped = np.flatnonzero(self.breath_wrapped[:n])
-        if wrapped.size:  # a new breath: its own length, so the rhythm is not a metronome
-            u = rng.uniforms(self.keys, self.counters, wrapped, rng.STREAM_BREATH, 1)[:, 0]
-            jitter = self.params.breath.cycle_jitter
-            self.breath_cycle[wrapped] = self.breath_period[wrapped] * (
-                1.0 + jitter * (2.0 * u - 1.0)
-            )
+        # A new breath gets its own length (so the rhythm is not a metronome): the tick kernel
+        # flagged the rows whose breath wrapped, and the next tick reads their breath_cycle.
+        self._events.breaths(events)
         return self.features[:n]
 
-    def _blink_events(self, t: float, n: int, in_word: npt.NDArray[np.bool_]) -> None:
-        p = self.params.blink
-        nxt = self.next_blink[:n]
-        due = t >= nxt
-        if not due.any():
-            return
-        busy = t < self.blink_t0[:n] + self.blink_close[:n] + self.blink_open[:n]
-        due &= ~busy & ~(in_word[:n] & (t - nxt < p.defer_max))
-        rows = np.flatnonzero(due)
-        if rows.size == 0:
-            return
-        u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_BLINK, 5)
-        dur = p.duration_min + u[:, 0] * (p.duration_max - p.duration_min)
-        self.blink_t0[rows] = t
-        self.blink_close[rows] = dur * p.close_fraction
-        self.blink_open[rows] = dur * (1.0 - p.close_fraction)
-        self.blink_count[rows] += 1
-        gap = p.double_gap_min + u[:, 2] * (p.double_gap_max - p.double_gap_min)
-        z = rng.normals(u[:, 3], u[:, 4])
-        interval = np.clip(
-            p.interval_median * np.exp(p.interval_sigma * z), p.interval_min, p.interval_max
+    def _event_buffers(
+        self, n: int, speaking: F32, in_word: npt.NDArray[np.bool_], stress: F32
+    ) -> LifeEventBuffers:
+        """The first ``n`` rows of what the event kernel reads and writes."""
+        return LifeEventBuffers(
+            keys=self.keys[:n],
+            counters=self.counters[:n],
+            in_word=in_word[:n],
+            speaking=speaking[:n],
+            stress=stress[:n],
+            next_blink=self.next_blink[:n],
+            blink_t0=self.blink_t0[:n],
+            blink_close=self.blink_close[:n],
+            blink_open=self.blink_open[:n],
+            blink_count=self.blink_count[:n],
+            next_fixation=self.next_fixation[:n],
+            fixation=self.fixation[:n],
+            next_micro=self.next_micro[:n],
+            micro=self.micro[:n],
+            head_vel=self.head_vel[:n],
+            brow=self.brow[:n],
+            breath_period=self.breath_period[:n],
+            breath_cycle=self.breath_cycle[:n],
+            wrapped=self.breath_wrapped[:n],
         )
-        interval = np.maximum(interval, dur + 0.1)
-        self.next_blink[rows] = t + np.where(u[:, 1] < p.double_probability, dur + gap, interval)
-
-    def _gaze_events(self, t: float, n: int, speaking: F32) -> None:
-        g = self.params.gaze
-        rows = np.flatnonzero(t >= self.next_fixation[:n])
-        if rows.size:
-            u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_GAZE, 5)
-            spread = 1.0 + g.speaking_spread * speaking[rows]
-            self.fixation[rows, 0] = rng.normals(u[:, 0], u[:, 1]) * g.spread_yaw * spread
-            self.fixation[rows, 1] = rng.normals(u[:, 2], u[:, 3]) * g.spread_pitch * spread
-            self.next_fixation[rows] = (
-                t + g.fixation_min + _expo(u[:, 4]) * (g.fixation_mean - g.fixation_min)
-            )
-        rows = np.flatnonzero(t >= self.next_micro[:n])
-        if rows.size:
-            u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_MICRO, 5)
-            self.micro[rows, 0] = rng.normals(u[:, 0], u[:, 1]) * g.micro_amplitude
-            self.micro[rows, 1] = rng.normals(u[:, 2], u[:, 3]) * g.micro_amplitude
-            self.next_micro[rows] = t + g.micro_min + _expo(u[:, 4]) * (g.micro_mean - g.micro_min)
-
-    def _stress_events(self, n: int, stress: F32) -> None:
-        h = self.params.head
-        rows = np.flatnonzero(stress[:n] > 0.0)
-        if rows.size == 0:
-            return
-        u = rng.uniforms(self.keys, self.counters, rows, rng.STREAM_STRESS, 2)
-        strength = np.minimum(stress[rows], 1.0)
-        nod = u[:, 0] < h.nod_probability
-        self.head_vel[rows[nod], 1] -= h.nod_kick * strength[nod]
-        brow = u[:, 1] < h.brow_probability
-        self.brow[rows[brow]] = np.maximum(self.brow[rows[brow]], strength[brow])
 
     def feature_to_arkit(self) -> F32:
         """``(F, P)`` matrix from :data:`FEATURES` to :data:`PROC_ARKIT` values (gains folded)."""

@@ -1,8 +1,11 @@
 """The procedural-life tick: lids, breath, gaze and head springs, outputs, for all sessions.
 
 Random events (a blink falling due, a new fixation, a micro-saccade, a stressed syllable, a new
-breath length) are drawn by :class:`avatar_engine.animation.procedural.ProceduralLife` for the
-few rows they concern; this kernel does the continuous per-tick math for every row.
+breath length) are drawn for the few rows they concern by the event kernel
+(:mod:`avatar_engine.kernels.life_events`), which
+:class:`avatar_engine.animation.procedural.ProceduralLife` calls before this one (and after
+it, for the breaths this tick wrapped); this kernel does the continuous per-tick math for
+every row.
 
 Semantics (the numpy reference below; numba and native match it, see the parity tests), per
 session, with ``t``/``dt`` in seconds; float64 unless a stored array is float32:
