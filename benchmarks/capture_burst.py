@@ -44,6 +44,7 @@ from avatar_engine.server.config import ServerOptions
 from avatar_engine.server.fanout import (
     LINKS,
     DirectLink,
+    GroupTable,
     ViewerSet,
     frame_header,
     offer_to_all,
@@ -297,13 +298,17 @@ def fanout_case(bursts: int) -> dict[str, float]:
     message = bytes(120)
     wire = frame_header(len(message)) + message
     fds = [ours.fileno() for ours, _ in pairs]
+    table = GroupTable(groups)  # one message per group, laid out as an encoder's tick buffer
+    payload = memoryview(bytearray(message * N))
+    bounds = np.arange(N + 1, dtype=np.int64) * len(message)
+    order, keyframes = np.arange(N, dtype=np.int64), np.zeros(N, bool)
 
     def each() -> None:
         for group in groups:
             offer_to_all(group, message, keyframe=False)
 
     def together() -> None:
-        offer_to_groups(groups, [message] * N, [False] * N)
+        offer_to_groups(table, payload, bounds, order, keyframes)
 
     def bare() -> None:
         for fd in fds:

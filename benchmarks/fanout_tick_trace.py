@@ -67,11 +67,11 @@ def on_frame(self, session_id, arkit, rotations, t_arrival, source):
 def on_frames(self, session_ids, arkit, rotations, t_arrival, sources):
     rec["frame"].extend((t_arrival, session_no(s)) for s in session_ids)
     return _on_frames(self, session_ids, arkit, rotations, t_arrival, sources)
-def offer_to_groups(groups, messages, keyframes):
+def offer_to_groups(table, payload, bounds, order, keyframes):
     start = time.monotonic()
-    _offer(groups, messages, keyframes)
-    share = (time.monotonic() - start) / max(1, len(groups))  # one call: its time split evenly
-    for group in groups:
+    _offer(table, payload, bounds, order, keyframes)
+    share = (time.monotonic() - start) / max(1, len(order))  # one call: its time split evenly
+    for group in (table.sets[k] for k in order.tolist()):
         first = next(iter(group), None)
         rec["offer"].append((start, share, len(group),
                              session_no(first.session) if first is not None else -1))

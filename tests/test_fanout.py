@@ -36,6 +36,8 @@ from avatar_engine.server.fanout import (
     LINKS,
     STREAM_PATH,
     DirectLink,
+    GroupTable,
+    LinkTable,
     SendGroup,
     StreamProtocol,
     ViewerSet,
@@ -328,29 +330,44 @@ def test_the_group_pass_reports_what_the_reference_reports(backend: str) -> None
     assert sent == [8, 8, 8, 8, 8, 7, 7]  # every row written to counts the frame as its own
 
 
+def _links(fds: np.ndarray, blocked: np.ndarray, sent: np.ndarray, threads: int = 1) -> LinkTable:
+    """A link table holding exactly these columns (the pass reads it by field name)."""
+    links = LinkTable(1)
+    links.fd, links.blocked, links.sent = fds, blocked, sent
+    links.send_threads = threads
+    return links
+
+
+def _tick_buffer(messages: list[bytes]) -> tuple[bytes, np.ndarray]:
+    """Unframed messages laid out as an encoder's tick buffer: (payload, bounds)."""
+    bounds = np.zeros(len(messages) + 1, np.int64)
+    np.cumsum([len(m) for m in messages], out=bounds[1:])
+    return b"".join(messages), bounds
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_every_group_of_a_tick_in_one_pass_reports_what_the_reference_reports(
     backend: str,
 ) -> None:
-    """All groups' passes in one call: group g writes its own wire to its slice of members
-    (an empty group included), positions come back into the whole member array; the native
-    pass equals the Python reference, which is send_group's contract per group."""
-    wires = [
-        frame_header(60000) + bytes(60000),
-        frame_header(5) + b"hello",
-        frame_header(3) + b"abc",
-    ]
+    """All groups' passes in one call, from a tick buffer: message k (framed once) goes to its
+    slice of members for each k in order (an empty group and a message not in order
+    included), positions come back into the whole member array; the native pass equals the
+    Python reference, which is send_group's contract per group."""
+    messages = [bytes(60000), b"hello", b"abc", b"not sent"]
+    payload, bounds = _tick_buffer(messages)
+    order = np.array([0, 1, 2], np.int64)  # message 3 is not due: its viewer gets nothing
     got = []
     for send in (send_groups_reference, groups_backend(backend)):
         extra = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)  # before the closed fd
-        keep, fds = _send_cases(wires[0])  # open, part, full, broken, closed
+        keep, fds = _send_cases(frame_header(60000) + messages[0])  # open, part, full, ...
         table_fds = np.array([*fds, extra[0].fileno(), -1], np.int32)
         blocked = np.array([0, 0, 0, 0, 0, BLOCKED_PAUSED, 0], np.uint8)
         sent = np.full(len(table_fds), 7, np.int64)
-        members = np.array([5, 0, -1, 1, 2, 3, 4, 0, 6], np.int32)  # table rows; -1: no link
-        starts = np.array([0, 4, 4, 9], np.int64)  # the second group is empty
-        skip, fail, result = send([wires[0], wires[1], wires[2]], starts, members, table_fds,
-                                  blocked, sent)  # fmt: skip
+        members = np.array([5, 0, -1, 1, 2, 3, 4, 0, 6, 0], np.int32)  # table rows; -1: no link
+        starts = np.array([0, 4, 4, 9, 10], np.int64)  # the second group is empty
+        links = _links(table_fds, blocked, sent)
+        skip, fail, result = send(memoryview(bytearray(payload)), bounds, order, starts,
+                                  members, links)  # fmt: skip
         got.append((skip.tolist(), fail.tolist(), result.tolist(), sent.tolist()))
         for s in [*keep, *extra]:
             s.close()
@@ -359,11 +376,43 @@ def test_every_group_of_a_tick_in_one_pass_reports_what_the_reference_reports(
     skip, fail, codes, sent = reference
     assert skip == [0, 2]  # the blocked row and the viewer without a link
     assert fail == [3, 4, 5, 6, 8]  # part (large wire), full, broken, closed, no descriptor
-    assert 0 < codes[0] < len(wires[0]) and codes[1] == -errno.EAGAIN
+    assert 0 < codes[0] < len(messages[0]) and codes[1] == -errno.EAGAIN
     assert codes[3] == codes[4] == -errno.EBADF
     assert sent == [9, 8, 8, 8, 8, 7, 8]  # the open row is in two groups; blocked not counted
-    with pytest.raises(ValueError):
-        send([wires[1]], np.array([0, 2], np.int64), members[:1], table_fds, blocked, sent)
+    for bad in (
+        dict(order=np.array([1, 0], np.int64)),  # not ascending
+        dict(order=np.array([4], np.int64)),  # no such message
+        dict(bounds=bounds + 1),  # past the payload
+        dict(starts=np.array([0, 4, 4, 9], np.int64)),  # one entry short
+        dict(starts=np.array([0, 5, 4, 9, 10], np.int64)),  # decreasing
+    ):
+        args = dict(bounds=bounds, order=order, starts=starts) | bad
+        with pytest.raises(ValueError):
+            send(payload, args["bounds"], args["order"], args["starts"], members, links)
+
+
+def test_the_native_pass_frames_each_message_as_the_python_header_does() -> None:
+    """The native pass frames a message itself: its bytes on the socket are frame_header(n) +
+    the message, for each header size (7-bit, 16-bit and 64-bit lengths)."""
+    if "native" not in BACKENDS:
+        pytest.skip("the native pass is not built")
+    for size in (0, 125, 126, 65535, 65536):
+        message = bytes(range(256)) * (size // 256) + bytes(size % 256)
+        payload, bounds = _tick_buffer([message])
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        fds = np.array([a.fileno()], np.int32)
+        skip, fail, _ = groups_backend("native")(
+            payload, bounds, np.array([0], np.int64), np.array([0, 1], np.int64),
+            np.array([0], np.int32), _links(fds, np.zeros(1, np.uint8), np.zeros(1, np.int64)),
+        )  # fmt: skip
+        wire = frame_header(size) + message
+        received = b""
+        while len(received) < len(wire) and not len(fail):
+            received += b.recv(1 << 20)
+        a.close()
+        b.close()
+        assert not len(skip) and not len(fail) and received == wire
 
 
 @pytest.mark.skipif("native" not in BACKENDS, reason="the threaded pass is native")
@@ -375,11 +424,13 @@ def test_a_pass_split_over_threads_reports_what_one_thread_does_and_keeps_each_l
     ascending, counts), and every link receives its groups' frames whole and in group order
     (a link is written by one thread only), though each link is in every group."""
     n = 200
-    wires = [frame_header(4) + bytes([g]) * 4 for g in range(4)]
+    messages = [bytes([g]) * 4 for g in range(4)]
+    payload, bounds = _tick_buffer(messages)
     order = np.random.default_rng(5).permutation(n).astype(np.int32)
     members = np.concatenate([order, order[::-1], order, order[::-1]])
     members[[7, 450]] = -1  # viewers without a link
     starts = np.array([0, n, 2 * n, 3 * n, 4 * n], np.int64)
+    every = np.arange(4, dtype=np.int64)
     got = []
     for send, k in ((send_groups_reference, 1), (groups_backend("native"), threads)):
         pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM) for _ in range(n)]
@@ -387,7 +438,8 @@ def test_a_pass_split_over_threads_reports_what_one_thread_does_and_keeps_each_l
         blocked = np.zeros(n, np.uint8)
         blocked[[3, 99]] = BLOCKED_PAUSED
         sent = np.zeros(n, np.int64)
-        skip, fail, result = send(wires, starts, members, fds, blocked, sent, k)
+        links = _links(fds, blocked, sent, k)
+        skip, fail, result = send(payload, bounds, every, starts, members, links)
         streams = [b.recv(4096) if not blocked[i] else b"" for i, (_, b) in enumerate(pairs)]
         got.append((skip.tolist(), fail.tolist(), result.tolist(), sent.tolist(), streams))
         for a, b in pairs:
@@ -398,9 +450,15 @@ def test_a_pass_split_over_threads_reports_what_one_thread_does_and_keeps_each_l
     skip, fail, _, sent, streams = reference
     assert fail == [] and skip == sorted(skip) and len(skip) == 2 + 2 * 4
     row = int(order[0])  # listed in all four groups, never skipped
-    assert sent[row] == 4 and streams[row] == b"".join(wires)
-    with pytest.raises(ValueError):
-        groups_backend("native")(wires, starts, members, fds, blocked, sent, 0)
+    assert sent[row] == 4 and streams[row] == b"".join(frame_header(4) + m for m in messages)
+    counts = np.zeros(n, np.int64)
+    with pytest.raises(ValueError):  # no thread to write with
+        groups_backend("native")(payload, bounds, every, starts, members,
+                                 _links(fds, blocked, counts, 0))  # fmt: skip
+    with pytest.raises(TypeError):  # a column of the wrong dtype is refused, never copied
+        groups_backend("native")(payload, bounds, every, starts, members,
+                                 _links(fds, blocked, counts.astype(np.int32)))  # fmt: skip
+    assert not counts.any()  # nothing was written
 
 
 class _Path:
@@ -491,6 +549,30 @@ def test_a_group_keeps_its_viewers_rows_in_order_and_a_row_is_never_reused_while
     assert link.row == -1 and not link.open  # released once no group lists it
     group.clear()
     assert len(group) == 0
+
+
+def test_a_group_table_lays_out_every_slots_rows_and_a_change_is_announced() -> None:
+    """A tick's send pass reads every slot's viewer rows from one table (slot k's at
+    members[starts[k]:starts[k + 1]], a free slot empty); a group's set tells its owner of each
+    add and removal that changes it, so a stale table is rebuilt."""
+    changes: list[int] = []
+    first: ViewerSet[Subscriber] = ViewerSet(on_change=lambda: changes.append(1))
+    second: ViewerSet[Subscriber] = ViewerSet()
+    subs = [_viewer(2000 + i) for i in range(5)]
+    for sub in subs[:3]:
+        first.add(sub)
+    first.add(subs[0])  # already there: no change
+    for sub in subs[3:]:
+        second.add(sub)
+    first.discard(subs[1])
+    first.discard(subs[1])  # gone already: no change
+    assert changes == [1, 1, 1, 1]  # three adds and one removal
+    table = GroupTable([second, None, first])
+    assert table.counts.tolist() == [2, 0, 2] and table.starts.tolist() == [0, 2, 2, 4]
+    assert table.members.tolist() == [*second.rows().tolist(), *first.rows().tolist()]
+    assert table.sets == [second, None, first]
+    for group in (first, second):
+        group.clear()
 
 
 async def _unused_app(scope: object, receive: object, send: object) -> None:

@@ -31,6 +31,7 @@ from uvicorn.server import ServerState
 
 from avatar_engine.codec.wire import DeltaMode
 from avatar_engine.server.fanout import (
+    LinkTable,
     StreamProtocol,
     ViewerSet,
     frame_header,
@@ -73,6 +74,9 @@ class FanOut:
         self.fds = np.array([s.fileno() for s in server_side], np.int32)
         self.send = send_backend()
         self.wire = frame_header(len(MESSAGE)) + MESSAGE
+        self.links = LinkTable(1)  # the pass's link table: these sockets, two send threads
+        self.links.fd, self.links.sent = self.fds, np.zeros(viewers, np.int64)
+        self.links.blocked, self.links.send_threads = np.zeros(viewers, np.uint8), 2
         self.subs: ViewerSet[Subscriber] = ViewerSet()
         if path == "offer_to_all":
             config = uvicorn.Config(_app)
@@ -107,8 +111,8 @@ class FanOut:
         elif path == "send_groups_2_threads":
             rows = np.arange(viewers, dtype=np.int32)
             starts = np.array([0, viewers], np.int64)
-            blocked, sent = np.zeros(viewers, np.uint8), np.zeros(viewers, np.int64)
-            groups_backend()([self.wire], starts, rows, self.fds, blocked, sent, 2)
+            bounds, order = np.array([0, len(MESSAGE)], np.int64), np.zeros(1, np.int64)
+            groups_backend()(MESSAGE, bounds, order, starts, rows, self.links)
         else:
             offer_to_all(self.subs, MESSAGE, keyframe=False)
         self._drain()

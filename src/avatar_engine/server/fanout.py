@@ -47,7 +47,7 @@ import numpy as np
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from avatar_engine.kernels.backends import require_native, resolve_backend
-from avatar_engine.types import I32, I64, U8
+from avatar_engine.types import B1, I32, I64, U8
 
 if TYPE_CHECKING:
     from websockets.http11 import Request
@@ -293,16 +293,25 @@ class ViewerSet(Generic[V]):
 
     A set made with ``holds`` (a group's) holds its viewers' links, so their rows are not
     reused while it lists them; one made for a single pass (from any iterable) does not.
+    ``on_change`` is called after every add and removal (a :class:`GroupTable` built from the
+    set is then stale).
     """
 
-    __slots__ = ("_holds", "_index", "_rows", "members")
+    __slots__ = ("_holds", "_index", "_on_change", "_rows", "members")
 
-    def __init__(self, viewers: Iterable[V] = (), *, holds: bool = True) -> None:
+    def __init__(
+        self,
+        viewers: Iterable[V] = (),
+        *,
+        holds: bool = True,
+        on_change: Callable[[], None] | None = None,
+    ) -> None:
         self.members: list[V] = []
         """The viewers, in the order of :meth:`rows` (swap-removal reorders them)."""
         self._index: dict[V, int] = {}
         self._rows = np.full(8, -1, np.int32)
         self._holds = holds
+        self._on_change = on_change
         for viewer in viewers:
             self.add(viewer)
 
@@ -322,6 +331,8 @@ class ViewerSet(Generic[V]):
             self._rows[n] = -1
         self._index[viewer] = n
         self.members.append(viewer)
+        if self._on_change is not None:
+            self._on_change()
 
     def discard(self, viewer: V) -> None:
         """Remove a viewer if it is here (the last one takes its place)."""
@@ -338,6 +349,8 @@ class ViewerSet(Generic[V]):
         link = viewer.direct
         if self._holds and type(link) is DirectLink:
             link.drop()
+        if self._on_change is not None:
+            self._on_change()
 
     def clear(self) -> None:
         """Remove every viewer."""
@@ -381,9 +394,11 @@ def send_to_all_reference(wire: bytes, fds: I32) -> I64:
     return out
 
 
+Buffer = bytes | bytearray | memoryview
+"""Bytes a send pass reads (the encoder's tick buffer is a view of a bytearray)."""
 SendToAll = Callable[[bytes, I32], I64]
 SendGroup = Callable[[bytes, I32, I32, U8, I64], tuple[I64, I64, I64]]
-SendGroups = Callable[[list[bytes], I64, I32, I32, U8, I64, int], tuple[I64, I64, I64]]
+SendGroups = Callable[[Buffer, I64, I64, I64, I32, LinkTable], tuple[I64, I64, I64]]
 
 
 def send_group_reference(
@@ -421,32 +436,44 @@ def send_group_reference(
 
 
 def send_groups_reference(
-    wires: list[bytes],
+    payload: Buffer,
+    bounds: I64,
+    order: I64,
     starts: I64,
     members: I32,
-    fds: I32,
-    blocked: U8,
-    sent: I64,
-    threads: int = 1,
+    links: LinkTable,
 ) -> tuple[I64, I64, I64]:
-    """The contract of every group's pass of one tick in one call: group ``g`` writes
-    ``wires[g]`` to ``members[starts[g]:starts[g + 1]]``, each as :func:`send_group_reference`;
-    the positions returned are into ``members``, ascending. The native ``_core.send_groups``
-    does the same in one call with the GIL released (with many one-viewer groups, one call per
-    group cost more than its write), over ``threads`` threads (a link's writes on one, so its
-    frames keep their order; the outcome is the same, which is why this reference runs one)."""
-    if threads < 1:
+    """The contract of every group's pass of one tick in one call, straight from the encoder's
+    tick buffer: for each message ``k`` in ``order`` (ascending), ``payload[bounds[k]:bounds[k
+    + 1]]`` framed as one WebSocket message (:func:`frame_header`) is written to
+    ``members[starts[k]:starts[k + 1]]`` (rows of ``links``), each as
+    :func:`send_group_reference`; the positions returned are into ``members``, ascending. The
+    native ``_core.send_groups`` does the same in one call with the GIL released (with many
+    one-viewer groups, the per-group Python of building each wire cost more than its write),
+    over ``links.send_threads`` threads (a link's writes on one, so its frames keep their
+    order; the outcome is the same, which is why this reference runs one)."""
+    if links.send_threads < 1:
         raise ValueError("send_groups: threads must be at least 1")
-    bounds = starts.tolist()
-    if len(bounds) != len(wires) + 1 or bounds[0] != 0 or bounds[-1] != len(members):
-        raise ValueError("send_groups: starts must run from 0 to len(members), one per group + 1")
-    if any(b < a for a, b in pairwise(bounds)):
-        raise ValueError("send_groups: starts must not decrease")
+    fds, blocked, sent = links.fd, links.blocked, links.sent
+    data = memoryview(payload).cast("B")
+    edges, bounds_at, picks = starts.tolist(), bounds.tolist(), order.tolist()
+    if len(bounds_at) < 1 or len(edges) != len(bounds_at):
+        raise ValueError("send_groups: bounds and starts need one entry per message + 1")
+    if bounds_at[0] < 0 or bounds_at[-1] > len(data):
+        raise ValueError("send_groups: bounds must lie within the payload")
+    if edges[0] != 0 or edges[-1] != len(members):
+        raise ValueError("send_groups: starts must run from 0 to len(members)")
+    if any(b < a for a, b in pairwise(edges)) or any(b < a for a, b in pairwise(bounds_at)):
+        raise ValueError("send_groups: starts and bounds must not decrease")
+    if any(not 0 <= k < len(edges) - 1 for k in picks) or any(b <= a for a, b in pairwise(picks)):
+        raise ValueError("send_groups: order must be ascending message indices")
     skip: list[int] = []
     fail: list[int] = []
     result: list[int] = []
-    for g, wire in enumerate(wires):
-        a, b = int(starts[g]), int(starts[g + 1])
+    for k in picks:
+        a, b = edges[k], edges[k + 1]
+        message = data[bounds_at[k] : bounds_at[k + 1]]
+        wire = frame_header(len(message)) + message
         s, f, r = send_group_reference(wire, members[a:b], fds, blocked, sent)
         skip.extend((s + a).tolist())
         fail.extend((f + a).tolist())
@@ -485,31 +512,58 @@ def groups_backend(name: str | None = None) -> SendGroups:
     return send_groups_reference
 
 
+class GroupTable:
+    """Every group's viewer rows of one encoder as one table, for a tick's one native pass:
+    message ``k`` (the encoder's stream ``k``) goes to ``sets[k]``, whose rows in :data:`LINKS`
+    are ``members[starts[k]:starts[k + 1]]`` (``counts[k]`` of them; 0 for a stream nobody
+    watches or a free slot). Built when a group's viewers change (rare), read every tick: no
+    Python work per group in the pass."""
+
+    __slots__ = ("counts", "members", "sets", "starts")
+
+    def __init__(self, sets: Sequence[ViewerSet[Any] | None]) -> None:
+        self.sets = list(sets)
+        rows = [s.rows() for s in self.sets if s is not None]
+        self.counts = np.array([0 if s is None else len(s) for s in self.sets], np.int64)
+        self.starts = np.zeros(len(self.sets) + 1, np.int64)
+        np.cumsum(self.counts, out=self.starts[1:])
+        self.members = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+
+
 def offer_to_groups(
-    groups: list[ViewerSet[Any]], messages: list[bytes], keyframes: list[bool]
+    table: GroupTable, payload: Buffer, bounds: I64, order: I64, keyframes: B1
 ) -> None:
-    """:func:`offer_to_all` (without ``hold``) for many groups at once: ``messages[g]`` to
-    ``groups[g]``, one native call for all their direct writes; the viewers it returns (blocked,
-    linkless, written short) are handled one by one as in :func:`offer_to_all`."""
-    wires = [frame_header(len(m)) + m for m in messages]
-    sizes = [len(g.members) for g in groups]
-    starts = np.zeros(len(groups) + 1, np.int64)
-    np.cumsum(sizes, out=starts[1:])
-    members = np.concatenate([g.rows() for g in groups]) if groups else np.zeros(0, np.int32)
+    """:func:`offer_to_all` (without ``hold``) for many groups of one tick at once: message
+    ``k`` (``payload[bounds[k]:bounds[k + 1]]``, unframed; a keyframe where ``keyframes[k]``) to
+    ``table.sets[k]`` for each ``k`` in ``order`` (ascending), one native call for all their
+    direct writes; the viewers it returns (blocked, linkless, written short) are handled one by
+    one as in :func:`offer_to_all`."""
     skipped, failed, results = groups_backend()(
-        wires, starts, members, LINKS.fd, LINKS.blocked, LINKS.sent, LINKS.send_threads
+        payload, bounds, order, table.starts, table.members, LINKS
     )
     if not (len(skipped) or len(failed)):
         return
+    data = memoryview(payload).cast("B")
+
+    def message(k: int) -> bytes:
+        return bytes(data[int(bounds[k]) : int(bounds[k + 1])])
+
+    def viewers(k: int) -> ViewerSet[Any]:
+        found = table.sets[k]
+        assert found is not None  # a message with members has its set
+        return found
+
+    starts = table.starts
     owner = np.searchsorted(starts, failed, side="right") - 1
-    for pos, g, got in zip(failed.tolist(), owner.tolist(), results.tolist(), strict=True):
-        _finish_short(groups[g], pos - int(starts[g]), wires[g], got)
-    by_group: dict[int, list[int]] = {}
+    for pos, k, got in zip(failed.tolist(), owner.tolist(), results.tolist(), strict=True):
+        body = message(k)
+        _finish_short(viewers(k), pos - int(starts[k]), frame_header(len(body)) + body, got)
+    by_message: dict[int, list[int]] = {}
     owner = np.searchsorted(starts, skipped, side="right") - 1
-    for pos, g in zip(skipped.tolist(), owner.tolist(), strict=True):
-        by_group.setdefault(g, []).append(pos - int(starts[g]))
-    for g, skip in by_group.items():  # a group's data channels are sent together
-        _offer_skipped(groups[g], skip, messages[g], keyframe=keyframes[g], hold=False)
+    for pos, k in zip(skipped.tolist(), owner.tolist(), strict=True):
+        by_message.setdefault(k, []).append(pos - int(starts[k]))
+    for k, skip in by_message.items():  # a group's data channels are sent together
+        _offer_skipped(viewers(k), skip, message(k), keyframe=bool(keyframes[k]), hold=False)
 
 
 def _finish_short(viewers: ViewerSet[Any], i: int, wire: bytes, got: int) -> None:

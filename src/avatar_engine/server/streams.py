@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from avatar_engine.codec.encoder import NONE, BatchEncoder
+from avatar_engine.codec.encoder import KEYFRAME, NONE, BatchEncoder
 from avatar_engine.codec.messages import StreamParams, encode_hello
 from avatar_engine.codec.schema import StreamSchema
 from avatar_engine.codec.wire import AudioCodec, DeltaMode
@@ -23,6 +23,7 @@ from avatar_engine.server.fanout import (
     DataChannelLink,
     DirectLink,
     FrameLink,
+    GroupTable,
     ViewerSet,
     current_link,
     offer_to_groups,
@@ -118,6 +119,8 @@ class RigStreams:
         self.groups: dict[StreamKey, StreamGroup] = {}
         self._by_slot: dict[int, StreamGroup] = {}
         self._needs_resync: set[StreamGroup] = set()
+        self._table: GroupTable | None = None
+        """Every slot's viewer rows for the tick's send pass; None when a group changed."""
 
     def hello(self, sid: int, params: StreamParams, audio: AudioCodec = AudioCodec.OFF) -> bytes:
         """The HELLO that opens stream ``sid`` for this rig's schema."""
@@ -133,9 +136,16 @@ class RigStreams:
         slot = self.encoder.add_stream(
             self._row_of(key.session), sid, key.lod, self._params_for(key)
         )
-        group = self.groups[key] = StreamGroup(key, slot, sid, needs_resync=self._needs_resync)
+        viewers = ViewerSet[Subscriber](on_change=self._viewers_changed)
+        group = self.groups[key] = StreamGroup(
+            key, slot, sid, subscribers=viewers, needs_resync=self._needs_resync
+        )
         self._by_slot[slot] = group
+        self._table = None
         return group
+
+    def _viewers_changed(self) -> None:
+        self._table = None
 
     def drop_if_empty(self, group: StreamGroup) -> None:
         """Release the group's encoder slot once its last subscriber has left."""
@@ -143,6 +153,7 @@ class RigStreams:
             self.encoder.remove_stream(group.slot)
             del self.groups[group.key]
             del self._by_slot[group.slot]
+            self._table = None
 
     def _session_moved(self, src: int, dst: int) -> None:
         """The rig group's row table moved a session from row ``src`` to ``dst``."""
@@ -189,24 +200,24 @@ class RigStreams:
         tick = enc.encode(t_ms, morphs, channels)
         if following.size:
             enc.follow_input(following[tick.kinds[following] != NONE], t_ms)
+        table = self._table or self._viewer_table()
+        order = np.flatnonzero((tick.kinds != NONE) & (table.counts > 0))
         sent = 0
-        groups: list[ViewerSet[Subscriber]] = []
-        messages: list[bytes] = []
-        keyframes: list[bool] = []
-        for slot in np.flatnonzero(tick.kinds != NONE).tolist():
-            group = self._by_slot.get(slot)
-            if group is None or not group.subscribers.members:
-                continue
-            message = bytes(tick.message(slot))  # the buffer is reused by the next call
-            groups.append(group.subscribers)
-            messages.append(message)
-            keyframes.append(int(tick.kinds[slot]) == 1)
-            sent += len(message) * len(group.subscribers)
-        if groups:  # every group's direct writes in one native call
-            offer_to_groups(groups, messages, keyframes)
+        if order.size:  # every group's direct writes in one native call, from the tick buffer
+            offer_to_groups(table, tick.buffer, tick.offsets, order, tick.kinds == KEYFRAME)
+            sizes = tick.offsets[order + 1] - tick.offsets[order]
+            sent = int(sizes @ table.counts[order])
         while self._needs_resync:  # only groups where someone lost a frame
             self._resync(self._needs_resync.pop())
         return sent
+
+    def _viewer_table(self) -> GroupTable:
+        """The send pass's table of every slot's viewers (built again after a change)."""
+        by_slot = self._by_slot
+        self._table = GroupTable(
+            [g.subscribers if (g := by_slot.get(k)) else None for k in range(self.encoder.capacity)]
+        )
+        return self._table
 
     def _resync(self, group: StreamGroup) -> None:
         """Subscribers that lost a frame get a private keyframe (nobody else is disturbed)."""
@@ -225,6 +236,7 @@ class RigStreams:
         old_groups = list(self.groups.values())
         self.encoder = BatchEncoder(self.schema, self.encoder.capacity * 2)
         self._by_slot.clear()
+        self._table = None
         for group in old_groups:
             group.slot = self.encoder.add_stream(
                 self._row_of(group.key.session),
