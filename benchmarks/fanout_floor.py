@@ -3,14 +3,15 @@
     .venv/bin/python benchmarks/fanout_floor.py [--viewers 500 1000 2000] [--duration 10]
         [--only floor,cfloor,server,server-threads,server-pysend,asgi,stall,capture,webrtc,
         webrtc-aiortc] [--send-threads 2] [--repeat 2] [--viewer-pass native|numpy]
-        [--viewer-wake-ms 1] [--json]
+        [--viewer-wake-ms 1] [--pin off|on|both] [--json]
 
 For each viewer count N (spread over ``--sessions`` sessions, lean viewers in ``--workers``
 processes, :mod:`avatar_engine.client.lean`, reading with the native receive pass of
 :mod:`avatar_engine.client.ws_receive` unless ``--viewer-pass numpy`` asks for the Python
 reference, and waking at most once per ``--viewer-wake-ms``, default ``lean.WAKE_S``: a stamp
 is up to that late; every case, passed to ``simulate`` for the server ones); every row prints
-the viewers' CPU per received frame):
+the viewers' CPU per received frame; with ``--pin on`` the server runs on a CPU of its own and
+the load on the others, ``--pin both`` runs every server and capture case both ways):
 
 - **floor**: a process that accepts N WebSocket connections and, 60 times a second, writes one
   pre-framed ~18-byte message per group to every socket with a plain ``socket.send()`` loop:
@@ -226,9 +227,15 @@ def _viewer_process(spec: dict[str, Any], ready: Any, shared: Any, results: Any)
     results.put(run_viewers(spec, on_ready=lambda: ready.put(1), window_of=window_of))
 
 
-def add_viewer_options(parser: argparse.ArgumentParser) -> None:
-    """The lean viewers' options (``--viewer-pass``, ``--viewer-wake-ms``), as ``simulate``
-    takes them; :func:`_sim` passes them on (the trace scripts use it too)."""
+def add_viewer_options(parser: argparse.ArgumentParser, *, compare_pins: bool = False) -> None:
+    """The load's options (``--viewer-pass``, ``--viewer-wake-ms`` as ``simulate`` takes them,
+    and ``--pin``); :func:`_sim` applies them (the trace scripts use it too). With
+    ``compare_pins``, ``--pin both`` is offered too."""
+    both = "; both: every server and capture run unpinned, then pinned (stall, webrtc: unpinned)"
+    parser.add_argument("--pin", choices=["off", "on", "both"] if compare_pins else ["off", "on"],
+                        default="off",
+                        help="on: the server on the first CPU alone, the load generators on the "
+                        "others" + (both if compare_pins else ""))  # fmt: skip
     parser.add_argument("--viewer-pass", choices=["native", "numpy"], default=None,
                         help="the lean viewers read with the native receive pass "
                         "or the Python reference (numpy); default: the fastest")  # fmt: skip
@@ -237,7 +244,41 @@ def add_viewer_options(parser: argparse.ArgumentParser) -> None:
                         "(lean.WAKE_S; 0: at every arriving frame)")  # fmt: skip
 
 
-def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[str, Any]:
+def _pins(args: argparse.Namespace) -> list[bool]:
+    """Whether each run of a server case is pinned (``--pin``)."""
+    return {"off": [False], "on": [True], "both": [False, True]}[args.pin]
+
+
+@contextlib.contextmanager
+def _pinned(pid: int, on: bool) -> Iterator[None]:
+    """With ``on``, the server (every thread of ``pid``) on the first CPU of this process's set
+    and this process, with the load processes it starts, on the rest; restored on the way out.
+    On a 2-core machine the viewers' wake-ups otherwise queue behind the server's tick on its
+    core, or take it from the server mid-tick (docs/performance.md, "The load on its own
+    core"); a deployment's viewers are on other machines."""
+    if not on:
+        yield
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least two CPUs")
+    tasks = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    for tid in tasks:
+        os.sched_setaffinity(tid, {cpus[0]})
+    os.sched_setaffinity(0, set(cpus[1:]))
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, set(cpus))
+        for tid in tasks:
+            with contextlib.suppress(ProcessLookupError):
+                os.sched_setaffinity(tid, set(cpus))
+
+
+def _sim(server: ServerProcess, args: argparse.Namespace, *, pin: bool | None = None,
+         **over: Any) -> dict[str, Any]:  # fmt: skip
+    """One ``simulate`` run against ``server`` with ``over`` set on its options, pinned as
+    ``pin`` says (default: ``--pin on``)."""
     ns = argparse.Namespace(
         url=server.url, subscribe_url=None, sessions=args.sessions, subscribers=100, stalled=0,
         transport="ws", publish="livelink", livelink_port=server.livelink_port,
@@ -248,7 +289,9 @@ def _sim(server: ServerProcess, args: argparse.Namespace, **over: Any) -> dict[s
         setattr(ns, key, value)
     rss0 = proc_sample(server.proc.pid)[1]
     tick0 = httpx.get(server.url + "/stats", timeout=10).json()["tick"]
-    report = run_simulation(ns)
+    with _pinned(server.proc.pid, args.pin == "on" if pin is None else pin):
+        report = run_simulation(ns)
+    report["pinned"] = args.pin == "on" if pin is None else pin
     report["rss_growth_mib"] = round(proc_sample(server.proc.pid)[1] - rss0, 1)
     for key in ("late", "skipped"):  # this run's, not since the server started
         report["server_tick"][key] -= tick0[key]  # (connecting the viewers included)
@@ -365,7 +408,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--webrtc", type=int, default=100, help="WebRTC viewers (webrtc case)")
-    add_viewer_options(parser)
+    add_viewer_options(parser, compare_pins=True)
     parser.add_argument(
         "--only",
         default="floor,cfloor,server,stall,capture",
@@ -406,21 +449,23 @@ def main() -> int:
                 row = floor(n, args, native=name == "cfloor")
                 floors[n][name] = row["cpu_us_per_frame"]
                 show(name, row)
-        for case in ("server", "server-threads", "server-pysend", "asgi"):
+        for case, pin in itertools.product(("server", "server-threads", "server-pysend", "asgi"),
+                                           _pins(args)):  # fmt: skip
             if case not in cases:
                 continue
             flags = ("--send-threads", str(args.send_threads)) if case == "server-threads" else ()
             with _case_server(case, *flags) as server:
-                base = _sim(server, args, subscribers=0)["server_cpu_percent"]
-                row = _server_row(n, _sim(server, args, subscribers=n), floors[n], base)
-                show(case, row)
+                base = _sim(server, args, subscribers=0, pin=pin)["server_cpu_percent"]
+                r = _sim(server, args, subscribers=n, pin=pin)
+                show(case, _server_row(n, r, floors[n], base) | {"pinned": pin})
     if "stall" in cases:
         _stall(args, floors, show)
-    for _ in range(args.repeat if "capture" in cases else 0):
+    for _, pin in itertools.product(range(args.repeat if "capture" in cases else 0),
+                                    _pins(args)):  # fmt: skip
         server = ServerProcess().wait_ready(60)
         try:
-            r = _sim(server, args, sessions=100, subscribers=100, probes=args.probes)
-            show("capture", {"sessions": 100, "probes": args.probes,
+            r = _sim(server, args, sessions=100, subscribers=100, probes=args.probes, pin=pin)
+            show("capture", {"sessions": 100, "probes": args.probes, "pinned": pin,
                              "publish_to_receive_ms": r["publish_to_receive_ms"],
                              "schedule_to_receive_ms": r["schedule_to_receive_ms"],
                              "tick_to_receive_ms": r["tick_to_receive_ms"],
