@@ -220,6 +220,54 @@ void count_frames(const py::handle& table, Int64s rows, double now, double windo
     }
 }
 
+// Rows of capture values held to their range, in place (src/avatar_engine/ingest/range_check.py
+// is the reference, held to this by a parity test): value j of a row is out of range when
+// |v - center[j]| > half[j] in float32 (NaN never is); counts[i] gets row i's out-of-range
+// values and the total is returned; when it is not 0, every value of every row is clipped to
+// [center - half, center + half] as np.clip does.
+std::int64_t clamp_rows(py::array_t<float, py::array::c_style> values, const F32Array& center,
+                        const F32Array& half, py::array_t<std::int64_t, py::array::c_style> counts) {
+    if (values.ndim() != 2) throw py::value_error("clamp_rows: values must be 2-D float32");
+    const auto n = values.shape(0);
+    const auto width = values.shape(1);
+    if (center.ndim() != 1 || half.ndim() != 1 || center.shape(0) != width ||
+        half.shape(0) != width)
+        throw py::value_error("clamp_rows: center and half need one value per column");
+    if (counts.ndim() != 1 || counts.shape(0) < n)
+        throw py::value_error("clamp_rows: counts needs one entry per row");
+    if (!values.writeable() || !counts.writeable())
+        throw py::value_error("clamp_rows: values and counts must be writeable");
+    float* v = values.mutable_data();
+    const float* c = center.data();
+    const float* h = half.data();
+    std::int64_t* out = counts.mutable_data();
+    std::int64_t total = 0;
+    for (py::ssize_t i = 0; i < n; ++i) {
+        std::int64_t row = 0;
+        for (py::ssize_t j = 0; j < width; ++j) row += std::fabs(v[i * width + j] - c[j]) > h[j];
+        out[i] = row;
+        total += row;
+    }
+    if (total == 0) return 0;
+    std::vector<float> lower(static_cast<std::size_t>(width)), upper(lower.size());
+    for (py::ssize_t j = 0; j < width; ++j) {
+        lower[static_cast<std::size_t>(j)] = c[j] - h[j];
+        upper[static_cast<std::size_t>(j)] = c[j] + h[j];
+    }
+    // As numpy's (vectorised) clip: NaN stays, a value equal to a bound becomes the bound (so
+    // -0.0 held to [0, 1] is 0.0).
+    for (py::ssize_t i = 0; i < n; ++i)
+        for (py::ssize_t j = 0; j < width; ++j) {
+            float& x = v[i * width + j];
+            if (std::isnan(x)) continue;
+            const float lo = lower[static_cast<std::size_t>(j)];
+            const float hi = upper[static_cast<std::size_t>(j)];
+            x = x > lo ? x : lo;
+            x = x < hi ? x : hi;
+        }
+    return total;
+}
+
 }  // namespace
 
 void register_ingest(py::module_& m) {
@@ -231,6 +279,12 @@ void register_ingest(py::module_& m) {
     m.def("take_frames", &take_frames, py::arg("table"), py::arg("rows"), py::arg("now"),
           py::arg("ok"), "One frame token per entry of rows, in order; ok[i] says who got one. Returns how many "
           "did.");
+    m.def("clamp_rows", &clamp_rows, py::arg("values").noconvert(),
+          py::arg("center").noconvert(), py::arg("half").noconvert(),
+          py::arg("counts").noconvert(),
+          "Rows of capture values held to center +- half in place: counts[i] the values of row "
+          "i out of range (float32 |v - center| > half), the total returned; when it is not 0 "
+          "every value is clipped as np.clip does.");
     m.def("count_frames", &count_frames, py::arg("table"), py::arg("rows"), py::arg("now"),
           py::arg("window"), "One delivered frame per entry of rows: counted, rate windows moved.");
 #ifdef __linux__
