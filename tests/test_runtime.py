@@ -15,7 +15,7 @@ from avatar_engine.codec.messages import Control, Ping, Pong, encode_control, en
 from avatar_engine.codec.wire import ControlOp, DeltaMode
 from avatar_engine.engine.engine import LISTENING_INTENSITY, SessionExistsError
 from avatar_engine.engine.engine import SessionNotFoundError as NotFound
-from avatar_engine.ingest.sink import SourceInfo
+from avatar_engine.ingest.sink import SourceBatch, SourceInfo, SourceKind
 from avatar_engine.rigs.arkit import ARKIT_COUNT, ARKIT_NAMES, ROTATION_COUNT
 from avatar_engine.server.auth import ANONYMOUS, DEFAULT_TENANT, Principal
 from avatar_engine.server.quotas import QuotaExceededError
@@ -23,7 +23,7 @@ from avatar_engine.transport.outbox import CLOSE_NOT_READING, MAX_CONTROL_MESSAG
 from inprocess import InProcessServer, Viewer
 
 JAW = ARKIT_NAMES.index("jawOpen")
-LIVELINK = SourceInfo("livelink", "phone")
+LIVELINK = SourceInfo(SourceKind.LIVELINK, "phone")
 OTHER_TENANT = Principal("other", "acme", frozenset({"admin"}), None)
 
 
@@ -331,7 +331,9 @@ def test_a_burst_through_on_frames_is_the_same_as_on_frame_each() -> None:
             rt.create_session(OTHER_TENANT, session_id="c")
             t = srv.clock.t
             if batch:
-                rt.on_frames(names, arkit, rotations, t, [LIVELINK] * len(names))
+                n = len(names)
+                sources = SourceBatch(LIVELINK.kind, ["phone"] * n, [""] * n, [""] * n, [None] * n)
+                rt.on_frames(names, arkit, rotations, t, sources)
             else:
                 for i, sid in enumerate(names):
                     rt.on_frame(sid, arkit[i], rotations[i], t, LIVELINK)

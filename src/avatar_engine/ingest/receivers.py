@@ -53,7 +53,7 @@ from avatar_engine.ingest.publish import PublishDecoder, PublishDropError, Publi
 from avatar_engine.ingest.range_check import CENTER, HALF, range_check_backend
 from avatar_engine.ingest.recv_batch import Address, batch_rows, recv_backend
 from avatar_engine.ingest.routing import Router
-from avatar_engine.ingest.sink import BatchCaptureSink, CaptureSink, SourceInfo, SourceKind
+from avatar_engine.ingest.sink import BatchCaptureSink, CaptureSink, SourceBatch, SourceKind
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.arkit import ARKIT_COUNT
 from avatar_engine.types import F32, I64, U8
@@ -329,21 +329,27 @@ class DatagramReceiver:
         routed = self._route(rows, keys, defaults, now)
         if not routed:
             return
-        peers, kind = self.peers, self.kind
+        peers = self.peers
+        key_of, session_of = peers.key, peers.session
         ids: list[str] = []
         senders: list[int] = []
-        infos: list[SourceInfo] = []
         for j, session in routed:
-            row, key = rows[j], keys[j]
-            peers.key[row] = key
-            peers.session[row] = session
+            row = rows[j]
+            key_of[row] = keys[j]
+            session_of[row] = session
             ids.append(session)
             senders.append(row)
-            infos.append(SourceInfo(kind, key, peers.label[row], device_ids[j], frame_times[j]))
         if len(routed) < len(rows):
-            at = np.array([j for j, _ in routed], np.intp)
+            kept = [j for j, _ in routed]
+            keys = [keys[j] for j in kept]
+            device_ids = [device_ids[j] for j in kept]
+            frame_times = [frame_times[j] for j in kept]
+            at = np.array(kept, np.intp)
             arkit, rotations = arkit[at], rotations[at]
-        delivered = self._hand_over(ids, arkit, rotations, infos, senders, now)
+        label = peers.label
+        sources = SourceBatch(self.kind, keys, [label[r] for r in senders], device_ids,
+                              frame_times)  # fmt: skip
+        delivered = self._hand_over(ids, arkit, rotations, sources, senders, now)
         if delivered:
             peers.count_frames(np.array(delivered, np.int64), now)
             self.totals.frames_at(now, len(delivered))
@@ -369,13 +375,13 @@ class DatagramReceiver:
             routed = [r for r, ok in zip(routed, passed, strict=True) if ok]
         return routed
 
-    def _hand_over(self, ids: list[str], arkit: F32, rotations: F32, infos: list[SourceInfo],
+    def _hand_over(self, ids: list[str], arkit: F32, rotations: F32, sources: SourceBatch,
                    senders: list[int], now: float) -> list[int]:  # fmt: skip
         """Give the routed frames to the sink; returns the senders of those it took (a failing
         call is counted ``sink_error``)."""
         if self._batch_sink is not None:
             try:
-                self._batch_sink.on_frames(ids, arkit, rotations, now, infos)
+                self._batch_sink.on_frames(ids, arkit, rotations, now, sources)
             except Exception as exc:
                 for row, n in Counter(senders).items():
                     self.drop(row, "sink_error", repr(exc), now, n)
@@ -384,7 +390,7 @@ class DatagramReceiver:
         delivered: list[int] = []
         for j, session in enumerate(ids):
             try:
-                self._sink.on_frame(session, arkit[j], rotations[j], now, infos[j])
+                self._sink.on_frame(session, arkit[j], rotations[j], now, sources.at(j))
             except Exception as exc:
                 self.drop(senders[j], "sink_error", repr(exc), now)
             else:

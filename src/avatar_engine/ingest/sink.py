@@ -45,6 +45,25 @@ class SourceInfo(NamedTuple):
     """The sender's own clock for this frame, in seconds, when the format carries one."""
 
 
+class SourceBatch(NamedTuple):
+    """Where the frames of a burst came from, as columns: one receiver, so one kind; frame
+    ``i``'s key, sender, device and time at ``i`` of each list. A burst's frames are handed over
+    without a :class:`SourceInfo` each (built with :meth:`at` only for a frame that goes on
+    alone: forwarded to another node, or past its tenant's quota)."""
+
+    kind: SourceKind
+    keys: Sequence[str]
+    peers: Sequence[str]
+    device_ids: Sequence[str]
+    frame_times: Sequence[float | None]
+
+    def at(self, i: int) -> SourceInfo:
+        """Frame ``i``'s source."""
+        return SourceInfo(
+            self.kind, self.keys[i], self.peers[i], self.device_ids[i], self.frame_times[i]
+        )
+
+
 class CaptureSink(Protocol):
     """Receives validated frames.
 
@@ -81,11 +100,11 @@ class BatchCaptureSink(CaptureSink, Protocol):
         arkit: F32,
         rotations: F32,
         t_arrival: float,
-        sources: Sequence[SourceInfo],
+        sources: SourceBatch,
     ) -> None:
         """Take ``len(session_ids)`` frames that arrived at ``t_arrival``: row ``i`` of ``arkit``
-        (N, 52) and ``rotations`` (N, 9) is ``session_ids[i]``'s, from ``sources[i]``. The same
-        as :meth:`~CaptureSink.on_frame` for each row in order; the arrays may be receiver
+        (N, 52) and ``rotations`` (N, 9) is ``session_ids[i]``'s, from ``sources.at(i)``. The
+        same as :meth:`~CaptureSink.on_frame` for each row in order; the arrays may be receiver
         buffers (copy to keep). An exception counts every frame of the call as ``sink_error``."""
 
 
@@ -136,11 +155,11 @@ class CollectingSink:
         arkit: F32,
         rotations: F32,
         t_arrival: float,
-        sources: Sequence[SourceInfo],
+        sources: SourceBatch,
     ) -> None:
         """Keep a copy of each frame of a burst, as :meth:`on_frame` would one by one."""
         for i, session_id in enumerate(session_ids):
-            self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources[i])
+            self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources.at(i))
 
     def __len__(self) -> int:
         return len(self.times)

@@ -36,7 +36,7 @@ from avatar_engine.engine.sessions import (
 )
 from avatar_engine.ingest.routing import RoutingConfig
 from avatar_engine.ingest.service import IngestConfig, IngestService
-from avatar_engine.ingest.sink import SourceInfo
+from avatar_engine.ingest.sink import SourceBatch, SourceInfo
 from avatar_engine.ingest.stats import SourceStats
 from avatar_engine.rigs.profile import load_named_rig, resolve_rig_name
 from avatar_engine.server.auth import DEFAULT_TENANT, Authenticator, Principal, Scope
@@ -531,27 +531,30 @@ class Runtime:
         arkit: npt.NDArray[np.float32],
         rotations: npt.NDArray[np.float32],
         t_arrival: float,
-        sources: Sequence[SourceInfo],
+        sources: SourceBatch,
     ) -> None:
-        """The batch twin of :meth:`on_frame` (a receiver's burst): the quota is taken once per
-        tenant and source kind, and the frames stored in one engine call per kind. A group
-        its tenant's budget cannot carry whole, and frames of sessions not animated here, go
-        one by one through :meth:`on_frame` (as many as the budget holds, forwarded, refused)."""
-        groups: dict[tuple[str, str], list[int]] = {}
+        """The batch twin of :meth:`on_frame` (a receiver's burst, of one source kind): the
+        quota is taken once per tenant, and the frames stored in one engine call per tenant. A
+        group its tenant's budget cannot carry whole, and frames of sessions not animated here,
+        go one by one through :meth:`on_frame` (as many as the budget holds, forwarded,
+        refused)."""
+        groups: dict[str, list[int]] = {}
         find = self.engine.find
         for i, session_id in enumerate(session_ids):
             session = find(session_id)
             if session is None:
-                self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources[i])
+                self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources.at(i))
             else:
-                groups.setdefault((session.tenant, sources[i].kind), []).append(i)
+                groups.setdefault(session.tenant, []).append(i)
         kick = False
-        for (tenant, kind), rows in groups.items():
+        kind = sources.kind
+        for tenant, rows in groups.items():
             try:
                 self.quotas.allow_publish(tenant, len(rows))
             except QuotaExceededError:
                 for i in rows:
-                    self.on_frame(session_ids[i], arkit[i], rotations[i], t_arrival, sources[i])
+                    source = sources.at(i)
+                    self.on_frame(session_ids[i], arkit[i], rotations[i], t_arrival, source)
                 continue
             ids = [session_ids[i] for i in rows]
             take = np.array(rows, np.intp)
