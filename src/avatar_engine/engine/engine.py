@@ -348,22 +348,33 @@ class Engine:
         :class:`SessionNotFoundError` before storing anything if one id is unknown."""
         last = {session_id: i for i, session_id in enumerate(session_ids)}
         counts = Counter(session_ids) if len(last) < len(session_ids) else None
-        sessions = [self.get(session_id) for session_id in last]
-        by_rig: dict[str, tuple[list[int], list[str]]] = {}
-        for session, i in zip(sessions, last.values(), strict=True):
-            frames, ids = by_rig.setdefault(session.rig, ([], []))
-            frames.append(i)
-            ids.append(session.id)
-        for rig, (frames, ids) in by_rig.items():
-            group = self._groups[rig]
-            take = np.array(frames, np.intp)
-            group.store_captures(group.rows_for(ids), arkit[take], rotations[take], t)
+        known = self._sessions
+        try:
+            sessions = [known[session_id] for session_id in last]
+        except KeyError as exc:
+            raise SessionNotFoundError(exc.args[0]) from None
+        rigs = {session.rig for session in sessions}
+        if len(rigs) == 1 and counts is None:  # the usual burst: one rig, no id twice
+            group = self._groups[rigs.pop()]
+            group.store_captures(group.rows_for(list(last)), arkit, rotations, t)
+        else:
+            by_rig: dict[str, tuple[list[int], list[str]]] = {}
+            for session, i in zip(sessions, last.values(), strict=True):
+                frames, ids = by_rig.setdefault(session.rig, ([], []))
+                frames.append(i)
+                ids.append(session.id)
+            for rig, (frames, ids) in by_rig.items():
+                group = self._groups[rig]
+                take = np.array(frames, np.intp)
+                group.store_captures(group.rows_for(ids), arkit[take], rotations[take], t)
+        active = SessionState.ACTIVE
         for session in sessions:
             session.last_capture_t = t
             session.capture_frames += 1 if counts is None else counts[session.id]
             if source is not None:
                 session.source = source
-            session.set_state(SessionState.ACTIVE, t)
+            if session.state is not active:
+                session.set_state(active, t)
 
     def push_text(
         self,
