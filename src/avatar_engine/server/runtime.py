@@ -538,28 +538,37 @@ class Runtime:
         group its tenant's budget cannot carry whole, and frames of sessions not animated here,
         go one by one through :meth:`on_frame` (as many as the budget holds, forwarded,
         refused)."""
-        groups: dict[str, list[int]] = {}
         find = self.engine.find
-        for i, session_id in enumerate(session_ids):
-            session = find(session_id)
-            if session is None:
-                self.on_frame(session_id, arkit[i], rotations[i], t_arrival, sources.at(i))
-            else:
-                groups.setdefault(session.tenant, []).append(i)
+        found = [find(session_id) for session_id in session_ids]
+        tenants = {session.tenant for session in found if session is not None}
+        groups: dict[str, list[int] | None] = {}
+        if len(tenants) == 1 and None not in found:  # the usual burst: all here, one tenant
+            groups[tenants.pop()] = None  # every frame, in order
+        else:
+            for i, session in enumerate(found):
+                if session is None:
+                    self.on_frame(session_ids[i], arkit[i], rotations[i], t_arrival, sources.at(i))
+                else:
+                    rows = groups.setdefault(session.tenant, [])
+                    assert rows is not None
+                    rows.append(i)
         kick = False
-        kind = sources.kind
         for tenant, rows in groups.items():
+            ids = list(session_ids) if rows is None else [session_ids[i] for i in rows]
             try:
-                self.quotas.allow_publish(tenant, len(rows))
+                self.quotas.allow_publish(tenant, len(ids))
             except QuotaExceededError:
-                for i in rows:
+                for i in range(len(session_ids)) if rows is None else rows:
                     source = sources.at(i)
                     self.on_frame(session_ids[i], arkit[i], rotations[i], t_arrival, source)
                 continue
-            ids = [session_ids[i] for i in rows]
-            take = np.array(rows, np.intp)
-            self.engine.push_captures(ids, arkit[take], rotations[take], t_arrival, source=kind)
-            self.counters.publish_messages += len(rows)
+            if rows is None:
+                frames, turns = arkit, rotations
+            else:
+                take = np.array(rows, np.intp)
+                frames, turns = arkit[take], rotations[take]
+            self.engine.push_captures(ids, frames, turns, t_arrival, source=sources.kind)
+            self.counters.publish_messages += len(ids)
             self._last_used.update(dict.fromkeys(ids, t_arrival))
             kick = kick or not self.subscribers.keys().isdisjoint(ids)
         if kick:
