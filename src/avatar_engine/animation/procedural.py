@@ -1,7 +1,7 @@
 """Procedural life for many sessions: blinks, breathing, gaze, idle head motion, speech beats.
 
 Everything is a pure function of (seed, inputs, time): random draws come from per-session
-counter-based streams (:mod:`avatar_engine.animation.rng`), time is an argument, and state
+counter-based streams (:mod:`avatar_engine.kernels.rng`), time is an argument, and state
 lives in arrays with one row per session, so a 10-minute simulation replays exactly and a
 session's behaviour does not depend on its row or its neighbours.
 
@@ -30,8 +30,8 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from avatar_engine.animation import rng
 from avatar_engine.animation.params import LifeParams
+from avatar_engine.kernels import rng
 from avatar_engine.kernels.backends import BackendName, resolve_backend
 from avatar_engine.kernels.filters import settle_omega
 from avatar_engine.kernels.life import LifeBuffers, LifeConsts, make_life

@@ -2,7 +2,7 @@
 
 Mirrors the numpy reference in life_events.py (and LifeEventsPlan in
 native/src/register_life.cpp): one loop over the rows in ascending order, the counter-based
-splitmix64 draws of avatar_engine.animation.rng in uint64 (wrapping), float64 arithmetic and
+splitmix64 draws of avatar_engine.kernels.rng in uint64 (wrapping), float64 arithmetic and
 float32 where the reference computes in float32.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from avatar_engine.animation import rng
+from avatar_engine.kernels import rng
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)

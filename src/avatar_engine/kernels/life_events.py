@@ -7,7 +7,7 @@ family makes a tick's events one kernel call, ``events(state, t)`` before the li
 after it (the tick kernel sets ``wrapped`` and reads ``breath_cycle``).
 
 Random numbers come from the per-session counter-based streams of
-:mod:`avatar_engine.animation.rng`: draw ``j`` of row ``r`` of stream ``s`` is
+:mod:`avatar_engine.kernels.rng`: draw ``j`` of row ``r`` of stream ``s`` is
 ``splitmix64(keys[r, s] + (counters[r, s] + j) * GAMMA)`` (uint64, wrapping), as a float64
 ``(bits >> 11) * 2**-53``; a row's draws advance ``counters[r, s]``. ``N(a, b)`` below is the
 Box-Muller cosine branch ``sqrt(-2 log1p(-a)) cos(2 pi b)``, ``E(a) = -log1p(-a)``. Rows are
@@ -46,7 +46,7 @@ from typing import NamedTuple, Protocol, cast
 
 import numpy as np
 
-from avatar_engine.animation import rng
+from avatar_engine.kernels import rng
 from avatar_engine.kernels.backends import BackendName, require_native
 from avatar_engine.types import B1, F32, F64, I64, U8, U64
 
