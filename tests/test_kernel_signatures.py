@@ -35,6 +35,7 @@ KERNEL_MODULES = (
     "avatar_engine.kernels.compose",
     "avatar_engine.kernels.life",
     "avatar_engine.kernels.life_events",
+    "avatar_engine.kernels.envelopes",
     "avatar_engine.kernels.audio_features",
     "avatar_engine.codec.encoder",
 )
@@ -47,10 +48,11 @@ NUMBA_MODULES = tuple(
         "compose",
         "life",
         "life_events",
+        "envelopes",
         "audio_features",
     )
 )
-KERNEL_HEADERS = ("retarget", "curves", "filters", "compose", "life", "audio_features")
+KERNEL_HEADERS = ("retarget", "curves", "filters", "compose", "life", "envelopes", "audio_features")
 """The headers the pybind11 families bind (native/src/register_*.cpp)."""
 
 

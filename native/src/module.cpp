@@ -11,6 +11,7 @@ PYBIND11_MODULE(_core, m) {
     avatar_engine::bindings::register_filters(m);
     avatar_engine::bindings::register_compose(m);
     avatar_engine::bindings::register_life(m);
+    avatar_engine::bindings::register_envelopes(m);
     avatar_engine::bindings::register_audio(m);
     avatar_engine::bindings::register_fanout(m);
     avatar_engine::bindings::register_ingest(m);

@@ -10,6 +10,7 @@ void register_curves(pybind11::module_& m);
 void register_filters(pybind11::module_& m);
 void register_compose(pybind11::module_& m);
 void register_life(pybind11::module_& m);
+void register_envelopes(pybind11::module_& m);
 void register_audio(pybind11::module_& m);
 void register_fanout(pybind11::module_& m);
 void register_ingest(pybind11::module_& m);

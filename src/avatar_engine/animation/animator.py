@@ -22,6 +22,9 @@ and nothing is copied), set the per-session flags (``capture_new``, ``speaking``
 5. effective per-(session, layer, region) weights;
 6. compositor + constraints (one batched kernel call per block).
 
+Stages 1 and 5 are one kernel call before stage 2 (:mod:`avatar_engine.kernels.envelopes`):
+the weights read only the envelopes and the layer config, which stages 2-4 never write.
+
 One-shot inputs (``capture_new``, ``stress``) are cleared by the step; held inputs
 (``speaking``, ``in_word``) stay until the caller changes them.
 """
@@ -64,6 +67,7 @@ from avatar_engine.kernels.compose import (
     make_compose,
     make_scatter,
 )
+from avatar_engine.kernels.envelopes import EnvelopeBuffers, EnvelopeConsts, make_envelopes
 from avatar_engine.kernels.filters import OneEuroFilter, spring_kernel
 from avatar_engine.rigs.arkit import ARKIT_NAMES, ROTATION_NAMES
 from avatar_engine.rigs.profile import RigProfile, RigProfileError
@@ -126,20 +130,28 @@ def coupling_pairs(names: Sequence[str]) -> npt.NDArray[np.int32]:
     return np.array(pairs, np.int32).reshape(-1, 2)
 
 
-def _smoothstep(x: F32) -> F32:
-    return (x * x * (3.0 - 2.0 * x)).astype(np.float32)
+def envelope_consts(params: LifeParams) -> EnvelopeConsts:
+    """The envelope kernel's constants (:mod:`avatar_engine.kernels.envelopes`) from
+    ``params`` and the compositor's layer geometry."""
+    ep = params.envelope
+    return EnvelopeConsts(
+        speak_attack=ep.speak_attack,
+        speak_release=ep.speak_release,
+        capture_timeout=ep.capture_timeout,
+        capture_fade_in=ep.capture_fade_in,
+        capture_fade_out=ep.capture_fade_out,
+        thinking_fade=ep.thinking_fade,
+        n_layers=N_LAYERS,
+        n_regions=N_REGIONS,
+        capture_layer=int(Layer.CAPTURE),
+        speech_layer=int(Layer.SPEECH),
+    )
 
 
 def _plane(layers: F32, layer: Layer) -> F32:
     """One layer's (rows, width) plane of an (L, rows, width) layer block."""
     plane: F32 = layers[layer]
     return plane
-
-
-def _ramp(env: F32, target: F32, up: float, down: float) -> None:
-    """Move ``env`` towards ``target`` by at most ``up``/``down`` (in place)."""
-    rising = target > env
-    np.copyto(env, np.where(rising, np.minimum(env + up, target), np.maximum(env - down, target)))
 
 
 class Animator:
@@ -176,6 +188,8 @@ class Animator:
     capture_env = BlockField[np.float32]()
     thinking_on = BlockField[np.float32]()
     thinking_env = BlockField[np.float32]()
+    thinking = BlockField[np.float32]()
+    """This tick's smoothed thinking gate (0..1; stage 1's output, read by stages 3 and 4)."""
     last_capture = BlockField[np.float64]()
     prev_m = BlockField[np.float32]()
     prev_c = BlockField[np.float32]()
@@ -219,6 +233,8 @@ class Animator:
         self._map_proc = make_scatter(ScatterTables.from_dense(proc_dense), self.backend)
         self._build_compose(couple_pairs, morph_max_velocity)
         self._spring = spring_kernel(self.backend)
+        self._envelopes = make_envelopes(envelope_consts(self.params), self.backend)
+        self._env_buffers: EnvelopeBuffers | None = None
         self._declare_blocks()
 
     def _build_compose(
@@ -286,6 +302,7 @@ class Animator:
         self.capture_env = declare("animator.capture_env", (), np.float32)
         self.thinking_on = declare("animator.thinking_on", (), np.float32)
         self.thinking_env = declare("animator.thinking_env", (), np.float32)
+        self.thinking = declare("animator.thinking", (), np.float32)
         self.last_capture = declare("animator.last_capture", (), np.float64, -np.inf)
         self.prev_m = declare("animator.prev_m", (m,), np.float32)
         self.prev_c = declare("animator.prev_c", (N_CHANNELS,), np.float32)
@@ -485,27 +502,37 @@ class Animator:
 
     # -- the tick -------------------------------------------------------------------------
 
-    def _capture_presence(self, t: float, dt: float, n: int) -> F32:
-        """Advance the capture envelope and return each row's sample interval for the filter
-        (0 = no new sample); a run that starts after a gap restarts its filter."""
-        ep = self.params.envelope
-        fresh = self.capture_new[:n]
-        last = self.last_capture[:n]
-        gap = t - last
-        was_absent = gap > ep.capture_timeout
-        cap_dt = self._capture_dt[:n]
-        cap_dt[...] = np.where(
-            fresh, np.where(was_absent, 1.0 / 60.0, np.clip(gap, 1 / 240, 0.25)), 0.0
+    def _envelope_buffers(self, n: int) -> EnvelopeBuffers:
+        """The first ``n`` rows of what the envelope kernel reads and writes (stages 1 and 5).
+
+        Kept between ticks while ``n`` and the row table's arrays stay the same: every field
+        is a block of this animator's table, and all of them are replaced together when it
+        grows, so one field's base array tells whether the views are still current.
+        """
+        env = self._env_buffers
+        if env is not None and len(env.speak_env) == n and env.speak_env.base is self.speak_env:
+            return env
+        cfg = self.layer_config
+        env = EnvelopeBuffers(
+            speaking=self.speaking[:n],
+            speak_env=self.speak_env[:n],
+            capture_new=self.capture_new[:n],
+            last_capture=self.last_capture[:n],
+            capture_env=self.capture_env[:n],
+            capture_dt=self._capture_dt[:n],
+            filter_primed_m=self.filter_m.primed[:n],
+            filter_primed_c=self.filter_c.primed[:n],
+            thinking_on=self.thinking_on[:n],
+            thinking_env=self.thinking_env[:n],
+            thinking=self.thinking[:n],
+            weight=cfg.weight[:n],
+            mask=cfg.mask[:n],
+            duck_speech=cfg.duck_speech[:n],
+            duck_capture=cfg.duck_capture[:n],
+            weights=self.weights[:n],
         )
-        restart = np.flatnonzero(fresh & was_absent & (self.capture_env[:n] == 0.0))
-        if restart.size:  # a new capture run starts from its first sample, not a stale state
-            self.filter_m.primed[restart] = 0
-            self.filter_c.primed[restart] = 0
-        last[fresh] = t
-        present = (t - last) <= ep.capture_timeout
-        _ramp(self.capture_env[:n], present.astype(np.float32), dt / ep.capture_fade_in,
-              dt / ep.capture_fade_out)  # fmt: skip
-        return cap_dt
+        self._env_buffers = env
+        return env
 
     def step(self, t: float, dt: float | None = None) -> None:
         """Animate every live session to time ``t`` (seconds; the caller's clock)."""
@@ -519,17 +546,11 @@ class Animator:
             return
         ep = self.params.envelope
 
-        # 1. envelopes
-        speak_env = self.speak_env[:n]
-        _ramp(speak_env, np.clip(self.speaking[:n], 0.0, 1.0), dt / ep.speak_attack,
-              dt / ep.speak_release)  # fmt: skip
-        cap_dt = self._capture_presence(t, dt, n)
-        cap_env = self.capture_env[:n]
-        think_env = self.thinking_env[:n]
-        fade = dt / ep.thinking_fade
-        _ramp(think_env, self.thinking_on[:n], fade, fade)
-        cap_gate = _smoothstep(cap_env)
-        think = _smoothstep(think_env)
+        # 1 and 5. envelopes and effective layer weights, one kernel call: stage 5 reads
+        # only the envelopes and the layer config, which stages 2-4 do not write
+        env = self._envelope_buffers(n)
+        self._envelopes(env, t, dt)
+        speak_env, cap_dt, think, w = env.speak_env, env.capture_dt, env.thinking, env.weights
 
         # 2. capture smoothing, in place on the capture planes
         self.filter_m.run(self.capture_morphs, cap_dt, self.capture_morphs, n)
@@ -547,8 +568,7 @@ class Animator:
         )
         self._map_proc(features, self.layers_m[Layer.PROCEDURAL, :n])
 
-        # 5-6. weights, compositor, constraints
-        w = self.layer_config.effective(n, speak_env, cap_gate, think, self.weights)
+        # 6. compositor, constraints
         mode = self.layer_config.mode[:n]
         self._compose_m(
             ComposeState(prev=self.prev_m[:n], primed=self.primed_m[:n]),

@@ -11,7 +11,8 @@ Effective weight of layer ``l`` for session ``s`` in region ``r``::
         * (1 - duck_capture[s, l, r] * capture[s])
 
 where ``gate`` is the capture-presence envelope for the capture layer, the speaking envelope
-(times ``1 - thinking``) for the speech layer, and 1 otherwise.
+(times ``1 - thinking``) for the speech layer, and 1 otherwise. The animate step computes it
+for all sessions in one kernel call with the envelopes (:mod:`avatar_engine.kernels.envelopes`).
 """
 
 from __future__ import annotations
@@ -137,14 +138,3 @@ class LayerConfig:
                 if not np.isfinite(value):
                     raise ValueError(f"region {region!r}: value must be finite")
                 table[row, li, region_code(region)] = value
-
-    def effective(self, n: int, speaking: F32, capture: F32, thinking: F32, out: F32) -> F32:
-        """Write the ``(n, L, R)`` effective weights into ``out[:n]`` and return it."""
-        gate = self.weight[:n].copy()
-        gate[:, Layer.CAPTURE] *= capture
-        gate[:, Layer.SPEECH] *= speaking * (1.0 - thinking)
-        w = out[:n]
-        np.multiply(self.mask[:n], gate[:, :, None], out=w)
-        w *= 1.0 - self.duck_speech[:n] * speaking[:, None, None]
-        w *= 1.0 - self.duck_capture[:n] * capture[:, None, None]
-        return w
