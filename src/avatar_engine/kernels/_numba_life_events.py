@@ -44,6 +44,20 @@ def _draw(keys: np.ndarray, counters: np.ndarray, r: int, s: int, j: int) -> flo
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _draw5(keys: np.ndarray, counters: np.ndarray, r: int, s: int) -> tuple[float, ...]:
+    """The next five uniforms of row ``r``'s stream ``s``; its counter moves past them."""
+    u = (
+        _draw(keys, counters, r, s, 0),
+        _draw(keys, counters, r, s, 1),
+        _draw(keys, counters, r, s, 2),
+        _draw(keys, counters, r, s, 3),
+        _draw(keys, counters, r, s, 4),
+    )
+    counters[r, s] += np.uint64(5)
+    return u
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _normal(u1: float, u2: float) -> float:
     return math.sqrt(-2.0 * math.log1p(-u1)) * math.cos(_TWO_PI * u2)
 
@@ -64,12 +78,7 @@ def life_events_step(c: Any, b: Any, t: float) -> None:
             busy = t < b.blink_t0[r] + b.blink_close[r] + b.blink_open[r]
             deferred = b.in_word[r] and (t - nxt < c.defer_max)
             if not busy and not deferred:
-                u0 = _draw(keys, cnt, r, _BLINK, 0)
-                u1 = _draw(keys, cnt, r, _BLINK, 1)
-                u2 = _draw(keys, cnt, r, _BLINK, 2)
-                u3 = _draw(keys, cnt, r, _BLINK, 3)
-                u4 = _draw(keys, cnt, r, _BLINK, 4)
-                cnt[r, _BLINK] += np.uint64(5)
+                u0, u1, u2, u3, u4 = _draw5(keys, cnt, r, _BLINK)
                 dur = c.duration_min + u0 * (c.duration_max - c.duration_min)
                 b.blink_t0[r] = t
                 b.blink_close[r] = dur * c.close_fraction
@@ -86,12 +95,7 @@ def life_events_step(c: Any, b: Any, t: float) -> None:
                     b.next_blink[r] = t + iv
         # fixation
         if t >= b.next_fixation[r]:
-            u0 = _draw(keys, cnt, r, _GAZE, 0)
-            u1 = _draw(keys, cnt, r, _GAZE, 1)
-            u2 = _draw(keys, cnt, r, _GAZE, 2)
-            u3 = _draw(keys, cnt, r, _GAZE, 3)
-            u4 = _draw(keys, cnt, r, _GAZE, 4)
-            cnt[r, _GAZE] += np.uint64(5)
+            u0, u1, u2, u3, u4 = _draw5(keys, cnt, r, _GAZE)
             spread = np.float64(one + sp_spread * b.speaking[r])
             b.fixation[r, 0] = np.float32(_normal(u0, u1) * c.spread_yaw * spread)
             b.fixation[r, 1] = np.float32(_normal(u2, u3) * c.spread_pitch * spread)
@@ -99,12 +103,7 @@ def life_events_step(c: Any, b: Any, t: float) -> None:
             b.next_fixation[r] = t + c.fixation_min + e * (c.fixation_mean - c.fixation_min)
         # micro-saccade
         if t >= b.next_micro[r]:
-            u0 = _draw(keys, cnt, r, _MICRO, 0)
-            u1 = _draw(keys, cnt, r, _MICRO, 1)
-            u2 = _draw(keys, cnt, r, _MICRO, 2)
-            u3 = _draw(keys, cnt, r, _MICRO, 3)
-            u4 = _draw(keys, cnt, r, _MICRO, 4)
-            cnt[r, _MICRO] += np.uint64(5)
+            u0, u1, u2, u3, u4 = _draw5(keys, cnt, r, _MICRO)
             b.micro[r, 0] = np.float32(_normal(u0, u1) * c.micro_amplitude)
             b.micro[r, 1] = np.float32(_normal(u2, u3) * c.micro_amplitude)
             e = -math.log1p(-u4)
