@@ -569,6 +569,7 @@ def test_a_group_table_lays_out_every_slots_rows_and_a_change_is_announced() -> 
     assert changes == [1, 1, 1, 1]  # three adds and one removal
     table = GroupTable([second, None, first])
     assert table.counts.tolist() == [2, 0, 2] and table.starts.tolist() == [0, 2, 2, 4]
+    assert table.watched.tolist() == [True, False, True]
     assert table.members.tolist() == [*second.rows().tolist(), *first.rows().tolist()]
     assert table.sets == [second, None, first]
     for group in (first, second):

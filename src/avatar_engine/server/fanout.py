@@ -516,15 +516,16 @@ class GroupTable:
     """Every group's viewer rows of one encoder as one table, for a tick's one native pass:
     message ``k`` (the encoder's stream ``k``) goes to ``sets[k]``, whose rows in :data:`LINKS`
     are ``members[starts[k]:starts[k + 1]]`` (``counts[k]`` of them; 0 for a stream nobody
-    watches or a free slot). Built when a group's viewers change (rare), read every tick: no
-    Python work per group in the pass."""
+    watches or a free slot; ``watched`` says which are not 0). Built when a group's viewers
+    change (rare), read every tick: no Python work per group in the pass."""
 
-    __slots__ = ("counts", "members", "sets", "starts")
+    __slots__ = ("counts", "members", "sets", "starts", "watched")
 
     def __init__(self, sets: Sequence[ViewerSet[Any] | None]) -> None:
         self.sets = list(sets)
         rows = [s.rows() for s in self.sets if s is not None]
         self.counts = np.array([0 if s is None else len(s) for s in self.sets], np.int64)
+        self.watched: B1 = self.counts > 0
         self.starts = np.zeros(len(self.sets) + 1, np.int64)
         np.cumsum(self.counts, out=self.starts[1:])
         self.members = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)

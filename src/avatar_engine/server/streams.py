@@ -120,7 +120,9 @@ class RigStreams:
         self._by_slot: dict[int, StreamGroup] = {}
         self._needs_resync: set[StreamGroup] = set()
         self._table: GroupTable | None = None
-        """Every slot's viewer rows for the tick's send pass; None when a group changed."""
+        """Every slot's viewer rows for the tick's send pass; None after a group's viewers
+        changed (its set reports each add and removal) or the encoder grew. A group opened
+        or closed without viewers leaves it valid: its slot counts 0 either way."""
 
     def hello(self, sid: int, params: StreamParams, audio: AudioCodec = AudioCodec.OFF) -> bytes:
         """The HELLO that opens stream ``sid`` for this rig's schema."""
@@ -141,7 +143,6 @@ class RigStreams:
             key, slot, sid, subscribers=viewers, needs_resync=self._needs_resync
         )
         self._by_slot[slot] = group
-        self._table = None
         return group
 
     def _viewers_changed(self) -> None:
@@ -153,7 +154,6 @@ class RigStreams:
             self.encoder.remove_stream(group.slot)
             del self.groups[group.key]
             del self._by_slot[group.slot]
-            self._table = None
 
     def _session_moved(self, src: int, dst: int) -> None:
         """The rig group's row table moved a session from row ``src`` to ``dst``."""
@@ -201,7 +201,7 @@ class RigStreams:
         if following.size:
             enc.follow_input(following[tick.kinds[following] != NONE], t_ms)
         table = self._table or self._viewer_table()
-        order = np.flatnonzero((tick.kinds != NONE) & (table.counts > 0))
+        order = np.flatnonzero((tick.kinds != NONE) & table.watched)
         sent = 0
         if order.size:  # every group's direct writes in one native call, from the tick buffer
             offer_to_groups(table, tick.buffer, tick.offsets, order, tick.kinds == KEYFRAME)
